@@ -1,0 +1,6 @@
+//! One module per subcommand: its clap arguments and its `run` function.
+
+pub mod facts;
+pub mod init;
+pub mod inventory;
+pub mod lab;

@@ -1,0 +1,1 @@
+//! k8sup-lab (being written).

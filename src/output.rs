@@ -1,0 +1,22 @@
+//! Output conventions shared by all commands: the `--output` switch and how
+//! errors are shown. Human output goes to stdout, diagnostics to stderr; JSON
+//! output is one document on stdout so that CI can pipe it into `jq`.
+
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Print an error chain as `error: outer` followed by `  caused by: inner`
+/// lines, so that the host, file and fix named by inner layers stay visible.
+pub fn print_error(err: &anyhow::Error) {
+    let mut s = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = write!(s, "\n  caused by: {cause}");
+    }
+    eprintln!("{s}");
+}

@@ -1,0 +1,1 @@
+//! k8sup-ssh (being written).
