@@ -9,4 +9,6 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod connect;
+pub mod facts;
 pub mod output;

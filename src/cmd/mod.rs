@@ -4,3 +4,4 @@ pub mod facts;
 pub mod init;
 pub mod inventory;
 pub mod lab;
+pub mod load;

@@ -1,1 +1,60 @@
-//! k8sup-ssh (being written).
+//! k8sup-ssh: the SSH transport of k8sup, built on russh.
+//!
+//! One authenticated connection per host, reused for every command of a run
+//! (each command on its own channel). Host keys are verified against known_hosts
+//! the way OpenSSH does it (hashed entries, `@cert-authority`, `@revoked`,
+//! `accept-new`), before anything is run. Non-root logins become root through
+//! sudo without ever putting a password on a command line. Uploads are streamed,
+//! atomic, and skipped when the host already has the same content.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), k8sup_ssh::SshError> {
+//! use k8sup_ssh::{ConnectSpec, Session, UploadOptions};
+//! let mut spec = ConnectSpec::new("cp-1", "10.0.0.11");
+//! spec.user = Some("admin".into());
+//! let s = Session::connect(&spec).await?;
+//! let out = s.exec_checked("systemctl is-active containerd").await?;
+//! println!("{}", out.stdout_str());
+//! s.upload("kubelet.conf".as_ref(), "/etc/kubernetes/kubelet.conf", &UploadOptions { mode: 0o600, ..Default::default() }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Files: `spec` (what to connect to), `config` (ssh_config), `known_hosts` and
+//! `handler` (host-key verdict), `auth` (agent and key files), `session`
+//! (connection, retries, sudo probe), `exec` (one command), `sudo`, `upload`,
+//! `fleet` (many hosts), `error`.
+
+// Errors carry the host, file, line and fix as text, which makes `SshError` large;
+// it is only built on the failure path, where the size does not matter.
+#![allow(clippy::result_large_err)]
+
+mod auth;
+mod config;
+mod error;
+mod exec;
+mod fleet;
+mod handler;
+mod known_hosts;
+mod session;
+mod shell;
+mod spec;
+mod sudo;
+mod upload;
+
+pub use error::{SshError, UnreachableCause};
+pub use exec::{ExitStatus, Output};
+pub use fleet::connect_all;
+pub use session::Session;
+pub use shell::quote;
+pub use spec::{ConnectSpec, HostKeyPolicy, Secret, Sudo};
+pub use upload::{UploadOptions, UploadOutcome, stale_temp_glob};
+
+#[cfg(test)]
+mod tests {
+    /// Sessions are shared across tasks of a fleet run.
+    #[test]
+    fn session_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<crate::Session>();
+    }
+}

@@ -1,0 +1,317 @@
+//! Side-by-side load generator: starts a 3-member Debian etcd 3.4 cluster
+//! and a 3-member k8sup-datastore cluster on loopback (plaintext, so both
+//! pay the same transport), drives the same workloads against each and
+//! prints every figure with the k8sup/etcd ratio.
+//!
+//! Run: `cargo bench -p k8sup-datastore --bench loadgen`
+//! Env: `BENCH_SECS` (per point, default 10), `BENCH_KEYS` (memory test,
+//! default 100000), `BENCH_CHECK_PERF=1` to also run `etcdctl check perf
+//! --load=l` against both (60 s each), `BENCH_ONLY=k8sup|etcd`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use k8sup_datastore::proto::kv_client::KvClient;
+use k8sup_datastore::proto::watch_client::WatchClient;
+use k8sup_datastore::proto::{PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
+use tonic::transport::Channel;
+
+const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Cluster {
+    name: &'static str,
+    procs: Vec<Child>,
+    urls: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn start(name: &'static str, bin: &str, dir: &Path, extra: &[&str]) -> Cluster {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}")).collect();
+    let initial = initial.join(",");
+    let mut procs = Vec::new();
+    let mut urls = Vec::new();
+    for (i, (c, p)) in ports.iter().enumerate() {
+        let log = std::fs::File::create(dir.join(format!("{name}-n{i}.log"))).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            format!("--name=n{i}"),
+            format!("--data-dir={}", dir.join(format!("{name}-n{i}")).display()),
+            format!("--listen-client-urls=http://127.0.0.1:{c}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+            format!("--initial-cluster={initial}"),
+            "--initial-cluster-state=new".into(),
+        ]);
+        cmd.args(extra).stdout(Stdio::null()).stderr(log);
+        procs.push(cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}")));
+        urls.push(format!("http://127.0.0.1:{c}"));
+    }
+    let c = Cluster { name, procs, urls };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .args([&format!("--endpoints={}", c.urls.join(",")), "endpoint", "health"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{name} cluster did not become healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+async fn channels(urls: &[String], per_endpoint: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..per_endpoint {
+        for u in urls {
+            out.push(tonic::transport::Endpoint::from_shared(u.clone()).unwrap().tcp_nodelay(true).connect().await.unwrap());
+        }
+    }
+    out
+}
+
+fn pct(lat: &mut [u32], p: f64) -> f64 {
+    if lat.is_empty() {
+        return 0.0;
+    }
+    lat.sort_unstable();
+    let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+    lat[i] as f64 / 1000.0
+}
+
+#[derive(Clone, Copy, Default)]
+struct Point {
+    ops: f64,
+    p50: f64,
+    p99: f64,
+}
+
+async fn drive<F, Fut>(chans: &[Channel], clients: usize, secs: f64, op: F) -> Point
+where
+    F: Fn(KvClient<Channel>, u64) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let kv = KvClient::new(chans[c % chans.len()].clone());
+        let stop = stop.clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = c as u64 * 1_000_003;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if op(kv.clone(), n).await {
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                n += 1;
+            }
+            lat
+        }));
+    }
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let ops = all.len() as f64 / el;
+    Point { ops, p50: pct(&mut all, 0.5), p99: pct(&mut all, 0.99) }
+}
+
+async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
+    let value = Arc::new(vec![b'x'; 256]);
+    drive(chans, clients, secs, move |mut kv, n| {
+        let value = value.clone();
+        async move {
+            let key = format!("/bench/put/{:08}", n % 100_000).into_bytes();
+            kv.put(PutRequest { key, value: value.to_vec(), ..Default::default() }).await.is_ok()
+        }
+    })
+    .await
+}
+
+async fn range_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
+    drive(chans, clients, secs, |mut kv, n| async move {
+        let key = format!("/bench/put/{:08}", n % 1000).into_bytes();
+        kv.range(RangeRequest { key, ..Default::default() }).await.is_ok()
+    })
+    .await
+}
+
+async fn watch_fanout(chans: &[Channel], watchers: usize, secs: f64) -> f64 {
+    let received = Arc::new(AtomicU64::new(0));
+    let mut keep = Vec::new();
+    for w in 0..watchers {
+        let mut client = WatchClient::new(chans[w % chans.len()].clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"/bench/fan/".to_vec(),
+                range_end: b"/bench/fan0".to_vec(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let mut stream = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let received = received.clone();
+        keep.push(tx);
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = stream.message().await {
+                received.fetch_add(r.events.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = received.load(Ordering::Relaxed);
+    let mut kv = KvClient::new(chans[0].clone());
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed().as_secs_f64() < secs {
+        let key = format!("/bench/fan/{}", n % 100).into_bytes();
+        let _ = kv.put(PutRequest { key, value: vec![b'y'; 256], ..Default::default() }).await;
+        n += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = received.load(Ordering::Relaxed) - before;
+    drop(keep);
+    got as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn memory_after(chans: &[Channel], c: &Cluster, keys: usize) -> Vec<f64> {
+    let value = vec![b'm'; 256];
+    let per = keys / 128;
+    let mut tasks = Vec::new();
+    for t in 0..128 {
+        let mut kv = KvClient::new(chans[t % chans.len()].clone());
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let key = format!("/bench/mem/{t:03}/{i:06}").into_bytes();
+                let _ = kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.procs.iter().map(|p| rss_mib(p.id())).collect()
+}
+
+fn check_perf(c: &Cluster) -> String {
+    let out = Command::new(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={}", c.urls.join(",")), "check", "perf", "--load=l"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    text.lines().filter(|l| l.contains("PASS") || l.contains("FAIL") || l.contains("Slowest")).collect::<Vec<_>>().join(" | ")
+}
+
+#[derive(Default)]
+struct Results {
+    puts: Vec<(usize, Point)>,
+    range1: Point,
+    range128: Point,
+    fanout: f64,
+    rss: Vec<f64>,
+    perf: String,
+}
+
+async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
+    let chans = channels(&c.urls, 4).await;
+    let mut r = Results::default();
+    for clients in [1usize, 16, 128, 512] {
+        let p = put_point(&chans, clients, secs).await;
+        eprintln!("{}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms", c.name, p.ops, p.p50, p.p99);
+        r.puts.push((clients, p));
+    }
+    r.range1 = range_point(&chans, 1, secs).await;
+    r.range128 = range_point(&chans, 128, secs).await;
+    eprintln!("{}: range x1 {:.0}/s, x128 {:.0}/s", c.name, r.range1.ops, r.range128.ops);
+    r.fanout = watch_fanout(&chans, 100, secs).await;
+    eprintln!("{}: watch fan-out {:.0} events/s", c.name, r.fanout);
+    r.rss = memory_after(&chans, c, keys).await;
+    eprintln!("{}: RSS after {keys} keys: {:?} MiB", c.name, r.rss);
+    if std::env::var("BENCH_CHECK_PERF").as_deref() == Ok("1") {
+        r.perf = check_perf(c);
+        eprintln!("{}: check perf --load=l: {}", c.name, r.perf);
+    }
+    r
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 { "-".into() } else { format!("{:.2}x", a / b) }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
+    let keys: usize = std::env::var("BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ours_bin: PathBuf = PathBuf::from(env!("CARGO_BIN_EXE_k8sup-datastore"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut etcd_r = None;
+    let mut ours_r = None;
+    if only != "k8sup" {
+        let c = start("etcd", ETCD, dir.path(), &[]);
+        etcd_r = Some(rt.block_on(bench(&c, secs, keys)));
+    }
+    if only != "etcd" {
+        let c = start("k8sup", ours_bin.to_str().unwrap(), dir.path(), &["--insecure", "--log-level=warn"]);
+        ours_r = Some(rt.block_on(bench(&c, secs, keys)));
+    }
+    let (Some(e), Some(o)) = (etcd_r, ours_r) else { return };
+    println!("\n| workload | etcd 3.4 | k8sup-datastore | k8sup/etcd |");
+    println!("|---|---:|---:|---:|");
+    for ((c, pe), (_, po)) in e.puts.iter().zip(o.puts.iter()) {
+        println!("| put x{c} throughput | {:.0}/s | {:.0}/s | {} |", pe.ops, po.ops, ratio(po.ops, pe.ops));
+        println!("| put x{c} p50 | {:.2} ms | {:.2} ms | {} |", pe.p50, po.p50, ratio(po.p50, pe.p50));
+        println!("| put x{c} p99 | {:.2} ms | {:.2} ms | {} |", pe.p99, po.p99, ratio(po.p99, pe.p99));
+    }
+    println!("| linearizable range x1 | {:.0}/s | {:.0}/s | {} |", e.range1.ops, o.range1.ops, ratio(o.range1.ops, e.range1.ops));
+    println!("| linearizable range x128 | {:.0}/s | {:.0}/s | {} |", e.range128.ops, o.range128.ops, ratio(o.range128.ops, e.range128.ops));
+    println!("| watch fan-out (1 writer, 100 watchers) | {:.0} ev/s | {:.0} ev/s | {} |", e.fanout, o.fanout, ratio(o.fanout, e.fanout));
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!("| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |", avg(&e.rss), avg(&o.rss), ratio(avg(&o.rss), avg(&e.rss)));
+    if !e.perf.is_empty() {
+        println!("\ncheck perf --load=l\n- etcd: {}\n- k8sup: {}", e.perf, o.perf);
+    }
+}

@@ -1,0 +1,101 @@
+//! `etcdserverpb.KV`: Range and read-only Txn are served locally after a
+//! read-index barrier (skipped for serializable requests); writes go
+//! through Raft on the leader.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::{decode_result, st};
+use crate::node::Node;
+use crate::proto::kv_server::Kv;
+use crate::proto::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse, request_op,
+};
+use crate::raft::Command;
+use crate::txn;
+
+pub struct KvService {
+    pub node: Arc<Node>,
+}
+
+fn txn_is_serializable(r: &TxnRequest) -> bool {
+    r.success.iter().chain(r.failure.iter()).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(rr)) => rr.serializable,
+        Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
+        _ => false,
+    })
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = req.into_inner();
+        txn::check_range(&r).map_err(st)?;
+        if !r.serializable {
+            self.node.read_barrier().await.map_err(st)?;
+        }
+        let mvcc = self.node.mvcc.clone();
+        let mut resp = if r.range_end.is_empty() {
+            txn::range(&mvcc, &r).map_err(st)?
+        } else {
+            tokio::task::spawn_blocking(move || txn::range(&mvcc, &r))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(st)?
+        };
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = req.into_inner();
+        txn::check_put(&r).map_err(st)?;
+        let res = self.node.write(Command::Put(r.encode_to_vec())).await.map_err(st)?;
+        let mut resp: PutResponse = decode_result(res)?;
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = req.into_inner();
+        txn::check_delete(&r).map_err(st)?;
+        let res = self.node.write(Command::DeleteRange(r.encode_to_vec())).await.map_err(st)?;
+        let mut resp: DeleteRangeResponse = decode_result(res)?;
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = req.into_inner();
+        txn::check_txn(&r).map_err(st)?;
+        let mut resp = if txn::txn_is_read_only(&r) {
+            if !txn_is_serializable(&r) {
+                self.node.read_barrier().await.map_err(st)?;
+            }
+            let mvcc = self.node.mvcc.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut t = mvcc.begin_write();
+                txn::txn(&mut t, &crate::lease::LeaseTable(&mvcc), &r)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(st)?
+        } else {
+            let res = self.node.write(Command::Txn(r.encode_to_vec())).await.map_err(st)?;
+            decode_result(res)?
+        };
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let r = req.into_inner();
+        let res = self.node.write(Command::Compact(r.revision)).await.map_err(st)?;
+        let mut resp: CompactionResponse = decode_result(res)?;
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}

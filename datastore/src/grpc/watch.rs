@@ -1,0 +1,168 @@
+//! `etcdserverpb.Watch`: one task per gRPC stream handles create, cancel
+//! and progress requests; each watcher runs as its own task (see
+//! [`crate::watch`]) and writes into the stream's outbound queue.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::mvcc::RangeEnd;
+use crate::node::Node;
+use crate::proto::watch_create_request::FilterType;
+use crate::proto::watch_server::Watch;
+use crate::proto::{WatchRequest, WatchResponse, watch_request};
+use crate::watch::{HeaderFn, WatchSpec, WatcherHandle, spawn_watcher};
+
+pub struct WatchService {
+    pub node: Arc<Node>,
+}
+
+type Out = mpsc::Sender<Result<WatchResponse, Status>>;
+
+struct StreamState {
+    node: Arc<Node>,
+    out: Out,
+    header: HeaderFn,
+    watchers: HashMap<i64, WatcherHandle>,
+    next_id: i64,
+    progress_pending: bool,
+}
+
+impl StreamState {
+    async fn send(&self, r: WatchResponse) -> bool {
+        self.out.send(Ok(r)).await.is_ok()
+    }
+
+    async fn handle(&mut self, req: WatchRequest) -> bool {
+        match req.request_union {
+            Some(watch_request::RequestUnion::CreateRequest(c)) => {
+                let id = if c.watch_id == 0 {
+                    while self.watchers.contains_key(&self.next_id) {
+                        self.next_id += 1;
+                    }
+                    self.next_id += 1;
+                    self.next_id - 1
+                } else {
+                    c.watch_id
+                };
+                let cur = self.node.mvcc.current_rev();
+                if c.watch_id != 0 && self.watchers.contains_key(&id) {
+                    return self
+                        .send(WatchResponse {
+                            header: Some((self.header)(cur)),
+                            watch_id: id,
+                            created: true,
+                            canceled: true,
+                            cancel_reason: "mvcc: duplicate watch ID".into(),
+                            ..Default::default()
+                        })
+                        .await;
+                }
+                if !self
+                    .send(WatchResponse { header: Some((self.header)(cur)), watch_id: id, created: true, ..Default::default() })
+                    .await
+                {
+                    return false;
+                }
+                let spec = WatchSpec {
+                    id,
+                    key: c.key.clone(),
+                    end: RangeEnd::from_wire(&c.range_end),
+                    start_rev: c.start_revision,
+                    prev_kv: c.prev_kv,
+                    no_put: c.filters.contains(&(FilterType::Noput as i32)),
+                    no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+                    progress_notify: c.progress_notify,
+                };
+                let h = spawn_watcher(
+                    self.node.mvcc.clone(),
+                    &self.node.hub,
+                    spec,
+                    self.out.clone(),
+                    self.header.clone(),
+                    self.node.progress_every,
+                );
+                self.watchers.insert(id, h);
+                true
+            }
+            Some(watch_request::RequestUnion::CancelRequest(c)) => {
+                if let Some(h) = self.watchers.remove(&c.watch_id) {
+                    h.stop();
+                    let cur = self.node.mvcc.current_rev();
+                    return self
+                        .send(WatchResponse { header: Some((self.header)(cur)), watch_id: c.watch_id, canceled: true, ..Default::default() })
+                        .await;
+                }
+                true
+            }
+            Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                self.progress_pending = true;
+                self.try_progress().await
+            }
+            None => true,
+        }
+    }
+
+    /// Answers a pending RequestProgress once every watcher on the stream
+    /// has delivered everything up to the revision it reports (etcd 3.5.13+).
+    async fn try_progress(&mut self) -> bool {
+        if !self.progress_pending {
+            return true;
+        }
+        self.watchers.retain(|_, h| !h.is_finished());
+        let rev = self.node.hub.published();
+        let synced = self
+            .watchers
+            .values()
+            .all(|h| h.synced.load(Ordering::Acquire) && h.delivered.load(Ordering::Acquire) >= rev);
+        if !synced {
+            return true;
+        }
+        self.progress_pending = false;
+        self.send(WatchResponse { header: Some((self.header)(rev)), watch_id: -1, ..Default::default() }).await
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(1024);
+        let node = self.node.clone();
+        let hn = node.clone();
+        let header: HeaderFn = Arc::new(move |rev| hn.header(rev));
+        let mut state =
+            StreamState { node, out: tx.clone(), header, watchers: HashMap::new(), next_id: 0, progress_pending: false };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => match msg {
+                        Ok(Some(req)) => {
+                            if !state.handle(req).await {
+                                break;
+                            }
+                        }
+                        _ => break,
+                    },
+                    _ = tick.tick(), if state.progress_pending => {
+                        if !state.try_progress().await {
+                            break;
+                        }
+                    }
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,49 @@
+//! Plain-HTTP `/health` and `/metrics` (Prometheus text), like etcd's
+//! `--listen-metrics-urls`. Metric names follow etcd's where the meaning is
+//! the same, so existing dashboards and alerts keep working.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::node::Node;
+
+async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    match node.leader() {
+        Some(_) => (StatusCode::OK, [("content-type", "application/json")], r#"{"health":"true","reason":""}"#.to_string()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string(),
+        ),
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let m = node.raft.metrics().borrow().clone();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge("etcd_server_has_leader", "Whether a leader exists (1) or not (0).", m.current_leader.is_some() as u8 as f64);
+    gauge("etcd_server_is_leader", "Whether this member is the leader.", (m.current_leader == Some(node.id)) as u8 as f64);
+    gauge("etcd_server_term", "Current Raft term.", m.current_term as f64);
+    gauge("etcd_server_proposals_committed_total", "Last Raft log index.", m.last_log_index.unwrap_or(0) as f64);
+    gauge("etcd_server_proposals_applied_total", "Last applied Raft log index.", m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+    gauge("etcd_mvcc_db_total_size_in_bytes", "State-machine database size (SSTs and memtables).", node.mvcc.db_size() as f64);
+    gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Estimated live data size.", node.mvcc.db_size_in_use() as f64);
+    gauge("etcd_debugging_mvcc_current_revision", "Current store revision.", node.mvcc.current_rev() as f64);
+    gauge("etcd_debugging_mvcc_compact_revision", "Last compacted revision.", node.mvcc.compact_rev() as f64);
+    gauge("etcd_debugging_mvcc_watcher_total", "Live watchers.", node.hub.watcher_count() as f64);
+    gauge("etcd_debugging_lease_total", "Leases tracked by this member.", node.leases.ids().len() as f64);
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], out)
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(node)
+}

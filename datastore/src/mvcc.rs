@@ -1,0 +1,703 @@
+//! The multi-version keyspace, kept in RocksDB.
+//!
+//! Two column families hold the data, like etcd's bbolt `key` bucket plus
+//! its in-memory `treeIndex`, except that both are on disk so memory stays
+//! bounded whatever the keyspace size:
+//! - `rev`: `main ++ sub` → [`RevRecord`]: every change in revision order
+//!   (what watch replay and compaction walk);
+//! - `index`: `escape(key) ++ !main ++ !sub` → [`IndexEntry`]: every version
+//!   of every key, newest first (what Range and Txn compares read).
+//!
+//! `meta` holds the current and compacted revisions (and, written by the
+//! Raft state machine in the same batch, the applied log id), so a crash
+//! never separates a change from the revision counter that names it.
+//!
+//! Readers use a RocksDB snapshot and only look at versions at or below
+//! their read revision, so the single writer (the Raft apply loop) never
+//! blocks them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::EtcdError;
+use crate::keycodec;
+use crate::proto::{Event, EventType, KeyValue};
+
+pub const CF_REV: &str = "rev";
+pub const CF_INDEX: &str = "index";
+pub const CF_LEASE: &str = "lease";
+pub const CF_LEASE_KEYS: &str = "lease_keys";
+pub const CF_META: &str = "meta";
+/// Every column family of the state-machine database, in snapshot order.
+pub const ALL_CFS: [&str; 5] = [CF_META, CF_REV, CF_INDEX, CF_LEASE, CF_LEASE_KEYS];
+
+pub const META_REV: &[u8] = b"current_rev";
+pub const META_COMPACT: &[u8] = b"compact_rev";
+pub const META_PHYSICAL_COMPACT: &[u8] = b"physical_compact_rev";
+
+/// One change in the revision log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevRecord {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub create: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub tombstone: bool,
+}
+
+/// One version of one key in the key index (the value lives in `rev`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub create: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub tombstone: bool,
+}
+
+/// The upper end of a key range, decoded from etcd's `range_end` convention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeEnd {
+    /// Empty `range_end`: just `key`.
+    Single,
+    /// `range_end == "\0"`: every key at or after `key`.
+    Unbounded,
+    /// Keys in `[key, end)`.
+    Until(Vec<u8>),
+}
+
+impl RangeEnd {
+    pub fn from_wire(range_end: &[u8]) -> Self {
+        match range_end {
+            [] => RangeEnd::Single,
+            [0] => RangeEnd::Unbounded,
+            end => RangeEnd::Until(end.to_vec()),
+        }
+    }
+
+    pub fn contains(&self, start: &[u8], key: &[u8]) -> bool {
+        match self {
+            RangeEnd::Single => key == start,
+            RangeEnd::Unbounded => key >= start,
+            RangeEnd::Until(end) => key >= start && key < end.as_slice(),
+        }
+    }
+
+    /// True once `key` (visited in ascending order from `start`) is past the range.
+    fn is_past(&self, start: &[u8], key: &[u8]) -> bool {
+        match self {
+            RangeEnd::Single => key != start,
+            RangeEnd::Unbounded => false,
+            RangeEnd::Until(end) => key >= end.as_slice(),
+        }
+    }
+}
+
+/// A key as seen at some revision, without its value.
+#[derive(Debug, Clone)]
+pub struct KeyMeta {
+    pub key: Vec<u8>,
+    pub main: i64,
+    pub sub: u32,
+    pub entry: IndexEntry,
+}
+
+/// What a range read found.
+#[derive(Debug, Default)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range at the read revision, regardless of `limit`.
+    pub count: i64,
+}
+
+pub type Snapshot<'a> = rocksdb::SnapshotWithThreadMode<'a, DB>;
+
+/// The store. Cheap to share: clone the `Arc`.
+pub struct Mvcc {
+    db: Arc<DB>,
+    current: AtomicI64,
+    compacted: AtomicI64,
+    /// Serialises physical compaction against snapshot installation.
+    pub(crate) maintenance: Mutex<()>,
+    nosync: WriteOptions,
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("postcard encoding of a plain struct cannot fail")
+}
+
+pub(crate) fn dec<'a, T: Deserialize<'a>>(raw: &'a [u8], what: &str) -> Result<T, EtcdError> {
+    postcard::from_bytes(raw).map_err(|e| EtcdError::Internal(format!("corrupt {what} record: {e}")))
+}
+
+fn i64_from(raw: Option<Vec<u8>>) -> i64 {
+    raw.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0)
+}
+
+impl Mvcc {
+    /// Opens (or creates) the state-machine database in `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_total_wal_size(64 << 20);
+        let cfs = ALL_CFS.iter().map(|n| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*n, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)
+            .map_err(|e| anyhow::anyhow!("opening the state-machine database {}: {e}", dir.display()))?;
+        let db = Arc::new(db);
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        let mut current = i64_from(db.get_cf(meta, META_REV)?);
+        if current == 0 {
+            // etcd: an empty store is at revision 1.
+            current = 1;
+        }
+        let compacted = i64_from(db.get_cf(meta, META_COMPACT)?);
+        let mut nosync = WriteOptions::default();
+        nosync.set_sync(false);
+        Ok(Arc::new(Mvcc {
+            db,
+            current: AtomicI64::new(current),
+            compacted: AtomicI64::new(compacted),
+            maintenance: Mutex::new(()),
+            nosync,
+        }))
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the counters after the database was replaced (snapshot install).
+    pub fn reload_counters(&self) -> Result<(), EtcdError> {
+        let meta = self.cf(CF_META);
+        let cur = i64_from(self.db.get_cf(meta, META_REV)?).max(1);
+        let comp = i64_from(self.db.get_cf(meta, META_COMPACT)?);
+        self.current.store(cur, Ordering::Release);
+        self.compacted.store(comp, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        self.db.snapshot()
+    }
+
+    /// Checks a read revision against etcd's rules and resolves 0 to `current`.
+    pub fn resolve_read_rev(&self, rev: i64, current: i64) -> Result<i64, EtcdError> {
+        if rev > current {
+            return Err(EtcdError::FutureRev);
+        }
+        let rev = if rev <= 0 { current } else { rev };
+        if rev < self.compact_rev() {
+            return Err(EtcdError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// The newest version of `key` at or below `rev` (tombstones included).
+    pub fn get_meta(&self, snap: &Snapshot<'_>, key: &[u8], rev: i64) -> Result<Option<KeyMeta>, EtcdError> {
+        let prefix = keycodec::escape(key);
+        let seek = keycodec::index_key(key, rev, u32::MAX);
+        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
+        it.seek(&seek);
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
+                let (_, main, sub) = keycodec::decode_index_key(k)
+                    .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+                let entry: IndexEntry = dec(v, "index")?;
+                return Ok(Some(KeyMeta { key: key.to_vec(), main, sub, entry }));
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// Visits the live keys of `[start, end)` at `rev` in key order until
+    /// `visit` returns false.
+    pub fn scan(
+        &self,
+        snap: &Snapshot<'_>,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        mut visit: impl FnMut(KeyMeta) -> bool,
+    ) -> Result<(), EtcdError> {
+        if *end == RangeEnd::Single {
+            if let Some(m) = self.get_meta(snap, start, rev)? {
+                if !m.entry.tombstone {
+                    visit(m);
+                }
+            }
+            return Ok(());
+        }
+        if let RangeEnd::Until(e) = end {
+            if e.as_slice() <= start {
+                return Ok(());
+            }
+        }
+        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
+        it.seek(keycodec::escape(start));
+        let mut done_key: Option<Vec<u8>> = None;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (key, main, sub) =
+                keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+            if end.is_past(start, &key) {
+                break;
+            }
+            if main <= rev && done_key.as_deref() != Some(key.as_slice()) {
+                let entry: IndexEntry = dec(v, "index")?;
+                let live = !entry.tombstone;
+                done_key = Some(key.clone());
+                if live && !visit(KeyMeta { key, main, sub, entry }) {
+                    return Ok(());
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Loads the record of one version.
+    pub fn record(&self, snap: &Snapshot<'_>, main: i64, sub: u32) -> Result<RevRecord, EtcdError> {
+        let raw = snap
+            .get_cf(self.cf(CF_REV), keycodec::rev_key(main, sub))?
+            .ok_or_else(|| EtcdError::Internal(format!("revision {main}.{sub} is indexed but missing")))?;
+        dec(&raw, "revision")
+    }
+
+    /// Turns key metadata into full key-values (values fetched in one batch).
+    pub fn materialize(&self, snap: &Snapshot<'_>, metas: Vec<KeyMeta>, keys_only: bool) -> Result<Vec<KeyValue>, EtcdError> {
+        let values: Vec<Vec<u8>> = if keys_only {
+            vec![Vec::new(); metas.len()]
+        } else {
+            let cf = self.cf(CF_REV);
+            let keys: Vec<[u8; 12]> = metas.iter().map(|m| keycodec::rev_key(m.main, m.sub)).collect();
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_snapshot(snap);
+            let got = self.db.batched_multi_get_cf_opt(cf, keys.iter(), false, &ro);
+            let mut out = Vec::with_capacity(metas.len());
+            for (m, r) in metas.iter().zip(got) {
+                let raw = r?.ok_or_else(|| EtcdError::Internal(format!("revision {}.{} is indexed but missing", m.main, m.sub)))?;
+                let rec: RevRecord = dec(&raw, "revision")?;
+                out.push(rec.value);
+            }
+            out
+        };
+        Ok(metas
+            .into_iter()
+            .zip(values)
+            .map(|(m, value)| KeyValue {
+                key: m.key,
+                create_revision: m.entry.create,
+                mod_revision: m.main,
+                version: m.entry.version,
+                value,
+                lease: m.entry.lease,
+            })
+            .collect())
+    }
+
+    /// etcd's mvcc range: keys of `[start, end)` at `rev` (already resolved),
+    /// at most `limit` of them (0 = all), with the total count.
+    pub fn range(
+        &self,
+        snap: &Snapshot<'_>,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        limit: usize,
+        count_only: bool,
+        keys_only: bool,
+    ) -> Result<RangeResult, EtcdError> {
+        let mut metas = Vec::new();
+        let mut count = 0i64;
+        self.scan(snap, start, end, rev, |m| {
+            count += 1;
+            if !count_only && (limit == 0 || metas.len() < limit) {
+                metas.push(m);
+            }
+            true
+        })?;
+        let kvs = if count_only { Vec::new() } else { self.materialize(snap, metas, keys_only)? };
+        Ok(RangeResult { kvs, count })
+    }
+
+    /// Writes a batch without fsync: the Raft log is the durable record, and
+    /// the applied log id travels in the same batch (see `raft::state_machine`).
+    pub fn write(&self, batch: WriteBatch) -> Result<(), EtcdError> {
+        self.db.write_opt(batch, &self.nosync)?;
+        Ok(())
+    }
+
+    pub(crate) fn publish_revs(&self, current: i64, compacted: i64) {
+        self.current.store(current, Ordering::Release);
+        self.compacted.store(compacted, Ordering::Release);
+    }
+
+    /// Starts a write transaction on top of the current revision.
+    pub fn begin_write(&self) -> WriteTxn<'_> {
+        // Revision first, snapshot second: the snapshot then holds at least
+        // everything up to `base_rev` (and reads ignore anything newer).
+        let base_rev = self.current_rev();
+        let compact_rev = self.compact_rev();
+        WriteTxn {
+            mvcc: self,
+            snap: self.db.snapshot(),
+            batch: WriteBatch::default(),
+            base_rev,
+            compact_rev,
+            sub: 0,
+            overlay: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Total bytes RocksDB holds for the state machine (SSTs + memtables).
+    pub fn db_size(&self) -> i64 {
+        let mut total = 0u64;
+        for name in ALL_CFS {
+            let cf = self.cf(name);
+            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+                total += self.db.property_int_value_cf(cf, prop).ok().flatten().unwrap_or(0);
+            }
+        }
+        total as i64
+    }
+
+    /// Size of the live data, as RocksDB estimates it.
+    pub fn db_size_in_use(&self) -> i64 {
+        let mut total = 0u64;
+        for name in ALL_CFS {
+            let cf = self.cf(name);
+            total += self.db.property_int_value_cf(cf, "rocksdb.estimate-live-data-size").ok().flatten().unwrap_or(0);
+            total += self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0);
+        }
+        total as i64
+    }
+
+    /// Full manual compaction of every column family: etcd's `defrag`.
+    pub fn defragment(&self) {
+        for name in ALL_CFS {
+            self.db.compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Removes the history a `Compact(target)` made unreachable: every
+    /// version at or below `target` that is superseded by a newer version at
+    /// or below `target`, and every tombstone at or below `target`. Runs in
+    /// batches in the background; readers never see the difference because
+    /// they are already refused below the compacted revision.
+    pub fn physical_compact(&self, target: i64) -> Result<u64, EtcdError> {
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let meta = self.cf(CF_META);
+        let done = i64_from(self.db.get_cf(meta, META_PHYSICAL_COMPACT)?);
+        if target <= done {
+            return Ok(0);
+        }
+        let rev_cf = self.cf(CF_REV);
+        let index_cf = self.cf(CF_INDEX);
+        let mut removed = 0u64;
+        let mut it = self.db.raw_iterator_cf(rev_cf);
+        it.seek(keycodec::rev_key(done + 1, 0));
+        let mut batch = WriteBatch::default();
+        let snap = self.db.snapshot();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (main, sub) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+            if main > target {
+                break;
+            }
+            let rec: RevRecord = dec(v, "revision")?;
+            let newest = self.get_meta(&snap, &rec.key, target)?;
+            let superseded = match &newest {
+                Some(m) => (m.main, m.sub) != (main, sub) || m.entry.tombstone,
+                None => true,
+            };
+            if superseded {
+                batch.delete_cf(rev_cf, k);
+                batch.delete_cf(index_cf, keycodec::index_key(&rec.key, main, sub));
+                removed += 1;
+            }
+            if batch.len() >= 20_000 {
+                self.db.write_opt(std::mem::take(&mut batch), &self.nosync)?;
+            }
+            it.next();
+        }
+        it.status()?;
+        batch.put_cf(meta, META_PHYSICAL_COMPACT, target.to_be_bytes());
+        self.db.write_opt(batch, &self.nosync)?;
+        Ok(removed)
+    }
+
+    /// Walks the revision log from `from` (inclusive) to `to` (inclusive),
+    /// calling `visit` with each change as an etcd event.
+    pub fn history(
+        &self,
+        snap: &Snapshot<'_>,
+        from: i64,
+        to: i64,
+        mut visit: impl FnMut(i64, u32, Event) -> Result<bool, EtcdError>,
+    ) -> Result<(), EtcdError> {
+        let mut it = snap.raw_iterator_cf(self.cf(CF_REV));
+        it.seek(keycodec::rev_key(from.max(1), 0));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (main, sub) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+            if main > to {
+                break;
+            }
+            let rec: RevRecord = dec(v, "revision")?;
+            if !visit(main, sub, record_event(main, rec))? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// The version of `key` just before (`main`, `sub`), if it was live.
+    pub fn prev_kv(&self, snap: &Snapshot<'_>, key: &[u8], main: i64, sub: u32) -> Result<Option<KeyValue>, EtcdError> {
+        let prefix = keycodec::escape(key);
+        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
+        it.seek(keycodec::index_key(key, main, sub));
+        if it.valid() {
+            it.next();
+        }
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
+                let (_, pmain, psub) = keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+                let entry: IndexEntry = dec(v, "index")?;
+                if entry.tombstone {
+                    return Ok(None);
+                }
+                let meta = KeyMeta { key: key.to_vec(), main: pmain, sub: psub, entry };
+                return Ok(self.materialize(snap, vec![meta], false)?.pop());
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+}
+
+/// The etcd event for one revision record: deletes carry only the key and
+/// the deleting revision, like etcd's.
+pub fn record_event(main: i64, rec: RevRecord) -> Event {
+    if rec.tombstone {
+        Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue { key: rec.key, mod_revision: main, ..Default::default() }),
+            prev_kv: None,
+        }
+    } else {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(KeyValue {
+                key: rec.key,
+                create_revision: rec.create,
+                mod_revision: main,
+                version: rec.version,
+                value: rec.value,
+                lease: rec.lease,
+            }),
+            prev_kv: None,
+        }
+    }
+}
+
+/// A key's state inside a write transaction that changed it.
+#[derive(Debug, Clone)]
+enum Pending {
+    Live(KeyValue),
+    Deleted,
+}
+
+/// One write transaction: all its changes share revision `base_rev + 1`
+/// and become visible atomically when the batch is written.
+pub struct WriteTxn<'a> {
+    mvcc: &'a Mvcc,
+    snap: Snapshot<'a>,
+    pub batch: WriteBatch,
+    base_rev: i64,
+    compact_rev: i64,
+    sub: u32,
+    overlay: BTreeMap<Vec<u8>, Pending>,
+    /// The changes so far, as watch events with `prev_kv` filled in.
+    pub events: Vec<Event>,
+}
+
+impl<'a> WriteTxn<'a> {
+    pub fn mvcc(&self) -> &'a Mvcc {
+        self.mvcc
+    }
+
+    /// The revision this transaction reads at: etcd reports the new
+    /// revision once the transaction has written something.
+    pub fn rev(&self) -> i64 {
+        if self.overlay.is_empty() { self.base_rev } else { self.base_rev + 1 }
+    }
+
+    pub fn base_rev(&self) -> i64 {
+        self.base_rev
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.overlay.is_empty()
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.compact_rev
+    }
+
+    pub fn set_compact_rev(&mut self, rev: i64) {
+        self.compact_rev = rev;
+        self.batch.put_cf(self.mvcc.cf(CF_META), META_COMPACT, rev.to_be_bytes());
+    }
+
+    /// The current value of `key`, including this transaction's changes.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
+        if let Some(p) = self.overlay.get(key) {
+            return Ok(match p {
+                Pending::Live(kv) => Some(kv.clone()),
+                Pending::Deleted => None,
+            });
+        }
+        match self.mvcc.get_meta(&self.snap, key, self.base_rev)? {
+            Some(m) if !m.entry.tombstone => Ok(self.mvcc.materialize(&self.snap, vec![m], false)?.pop()),
+            _ => Ok(None),
+        }
+    }
+
+    /// A range read inside the transaction (`rev` 0 = current, including
+    /// this transaction's own changes, as etcd does).
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: &RangeEnd,
+        rev: i64,
+        limit: usize,
+        count_only: bool,
+        keys_only: bool,
+    ) -> Result<RangeResult, EtcdError> {
+        let cur = self.rev();
+        if rev > cur {
+            return Err(EtcdError::FutureRev);
+        }
+        let rev = if rev <= 0 { cur } else { rev };
+        if rev < self.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        let touched = self.overlay.keys().any(|k| end.contains(start, k));
+        if rev <= self.base_rev || !touched {
+            return self.mvcc.range(&self.snap, start, end, rev.min(self.base_rev), limit, count_only, keys_only);
+        }
+        // Slow path: merge this transaction's own changes into the result.
+        let base = self.mvcc.range(&self.snap, start, end, self.base_rev, 0, false, keys_only)?;
+        let mut merged: BTreeMap<Vec<u8>, KeyValue> = base.kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        for (k, p) in &self.overlay {
+            if end.contains(start, k) {
+                match p {
+                    Pending::Live(kv) => {
+                        let mut kv = kv.clone();
+                        if keys_only {
+                            kv.value.clear();
+                        }
+                        merged.insert(k.clone(), kv);
+                    }
+                    Pending::Deleted => {
+                        merged.remove(k);
+                    }
+                }
+            }
+        }
+        let count = merged.len() as i64;
+        let kvs = if count_only {
+            Vec::new()
+        } else {
+            merged.into_values().take(if limit == 0 { usize::MAX } else { limit }).collect()
+        };
+        Ok(RangeResult { kvs, count })
+    }
+
+    /// etcd's `Put`: returns the revision of the write.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError> {
+        let rev = self.base_rev + 1;
+        let prev = self.get(key)?;
+        let (create, version) = match &prev {
+            Some(p) => (p.create_revision, p.version + 1),
+            None => (rev, 1),
+        };
+        let sub = self.sub;
+        self.sub += 1;
+        let rec = RevRecord { key: key.to_vec(), value, create, version, lease, tombstone: false };
+        let entry = IndexEntry { create, version, lease, tombstone: false };
+        self.batch.put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
+        self.batch.put_cf(self.mvcc.cf(CF_INDEX), keycodec::index_key(key, rev, sub), enc(&entry));
+        let prev_lease = prev.as_ref().map(|p| p.lease).unwrap_or(0);
+        if prev_lease != 0 && prev_lease != lease {
+            self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev_lease, key));
+        }
+        if lease != 0 {
+            self.batch.put_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(lease, key), b"");
+        }
+        let kv = KeyValue { key: key.to_vec(), create_revision: create, mod_revision: rev, version, value: rec.value, lease };
+        self.overlay.insert(key.to_vec(), Pending::Live(kv.clone()));
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev });
+        Ok(rev)
+    }
+
+    /// etcd's `DeleteRange`: returns the deleted key-values (before deletion).
+    pub fn delete_range(&mut self, start: &[u8], end: &RangeEnd) -> Result<Vec<KeyValue>, EtcdError> {
+        let live = self.range(start, end, 0, 0, false, false)?.kvs;
+        let rev = self.base_rev + 1;
+        for prev in &live {
+            let sub = self.sub;
+            self.sub += 1;
+            let rec = RevRecord { key: prev.key.clone(), value: Vec::new(), create: 0, version: 0, lease: 0, tombstone: true };
+            let entry = IndexEntry { create: 0, version: 0, lease: 0, tombstone: true };
+            self.batch.put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
+            self.batch.put_cf(self.mvcc.cf(CF_INDEX), keycodec::index_key(&prev.key, rev, sub), enc(&entry));
+            if prev.lease != 0 {
+                self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev.lease, &prev.key));
+            }
+            self.overlay.insert(prev.key.clone(), Pending::Deleted);
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(KeyValue { key: prev.key.clone(), mod_revision: rev, ..Default::default() }),
+                prev_kv: Some(prev.clone()),
+            });
+        }
+        Ok(live)
+    }
+
+    /// Finishes the transaction: records the new revision if anything
+    /// changed. Returns the batch to write, the revision after it, and events.
+    pub fn finish(mut self) -> (WriteBatch, i64, i64, Vec<Event>) {
+        let rev = self.rev();
+        if self.has_changes() {
+            self.batch.put_cf(self.mvcc.cf(CF_META), META_REV, rev.to_be_bytes());
+        }
+        (self.batch, rev, self.compact_rev, self.events)
+    }
+}

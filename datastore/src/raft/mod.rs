@@ -1,0 +1,9 @@
+//! openraft glue: type configuration, the RocksDB log store, the state
+//! machine over [`crate::mvcc`], and the peer network client.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod types;
+
+pub use types::*;

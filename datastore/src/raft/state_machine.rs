@@ -1,0 +1,333 @@
+//! The Raft state machine: applies committed commands to the MVCC store.
+//!
+//! Each entry is one RocksDB write batch holding its changes, the new
+//! revision and the applied log id, written without fsync: the Raft log
+//! already holds the entry durably, and after a crash openraft re-applies
+//! whatever the state machine had not persisted. Before a snapshot is
+//! taken (and the log purged behind it) the WAL is synced.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::types::{Command, CommandResult, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig, encode};
+use crate::errors::EtcdError;
+use crate::lease::{self, LeaseClock, LeaseTable};
+use crate::mvcc::{CF_META, Mvcc, WriteTxn};
+use crate::proto::{
+    CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, ResponseHeader,
+    TxnRequest,
+};
+use crate::snapshot;
+use crate::txn;
+use crate::watch::WatchHub;
+
+const META_APPLIED: &[u8] = b"applied";
+const META_MEMBERSHIP: &[u8] = b"membership";
+const META_MEMBER_PREFIX: &[u8] = b"member/";
+
+/// Published attributes of a member (etcd's `publish`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct MemberAttrs {
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// Side effects of an applied command, performed once it is durable.
+enum Effect {
+    None,
+    Granted(i64, i64),
+    Revoked(i64),
+    Compacted(i64),
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub mvcc: Arc<Mvcc>,
+    pub hub: Arc<WatchHub>,
+    pub leases: Arc<LeaseClock>,
+    compactor: mpsc::UnboundedSender<i64>,
+    snapshot_file: PathBuf,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::from_io_error(ErrorSubject::StateMachine, ErrorVerb::Write, std::io::Error::other(e.to_string()))
+}
+
+fn hdr(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: rev, ..Default::default() })
+}
+
+impl StateMachine {
+    pub fn new(
+        mvcc: Arc<Mvcc>,
+        hub: Arc<WatchHub>,
+        leases: Arc<LeaseClock>,
+        compactor: mpsc::UnboundedSender<i64>,
+        snapshot_file: PathBuf,
+    ) -> Result<Self, EtcdError> {
+        let sm = StateMachine { mvcc, hub, leases, compactor, snapshot_file };
+        sm.leases.reset_from(&LeaseTable(&sm.mvcc).all()?);
+        Ok(sm)
+    }
+
+    /// Attributes members published, by id.
+    pub fn member_attrs(mvcc: &Mvcc) -> Result<Vec<(u64, MemberAttrs)>, EtcdError> {
+        let mut out = Vec::new();
+        let mut it = mvcc.db().raw_iterator_cf(mvcc.cf(CF_META));
+        it.seek(META_MEMBER_PREFIX);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(META_MEMBER_PREFIX) {
+                break;
+            }
+            let id = u64::from_be_bytes(k[META_MEMBER_PREFIX.len()..].try_into().map_err(|_| EtcdError::internal("bad member key"))?);
+            out.push((id, crate::mvcc::dec(v, "member")?));
+            it.next();
+        }
+        Ok(out)
+    }
+
+    /// The applied log id and membership recorded in the database.
+    pub fn read_applied(mvcc: &Mvcc) -> Result<(Option<LogId>, StoredMembership), EtcdError> {
+        let db = mvcc.db();
+        let meta = mvcc.cf(CF_META);
+        let applied = match db.get_cf(meta, META_APPLIED)? {
+            Some(raw) => crate::mvcc::dec::<Option<LogId>>(&raw, "applied")?,
+            None => None,
+        };
+        let membership = match db.get_cf(meta, META_MEMBERSHIP)? {
+            Some(raw) => crate::mvcc::dec(&raw, "membership")?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    /// Forgets the Raft position (used by `restore`: a new cluster starts a new log).
+    pub fn clear_raft_position(mvcc: &Mvcc) -> Result<(), EtcdError> {
+        let meta = mvcc.cf(CF_META);
+        mvcc.db().delete_cf(meta, META_APPLIED)?;
+        mvcc.db().delete_cf(meta, META_MEMBERSHIP)?;
+        let mut it = mvcc.db().raw_iterator_cf(meta);
+        it.seek(META_MEMBER_PREFIX);
+        let mut keys = Vec::new();
+        while let Some(k) = it.key() {
+            if !k.starts_with(META_MEMBER_PREFIX) {
+                break;
+            }
+            keys.push(k.to_vec());
+            it.next();
+        }
+        for k in keys {
+            mvcc.db().delete_cf(meta, k)?;
+        }
+        Ok(())
+    }
+
+    fn exec(&self, t: &mut WriteTxn<'_>, cmd: Command) -> Result<(CommandResult, Effect), EtcdError> {
+        let leases = LeaseTable(&self.mvcc);
+        let ok = |rev: i64, body: Vec<u8>| CommandResult::Ok { rev, body };
+        Ok(match cmd {
+            Command::Put(raw) => {
+                let req = PutRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
+                let resp = txn::put(t, &leases, &req)?;
+                (ok(t.rev(), resp.encode_to_vec()), Effect::None)
+            }
+            Command::DeleteRange(raw) => {
+                let req = DeleteRangeRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
+                let resp = txn::delete_range(t, &req)?;
+                (ok(t.rev(), resp.encode_to_vec()), Effect::None)
+            }
+            Command::Txn(raw) => {
+                let req = TxnRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
+                let resp = txn::txn(t, &leases, &req)?;
+                (ok(t.rev(), resp.encode_to_vec()), Effect::None)
+            }
+            Command::Compact(rev) => {
+                if rev <= t.compact_rev() {
+                    return Err(EtcdError::Compacted);
+                }
+                if rev > t.base_rev() {
+                    return Err(EtcdError::FutureRev);
+                }
+                t.set_compact_rev(rev);
+                let resp = CompactionResponse { header: hdr(t.rev()) };
+                (ok(t.rev(), resp.encode_to_vec()), Effect::Compacted(rev))
+            }
+            Command::LeaseGrant { id, ttl } => {
+                if ttl > lease::MAX_TTL {
+                    return Err(EtcdError::LeaseTtlTooLarge);
+                }
+                let ttl = lease::apply_grant(t, id, ttl)?;
+                let resp = LeaseGrantResponse { header: hdr(t.rev()), id, ttl, error: String::new() };
+                (ok(t.rev(), resp.encode_to_vec()), Effect::Granted(id, ttl))
+            }
+            Command::LeaseRevoke { id } => {
+                lease::apply_revoke(t, id)?;
+                let resp = LeaseRevokeResponse { header: hdr(t.rev()) };
+                (ok(t.rev(), resp.encode_to_vec()), Effect::Revoked(id))
+            }
+            Command::PublishMember { id, name, client_urls } => {
+                let mut key = META_MEMBER_PREFIX.to_vec();
+                key.extend_from_slice(&id.to_be_bytes());
+                t.batch.put_cf(self.mvcc.cf(CF_META), key, encode(&MemberAttrs { name, client_urls }));
+                (ok(t.rev(), Vec::new()), Effect::None)
+            }
+        })
+    }
+
+    fn apply_one(&self, entry: openraft::Entry<TypeConfig>) -> Result<CommandResult, StorageError> {
+        let log_id = entry.log_id;
+        let meta = self.mvcc.cf(CF_META);
+        let mut t = self.mvcc.begin_write();
+        let (result, effect) = match entry.payload {
+            EntryPayload::Blank => (CommandResult::None, Effect::None),
+            EntryPayload::Membership(m) => {
+                t.batch.put_cf(meta, META_MEMBERSHIP, encode(&StoredMembership::new(Some(log_id), m)));
+                (CommandResult::None, Effect::None)
+            }
+            EntryPayload::Normal(cmd) => match self.exec(&mut t, cmd) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A refused request changes nothing but the applied position.
+                    t = self.mvcc.begin_write();
+                    (CommandResult::Err(e), Effect::None)
+                }
+            },
+        };
+        t.batch.put_cf(meta, META_APPLIED, encode(&Some(log_id)));
+        let (batch, rev, compacted, events) = t.finish();
+        self.mvcc.write(batch).map_err(sm_err)?;
+        self.mvcc.publish_revs(rev, compacted);
+        if !events.is_empty() {
+            self.hub.publish(rev, events);
+        }
+        match effect {
+            Effect::None => {}
+            Effect::Granted(id, ttl) => self.leases.granted(id, ttl),
+            Effect::Revoked(id) => self.leases.revoked(id),
+            Effect::Compacted(rev) => {
+                let _ = self.compactor.send(rev);
+            }
+        }
+        Ok(result)
+    }
+
+    fn load_snapshot_file(&self) -> Result<Option<(SnapshotMeta<NodeId, Member>, Vec<u8>)>, StorageError> {
+        match std::fs::read(&self.snapshot_file) {
+            Ok(raw) => {
+                let v = postcard::from_bytes(&raw).map_err(|e| {
+                    StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, std::io::Error::other(e.to_string()))
+                })?;
+                Ok(Some(v))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+        }
+    }
+
+    fn save_snapshot_file(&self, meta: &SnapshotMeta<NodeId, Member>, data: &[u8]) -> Result<(), StorageError> {
+        let raw = encode(&(meta, data));
+        snapshot::write_file(&self.snapshot_file, &raw)
+            .map_err(|e| StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let mvcc = self.mvcc.clone();
+        let (applied, membership, data) = tokio::task::spawn_blocking(move || -> Result<_, EtcdError> {
+            mvcc.db().flush_wal(true)?;
+            let snap = mvcc.snapshot();
+            let data = snapshot::dump(&mvcc, &snap)?;
+            let meta = mvcc.cf(CF_META);
+            let applied = match snap.get_cf(meta, META_APPLIED)? {
+                Some(raw) => crate::mvcc::dec::<Option<LogId>>(&raw, "applied")?,
+                None => None,
+            };
+            let membership: StoredMembership = match snap.get_cf(meta, META_MEMBERSHIP)? {
+                Some(raw) => crate::mvcc::dec(&raw, "membership")?,
+                None => StoredMembership::default(),
+            };
+            Ok((applied, membership, data))
+        })
+        .await
+        .map_err(sm_err)?
+        .map_err(sm_err)?;
+        let snapshot_id = match applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+            None => format!("0-0-{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        self.save_snapshot_file(&meta, &data)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Self::read_applied(&self.mvcc).map_err(sm_err)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut out = Vec::new();
+        for e in entries {
+            out.push(self.apply_one(e)?);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let mvcc = self.mvcc.clone();
+        let m = meta.clone();
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), EtcdError> {
+            let _guard = mvcc.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+            snapshot::load(&mvcc, &d)?;
+            let cf = mvcc.cf(CF_META);
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(cf, META_APPLIED, encode(&m.last_log_id));
+            batch.put_cf(cf, META_MEMBERSHIP, encode(&m.last_membership));
+            mvcc.db().write(batch)?;
+            mvcc.db().flush_wal(true)?;
+            Ok(())
+        })
+        .await
+        .map_err(sm_err)?
+        .map_err(sm_err)?;
+        self.save_snapshot_file(meta, &data)?;
+        self.leases.reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
+        self.hub.resync(self.mvcc.current_rev());
+        tracing::info!(snapshot = %meta.snapshot_id, rev = self.mvcc.current_rev(), "installed snapshot from leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self
+            .load_snapshot_file()?
+            .map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}

@@ -1,0 +1,230 @@
+//! The `cluster:` and `options:` sections: cluster-wide settings, with the
+//! same defaults as Canonical Kubernetes so that a minimal inventory needs
+//! only a name.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::decode::Cx;
+use crate::node::Node;
+use crate::values;
+
+pub const DEFAULT_POD_CIDR: &str = "10.1.0.0/16";
+pub const DEFAULT_SERVICE_CIDR: &str = "10.152.183.0/24";
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_API_SERVER_PORT: u16 = 6443;
+pub const DEFAULT_DATASTORE_CLIENT_PORT: u16 = 2379;
+pub const DEFAULT_DATASTORE_PEER_PORT: u16 = 2380;
+pub const DEFAULT_DATASTORE_DIR: &str = "/var/lib/k8sup/datastore";
+pub const DEFAULT_CONCURRENCY: u32 = 64;
+/// The Kubernetes version a cluster gets when the inventory names none.
+/// Upgrades are never started by a change of this default: an upgrade needs
+/// the version written in the inventory (see `kubernetes_version_defaulted`).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34.2";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// DNS-1123 label; names the cluster in kubeconfigs and certificates.
+    pub name: String,
+    /// Normalised: the leading `v` is optional in the file and not part of
+    /// the value; print it as `v{version}` (as it is serialized).
+    #[serde(serialize_with = "with_v")]
+    pub kubernetes_version: semver::Version,
+    /// True when the inventory did not name a version and the default was
+    /// taken: fine for a first install, never a reason to upgrade.
+    #[serde(skip)]
+    pub kubernetes_version_defaulted: bool,
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: IpNet,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: IpNet,
+    pub cluster_domain: String,
+    pub api_server: ApiServer,
+    pub datastore: Datastore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServer {
+    pub port: u16,
+    /// Extra names and IPs for the API server certificate.
+    #[serde(rename = "extraSANs")]
+    pub extra_sans: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Datastore {
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// On the control-plane hosts.
+    pub data_dir: PathBuf,
+}
+
+fn with_v<S: serde::Serializer>(v: &semver::Version, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("v{v}"))
+}
+
+/// How k8sup itself runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Hosts worked on at once.
+    pub concurrency: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+pub(crate) fn decode_options(cx: &mut Cx<'_>, node: Option<&Node>) -> Options {
+    let mut o = Options::default();
+    let Some(node) = node else { return o };
+    let Some(mut m) = cx.map(node, "'options'") else {
+        return o;
+    };
+    if let Some(n) = m.get("concurrency") {
+        o.concurrency = cx
+            .integer::<u32>(n, "'concurrency' in 'options'", 1, 10_000)
+            .unwrap_or(o.concurrency);
+    }
+    m.finish(cx);
+    o
+}
+
+/// `None` when a required value is missing or invalid (already reported).
+pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
+    let mut m = cx.map(node, "'cluster'")?;
+    let name = m
+        .required(cx, "name")
+        .and_then(|n| values::dns_label(cx, n, "cluster name"));
+    let version_node = m.get("kubernetesVersion");
+    let version_defaulted = version_node.is_none();
+    let version = match version_node {
+        Some(n) => values::version(cx, n, "'kubernetesVersion' in 'cluster'"),
+        None => Some(semver::Version::parse(DEFAULT_KUBERNETES_VERSION).expect("default version is valid")),
+    };
+    let pod = m
+        .get("podCIDR")
+        .map(|n| values::cidr(cx, n, "'podCIDR' in 'cluster'"));
+    let service = m
+        .get("serviceCIDR")
+        .map(|n| values::cidr(cx, n, "'serviceCIDR' in 'cluster'"));
+    let pod_pos = m.get("podCIDR").map(|n| n.pos);
+    let service_pos = m.get("serviceCIDR").map(|n| n.pos);
+    let domain = match m.get("clusterDomain") {
+        None => Some(DEFAULT_CLUSTER_DOMAIN.to_owned()),
+        Some(n) => cx.string(n, "'clusterDomain' in 'cluster'").filter(|d| {
+            let ok = values::is_dns_name(d) && d.to_ascii_lowercase() == *d;
+            if !ok {
+                let shown = cx.shown(n);
+                cx.sink
+                    .error(
+                        n.pos,
+                        format!(
+                            "'clusterDomain' in 'cluster': {shown} is not a lowercase DNS name"
+                        ),
+                    )
+                    .help("for example 'cluster.local'");
+            }
+            ok
+        }),
+    };
+    let api_server = m.get("apiServer").and_then(|n| decode_api_server(cx, n));
+    let datastore = m.get("datastore").and_then(|n| decode_datastore(cx, n));
+    m.finish(cx);
+
+    let default_net = |s: &str| s.parse::<IpNet>().expect("default CIDRs are valid");
+    let pod_cidr = pod.unwrap_or_else(|| Some(default_net(DEFAULT_POD_CIDR)))?;
+    let service_cidr = service.unwrap_or_else(|| Some(default_net(DEFAULT_SERVICE_CIDR)))?;
+    if pod_cidr.contains(&service_cidr.network()) || service_cidr.contains(&pod_cidr.network()) {
+        let at = service_pos.or(pod_pos).unwrap_or(node.pos);
+        cx.sink
+            .error(at, format!("podCIDR {pod_cidr} and serviceCIDR {service_cidr} overlap"))
+            .help("pods and services need separate address ranges; the defaults are 10.1.0.0/16 and 10.152.183.0/24");
+    }
+    let api_server = api_server.unwrap_or(ApiServer {
+        port: DEFAULT_API_SERVER_PORT,
+        extra_sans: Vec::new(),
+    });
+    let datastore = datastore.unwrap_or(Datastore {
+        client_port: DEFAULT_DATASTORE_CLIENT_PORT,
+        peer_port: DEFAULT_DATASTORE_PEER_PORT,
+        data_dir: PathBuf::from(DEFAULT_DATASTORE_DIR),
+    });
+    let ports = [
+        ("apiServer.port", api_server.port),
+        ("datastore.clientPort", datastore.client_port),
+        ("datastore.peerPort", datastore.peer_port),
+    ];
+    for (i, (a, pa)) in ports.iter().enumerate() {
+        for (b, pb) in &ports[i + 1..] {
+            if pa == pb {
+                cx.sink
+                    .error(
+                        node.pos,
+                        format!("'cluster' uses port {pa} for both {a} and {b}"),
+                    )
+                    .help("each listens on the control-plane hosts, so they need different ports");
+            }
+        }
+    }
+    Some(Cluster {
+        name: name?,
+        kubernetes_version: version?,
+        kubernetes_version_defaulted: version_defaulted,
+        pod_cidr,
+        service_cidr,
+        cluster_domain: domain?,
+        api_server,
+        datastore,
+    })
+}
+
+fn decode_api_server(cx: &mut Cx<'_>, node: &Node) -> Option<ApiServer> {
+    let mut m = cx.map(node, "'cluster.apiServer'")?;
+    let port = match m.get("port") {
+        Some(n) => cx.port(n, "'port' in 'cluster.apiServer'"),
+        None => Some(DEFAULT_API_SERVER_PORT),
+    };
+    let sans = match m.get("extraSANs") {
+        Some(n) => cx.list(n, "'extraSANs' in 'cluster.apiServer'", |cx, item| {
+            values::san(cx, item, "extra SAN")
+        }),
+        None => Some(Vec::new()),
+    };
+    m.finish(cx);
+    Some(ApiServer {
+        port: port?,
+        extra_sans: sans?,
+    })
+}
+
+fn decode_datastore(cx: &mut Cx<'_>, node: &Node) -> Option<Datastore> {
+    let mut m = cx.map(node, "'cluster.datastore'")?;
+    let client = match m.get("clientPort") {
+        Some(n) => cx.port(n, "'clientPort' in 'cluster.datastore'"),
+        None => Some(DEFAULT_DATASTORE_CLIENT_PORT),
+    };
+    let peer = match m.get("peerPort") {
+        Some(n) => cx.port(n, "'peerPort' in 'cluster.datastore'"),
+        None => Some(DEFAULT_DATASTORE_PEER_PORT),
+    };
+    let dir = match m.get("dataDir") {
+        Some(n) => values::host_path(cx, n, "'dataDir' in 'cluster.datastore'"),
+        None => Some(PathBuf::from(DEFAULT_DATASTORE_DIR)),
+    };
+    m.finish(cx);
+    Some(Datastore {
+        client_port: client?,
+        peer_port: peer?,
+        data_dir: dir?,
+    })
+}

@@ -1,0 +1,141 @@
+//! Commands on one reused connection: status, output, signals, stdin, timings.
+
+mod harness;
+
+use std::time::Instant;
+
+use harness::{Client, Sshd};
+use k8sup_ssh::{ExitStatus, Session, SshError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reports_status_stdout_stderr_and_signals() {
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("root", &client.key);
+    let s = Session::connect(&client.spec(&sshd, "root"))
+        .await
+        .expect("connect");
+
+    let out = s.exec("echo out; echo err >&2; exit 3").await.unwrap();
+    assert_eq!(out.status, ExitStatus::Code(3));
+    assert_eq!(out.stdout_str(), "out\n");
+    assert_eq!(out.stderr_str(), "err\n");
+
+    let out = s.exec("kill -TERM $$").await.unwrap();
+    assert_eq!(
+        out.status,
+        ExitStatus::Signal {
+            signal: "TERM".into(),
+            core_dumped: false
+        }
+    );
+    assert!(!out.success());
+
+    // A command reading stdin gets EOF at once instead of hanging.
+    let out = s.exec("cat; echo done").await.unwrap();
+    assert_eq!(out.stdout_str(), "done\n");
+
+    // Binary-safe output.
+    let out = s.exec("head -c 300000 /dev/zero").await.unwrap();
+    assert_eq!(out.stdout.len(), 300000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_checked_names_host_command_and_stderr_tail() {
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("root", &client.key);
+    let s = Session::connect(&client.spec(&sshd, "root")).await.unwrap();
+    let err = s
+        .exec_checked("for i in $(seq 1 40); do echo line$i >&2; done; false")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SshError::CommandFailed { .. }), "{msg}");
+    assert!(
+        msg.starts_with("node-127.0.0.2: command `for i in"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit code 1"), "{msg}");
+    assert!(
+        msg.contains("line40") && msg.contains("line21") && !msg.contains("line20\n"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_many_commands_even_concurrently() {
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("root", &client.key);
+
+    let t = Instant::now();
+    let s = Session::connect(&client.spec(&sshd, "root")).await.unwrap();
+    let connect = t.elapsed();
+
+    // The shell's parent is the per-connection sshd process: one connection means one PPID's parent.
+    let first = s
+        .exec("ps -o ppid= -p $PPID")
+        .await
+        .unwrap()
+        .stdout_str()
+        .trim()
+        .to_string();
+    let n = 20;
+    let t = Instant::now();
+    for _ in 0..n {
+        let out = s.exec("ps -o ppid= -p $PPID").await.unwrap();
+        assert_eq!(
+            out.stdout_str().trim(),
+            first,
+            "a command ran on another connection"
+        );
+    }
+    let per_ps_exec = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(s.exec("true").await.unwrap().success());
+    }
+    let per_exec = t.elapsed() / n;
+
+    // 30 concurrent commands on clones of the session: more than sshd's MaxSessions
+    // would allow at once if the session did not bound its channels.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.exec(&format!("sleep 0.05; echo {i}")).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap().unwrap().stdout_str().trim(), i.to_string());
+    }
+    let connections = sshd.log().matches("Accepted publickey").count();
+    assert_eq!(
+        connections,
+        1,
+        "expected one login, sshd log:\n{}",
+        sshd.log()
+    );
+    eprintln!(
+        "TIMING connect={connect:?} exec_round_trip(true)={per_exec:?} exec(ps)={per_ps_exec:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_stdin_streams_input() {
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("root", &client.key);
+    let s = Session::connect(&client.spec(&sshd, "root")).await.unwrap();
+    let data = vec![b'x'; 5 * 1024 * 1024];
+    let out = s.exec_with_stdin("wc -c", &data[..]).await.unwrap();
+    assert_eq!(out.stdout_str().trim(), "5242880");
+    // A command that exits without reading its stdin does not hang the call.
+    let out = s.exec_with_stdin("exit 4", &data[..]).await.unwrap();
+    assert_eq!(out.status, ExitStatus::Code(4));
+}

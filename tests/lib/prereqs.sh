@@ -1,0 +1,36 @@
+# What k8sup's build, lab and tests need from Debian, installed only when
+# missing. Sourced by tests/run-all.sh and tests/demo.sh.
+
+K8SUP_APT_PACKAGES=(
+  # the lab: machines booted with systemd-nspawn on a debootstrap root
+  systemd-container debootstrap iproute2
+  # SSH: the client for `k8sup lab ssh`, the server for the transport tests on loopback
+  openssh-client openssh-server
+  # the datastore: RocksDB's bindings (bindgen) and the etcd protos
+  libclang-dev protobuf-compiler
+  # the datastore's oracles: Debian's etcd and the real etcdctl
+  etcd-server etcd-client
+)
+
+k8sup_install_prereqs() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: run as root: the lab creates network namespaces, bridges and mounts" >&2
+    return 1
+  fi
+  local missing=() p
+  for p in "${K8SUP_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]}"
+  # Packages like openssh-server and etcd-server start their daemon on install;
+  # on a workstation or CI box we want the binaries only.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created=1
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  [ "$created" = 1 ] && rm -f "$policy"
+  return 0
+}
