@@ -31,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Write a commented example inventory to stdout (or --out FILE).
     Init(cmd::init::InitArgs),
-    /// Work with inventory files (validate them).
+    /// Check an inventory file, and show the connection settings each host gets.
     #[command(subcommand)]
     Inventory(cmd::inventory::InventoryCmd),
     /// Connect to every host and report what it is and what k8sup finds there.

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::cluster::{self, Cluster, Options};
+use crate::commands::{self, CommandSpec};
+use crate::files::{self, FileSpec};
+use crate::services::{self, ServiceSpec};
 use crate::decode::{Cx, suggest};
 use crate::host::{self, Host, HostPos, Role};
 use crate::node::{Node, Pos};
@@ -37,6 +40,15 @@ pub struct Inventory {
     /// Defaults for every host; see [`Inventory::effective_ssh`].
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
+    /// Files, directories and links to put on hosts (the user's own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    /// systemd services to install and keep in a state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+    /// Guarded commands to run on hosts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandSpec>,
     /// Absolute path of the file it was read from; relative paths in the
     /// inventory (identity files, known_hosts) are relative to its directory.
     #[serde(skip)]
@@ -141,6 +153,13 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
         }
         list
     });
+    // Workload sections target hosts by name and group, so they are read
+    // after the hosts; names cannot be checked when the hosts failed.
+    let known = all_hosts_read.then(|| hosts.as_ref().map(|h| h.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>())).flatten();
+    let base = path.parent().map(PathBuf::from).unwrap_or_default();
+    let files = m.get("files").map_or(Some(Vec::new()), |n| files::decode(cx, n, known.as_deref(), &base));
+    let services = m.get("services").map_or(Some(Vec::new()), |n| services::decode(cx, n, known.as_deref(), &base));
+    let commands = m.get("commands").map_or(Some(Vec::new()), |n| commands::decode(cx, n, known.as_deref()));
     m.finish(cx);
 
     // Host names as written, including hosts that could not be read in
@@ -167,6 +186,9 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
         options,
         ssh,
         hosts,
+        files,
+        services,
+        commands,
         path,
         positions: Positions {
             root: root.pos,
@@ -187,6 +209,9 @@ pub(crate) struct Draft {
     pub options: Options,
     pub ssh: SshSettings,
     pub hosts: Vec<Host>,
+    pub files: Option<Vec<FileSpec>>,
+    pub services: Option<Vec<ServiceSpec>>,
+    pub commands: Option<Vec<CommandSpec>>,
     pub path: PathBuf,
     pub positions: Positions,
 }
@@ -201,6 +226,9 @@ impl Draft {
             options: self.options,
             ssh: self.ssh,
             hosts: self.hosts,
+            files: self.files?,
+            services: self.services?,
+            commands: self.commands?,
             path: self.path,
         })
     }

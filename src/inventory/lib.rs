@@ -28,6 +28,11 @@
 //! then whole-inventory checks run (`checks`).
 
 mod checks;
+mod commands;
+mod files;
+mod services;
+mod source;
+mod targets;
 mod cluster;
 mod decode;
 mod diagnostic;
@@ -53,7 +58,12 @@ pub use effective::{
     JumpHost, resolve_path,
 };
 pub use example::EXAMPLE_INVENTORY;
+pub use commands::CommandSpec;
+pub use files::{FileKind, FileSpec};
 pub use host::{Host, Role};
+pub use services::{ServiceSpec, ServiceState};
+pub use source::Source;
+pub use targets::Targets;
 pub use inventory::{CURRENT_API_VERSION, Inventory, KIND, SUPPORTED_API_VERSIONS};
 pub use ssh::{HostKeyPolicy, SshSettings, SudoMode};
 pub use values::{JumpSpec, is_dns_label, is_dns_name};

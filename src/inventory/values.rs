@@ -278,3 +278,56 @@ mod tests {
         assert!(JumpSpec::parse("@h").is_err());
     }
 }
+
+/// File permission bits written in octal, as in chmod: `"0644"`, `0644`,
+/// `644`, `"0o644"`. The raw text of the value is read, so YAML's own number
+/// rules never turn `0644` into decimal 420 or 644.
+pub(crate) fn mode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<u32> {
+    let s = cx.scalar(node, "octal permission bits such as '0644'", what)?;
+    let text = s.value.trim();
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if (1..=4).contains(&digits.len())
+        && let Ok(v) = u32::from_str_radix(digits, 8)
+        && v <= 0o7777
+    {
+        return Some(v);
+    }
+    let shown = cx.shown(node);
+    cx.sink
+        .error(node.pos, format!("{what} must be octal permission bits, found {shown}"))
+        .help("write it as chmod does, e.g. \"0644\" or \"0755\"");
+    None
+}
+
+/// A user or group name as `useradd` accepts it (or a numeric id).
+pub(crate) fn account(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
+    let v = cx.string(node, what)?;
+    let ok = !v.is_empty()
+        && v.len() <= 32
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !v.starts_with('-');
+    if ok {
+        return Some(v);
+    }
+    let shown = cx.shown(node);
+    cx.sink.error(node.pos, format!("{what}: {shown} is not a user or group name"));
+    None
+}
+
+/// A systemd service name; a trailing `.service` is dropped.
+pub(crate) fn unit_name(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
+    let v = cx.string(node, what)?;
+    let name = v.strip_suffix(".service").unwrap_or(&v);
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\'));
+    if ok && !name.contains('.') {
+        return Some(name.to_owned());
+    }
+    let shown = cx.shown(node);
+    let d = cx.sink.error(node.pos, format!("{what}: {shown} is not a systemd service name"));
+    if name.contains('.') {
+        d.help("only services are managed here: write the name without a suffix, e.g. 'nginx'");
+    }
+    None
+}

@@ -191,12 +191,9 @@ impl Lab {
         if self.parts(&machine).is_running() {
             return Ok(());
         }
-        let t = std::time::Instant::now();
         self.ensure_bridge(&state)?;
-        eprintln!("DBG bridge {:?}", t.elapsed());
         let lab_key = crate::identity::ensure_lab_key(&self.layout, &self.name)?;
         machine::power_on(&state, &self.layout, &machine, &lab_key)?;
-        eprintln!("DBG power_on {:?}", t.elapsed());
         machine::wait_ready(&self.name, &self.layout, &machine, timeout)
     }
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use crate::identity;
 use crate::layout::{Layout, MachineLayout};
 use crate::mounts;
-use crate::naming;
+use crate::naming::{self, MacOf};
 use crate::net;
 use crate::preflight::{self, NSPAWN};
 use crate::procs;
@@ -78,6 +78,8 @@ pub fn power_on(state: &LabState, layout: &Layout, machine: &Machine, lab_key: &
         bridge: &naming::bridge_name(&state.name),
         address: machine.address,
         gateway: state.gateway(),
+        host_mac: &naming::mac_address(&state.name, MacOf::HostVeth, machine.index),
+        machine_mac: &naming::mac_address(&state.name, MacOf::Machine, machine.index),
     })
     .with_context(|| format!("connecting {} to the lab network", machine.name))?;
     spawn_nspawn(&parts, &rootfs)
@@ -123,11 +125,9 @@ pub fn wait_ready(lab: &str, layout: &Layout, machine: &Machine, timeout: Durati
     let deadline = Instant::now() + timeout;
     let target = SocketAddr::from((machine.address, 22));
     loop {
-        let t = Instant::now();
         if ssh_banner(target) {
             return Ok(());
         }
-        eprintln!("DBG banner attempt {:?} running={}", t.elapsed(), parts.is_running());
         let log = parts.files.console_log();
         if !parts.is_running() {
             bail!(

@@ -63,6 +63,29 @@ pub fn netns_name(machine: &str) -> String {
     format!("k8sup-{machine}")
 }
 
+/// What a MAC address from [`mac_address`] belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum MacOf {
+    Bridge = 0,
+    /// `eth0` inside machine N.
+    Machine = 1,
+    /// The host end of machine N's veth.
+    HostVeth = 2,
+}
+
+/// A fixed, locally administered MAC address per lab and interface.
+///
+/// Random MACs break a machine that boots again: the host and the other
+/// machines still hold its old MAC in their ARP caches and send it frames
+/// nobody takes, for up to a minute (seen here as connect timeouts after
+/// `start`). Likewise a bridge takes the lowest MAC of its ports unless
+/// given one, so it would change under the machines as ports come and go.
+/// Fixed MACs, like a VM's, make restarts invisible to ARP.
+pub fn mac_address(lab: &str, of: MacOf, index: u32) -> String {
+    let h = Sha256::digest(lab.as_bytes());
+    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", of as u8, h[5], h[6], h[7], index as u8)
+}
+
 /// A default /24 for a new lab is searched from this index (0..=255) within
 /// the lab address block, so that different lab names usually start on
 /// different subnets and do not race for the same one.
@@ -81,6 +104,14 @@ mod tests {
         assert!(veth_name(lab, 999).len() <= 15);
         assert_ne!(bridge_name("a"), bridge_name("b"));
         assert_ne!(veth_name("a", 1), veth_name("a", 11));
+    }
+
+    #[test]
+    fn macs_are_unicast_local_and_distinct() {
+        let m = mac_address("k8sup", MacOf::Machine, 3);
+        assert!(m.starts_with("02:01:") && m.ends_with(":03"), "{m}");
+        assert_ne!(m, mac_address("k8sup", MacOf::HostVeth, 3));
+        assert_ne!(m, mac_address("other", MacOf::Machine, 3));
     }
 
     #[test]

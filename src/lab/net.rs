@@ -23,9 +23,9 @@ pub fn link_exists(name: &str) -> Result<bool> {
 }
 
 /// Creates the bridge if needed, gives it `gateway/24` and brings it up.
-pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr) -> Result<()> {
+pub fn ensure_bridge(bridge: &str, mac: &str, gateway: Ipv4Addr) -> Result<()> {
     if !link_exists(bridge)? {
-        exec::run("ip", &["link", "add", bridge, "type", "bridge"])?;
+        exec::run("ip", &["link", "add", bridge, "address", mac, "type", "bridge"])?;
     }
     let wanted = format!("{gateway}/24");
     // Leave a correct address alone: flushing it would drop the route to
@@ -34,7 +34,8 @@ pub fn ensure_bridge(bridge: &str, gateway: Ipv4Addr) -> Result<()> {
         exec::run("ip", &["-4", "addr", "flush", "dev", bridge])?;
         exec::run("ip", &["addr", "add", &wanted, "dev", bridge])?;
     }
-    exec::run("ip", &["link", "set", bridge, "up"])?;
+    // Also pins the MAC of a bridge left by an older run.
+    exec::run("ip", &["link", "set", bridge, "address", mac, "up"])?;
     Ok(())
 }
 
@@ -78,6 +79,9 @@ pub struct Plug<'a> {
     pub bridge: &'a str,
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
+    /// Fixed MACs of the host end and of `eth0` (see `naming::mac_address`).
+    pub host_mac: &'a str,
+    pub machine_mac: &'a str,
 }
 
 /// Creates the machine's namespace and veth pair, puts the host end on the
@@ -85,7 +89,13 @@ pub struct Plug<'a> {
 pub fn plug(p: &Plug<'_>) -> Result<()> {
     let ns = p.netns;
     exec::run("ip", &["netns", "add", ns])?;
-    exec::run("ip", &["link", "add", p.veth, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+    exec::run(
+        "ip",
+        &[
+            "link", "add", p.veth, "address", p.host_mac, "type", "veth", "peer", "name", "eth0", "address",
+            p.machine_mac, "netns", ns,
+        ],
+    )?;
     exec::run("ip", &["link", "set", p.veth, "master", p.bridge, "up"])?;
     exec::run("ip", &["-n", ns, "addr", "add", &format!("{}/24", p.address), "dev", "eth0"])?;
     exec::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;

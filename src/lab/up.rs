@@ -16,7 +16,7 @@ use crate::lab::{Lab, LabInfo};
 use crate::layout::Layout;
 use crate::lock::FileLock;
 use crate::machine;
-use crate::naming;
+use crate::naming::{self, MacOf};
 use crate::net;
 use crate::preflight;
 use crate::rootfs;
@@ -122,7 +122,7 @@ impl Lab {
         };
         std::fs::create_dir_all(self.layout.dir())?;
         state.save(&self.layout.state_file())?;
-        net::ensure_bridge(&bridge, state.gateway())?;
+        net::ensure_bridge(&bridge, &naming::mac_address(&self.name, MacOf::Bridge, 0), state.gateway())?;
         Ok(state)
     }
 
@@ -164,9 +164,8 @@ impl Lab {
         if !net::link_exists(&bridge)? {
             let _subnets = FileLock::exclusive(&Layout::subnet_lock_file())?;
             subnet::check_free(state.subnet, &self.name, &bridge)?;
-            return net::ensure_bridge(&bridge, state.gateway());
         }
-        net::ensure_bridge(&bridge, state.gateway())
+        net::ensure_bridge(&bridge, &naming::mac_address(&self.name, MacOf::Bridge, 0), state.gateway())
     }
 
     /// Boots every machine that is not running, heals partitioned ones, and

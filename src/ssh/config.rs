@@ -144,7 +144,7 @@ fn parse_jump(s: &str) -> (Option<String>, String, Option<u16>) {
 fn hop_spec(parent: &ConnectSpec, hop: &str, via: Option<ConnectSpec>) -> ConnectSpec {
     let (user, address, port) = parse_jump(hop);
     ConnectSpec {
-        name: format!("{} (via jump host {address})", parent.name),
+        name: address.clone(),
         address,
         port,
         user,

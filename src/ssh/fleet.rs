@@ -23,16 +23,23 @@ type SharedJump = Arc<OnceCell<Result<Session, Arc<SshError>>>>;
 /// Hosts behind the same bastion share one connection to it (each gets its own
 /// tunnel): fifty parallel logins to one bastion would otherwise trip sshd's
 /// `MaxStartups` and be dropped at random.
-pub async fn connect_all(specs: Vec<ConnectSpec>, concurrency: usize) -> Vec<(String, Result<Session, SshError>)> {
+pub async fn connect_all(
+    specs: Vec<ConnectSpec>,
+    concurrency: usize,
+) -> Vec<(String, Result<Session, SshError>)> {
     let mut jumps: HashMap<String, SharedJump> = HashMap::new();
     let prepared: Vec<_> = specs
         .into_iter()
         .map(|spec| {
             let resolved = config::resolve(&spec);
-            let jump = resolved.as_ref().ok().and_then(|t| t.proxy_jump.clone()).map(|j| {
-                let cell = jumps.entry(config::jump_key(&j)).or_default().clone();
-                (j, cell)
-            });
+            let jump = resolved
+                .as_ref()
+                .ok()
+                .and_then(|t| t.proxy_jump.clone())
+                .map(|j| {
+                    let cell = jumps.entry(config::jump_key(&j)).or_default().clone();
+                    (j, cell)
+                });
             (spec, resolved, jump)
         })
         .collect();
@@ -45,11 +52,18 @@ pub async fn connect_all(specs: Vec<ConnectSpec>, concurrency: usize) -> Vec<(St
                     None => Session::connect_resolved(&spec, target, None).await,
                     Some((jump_spec, cell)) => {
                         let shared = cell
-                            .get_or_init(|| async { Session::connect(&jump_spec).await.map_err(Arc::new) })
+                            .get_or_init(|| async {
+                                Session::connect(&jump_spec).await.map_err(Arc::new)
+                            })
                             .await;
                         match shared {
-                            Ok(via) => Session::connect_resolved(&spec, target, Some(via.clone())).await,
-                            Err(e) => Err(SshError::Jump { host: spec.name.clone(), source: e.clone() }),
+                            Ok(via) => {
+                                Session::connect_resolved(&spec, target, Some(via.clone())).await
+                            }
+                            Err(e) => Err(SshError::Jump {
+                                host: spec.name.clone(),
+                                source: e.clone(),
+                            }),
                         }
                     }
                 },

@@ -168,7 +168,16 @@ impl Session {
     pub async fn connect(spec: &ConnectSpec) -> Result<Session, SshError> {
         let target = config::resolve(spec)?;
         let via = match &target.proxy_jump {
-            Some(jump) => Some(Box::pin(Session::connect(jump)).await?),
+            Some(jump) => {
+                Some(
+                    Box::pin(Session::connect(jump))
+                        .await
+                        .map_err(|e| SshError::Jump {
+                            host: spec.name.clone(),
+                            source: Arc::new(e),
+                        })?,
+                )
+            }
             None => None,
         };
         Session::connect_resolved(spec, target, via).await

@@ -85,3 +85,57 @@ async fn dead_and_silent_hosts_are_reported_by_name_while_the_others_connect() {
     assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_behind_one_bastion_share_one_connection_to_it() {
+    let bastion = Sshd::start("127.0.0.2");
+    let t1 = Sshd::start("127.0.0.3");
+    let t2 = Sshd::start("127.0.0.4");
+    let client = Client::new();
+    for s in [&bastion, &t1, &t2] {
+        client.trust(s);
+        s.authorize("root", &client.key);
+    }
+    let specs: Vec<_> = [&t1, &t2, &t1]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut spec = client.spec(t, "root");
+            spec.name = format!("node{i}");
+            spec.proxy_jump = Some(Box::new(client.spec(&bastion, "root")));
+            spec
+        })
+        .collect();
+    let results = connect_all(specs.clone(), 3).await;
+    for (name, r) in &results {
+        let s = r.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(s.exec("true").await.unwrap().success());
+    }
+    assert_eq!(
+        bastion.log().matches("Accepted publickey").count(),
+        1,
+        "{}",
+        bastion.log()
+    );
+
+    // The bastion failing is reported for every host behind it, by the host's name.
+    let stranger = Client::new(); // knows no host keys
+    let specs: Vec<_> = specs
+        .into_iter()
+        .map(|mut s| {
+            s.proxy_jump.as_mut().unwrap().known_hosts_files = vec![stranger.known_hosts.clone()];
+            s
+        })
+        .collect();
+    let results = connect_all(specs, 3).await;
+    for (name, r) in &results {
+        let err = r.as_ref().unwrap_err();
+        assert!(matches!(err, SshError::Jump { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{name}: through jump host: ")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is not known"), "{err}");
+    }
+}

@@ -165,3 +165,36 @@ async fn explicit_proxy_jump_checks_the_target_key_too() {
     let s = Session::connect(&spec).await.expect("explicit jump");
     assert!(s.exec("true").await.unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_bastion_is_named_in_the_target_error() {
+    let target = Sshd::start("127.0.0.3");
+    let client = Client::new();
+    client.trust(&target);
+    let closed = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = client.dir.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host bastion\n  HostName 127.0.0.2\n  Port {closed}\n  User root\n  IdentityFile {key}\n\
+             Host target\n  HostName 127.0.0.3\n  Port {}\n  User root\n  IdentityFile {key}\n  ProxyJump bastion\n",
+            target.port,
+            key = client.key.display()
+        ),
+    )
+    .unwrap();
+    let err = Session::connect(&alias_spec(&client, &config, "target"))
+        .await
+        .expect_err("bastion down");
+    assert!(matches!(err, SshError::Jump { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "target: through jump host: bastion: cannot reach 127.0.0.2:{closed}"
+        )),
+        "{err}"
+    );
+}

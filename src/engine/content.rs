@@ -1,0 +1,123 @@
+//! Where a file's content comes from, and the content once resolved.
+//!
+//! Configuration files are small: they are resolved (read or rendered) into
+//! memory once per run, hashed, sent inside the apply script and diffed.
+//! Binaries are large: only their SHA-256 is computed up front; their bytes
+//! are streamed from disk when (and only when) the host needs them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::error::EngineError;
+use crate::template::{self, TemplateContext};
+
+/// The content of a [`crate::Spec::File`] or [`crate::Spec::Unit`].
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// These exact bytes.
+    Inline(Vec<u8>),
+    /// The bytes of a local file, read at planning time.
+    LocalFile(PathBuf),
+    /// A minijinja template rendered with the host's [`TemplateContext`].
+    /// `name` (a file name under `templates/`, or `inventory:files[2]`) is used in errors.
+    Template { name: String, source: String },
+}
+
+impl Content {
+    pub fn text(s: impl Into<String>) -> Self {
+        Content::Inline(s.into().into_bytes())
+    }
+
+    pub fn local(path: impl Into<PathBuf>) -> Self {
+        Content::LocalFile(path.into())
+    }
+
+    pub fn template(name: impl Into<String>, source: impl Into<String>) -> Self {
+        Content::Template { name: name.into(), source: source.into() }
+    }
+
+    /// A template read from a file (its path is its name in errors).
+    pub fn template_file(path: &Path) -> Result<Self, EngineError> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| EngineError::Local { path: path.to_path_buf(), reason: e.to_string() })?;
+        Ok(Content::Template { name: path.display().to_string(), source })
+    }
+
+    /// Read or render the bytes.
+    pub(crate) fn resolve(&self, host: &str, ctx: Option<&TemplateContext>) -> Result<Vec<u8>, EngineError> {
+        match self {
+            Content::Inline(b) => Ok(b.clone()),
+            Content::LocalFile(p) => {
+                std::fs::read(p).map_err(|e| EngineError::Local { path: p.clone(), reason: e.to_string() })
+            }
+            Content::Template { name, source } => template::render(host, name, source, ctx).map(String::into_bytes),
+        }
+    }
+}
+
+/// Desired bytes of a path resource, resolved.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Small content, in memory.
+    Bytes(Arc<Vec<u8>>),
+    /// A large local file, streamed when needed.
+    Local { path: PathBuf, size: u64 },
+}
+
+/// A resolved body and its SHA-256 (lowercase hex).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub body: Body,
+    pub sha256: String,
+}
+
+impl Resolved {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let sha256 = sha256_hex(&bytes);
+        Resolved { body: Body::Bytes(Arc::new(bytes)), sha256 }
+    }
+
+    pub fn size(&self) -> u64 {
+        match &self.body {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Local { size, .. } => *size,
+        }
+    }
+
+    /// The content when it is in memory and valid UTF-8 (diffable).
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Bytes(b) => std::str::from_utf8(b).ok(),
+            Body::Local { .. } => None,
+        }
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 and size of a local file, read in chunks.
+pub(crate) async fn digest_file(path: &Path) -> Result<(String, u64), EngineError> {
+    let err = |e: std::io::Error| EngineError::Local { path: path.to_path_buf(), reason: e.to_string() };
+    let mut f = tokio::fs::File::open(path).await.map_err(err)?;
+    let meta = f.metadata().await.map_err(err)?;
+    if !meta.is_file() {
+        return Err(EngineError::Local { path: path.to_path_buf(), reason: "not a regular file".into() });
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).await.map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
