@@ -24,7 +24,8 @@ fn base_spec(e: &EffectiveSsh, name: &str, address: &str) -> ConnectSpec {
     let mut spec = ConnectSpec::new(name, address);
     if e.use_ssh_config {
         spec.port = e.explicit.port;
-        spec.user = e.explicit.user.clone().or_else(|| Some(e.user.clone()));
+        spec.user = e.explicit.user.clone();
+        spec.default_user = Some(e.user.clone());
     } else {
         spec.port = Some(e.port);
         spec.user = Some(e.user.clone());

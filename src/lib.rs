@@ -10,5 +10,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod connect;
+pub mod desired;
 pub mod facts;
 pub mod output;

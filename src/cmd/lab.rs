@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8sup_lab::{Ipv4Net, Lab, MachineStatus, UpOptions};
+use k8sup_lab::{Ipv4Net, Lab, MachineState, MachineStatus, UpOptions};
 use serde::Serialize;
 
 use crate::cli::OutputArgs;
@@ -43,7 +43,13 @@ pub enum LabCmd {
 #[derive(Debug, Clone, clap::Args)]
 pub struct NameArg {
     /// Lab name: lowercase letters, digits and dashes. Machines are NAME-1..NAME-N.
-    #[arg(long, short = 'n', default_value = "k8sup", env = "K8SUP_LAB", value_name = "NAME")]
+    #[arg(
+        long,
+        short = 'n',
+        default_value = "k8sup",
+        env = "K8SUP_LAB",
+        value_name = "NAME"
+    )]
     pub name: String,
 }
 
@@ -112,11 +118,18 @@ pub fn run(c: LabCmd) -> Result<ExitCode> {
 fn up(a: UpArgs) -> Result<ExitCode> {
     let lab = Lab::new(&a.lab.name);
     // Without flags, an existing lab keeps its shape.
-    let current = if lab.exists() { Some(lab.info()?) } else { None };
+    let current = if lab.exists() {
+        Some(lab.info()?)
+    } else {
+        None
+    };
     let current_nodes = current.as_ref().map(|i| i.machines.len());
-    let current_cp = current
-        .as_ref()
-        .map(|i| i.machines.iter().filter(|m| m.role == k8sup_lab::Role::ControlPlane).count());
+    let current_cp = current.as_ref().map(|i| {
+        i.machines
+            .iter()
+            .filter(|m| m.role == k8sup_lab::Role::ControlPlane)
+            .count()
+    });
     let opts = UpOptions {
         nodes: a.nodes.or(current_nodes).unwrap_or(3),
         control_planes: a.control_planes.or(current_cp).unwrap_or(1),
@@ -124,16 +137,28 @@ fn up(a: UpArgs) -> Result<ExitCode> {
         ready_timeout: Duration::from_secs(a.timeout),
     };
     if !k8sup_lab::root_is_cached() {
-        eprintln!("lab {}: building the Debian bookworm root with debootstrap (once; a minute or two)...", lab.name());
+        eprintln!(
+            "lab {}: building the Debian bookworm root with debootstrap (once; a minute or two)...",
+            lab.name()
+        );
     }
     eprintln!("lab {}: bringing up {} machines...", lab.name(), opts.nodes);
     let started = Instant::now();
     let info = lab.up(&opts)?;
-    eprintln!("lab {}: {} machines answer SSH ({:.1} s) on {}", info.name, info.machines.len(), started.elapsed().as_secs_f64(), info.subnet);
+    eprintln!(
+        "lab {}: {} machines answer SSH ({:.1} s) on {}",
+        info.name,
+        info.machines.len(),
+        started.elapsed().as_secs_f64(),
+        info.subnet
+    );
     for m in &info.machines {
         eprintln!("  {:<20} {:<15} {}", m.name, m.address, m.role);
     }
-    eprintln!("try: k8sup lab ssh {} --name {}", info.machines[0].name, info.name);
+    eprintln!(
+        "try: k8sup lab ssh {} --name {}",
+        info.machines[0].name, info.name
+    );
     println!("{}", info.inventory.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -153,14 +178,30 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
     let machines = lab.status()?;
     match a.output.output {
         OutputFormat::Json => {
-            let doc = StatusDoc { name: &info.name, subnet: info.subnet, inventory: info.inventory, machines: &machines };
+            let doc = StatusDoc {
+                name: &info.name,
+                subnet: info.subnet,
+                inventory: info.inventory,
+                machines: &machines,
+            };
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         OutputFormat::Text => {
-            println!("lab {} on {} (inventory {})", info.name, info.subnet, info.inventory.display());
+            println!(
+                "lab {} on {} (inventory {})",
+                info.name,
+                info.subnet,
+                info.inventory.display()
+            );
             println!("{:<20} {:<15} {:<14} STATE", "MACHINE", "ADDRESS", "ROLE");
             for s in &machines {
-                println!("{:<20} {:<15} {:<14} {}", s.machine.name, s.machine.address, s.machine.role.as_str(), s.state);
+                println!(
+                    "{:<20} {:<15} {:<14} {}",
+                    s.machine.name,
+                    s.machine.address,
+                    s.machine.role.as_str(),
+                    s.state
+                );
             }
         }
     }
@@ -169,6 +210,27 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
 
 fn ssh(a: SshArgs) -> Result<ExitCode> {
     let lab = Lab::new(&a.lab.name);
+    let machine = lab.machine(&a.node)?;
+    // Say why rather than let ssh time out on a machine that cannot answer.
+    if let Some(s) = lab
+        .status()?
+        .into_iter()
+        .find(|s| s.machine.name == machine.name)
+        && s.state != MachineState::Running
+    {
+        anyhow::bail!(
+            "machine {} is {}; bring it back with `k8sup lab {} {} --name {}`",
+            machine.name,
+            s.state,
+            if s.state == MachineState::Stopped {
+                "start"
+            } else {
+                "heal"
+            },
+            machine.name,
+            lab.name()
+        );
+    }
     let mut command = lab.ssh_command(&a.node)?;
     command.args(&a.command);
     // exec only returns on failure; on success ssh's exit status is ours.
@@ -180,6 +242,11 @@ fn node_op(a: NodeArgs, done: &str, op: impl FnOnce(&Lab, &str) -> Result<()>) -
     let lab = Lab::new(&a.lab.name);
     let machine = lab.machine(&a.node)?;
     op(&lab, &a.node)?;
-    eprintln!("lab {}: {done} {} ({})", lab.name(), machine.name, machine.address);
+    eprintln!(
+        "lab {}: {done} {} ({})",
+        lab.name(),
+        machine.name,
+        machine.address
+    );
     Ok(ExitCode::SUCCESS)
 }

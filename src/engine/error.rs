@@ -65,6 +65,10 @@ pub enum EngineError {
     #[error("cannot read the plan: {reason}")]
     PlanFormat { reason: String },
 
+    /// Several hosts failed (observation or planning); one line each.
+    #[error("{} host(s) failed:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Hosts(Vec<EngineError>),
+
     /// The run was cancelled (Ctrl-C, or another host failed under fail-fast).
     #[error("{host}: stopped before finishing ({reason})")]
     Cancelled { host: String, reason: String },

@@ -5,9 +5,11 @@
 //! caller as anything serializable, so the engine does not depend on the
 //! inventory crate. Undefined variables are errors (`UndefinedBehavior::Strict`):
 //! a typo must fail the plan, not write an empty string into a config file.
-//! Nothing is HTML-escaped, and a trailing newline is kept.
+//! Nothing is HTML-escaped, a trailing newline is kept and, as in Ansible,
+//! the newline after a block tag (`{% for %}`) is dropped.
 
-use minijinja::value::Value;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -24,9 +26,9 @@ pub struct TemplateContext {
 impl TemplateContext {
     pub fn new(host: &impl Serialize, vars: &impl Serialize, inventory: &impl Serialize) -> Self {
         TemplateContext {
-            host: Value::from_serialize(host),
-            vars: Value::from_serialize(vars),
-            inventory: Value::from_serialize(inventory),
+            host: Value::from(Serde(host)),
+            vars: Value::from(Serde(vars)),
+            inventory: Value::from(Serde(inventory)),
         }
     }
 }
@@ -35,7 +37,13 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_keep_trailing_newline(true);
+    // Like Ansible: keep the file's last newline, drop the newline after a block tag.
+    let syntax = SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .build()
+        .expect("the default delimiters are valid");
+    env.set_syntax(syntax);
     env
 }
 

@@ -10,6 +10,7 @@ use std::fs;
 
 use anyhow::{Context, Result};
 
+use crate::cgroups;
 use crate::lab::Lab;
 use crate::machine::Parts;
 use crate::mounts;
@@ -31,6 +32,7 @@ impl Lab {
         for index in self.machine_indices()? {
             Parts::new(&self.name, &self.layout, index).power_off()?;
         }
+        cgroups::remove_lab(&self.name)?;
         net::delete_link(&naming::bridge_name(&self.name))?;
         let dir = self.layout.dir();
         mounts::unmount_all_under(dir)?;
@@ -48,7 +50,11 @@ impl Lab {
         }
         // Machine directories (an overlay may be mounted there).
         if let Ok(entries) = fs::read_dir(self.layout.dir().join("machines")) {
-            indices.extend(entries.flatten().filter_map(|e| self.index_of(e.file_name().to_str()?)));
+            indices.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| self.index_of(e.file_name().to_str()?)),
+            );
         }
         // Namespaces named after the lab's machines.
         indices.extend(
@@ -71,6 +77,10 @@ impl Lab {
     /// N when `machine` is `LAB-N`.
     fn index_of(&self, machine: &str) -> Option<u32> {
         let n = machine.strip_prefix(&self.name)?.strip_prefix('-')?;
-        if n.bytes().all(|b| b.is_ascii_digit()) { n.parse().ok() } else { None }
+        if n.bytes().all(|b| b.is_ascii_digit()) {
+            n.parse().ok()
+        } else {
+            None
+        }
     }
 }

@@ -16,7 +16,10 @@ pub enum LabError {
     NotRoot,
 
     #[error("`{tool}` was not found in PATH; install it with `apt-get install {package}`")]
-    MissingTool { tool: &'static str, package: &'static str },
+    MissingTool {
+        tool: &'static str,
+        package: &'static str,
+    },
 
     #[error(
         "invalid lab name {name:?}: use 1 to {max} lowercase letters, digits and inner dashes \
@@ -28,13 +31,21 @@ pub enum LabError {
     NoSuchLab { lab: String, state: PathBuf },
 
     #[error("lab {lab:?} has no machine {node:?}; its machines are {known}")]
-    NoSuchMachine { lab: String, node: String, known: String },
+    NoSuchMachine {
+        lab: String,
+        node: String,
+        known: String,
+    },
 
     #[error(
         "address range {subnet} is taken on this host: {by}. Choose a free /24 with \
-         --subnet (e.g. --subnet 10.214.0.0/24)"
+         --subnet{}", suggestion.map(|s| format!(", e.g. --subnet {s} (free now)")).unwrap_or_default()
     )]
-    SubnetTaken { subnet: Ipv4Net, by: String },
+    SubnetTaken {
+        subnet: Ipv4Net,
+        by: String,
+        suggestion: Option<Ipv4Net>,
+    },
 
     #[error("--subnet {subnet}: a lab needs an IPv4 /24 network address such as 10.213.7.0/24")]
     BadSubnet { subnet: Ipv4Net },
@@ -43,12 +54,18 @@ pub enum LabError {
         "lab {lab:?} already uses {current}; --subnet {requested} would renumber its machines. \
          Run `k8sup lab down --name {lab}` first"
     )]
-    SubnetChanged { lab: String, current: Ipv4Net, requested: Ipv4Net },
+    SubnetChanged {
+        lab: String,
+        current: Ipv4Net,
+        requested: Ipv4Net,
+    },
 
     #[error("a lab needs 1 to {max} machines, not {nodes}")]
     BadNodeCount { nodes: usize, max: usize },
 
-    #[error("--control-planes must be between 1 and the number of machines ({nodes}), not {control_planes}")]
+    #[error(
+        "--control-planes must be between 1 and the number of machines ({nodes}), not {control_planes}"
+    )]
     BadControlPlanes { control_planes: usize, nodes: usize },
 
     #[error(
@@ -56,7 +73,11 @@ pub enum LabError {
          machines, it does not remove or re-role them. Ask for at least {existing} machines and \
          {existing_cp} control planes, or run `k8sup lab down --name {lab}` first"
     )]
-    ShapeConflict { lab: String, existing: usize, existing_cp: usize },
+    ShapeConflict {
+        lab: String,
+        existing: usize,
+        existing_cp: usize,
+    },
 
     #[error("no free /24 left in {block} for a new lab; pass --subnet with a free range")]
     NoFreeSubnet { block: Ipv4Net },

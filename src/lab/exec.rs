@@ -36,5 +36,8 @@ fn output(program: &str, args: &[&str]) -> Result<Output> {
 }
 
 fn command_line(program: &str, args: &[&str]) -> String {
-    std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")
+    std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -14,7 +14,10 @@ use anyhow::{Context, Result};
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("path has no file name")?.to_string_lossy();
+    let name = path
+        .file_name()
+        .context("path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
@@ -23,10 +26,12 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(contents).with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     drop(file);
     fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// When run through sudo, gives the files a user needs to reach the lab
@@ -36,7 +41,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 pub fn hand_to_sudo_user(paths: &[&Path]) -> Result<()> {
     use nix::unistd::{Gid, Uid, chown};
     let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
-    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else { return Ok(()) };
+    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
+        return Ok(());
+    };
     if uid == 0 || !nix::unistd::geteuid().is_root() {
         return Ok(());
     }

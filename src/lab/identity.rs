@@ -25,7 +25,17 @@ pub fn ensure_lab_key(layout: &Layout, lab: &str) -> Result<String> {
         let comment = format!("k8sup-lab-{lab}");
         exec::run(
             "ssh-keygen",
-            &["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", &private.to_string_lossy()],
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &comment,
+                "-f",
+                &private.to_string_lossy(),
+            ],
         )?;
     } else if !public.exists() {
         let line = exec::run("ssh-keygen", &["-y", "-f", &private.to_string_lossy()])?;
@@ -33,7 +43,8 @@ pub fn ensure_lab_key(layout: &Layout, lab: &str) -> Result<String> {
     }
     fs::set_permissions(&private, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting mode 0600 on {}", private.display()))?;
-    let line = fs::read_to_string(&public).with_context(|| format!("reading {}", public.display()))?;
+    let line =
+        fs::read_to_string(&public).with_context(|| format!("reading {}", public.display()))?;
     Ok(line.trim().to_owned())
 }
 
@@ -41,9 +52,18 @@ pub fn ensure_lab_key(layout: &Layout, lab: &str) -> Result<String> {
 /// hostname, /etc/hosts and root's authorized_keys on every boot, and, on
 /// its first boot only (checked in the overlay's `upper` layer), a unique
 /// machine-id and a fresh ed25519 host key.
-pub fn write_machine_identity(rootfs: &Path, upper: &Path, machine: &Machine, lab_key: &str) -> Result<()> {
+pub fn write_machine_identity(
+    rootfs: &Path,
+    upper: &Path,
+    machine: &Machine,
+    lab_key: &str,
+) -> Result<()> {
     let name = &machine.name;
-    write_atomic(&rootfs.join("etc/hostname"), format!("{name}\n").as_bytes(), 0o644)?;
+    write_atomic(
+        &rootfs.join("etc/hostname"),
+        format!("{name}\n").as_bytes(),
+        0o644,
+    )?;
     let hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{name}\n",
         machine.address
@@ -53,19 +73,41 @@ pub fn write_machine_identity(rootfs: &Path, upper: &Path, machine: &Machine, la
     let ssh_dir = rootfs.join("root/.ssh");
     fs::create_dir_all(&ssh_dir)?;
     fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700))?;
-    write_atomic(&ssh_dir.join("authorized_keys"), format!("{lab_key}\n").as_bytes(), 0o600)?;
+    write_atomic(
+        &ssh_dir.join("authorized_keys"),
+        format!("{lab_key}\n").as_bytes(),
+        0o600,
+    )?;
 
     if !upper.join("etc/machine-id").exists() {
-        let uuid = fs::read_to_string("/proc/sys/kernel/random/uuid").context("reading a random UUID")?;
+        let uuid =
+            fs::read_to_string("/proc/sys/kernel/random/uuid").context("reading a random UUID")?;
         let id: String = uuid.trim().chars().filter(|c| *c != '-').collect();
-        write_atomic(&rootfs.join("etc/machine-id"), format!("{id}\n").as_bytes(), 0o444)?;
+        write_atomic(
+            &rootfs.join("etc/machine-id"),
+            format!("{id}\n").as_bytes(),
+            0o444,
+        )?;
     }
     if !upper.join(HOST_KEY).exists() {
         let key = rootfs.join(HOST_KEY);
         let _ = fs::remove_file(&key);
         let _ = fs::remove_file(key.with_extension("pub"));
         let comment = format!("root@{name}");
-        exec::run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", &key.to_string_lossy()])?;
+        exec::run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &comment,
+                "-f",
+                &key.to_string_lossy(),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -74,7 +116,8 @@ pub fn write_machine_identity(rootfs: &Path, upper: &Path, machine: &Machine, la
 /// overlay's upper layer so that it works whether or not it is mounted.
 pub fn host_key(upper: &Path) -> Result<String> {
     let path = upper.join(format!("{HOST_KEY}.pub"));
-    let line = fs::read_to_string(&path).with_context(|| format!("reading host key {}", path.display()))?;
+    let line = fs::read_to_string(&path)
+        .with_context(|| format!("reading host key {}", path.display()))?;
     let mut fields = line.split_whitespace();
     match (fields.next(), fields.next()) {
         (Some(kind), Some(key)) => Ok(format!("{kind} {key}")),

@@ -42,26 +42,48 @@ struct Host<'a> {
 }
 
 /// Renders the inventory for `lab` as YAML.
-pub fn render(lab: &str, identity_file: &Path, known_hosts: &Path, machines: &[Machine]) -> Result<String> {
+pub fn render(
+    lab: &str,
+    identity_file: &Path,
+    known_hosts: &Path,
+    machines: &[Machine],
+) -> Result<String> {
     let inventory = Inventory {
         api_version: "k8sup.io/v1alpha1",
         kind: "Cluster",
         cluster: Cluster { name: lab },
-        ssh: Ssh { user: "root", identity_file, known_hosts_file: known_hosts, host_key_policy: "strict" },
+        ssh: Ssh {
+            user: "root",
+            identity_file,
+            known_hosts_file: known_hosts,
+            host_key_policy: "strict",
+        },
         hosts: machines
             .iter()
-            .map(|m| Host { name: &m.name, address: m.address.to_string(), role: m.role })
+            .map(|m| Host {
+                name: &m.name,
+                address: m.address.to_string(),
+                role: m.role,
+            })
             .collect(),
     };
     // Indented list items, as in the inventory documentation and `k8sup init`.
     let mut options = serde_saphyr::SerializerOptions::default();
     options.compact_list_indent = false;
     let yaml = serde_saphyr::to_string_with_options(&inventory, options)?;
-    Ok(format!("# Written by `k8sup lab up --name {lab}`; rewritten on every `up`.\n{yaml}"))
+    Ok(format!(
+        "# Written by `k8sup lab up --name {lab}`; rewritten on every `up`.\n{yaml}"
+    ))
 }
 
 /// Writes the inventory to `path` (atomically).
-pub fn write(path: &Path, lab: &str, identity_file: &Path, known_hosts: &Path, machines: &[Machine]) -> Result<()> {
+pub fn write(
+    path: &Path,
+    lab: &str,
+    identity_file: &Path,
+    known_hosts: &Path,
+    machines: &[Machine],
+) -> Result<()> {
     let text = render(lab, identity_file, known_hosts, machines)?;
     write_atomic(path, text.as_bytes(), 0o644)
 }
@@ -73,10 +95,26 @@ mod tests {
     #[test]
     fn has_the_documented_shape() {
         let machines = vec![
-            Machine { name: "k-1".into(), index: 1, address: "10.213.5.11".parse().unwrap(), role: Role::ControlPlane },
-            Machine { name: "k-2".into(), index: 2, address: "10.213.5.12".parse().unwrap(), role: Role::Worker },
+            Machine {
+                name: "k-1".into(),
+                index: 1,
+                address: "10.213.5.11".parse().unwrap(),
+                role: Role::ControlPlane,
+            },
+            Machine {
+                name: "k-2".into(),
+                index: 2,
+                address: "10.213.5.12".parse().unwrap(),
+                role: Role::Worker,
+            },
         ];
-        let text = render("k", Path::new("/var/lib/k8sup/lab/k/id_ed25519"), Path::new("/var/lib/k8sup/lab/k/known_hosts"), &machines).unwrap();
+        let text = render(
+            "k",
+            Path::new("/var/lib/k8sup/lab/k/id_ed25519"),
+            Path::new("/var/lib/k8sup/lab/k/known_hosts"),
+            &machines,
+        )
+        .unwrap();
         for needle in [
             "apiVersion: k8sup.io/v1alpha1",
             "kind: Cluster",

@@ -133,7 +133,10 @@ impl Lab {
                 } else {
                     MachineState::Partitioned
                 };
-                Ok(MachineStatus { machine: m.clone(), state })
+                Ok(MachineStatus {
+                    machine: m.clone(),
+                    state,
+                })
             })
             .collect()
     }
@@ -160,8 +163,18 @@ impl Lab {
             .arg("-i")
             .arg(self.layout.identity_file())
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.layout.known_hosts().display()))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.layout.known_hosts().display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "LogLevel=ERROR",
+            ])
             // Never prompt (there is no password; a changed host key must fail).
             .args(["-o", "BatchMode=yes"])
             .args(["-o", "ConnectTimeout=10", "-l", "root", "--"])
@@ -235,8 +248,13 @@ impl Lab {
     pub(crate) fn load(&self) -> Result<LabState> {
         naming::validate_lab_name(&self.name)?;
         let path = self.layout.state_file();
-        LabState::load(&path)?
-            .ok_or_else(|| LabError::NoSuchLab { lab: self.name.clone(), state: path }.into())
+        LabState::load(&path)?.ok_or_else(|| {
+            LabError::NoSuchLab {
+                lab: self.name.clone(),
+                state: path,
+            }
+            .into()
+        })
     }
 
     /// Takes the lab's lock (after the root and tool checks) and reads its state.
@@ -264,7 +282,17 @@ fn find<'a>(state: &'a LabState, node: &str) -> Result<&'a Machine> {
         .iter()
         .find(|m| m.name == node || Some(m.index) == by_number)
         .ok_or_else(|| {
-            let known = state.machines.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
-            LabError::NoSuchMachine { lab: state.name.clone(), node: node.to_owned(), known }.into()
+            let known = state
+                .machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            LabError::NoSuchMachine {
+                lab: state.name.clone(),
+                node: node.to_owned(),
+                known,
+            }
+            .into()
         })
 }

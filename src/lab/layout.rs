@@ -17,7 +17,9 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(lab: &str) -> Self {
-        Self { dir: Path::new(STATE_ROOT).join(lab) }
+        Self {
+            dir: Path::new(STATE_ROOT).join(lab),
+        }
     }
 
     /// The lab's state directory, e.g. /var/lib/k8sup/lab/NAME.
@@ -49,13 +51,17 @@ impl Layout {
     }
 
     pub fn machine(&self, machine: &str) -> MachineLayout {
-        MachineLayout { dir: self.dir.join("machines").join(machine) }
+        MachineLayout {
+            dir: self.dir.join("machines").join(machine),
+        }
     }
 
     /// Lock serialising changes to one lab. It lives outside the state
     /// directory so that `down` can delete that directory while holding it.
     pub fn lock_file(lab: &str) -> PathBuf {
-        Path::new(STATE_ROOT).join(".locks").join(format!("{lab}.lock"))
+        Path::new(STATE_ROOT)
+            .join(".locks")
+            .join(format!("{lab}.lock"))
     }
 
     /// Lock held while a new lab picks its subnet and claims it, so that two

@@ -26,6 +26,7 @@
 //! on one lab are serialised by a file lock, and different labs may be used
 //! from several processes at once.
 
+mod cgroups;
 mod down;
 mod error;
 mod exec;

@@ -39,7 +39,10 @@ impl FileLock {
             let held = lock.metadata()?;
             let current = fs::metadata(path).ok();
             if current.is_some_and(|c| c.dev() == held.dev() && c.ino() == held.ino()) {
-                return Ok(Self { path: path.to_owned(), _lock: lock });
+                return Ok(Self {
+                    path: path.to_owned(),
+                    _lock: lock,
+                });
             }
         }
     }

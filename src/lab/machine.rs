@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cgroups;
 use crate::identity;
 use crate::layout::{Layout, MachineLayout};
 use crate::mounts;
@@ -26,6 +27,7 @@ use crate::state::{LabState, Machine};
 /// address, so that cleanup can work from names alone).
 #[derive(Debug, Clone)]
 pub struct Parts {
+    pub lab: String,
     pub name: String,
     pub netns: String,
     pub veth: String,
@@ -39,6 +41,7 @@ impl Parts {
             netns: naming::netns_name(&name),
             veth: naming::veth_name(lab, index),
             files: layout.machine(&name),
+            lab: lab.to_owned(),
             name,
         }
     }
@@ -53,8 +56,10 @@ impl Parts {
     /// upper layer). Safe on any partial state, including a crashed run's.
     pub fn power_off(&self) -> Result<()> {
         let rootfs = self.files.rootfs();
+        cgroups::kill(&self.lab, &self.name);
         procs::kill_machine(&rootfs, &net::netns_path(&self.netns))
             .with_context(|| format!("stopping machine {}", self.name))?;
+        cgroups::remove_machine(&self.lab, &self.name)?;
         net::delete_link(&self.veth)?;
         net::delete_netns(&self.netns)?;
         mounts::unmount_all_under(self.files.dir())?;
@@ -94,24 +99,41 @@ fn spawn_nspawn(parts: &Parts, rootfs: &Path) -> Result<()> {
     // nspawn keeps per-machine propagation directories here.
     fs::create_dir_all("/run/systemd/nspawn").context("creating /run/systemd/nspawn")?;
     let log_path = parts.files.console_log();
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let program = preflight::which(NSPAWN.name).unwrap_or_else(|| PathBuf::from(NSPAWN.name));
     let mut command = Command::new(program);
     command
         .arg(format!("--directory={}", rootfs.display()))
-        .args(["--boot", "--register=no", "--keep-unit", "--console=read-only", "--resolv-conf=off"])
-        .arg(format!("--network-namespace-path={}", net::netns_path(&parts.netns).display()))
+        .args([
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--console=read-only",
+            "--resolv-conf=off",
+        ])
+        .arg(format!(
+            "--network-namespace-path={}",
+            net::netns_path(&parts.netns).display()
+        ))
         .arg(format!("--machine={}", parts.name))
         .arg(format!("--hostname={}", parts.name))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours,
-    // as required between fork and exec.
+    let cgroup_procs = cgroups::prepare(&parts.lab, &parts.name)?;
+    // SAFETY: between fork and exec this only makes system calls (setsid,
+    // open, write) on memory prepared before the fork; nothing allocates or
+    // takes a lock.
     unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            cgroups::join_in_child(&cgroup_procs)
+        });
     }
-    let mut child = command.spawn().with_context(|| format!("starting systemd-nspawn for {}", parts.name))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting systemd-nspawn for {}", parts.name))?;
     // Reap it when it exits so that a long-lived caller (a test process that
     // stops and starts machines) does not collect zombies.
     thread::spawn(move || child.wait());

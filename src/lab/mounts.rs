@@ -19,14 +19,22 @@ pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> 
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-        .with_context(|| format!("mounting overlay at {} ({options})", target.display()))
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .with_context(|| format!("mounting overlay at {} ({options})", target.display()))
 }
 
 /// Mount points at or below `path`, deepest first (the order to unmount).
 pub fn mounts_under(path: &Path) -> Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> =
-        mount_points()?.into_iter().filter(|m| m.starts_with(path)).collect();
+    let mut found: Vec<PathBuf> = mount_points()?
+        .into_iter()
+        .filter(|m| m.starts_with(path))
+        .collect();
     found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     found.dedup();
     Ok(found)
@@ -61,7 +69,10 @@ fn unescape_mount_path(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit)
+        {
             let octal = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("0");
             out.push(u8::from_str_radix(octal, 8).unwrap_or(b'?'));
             i += 4;

@@ -20,7 +20,9 @@ const IF_PREFIX: &str = "k8l";
 /// Checks that `name` can name a lab: lowercase letters, digits and inner
 /// dashes (it becomes part of hostnames and file names).
 pub fn validate_lab_name(name: &str) -> Result<(), LabError> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && ok_chars
@@ -29,7 +31,10 @@ pub fn validate_lab_name(name: &str) -> Result<(), LabError> {
     if ok {
         Ok(())
     } else {
-        Err(LabError::InvalidName { name: name.to_owned(), max: MAX_NAME_LEN })
+        Err(LabError::InvalidName {
+            name: name.to_owned(),
+            max: MAX_NAME_LEN,
+        })
     }
 }
 
@@ -83,7 +88,10 @@ pub enum MacOf {
 /// Fixed MACs, like a VM's, make restarts invisible to ARP.
 pub fn mac_address(lab: &str, of: MacOf, index: u32) -> String {
     let h = Sha256::digest(lab.as_bytes());
-    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", of as u8, h[5], h[6], h[7], index as u8)
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        of as u8, h[5], h[6], h[7], index as u8
+    )
 }
 
 /// A default /24 for a new lab is searched from this index (0..=255) within
@@ -118,7 +126,15 @@ mod tests {
     fn lab_names_are_hostname_safe() {
         assert!(validate_lab_name("k8sup").is_ok());
         assert!(validate_lab_name("t-facts-2").is_ok());
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(MAX_NAME_LEN + 1)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
             assert!(validate_lab_name(bad).is_err(), "{bad:?} accepted");
         }
     }

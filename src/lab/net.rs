@@ -25,7 +25,10 @@ pub fn link_exists(name: &str) -> Result<bool> {
 /// Creates the bridge if needed, gives it `gateway/24` and brings it up.
 pub fn ensure_bridge(bridge: &str, mac: &str, gateway: Ipv4Addr) -> Result<()> {
     if !link_exists(bridge)? {
-        exec::run("ip", &["link", "add", bridge, "address", mac, "type", "bridge"])?;
+        exec::run(
+            "ip",
+            &["link", "add", bridge, "address", mac, "type", "bridge"],
+        )?;
     }
     let wanted = format!("{gateway}/24");
     // Leave a correct address alone: flushing it would drop the route to
@@ -47,7 +50,13 @@ fn bridge_addresses(dev: &str) -> Result<Vec<String>> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"].as_u64()?)))
+        .filter_map(|a| {
+            Some(format!(
+                "{}/{}",
+                a["local"].as_str()?,
+                a["prefixlen"].as_u64()?
+            ))
+        })
         .collect())
 }
 
@@ -92,15 +101,49 @@ pub fn plug(p: &Plug<'_>) -> Result<()> {
     exec::run(
         "ip",
         &[
-            "link", "add", p.veth, "address", p.host_mac, "type", "veth", "peer", "name", "eth0", "address",
-            p.machine_mac, "netns", ns,
+            "link",
+            "add",
+            p.veth,
+            "address",
+            p.host_mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            p.machine_mac,
+            "netns",
+            ns,
         ],
     )?;
     exec::run("ip", &["link", "set", p.veth, "master", p.bridge, "up"])?;
-    exec::run("ip", &["-n", ns, "addr", "add", &format!("{}/24", p.address), "dev", "eth0"])?;
+    exec::run(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{}/24", p.address),
+            "dev",
+            "eth0",
+        ],
+    )?;
     exec::run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
     exec::run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
-    exec::run("ip", &["-n", ns, "route", "add", "default", "via", &p.gateway.to_string()])?;
+    exec::run(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &p.gateway.to_string(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -113,7 +156,11 @@ pub fn is_attached(veth: &str, bridge: &str) -> Result<bool> {
     let links: Value = serde_json::from_str(&out).context("parsing `ip -j link show`")?;
     let link = &links[0];
     let on_bridge = link["master"].as_str() == Some(bridge);
-    let up = link["flags"].as_array().into_iter().flatten().any(|f| f.as_str() == Some("UP"));
+    let up = link["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f.as_str() == Some("UP"));
     Ok(on_bridge && up)
 }
 
@@ -149,7 +196,10 @@ pub fn links_with_prefix(prefix: &str) -> Result<Vec<String>> {
 pub fn netns_names() -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|entries| {
-            entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect()
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
         })
         .unwrap_or_default()
 }

@@ -13,22 +13,44 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const NSPAWN: Tool = Tool { name: "systemd-nspawn", package: "systemd-container" };
-pub const DEBOOTSTRAP: Tool = Tool { name: "debootstrap", package: "debootstrap" };
-pub const IP: Tool = Tool { name: "ip", package: "iproute2" };
-pub const SSH_KEYGEN: Tool = Tool { name: "ssh-keygen", package: "openssh-client" };
-pub const SSH: Tool = Tool { name: "ssh", package: "openssh-client" };
+pub const NSPAWN: Tool = Tool {
+    name: "systemd-nspawn",
+    package: "systemd-container",
+};
+pub const DEBOOTSTRAP: Tool = Tool {
+    name: "debootstrap",
+    package: "debootstrap",
+};
+pub const IP: Tool = Tool {
+    name: "ip",
+    package: "iproute2",
+};
+pub const SSH_KEYGEN: Tool = Tool {
+    name: "ssh-keygen",
+    package: "openssh-client",
+};
+pub const SSH: Tool = Tool {
+    name: "ssh",
+    package: "openssh-client",
+};
 
 /// Fails with [`LabError::NotRoot`] unless the effective user is root.
 pub fn require_root() -> Result<(), LabError> {
-    if nix::unistd::geteuid().is_root() { Ok(()) } else { Err(LabError::NotRoot) }
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot)
+    }
 }
 
 /// Fails with [`LabError::MissingTool`] naming the first tool not in PATH.
 pub fn require_tools(tools: &[Tool]) -> Result<(), LabError> {
     for tool in tools {
         if !in_path(tool.name) {
-            return Err(LabError::MissingTool { tool: tool.name, package: tool.package });
+            return Err(LabError::MissingTool {
+                tool: tool.name,
+                package: tool.package,
+            });
         }
     }
     Ok(())
@@ -58,5 +80,25 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tool_names_the_package() {
+        let tool = Tool {
+            name: "k8sup-no-such-tool",
+            package: "k8sup-pkg",
+        };
+        let err = require_tools(&[IP, tool]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`k8sup-no-such-tool` was not found in PATH; install it with `apt-get install k8sup-pkg`"
+        );
+    }
 }

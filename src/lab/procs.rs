@@ -22,7 +22,12 @@ use nix::unistd::Pid;
 /// Numeric entries of /proc.
 fn all_pids() -> Vec<i32> {
     fs::read_dir("/proc")
-        .map(|entries| entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -46,14 +51,18 @@ pub fn nspawn_pids(rootfs: &Path) -> Vec<i32> {
         .into_iter()
         .filter(|&pid| {
             let args = cmdline(pid);
-            args.first().is_some_and(|a0| a0.ends_with("systemd-nspawn")) && args.iter().any(|a| *a == wanted)
+            args.first()
+                .is_some_and(|a0| a0.ends_with("systemd-nspawn"))
+                && args.contains(&wanted)
         })
         .collect()
 }
 
 /// Live processes whose network namespace is the one bound at `netns_path`.
 pub fn pids_in_netns(netns_path: &Path) -> Vec<i32> {
-    let Ok(meta) = fs::metadata(netns_path) else { return Vec::new() };
+    let Ok(meta) = fs::metadata(netns_path) else {
+        return Vec::new();
+    };
     let wanted = format!("net:[{}]", meta.ino());
     all_pids()
         .into_iter()
@@ -66,17 +75,25 @@ pub fn pids_in_netns(netns_path: &Path) -> Vec<i32> {
 
 /// Direct children of `pid` (all its threads').
 fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
     tasks
         .flatten()
         .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect()
 }
 
 /// Whether `pid` is PID 1 of a nested PID namespace (a container's init).
 fn is_namespace_init(pid: i32) -> bool {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
@@ -100,7 +117,10 @@ pub fn kill_machine(rootfs: &Path, netns_path: &Path) -> Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let left: Vec<i32> = nspawn_pids(rootfs).into_iter().chain(pids_in_netns(netns_path)).collect();
+        let left: Vec<i32> = nspawn_pids(rootfs)
+            .into_iter()
+            .chain(pids_in_netns(netns_path))
+            .collect();
         if left.is_empty() {
             return Ok(());
         }

@@ -27,7 +27,14 @@ use crate::preflight::{self, DEBOOTSTRAP};
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
-const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "openssh-server", "iproute2", "dbus", "sudo"];
+const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "openssh-server",
+    "iproute2",
+    "dbus",
+    "sudo",
+];
 
 /// sshd: root may log in with the lab key only; the one host key is
 /// generated per machine (see `identity`), never shared through the cache.
@@ -76,7 +83,9 @@ fn recipe_key() -> String {
 
 /// Path of the cached root for the current recipe (it may not exist yet).
 pub fn cached_root() -> PathBuf {
-    Path::new(CACHE_ROOT).join(format!("{SUITE}-{}", recipe_key())).join("rootfs")
+    Path::new(CACHE_ROOT)
+        .join(format!("{SUITE}-{}", recipe_key()))
+        .join("rootfs")
 }
 
 /// Whether the root for the current recipe is already built.
@@ -111,12 +120,14 @@ fn build(root: &Path) -> Result<()> {
             .with_context(|| format!("removing stale build {}", staging.display()))?;
     }
     let staged_root = staging.join("rootfs");
-    fs::create_dir_all(&staged_root).with_context(|| format!("creating {}", staged_root.display()))?;
+    fs::create_dir_all(&staged_root)
+        .with_context(|| format!("creating {}", staged_root.display()))?;
 
     let log_path = Path::new(CACHE_ROOT).join(format!("debootstrap-{}.log", recipe_key()));
     tracing::info!(root = %root.display(), log = %log_path.display(), "building the lab's Debian root with debootstrap");
     let started = Instant::now();
-    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let include = format!("--include={}", PACKAGES.join(","));
     let debootstrap = preflight::which(DEBOOTSTRAP.name).unwrap_or_else(|| DEBOOTSTRAP.name.into());
     let status = Command::new(debootstrap)
@@ -156,12 +167,20 @@ fn prepare(root: &Path) -> Result<()> {
     // Host keys are per machine; none may come from the cache.
     for entry in fs::read_dir(root.join("etc/ssh"))? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with("ssh_host_") {
             fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    write(root, "etc/ssh/sshd_config.d/k8sup-lab.conf", SSHD_CONFIG, 0o644)?;
+    write(
+        root,
+        "etc/ssh/sshd_config.d/k8sup-lab.conf",
+        SSHD_CONFIG,
+        0o644,
+    )?;
     // An empty machine-id in the shared root; each machine writes its own.
     write(root, "etc/machine-id", "", 0o444)?;
     let dbus_id = root.join("var/lib/dbus/machine-id");
@@ -197,7 +216,12 @@ fn prepare(root: &Path) -> Result<()> {
             }
         }
     }
-    write(root, "etc/k8sup-lab-root", &format!("{SUITE}-{}\n", recipe_key()), 0o644)?;
+    write(
+        root,
+        "etc/k8sup-lab-root",
+        &format!("{SUITE}-{}\n", recipe_key()),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -206,7 +230,8 @@ fn write(root: &Path, rel: &str, contents: &str, mode: u32) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let mut file = fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
     Ok(())

@@ -73,7 +73,10 @@ impl LabState {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let state = serde_json::from_str(&text).with_context(|| {
-            format!("{} is not a lab state file; remove the lab's directory by hand", path.display())
+            format!(
+                "{} is not a lab state file; remove the lab's directory by hand",
+                path.display()
+            )
         })?;
         Ok(Some(state))
     }

@@ -51,7 +51,13 @@ pub fn check_free(subnet: Ipv4Net, lab: &str, own_bridge: &str) -> Result<()> {
         .iter()
         .find(|c| c.dev.as_deref() != Some(own_bridge) && overlaps(c.net, subnet))
     {
-        return Err(LabError::SubnetTaken { subnet, by: claim.what.clone() }.into());
+        let suggestion = choose(lab).ok();
+        return Err(LabError::SubnetTaken {
+            subnet,
+            by: claim.what.clone(),
+            suggestion,
+        }
+        .into());
     }
     Ok(())
 }
@@ -85,24 +91,37 @@ fn claims(lab: &str) -> Result<Vec<Claim>> {
     for link in addrs.as_array().into_iter().flatten() {
         let dev = link["ifname"].as_str().unwrap_or_default().to_owned();
         for info in link["addr_info"].as_array().into_iter().flatten() {
-            let (Some(local), Some(len)) = (info["local"].as_str(), info["prefixlen"].as_u64()) else {
+            let (Some(local), Some(len)) = (info["local"].as_str(), info["prefixlen"].as_u64())
+            else {
                 continue;
             };
-            let Ok(net) = format!("{local}/{len}").parse::<Ipv4Net>() else { continue };
+            let Ok(net) = format!("{local}/{len}").parse::<Ipv4Net>() else {
+                continue;
+            };
             if net.addr().is_loopback() {
                 continue;
             }
-            claims.push(Claim { net: net.trunc(), what: format!("{dev} has {net}"), dev: Some(dev.clone()) });
+            claims.push(Claim {
+                net: net.trunc(),
+                what: format!("{dev} has {net}"),
+                dev: Some(dev.clone()),
+            });
         }
     }
     let routes: Value = serde_json::from_str(&exec::run("ip", &["-j", "-4", "route", "show"])?)
         .context("parsing `ip -j -4 route show`")?;
     for route in routes.as_array().into_iter().flatten() {
-        let Some(dst) = route["dst"].as_str() else { continue };
+        let Some(dst) = route["dst"].as_str() else {
+            continue;
+        };
         if dst == "default" {
             continue;
         }
-        let net = if dst.contains('/') { dst.parse::<Ipv4Net>() } else { format!("{dst}/32").parse() };
+        let net = if dst.contains('/') {
+            dst.parse::<Ipv4Net>()
+        } else {
+            format!("{dst}/32").parse()
+        };
         let Ok(net) = net else { continue };
         let dev = route["dev"].as_str().map(str::to_owned);
         let what = format!("route {dst} via {}", dev.as_deref().unwrap_or("?"));
@@ -114,7 +133,9 @@ fn claims(lab: &str) -> Result<Vec<Claim>> {
 
 /// Subnets recorded by the other labs on this host, running or not.
 fn other_labs(lab: &str) -> Vec<Claim> {
-    let Ok(entries) = fs::read_dir(Path::new(STATE_ROOT)) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(Path::new(STATE_ROOT)) else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter(|e| e.file_name().to_str() != Some(lab))

@@ -46,21 +46,41 @@ pub struct UpOptions {
 
 impl Default for UpOptions {
     fn default() -> Self {
-        Self { nodes: 3, control_planes: 1, subnet: None, ready_timeout: DEFAULT_READY_TIMEOUT }
+        Self {
+            nodes: 3,
+            control_planes: 1,
+            subnet: None,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
     }
 }
 
 impl Lab {
-    /// Brings the lab up (see the module docs) and writes its SSH key,
-    /// known_hosts and inventory. Returns once every machine answers SSH.
+    /// Brings the lab up and writes its SSH key, known_hosts and inventory;
+    /// returns once every machine answers SSH.
+    ///
+    /// Idempotent: a new lab is created (building the cached root first if
+    /// needed); in an existing one, running machines are left alone, stopped
+    /// or crashed ones are cleaned up and booted, missing ones are added
+    /// (`nodes` above the current count) and partitioned ones are put back
+    /// on the network. An existing lab is never shrunk, renumbered or
+    /// re-roled: that is an error naming `down` as the way out.
     pub fn up(&self, opts: &UpOptions) -> Result<LabInfo> {
         naming::validate_lab_name(&self.name)?;
         preflight::require_host()?;
         if opts.nodes == 0 || opts.nodes > MAX_NODES {
-            return Err(LabError::BadNodeCount { nodes: opts.nodes, max: MAX_NODES }.into());
+            return Err(LabError::BadNodeCount {
+                nodes: opts.nodes,
+                max: MAX_NODES,
+            }
+            .into());
         }
         if opts.control_planes == 0 || opts.control_planes > opts.nodes {
-            return Err(LabError::BadControlPlanes { control_planes: opts.control_planes, nodes: opts.nodes }.into());
+            return Err(LabError::BadControlPlanes {
+                control_planes: opts.control_planes,
+                nodes: opts.nodes,
+            }
+            .into());
         }
         if let Some(s) = opts.subnet {
             subnet::validate(s)?;
@@ -71,8 +91,9 @@ impl Lab {
             None => match self.create(opts) {
                 Ok(state) => state,
                 Err(e) => {
-                    // Nothing was created (lab.json is written last among the
-                    // checks): leave no lock file for a lab that never existed.
+                    // Without lab.json nothing was created on the host (it is
+                    // written before the bridge): leave no lock file behind
+                    // for a lab that never existed.
                     if !self.exists() {
                         let _ = lock.remove();
                     }
@@ -84,7 +105,13 @@ impl Lab {
         self.boot_missing(&state, &lab_key, opts.ready_timeout)?;
         identity::write_known_hosts(&self.layout, &state.machines)?;
         let info = self.info_from(&state);
-        inventory::write(&info.inventory, &self.name, &info.identity_file, &info.known_hosts, &state.machines)?;
+        inventory::write(
+            &info.inventory,
+            &self.name,
+            &info.identity_file,
+            &info.known_hosts,
+            &state.machines,
+        )?;
         files::hand_to_sudo_user(&[
             &info.identity_file,
             &self.layout.public_key_file(),
@@ -118,11 +145,20 @@ impl Lab {
             name: self.name.clone(),
             subnet,
             lower,
-            machines: machines(subnet, &self.name, 1..=opts.nodes as u32, opts.control_planes),
+            machines: machines(
+                subnet,
+                &self.name,
+                1..=opts.nodes as u32,
+                opts.control_planes,
+            ),
         };
         std::fs::create_dir_all(self.layout.dir())?;
         state.save(&self.layout.state_file())?;
-        net::ensure_bridge(&bridge, &naming::mac_address(&self.name, MacOf::Bridge, 0), state.gateway())?;
+        net::ensure_bridge(
+            &bridge,
+            &naming::mac_address(&self.name, MacOf::Bridge, 0),
+            state.gateway(),
+        )?;
         Ok(state)
     }
 
@@ -132,12 +168,26 @@ impl Lab {
         if let Some(requested) = opts.subnet
             && requested != state.subnet
         {
-            return Err(LabError::SubnetChanged { lab: self.name.clone(), current: state.subnet, requested }.into());
+            return Err(LabError::SubnetChanged {
+                lab: self.name.clone(),
+                current: state.subnet,
+                requested,
+            }
+            .into());
         }
         let existing = state.machines.len();
-        let existing_cp = state.machines.iter().filter(|m| m.role == Role::ControlPlane).count();
+        let existing_cp = state
+            .machines
+            .iter()
+            .filter(|m| m.role == Role::ControlPlane)
+            .count();
         if opts.nodes < existing || opts.control_planes != existing_cp {
-            return Err(LabError::ShapeConflict { lab: self.name.clone(), existing, existing_cp }.into());
+            return Err(LabError::ShapeConflict {
+                lab: self.name.clone(),
+                existing,
+                existing_cp,
+            }
+            .into());
         }
         if !state.lower.join("etc/os-release").exists() {
             anyhow::bail!(
@@ -149,7 +199,9 @@ impl Lab {
         }
         if opts.nodes > existing {
             let new = (existing as u32 + 1)..=(opts.nodes as u32);
-            state.machines.extend(machines(state.subnet, &self.name, new, opts.control_planes));
+            state
+                .machines
+                .extend(machines(state.subnet, &self.name, new, opts.control_planes));
             state.save(&self.layout.state_file())?;
         }
         self.ensure_bridge(&state)?;
@@ -165,7 +217,11 @@ impl Lab {
             let _subnets = FileLock::exclusive(&Layout::subnet_lock_file())?;
             subnet::check_free(state.subnet, &self.name, &bridge)?;
         }
-        net::ensure_bridge(&bridge, &naming::mac_address(&self.name, MacOf::Bridge, 0), state.gateway())
+        net::ensure_bridge(
+            &bridge,
+            &naming::mac_address(&self.name, MacOf::Bridge, 0),
+            state.gateway(),
+        )
     }
 
     /// Boots every machine that is not running, heals partitioned ones, and
@@ -218,13 +274,22 @@ impl Lab {
 
 /// Machines `indices` of a lab on `subnet`; the first `control_planes`
 /// machines of the lab are control planes.
-fn machines(subnet: Ipv4Net, lab: &str, indices: std::ops::RangeInclusive<u32>, control_planes: usize) -> Vec<Machine> {
+fn machines(
+    subnet: Ipv4Net,
+    lab: &str,
+    indices: std::ops::RangeInclusive<u32>,
+    control_planes: usize,
+) -> Vec<Machine> {
     indices
         .map(|index| Machine {
             name: naming::machine_name(lab, index),
             index,
             address: state::machine_address(subnet, index),
-            role: if index as usize <= control_planes { Role::ControlPlane } else { Role::Worker },
+            role: if index as usize <= control_planes {
+                Role::ControlPlane
+            } else {
+                Role::Worker
+            },
         })
         .collect()
 }

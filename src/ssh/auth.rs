@@ -91,7 +91,6 @@ pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     name: &str,
     target: &Target,
-    use_agent: bool,
 ) -> Result<(), SshError> {
     let mut notes: Vec<String> = Vec::new();
     let files: Vec<FileKey> = target
@@ -102,16 +101,22 @@ pub(crate) async fn authenticate(
 
     let mut agent = None;
     let mut agent_ids: Vec<AgentIdentity> = Vec::new();
-    if use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
+    if let Some(socket) = &target.agent {
+        match AgentClient::connect_uds(socket).await {
             Ok(mut a) => match a.request_identities().await {
                 Ok(ids) => {
                     agent_ids = ids;
                     agent = Some(a);
                 }
-                Err(e) => notes.push(format!("ssh-agent (listing keys failed: {e})")),
+                Err(e) => notes.push(format!(
+                    "ssh-agent at {} (listing keys failed: {e})",
+                    socket.display()
+                )),
             },
-            Err(e) => notes.push(format!("ssh-agent at $SSH_AUTH_SOCK (unreachable: {e})")),
+            Err(e) => notes.push(format!(
+                "ssh-agent at {} (unreachable: {e})",
+                socket.display()
+            )),
         }
     }
 
@@ -125,9 +130,11 @@ pub(crate) async fn authenticate(
         })
     };
     let mut agent_order: Vec<usize> = files.iter().filter_map(|f| in_agent(&f.public)).collect();
-    for i in 0..agent_ids.len() {
-        if !agent_order.contains(&i) {
-            agent_order.push(i);
+    if !target.identities_only {
+        for i in 0..agent_ids.len() {
+            if !agent_order.contains(&i) {
+                agent_order.push(i);
+            }
         }
     }
 
@@ -235,11 +242,10 @@ pub(crate) async fn authenticate(
                 }
             }
             Err(e) => {
-                return Err(SshError::ssh(
-                    name,
-                    format!("authenticating as {}", target.user),
-                    e,
-                ));
+                // Typically sshd hanging up after MaxAuthTries ("Too many
+                // authentication failures"): report what was tried so far.
+                tried.push(format!("{label} (the server closed the connection: {e})"));
+                break;
             }
         }
     }
@@ -247,7 +253,7 @@ pub(crate) async fn authenticate(
     tried.extend(notes);
     if tried.is_empty() {
         tried.push(
-            "nothing: no ssh-agent ($SSH_AUTH_SOCK unset or use_agent off) and no identity file"
+            "nothing: no ssh-agent ($SSH_AUTH_SOCK unset, IdentityAgent none or use_agent off) and no identity file"
                 .into(),
         );
     }

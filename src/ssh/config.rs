@@ -23,6 +23,10 @@ pub(crate) struct Target {
     pub port: u16,
     pub user: String,
     pub identity_files: Vec<PathBuf>,
+    /// ssh_config `IdentitiesOnly yes`: offer only agent keys that match `identity_files`.
+    pub identities_only: bool,
+    /// The agent socket (`IdentityAgent`, else `$SSH_AUTH_SOCK`); `None`: no agent.
+    pub agent: Option<PathBuf>,
     pub known_hosts_files: Vec<PathBuf>,
     pub proxy_jump: Option<ConnectSpec>,
 }
@@ -148,6 +152,7 @@ fn hop_spec(parent: &ConnectSpec, hop: &str, via: Option<ConnectSpec>) -> Connec
         address,
         port,
         user,
+        default_user: None,
         identity_files: parent.identity_files.clone(),
         use_agent: parent.use_agent,
         use_ssh_config: parent.use_ssh_config,
@@ -228,6 +233,7 @@ fn resolve_depth(spec: &ConnectSpec, depth: usize) -> Result<Target, SshError> {
         .user
         .clone()
         .or_else(|| params.as_ref().and_then(|p| p.user.clone()))
+        .or_else(|| spec.default_user.clone())
         .unwrap_or_else(local_user);
 
     let mut identity_files = spec.identity_files.clone();
@@ -242,22 +248,41 @@ fn resolve_depth(spec: &ConnectSpec, depth: usize) -> Result<Target, SshError> {
         identity_files = default_identities();
     }
 
-    let mut known_hosts_files = spec.known_hosts_files.clone();
-    if known_hosts_files.is_empty() {
-        if let Some(files) = params.as_ref().and_then(|p| {
+    // Options ssh2-config parses but does not model; first match wins there too.
+    let field = |name: &str| {
+        params.as_ref().and_then(|p| {
             p.unsupported_fields
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("userknownhostsfile"))
-                .map(|(_, v)| v.clone())
-        }) {
-            known_hosts_files = files
-                .iter()
-                .flat_map(|v| v.split_whitespace())
-                .map(expand_tilde)
-                .collect();
-            known_hosts_files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
-        } else {
-            known_hosts_files = default_known_hosts();
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.join(" "))
+        })
+    };
+    let identities_only =
+        field("identitiesonly").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
+    let env_agent = || {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    let agent = if !spec.use_agent {
+        None
+    } else {
+        match field("identityagent").map(|v| v.trim().to_string()) {
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(v) if v == "SSH_AUTH_SOCK" || v == "$SSH_AUTH_SOCK" => env_agent(),
+            Some(v) => Some(expand_tilde(&v)),
+            None => env_agent(),
+        }
+    };
+
+    let mut known_hosts_files = spec.known_hosts_files.clone();
+    if known_hosts_files.is_empty() {
+        match field("userknownhostsfile") {
+            Some(files) => {
+                known_hosts_files = files.split_whitespace().map(expand_tilde).collect();
+                known_hosts_files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+            }
+            None => known_hosts_files = default_known_hosts(),
         }
     }
 
@@ -279,6 +304,8 @@ fn resolve_depth(spec: &ConnectSpec, depth: usize) -> Result<Target, SshError> {
         port,
         user,
         identity_files,
+        identities_only,
+        agent,
         known_hosts_files,
         proxy_jump,
     })

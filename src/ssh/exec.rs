@@ -128,6 +128,32 @@ enum FeedError {
 
 const CHUNK: usize = 64 * 1024;
 
+/// Open a session channel, retrying briefly when the server refuses it.
+///
+/// sshd frees a session slot only once it has reaped the command's process, a
+/// moment after the channel closed; a burst of commands can therefore meet
+/// "no more sessions" (`MaxSessions`) although fewer than the limit are running.
+/// Nothing has run yet when an open fails, so retrying is safe.
+pub(crate) async fn open_channel(
+    handle: &Handle<ClientHandler>,
+    host: &str,
+) -> Result<russh::Channel<russh::client::Msg>, SshError> {
+    let mut delay = std::time::Duration::from_millis(10);
+    let mut attempt = 1;
+    loop {
+        match handle.channel_open_session().await {
+            Ok(channel) => return Ok(channel),
+            Err(russh::Error::ChannelOpenFailure(why)) if attempt < 8 => {
+                tracing::debug!(host, ?why, attempt, "channel refused, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_millis(500));
+                attempt += 1;
+            }
+            Err(e) => return Err(SshError::ssh(host, "opening a channel", e)),
+        }
+    }
+}
+
 /// Run `command` on a new channel of `handle` and collect everything it returns.
 pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
     handle: &Handle<ClientHandler>,
@@ -135,15 +161,14 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
     command: &str,
     stdin: Stdin<'_, R>,
 ) -> Result<Output, SshError> {
-    let channel = handle
-        .channel_open_session()
-        .await
-        .map_err(|e| SshError::ssh(host, "opening a channel", e))?;
+    let channel = open_channel(handle, host).await?;
     channel
         .exec(true, command)
         .await
         .map_err(|e| SshError::ssh(host, "starting a command", e))?;
     let (mut read, write) = channel.split();
+    let mut guard = AbortOnDrop(Some(write));
+    let write = guard.0.as_ref().expect("set just above");
 
     let feed = async {
         let (prefix, reader) = match stdin {
@@ -220,23 +245,51 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
         }
     };
 
-    let feed = std::pin::pin!(feed);
-    let collect = std::pin::pin!(collect);
-    match select(collect, feed).await {
-        // The command finished; an unfinished stdin feed is simply dropped.
-        Either::Left((out, _)) => out,
-        Either::Right((fed, collect)) => match fed {
-            Ok(()) | Err(FeedError::Channel) => collect.await,
-            Err(FeedError::Local(e)) => {
-                // Closing the channel makes sshd hang up on the command.
+    let result = {
+        let feed = std::pin::pin!(feed);
+        let collect = std::pin::pin!(collect);
+        match select(collect, feed).await {
+            // The command finished; an unfinished stdin feed is simply dropped.
+            Either::Left((out, _)) => out,
+            Either::Right((fed, collect)) => match fed {
+                Ok(()) | Err(FeedError::Channel) => collect.await,
+                // The guard stops the command: it must not act on a truncated input.
+                Err(FeedError::Local(e)) => {
+                    return Err(SshError::io(
+                        host,
+                        format!("reading stdin for `{}`", shorten(command)),
+                        e,
+                    ));
+                }
+            },
+        }
+    };
+    if result.is_ok() {
+        // Finished normally: the server has closed the channel already.
+        guard.0 = None;
+    }
+    result
+}
+
+/// Stops the remote command when [`run`] does not finish: its future dropped by
+/// a caller's timeout, or stdin failing. Without it the command would go on
+/// running, holding one of the server's `MaxSessions` slots.
+///
+/// It sends SIGTERM, then closes the channel. OpenSSH honours signal requests
+/// only on privilege-separated sessions, i.e. not when logged in as root; there
+/// the close still frees the slot, but a command that neither reads stdin nor
+/// writes output runs to its end.
+struct AbortOnDrop(Option<russh::ChannelWriteHalf<russh::client::Msg>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(write) = self.0.take() else { return };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = write.signal(russh::Sig::TERM).await;
                 let _ = write.close().await;
-                Err(SshError::io(
-                    host,
-                    format!("reading stdin for `{}`", shorten(command)),
-                    e,
-                ))
-            }
-        },
+            });
+        }
     }
 }
 

@@ -2,10 +2,10 @@
 //!
 //! One authenticated connection per host, reused for every command of a run
 //! (each command on its own channel). Host keys are verified against known_hosts
-//! the way OpenSSH does it (hashed entries, `@cert-authority`, `@revoked`,
-//! `accept-new`), before anything is run. Non-root logins become root through
-//! sudo without ever putting a password on a command line. Uploads are streamed,
-//! atomic, and skipped when the host already has the same content.
+//! the way OpenSSH does it (hashed entries, wildcards, `@cert-authority`,
+//! `@revoked`, `accept-new`), before anything is run. Non-root logins become root
+//! through sudo without ever putting a password on a command line. Uploads are
+//! streamed, atomic, and skipped when the host already has the same content.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), k8sup_ssh::SshError> {
@@ -15,14 +15,21 @@
 //! let s = Session::connect(&spec).await?;
 //! let out = s.exec_checked("systemctl is-active containerd").await?;
 //! println!("{}", out.stdout_str());
-//! s.upload("kubelet.conf".as_ref(), "/etc/kubernetes/kubelet.conf", &UploadOptions { mode: 0o600, ..Default::default() }).await?;
+//! let opts = UploadOptions { mode: 0o600, ..Default::default() };
+//! s.upload("kubelet.conf".as_ref(), "/etc/kubernetes/kubelet.conf", &opts).await?;
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `spec` (what to connect to), `config` (ssh_config), `known_hosts` and
-//! `handler` (host-key verdict), `auth` (agent and key files), `session`
-//! (connection, retries, sudo probe), `exec` (one command), `sudo`, `upload`,
-//! `fleet` (many hosts), `error`.
+//! Layout, one concept per file: `spec` (what to connect to), `config`
+//! (ssh_config and defaults), `known_hosts` + `handler` (the host-key verdict),
+//! `auth` (agent and key files), `session` (connection, retries, sudo probe),
+//! `exec` (one command on one channel), `sudo`, `shell` (quoting), `upload`,
+//! `fleet` (many hosts, shared bastions), `error`.
+//!
+//! Tests (`cargo test -p k8sup-ssh`) start real OpenSSH servers on 127.0.0.x
+//! (see `tests/harness`). They need root, `openssh-server`, `openssh-client` and
+//! `sudo`, and create the local users `k8sup-nopw`, `k8sup-pw`, `k8sup-nosudo`
+//! with `/etc/sudoers.d/k8sup-test-*` rules.
 
 // Errors carry the host, file, line and fix as text, which makes `SshError` large;
 // it is only built on the failure path, where the size does not matter.

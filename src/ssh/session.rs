@@ -153,7 +153,7 @@ async fn establish(
                 .map_err(handshake_error)?
         }
     };
-    crate::auth::authenticate(&mut handle, &spec.name, target, spec.use_agent)
+    crate::auth::authenticate(&mut handle, &spec.name, target)
         .await
         .map_err(AttemptError::Final)?;
     Ok(handle)
@@ -240,6 +240,12 @@ impl Session {
     /// The login user.
     pub fn user(&self) -> &str {
         &self.inner.target.user
+    }
+
+    /// Whether the connection is gone (host rebooted, network cut, keepalives
+    /// unanswered for 45 s). A closed session fails every call; connect again.
+    pub fn is_closed(&self) -> bool {
+        self.inner.handle.is_closed()
     }
 
     /// Run `cmd` (a `sh` command line) as the login user, without sudo.

@@ -72,14 +72,19 @@ pub struct ConnectSpec {
     /// IP, DNS name or ssh_config `Host` alias.
     pub address: String,
     pub port: Option<u16>,
-    /// Login user; defaults to ssh_config's `User`, then `$USER`.
+    /// Login user; defaults to ssh_config's `User`, then `default_user`,
+    /// then `$USER`.
     pub user: Option<String>,
+    /// The user when neither `user` nor ssh_config names one: lets a caller
+    /// keep its own default (the inventory's `root`) without overriding
+    /// ssh_config's `User`, as an explicit `user` would.
+    pub default_user: Option<String>,
     /// Private key files, tried in order after matching agent keys.
     pub identity_files: Vec<PathBuf>,
-    /// Offer keys held by the agent at `$SSH_AUTH_SOCK`.
+    /// Offer keys held by the agent at `$SSH_AUTH_SOCK` (or ssh_config's `IdentityAgent`).
     pub use_agent: bool,
     /// Read ssh_config for `address` (HostName, User, Port, IdentityFile, ProxyJump,
-    /// UserKnownHostsFile).
+    /// UserKnownHostsFile, IdentitiesOnly, IdentityAgent).
     pub use_ssh_config: bool,
     /// The ssh_config file; `None` means `~/.ssh/config` (a missing file is fine).
     pub ssh_config_file: Option<PathBuf>,
@@ -107,6 +112,7 @@ impl ConnectSpec {
             address: address.into(),
             port: None,
             user: None,
+            default_user: None,
             identity_files: Vec::new(),
             use_agent: true,
             use_ssh_config: true,

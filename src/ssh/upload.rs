@@ -176,9 +176,10 @@ pub(crate) async fn upload(
         Ok(()) => {}
         Err(SftpError::Unavailable(why)) => {
             tracing::debug!(host = %session.name(), reason = %why, "SFTP unavailable, uploading with cat");
-            write_cat(session, local, &tmp)
-                .await
-                .map_err(|e| fail(format!("writing {tmp}: {e}")))?
+            if let Err(e) = write_cat(session, local, &tmp).await {
+                let _ = session.exec(&format!("rm -f -- {}", quote(&tmp))).await;
+                return Err(fail(format!("writing {tmp}: {e}")));
+            }
         }
         Err(SftpError::Failed(e)) => {
             let _ = session.exec(&format!("rm -f -- {}", quote(&tmp))).await;
@@ -306,9 +307,7 @@ async fn write_sftp(
 ) -> Result<(), SftpError> {
     use SftpError::{Failed, Unavailable};
     let _permit = session.channel_permit().await;
-    let mut channel = session
-        .handle()
-        .channel_open_session()
+    let mut channel = crate::exec::open_channel(session.handle(), session.name())
         .await
         .map_err(|e| Failed(e.to_string()))?;
     match (mode, sftp_server) {
@@ -343,7 +342,15 @@ async fn write_sftp(
     if !accepted(&mut channel).await {
         return Err(Unavailable("the server refused the SFTP subsystem".into()));
     }
-    let sftp = SftpSession::new(channel.into_stream())
+    let config = russh_sftp::client::Config {
+        // 64 x 32 KiB in flight keeps a high-latency (bastion, WAN) link busy; the
+        // default 16 caps throughput at 512 KiB per round trip.
+        max_concurrent_writes: 64,
+        // fsync of a large file on a busy disk can take longer than the 10 s default.
+        request_timeout_secs: 120,
+        ..Default::default()
+    };
+    let sftp = SftpSession::new_with_config(channel.into_stream(), config)
         .await
         .map_err(|e| Unavailable(format!("starting SFTP: {e}")))?;
     // Created 0600 so a secret is never readable, even for a moment, before chmod.

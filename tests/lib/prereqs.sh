@@ -5,7 +5,7 @@ K8SUP_APT_PACKAGES=(
   # the lab: machines booted with systemd-nspawn on a debootstrap root
   systemd-container debootstrap iproute2
   # SSH: the client for `k8sup lab ssh`, the server for the transport tests on loopback
-  openssh-client openssh-server
+  openssh-client openssh-server sudo
   # the datastore: RocksDB's bindings (bindgen) and the etcd protos
   libclang-dev protobuf-compiler
   # the datastore's oracles: Debian's etcd and the real etcdctl

@@ -15,12 +15,22 @@ fn timed_up(name: &str, nodes: usize, limit: Duration) {
     let _ = lab.down();
     let _cleanup = Cleanup(&lab);
     // Build the cache outside the measurement.
-    assert!(k8sup_lab::root_is_cached(), "run `k8sup lab up` once first to build the cached root");
+    assert!(
+        k8sup_lab::root_is_cached(),
+        "run `k8sup lab up` once first to build the cached root"
+    );
     let started = Instant::now();
-    lab.up(&UpOptions { nodes, ..Default::default() }).expect("up");
+    lab.up(&UpOptions {
+        nodes,
+        ..Default::default()
+    })
+    .expect("up");
     let took = started.elapsed();
     eprintln!("{nodes} machines answer SSH after {took:?}");
-    assert!(took < limit, "{nodes} machines took {took:?}, over {limit:?}");
+    assert!(
+        took < limit,
+        "{nodes} machines took {took:?}, over {limit:?}"
+    );
     let down = Instant::now();
     lab.down().expect("down");
     eprintln!("down of {nodes} machines took {:?}", down.elapsed());

@@ -31,27 +31,44 @@ fn crashed_lab_is_repaired_by_up_and_removed_by_down() {
     let _cb = Cleanup(&b);
 
     // Two labs at once, from two threads: both come up, on different subnets.
-    let opts = UpOptions { nodes: 2, ..Default::default() };
+    let opts = UpOptions {
+        nodes: 2,
+        ..Default::default()
+    };
     let (ia, ib) = std::thread::scope(|s| {
         let ha = s.spawn(|| a.up(&opts));
         let hb = s.spawn(|| b.up(&opts));
-        (ha.join().unwrap().expect("up a"), hb.join().unwrap().expect("up b"))
+        (
+            ha.join().unwrap().expect("up a"),
+            hb.join().unwrap().expect("up b"),
+        )
     });
     assert_ne!(ia.subnet, ib.subnet);
-    let addrs: HashSet<_> = ia.machines.iter().chain(&ib.machines).map(|m| m.address).collect();
+    let addrs: HashSet<_> = ia
+        .machines
+        .iter()
+        .chain(&ib.machines)
+        .map(|m| m.address)
+        .collect();
     assert_eq!(addrs.len(), 4);
 
     // Crash: nspawn killed -9; its container, mounts, netns and veths stay.
     let old = nspawn_pids("t-lab-crash-a");
     kill_nspawns("t-lab-crash-a");
     assert!(lab_states(&a).iter().all(|s| *s == MachineState::Stopped));
-    assert!(!leftovers("t-lab-crash-a", 2).is_empty(), "the crash should leave things behind");
+    assert!(
+        !leftovers("t-lab-crash-a", 2).is_empty(),
+        "the crash should leave things behind"
+    );
 
     let again = a.up(&opts).expect("up after crash");
     assert_eq!(again.machines, ia.machines);
     let new = nspawn_pids("t-lab-crash-a");
     assert_eq!(new.len(), 2);
-    assert!(new.iter().all(|p| !old.contains(p)), "old nspawn pids still around");
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "old nspawn pids still around"
+    );
     assert_eq!(ssh(&a, "t-lab-crash-a-2", "hostname"), "t-lab-crash-a-2");
     // The other lab did not notice.
     assert_eq!(ssh(&b, "1", "hostname"), "t-lab-crash-b-1");

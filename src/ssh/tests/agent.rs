@@ -79,4 +79,45 @@ async fn agent_keys_log_in_including_passphrase_protected_ones() {
             .contains(&format!("{} (passphrase-protected", locked.display())),
         "{err}"
     );
+
+    // ssh_config: IdentityAgent names the socket; IdentitiesOnly limits the agent to
+    // the configured identity files, as in OpenSSH.
+    let other = keygen(&client.dir.path().join("id_other"), "ed25519", "");
+    let config = client.dir.path().join("config");
+    let write_config = |only: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "Host node\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n  IdentitiesOnly {only}\n  IdentityAgent {}\n",
+                sshd.addr,
+                sshd.port,
+                other.display(),
+                sock.display()
+            ),
+        )
+        .unwrap()
+    };
+    let mut spec = client.spec(&sshd, "root");
+    spec.address = "node".into();
+    spec.port = None;
+    spec.user = None;
+    spec.identity_files = vec![];
+    spec.use_agent = true;
+    spec.use_ssh_config = true;
+    spec.ssh_config_file = Some(config.clone());
+    // SAFETY: as above; IdentityAgent must be what finds the agent now.
+    unsafe { std::env::remove_var("SSH_AUTH_SOCK") };
+    write_config("no");
+    Session::connect(&spec)
+        .await
+        .expect("agent found through IdentityAgent");
+    write_config("yes");
+    let err = Session::connect(&spec)
+        .await
+        .expect_err("IdentitiesOnly: the agent's key is not offered");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&other.display().to_string()) && !msg.contains("agent key"),
+        "{msg}"
+    );
 }

@@ -90,3 +90,27 @@ async fn failed_login_names_host_user_and_every_key_tried() {
         sshd.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_keys_for_max_auth_tries_is_still_an_auth_failure_listing_them() {
+    let sshd = Sshd::start_with(
+        "127.0.0.2",
+        harness::SshdOptions {
+            extra_config: "MaxAuthTries 2\n".into(),
+            ..Default::default()
+        },
+    );
+    let client = Client::new();
+    client.trust(&sshd);
+    let keys: Vec<_> = (0..4)
+        .map(|i| keygen(&client.dir.path().join(format!("id_{i}")), "ed25519", ""))
+        .collect();
+    let mut spec = client.spec(&sshd, "root");
+    spec.identity_files = keys.clone();
+    let err = Session::connect(&spec)
+        .await
+        .expect_err("no key authorized");
+    let msg = err.to_string();
+    assert!(matches!(err, SshError::AuthFailed { .. }), "{msg}");
+    assert!(msg.contains(&keys[0].display().to_string()), "{msg}");
+}

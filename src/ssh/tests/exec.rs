@@ -39,6 +39,14 @@ async fn exec_reports_status_stdout_stderr_and_signals() {
     // Binary-safe output.
     let out = s.exec("head -c 300000 /dev/zero").await.unwrap();
     assert_eq!(out.stdout.len(), 300000);
+
+    // The server side of the connection dying is noticed, and calls fail with the host named.
+    assert!(!s.is_closed());
+    let _ = s.exec("kill -9 $PPID").await;
+    let err = s.exec("true").await.expect_err("connection is gone");
+    assert!(err.to_string().starts_with("node-127.0.0.2: "), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(s.is_closed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,16 +85,28 @@ async fn one_connection_serves_many_commands_even_concurrently() {
     sshd.authorize("k8sup-nopw", &client.key);
 
     let t = Instant::now();
-    let s = Session::connect(&client.spec(&sshd, "k8sup-nopw")).await.unwrap();
+    let s = Session::connect(&client.spec(&sshd, "k8sup-nopw"))
+        .await
+        .unwrap();
     let connect = t.elapsed();
 
     // Every command's shell has the same parent: the one sshd process of this connection.
-    let first = s.exec_as_login("echo $PPID").await.unwrap().stdout_str().trim().to_string();
+    let first = s
+        .exec_as_login("echo $PPID")
+        .await
+        .unwrap()
+        .stdout_str()
+        .trim()
+        .to_string();
     let n = 50;
     let t = Instant::now();
     for _ in 0..n {
         let out = s.exec_as_login("echo $PPID").await.unwrap();
-        assert_eq!(out.stdout_str().trim(), first, "a command ran on another connection");
+        assert_eq!(
+            out.stdout_str().trim(),
+            first,
+            "a command ran on another connection"
+        );
     }
     let per_exec = t.elapsed() / n;
     let t = Instant::now();
@@ -100,14 +120,23 @@ async fn one_connection_serves_many_commands_even_concurrently() {
     let mut tasks = Vec::new();
     for i in 0..30 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.exec(&format!("sleep 0.05; echo {i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            s.exec(&format!("sleep 0.05; echo {i}")).await
+        }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
         assert_eq!(t.await.unwrap().unwrap().stdout_str().trim(), i.to_string());
     }
     let connections = sshd.log().matches("Accepted publickey").count();
-    assert_eq!(connections, 1, "expected one login, sshd log:\n{}", sshd.log());
-    eprintln!("TIMING connect={connect:?} exec_round_trip={per_exec:?} exec_via_sudo={per_sudo_exec:?}");
+    assert_eq!(
+        connections,
+        1,
+        "expected one login, sshd log:\n{}",
+        sshd.log()
+    );
+    eprintln!(
+        "TIMING connect={connect:?} exec_round_trip={per_exec:?} exec_via_sudo={per_sudo_exec:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,4 +152,41 @@ async fn exec_with_stdin_streams_input() {
     // A command that exits without reading its stdin does not hang the call.
     let out = s.exec_with_stdin("exit 4", &data[..]).await.unwrap();
     assert_eq!(out.status, ExitStatus::Code(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_exec_stops_the_remote_command_and_frees_its_channel() {
+    // sshd honours signal requests only on privilege-separated (non-root) logins;
+    // for root logins the channel is still closed and its slot freed.
+    harness::ensure_user("k8sup-nopw", true, None);
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("k8sup-nopw", &client.key);
+    let s = Session::connect(&client.spec(&sshd, "k8sup-nopw"))
+        .await
+        .unwrap();
+    assert!(s.exec("true").await.unwrap().success()); // sudo probed before timing starts
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // More cancelled commands than sshd's MaxSessions (10): each must give its slot back.
+    for i in 0..12 {
+        let marker = dir.path().join(format!("m{i}"));
+        let cmd = format!("sleep 3; touch {}", marker.display());
+        let r = if i % 2 == 0 {
+            tokio::time::timeout(std::time::Duration::from_millis(400), s.exec(&cmd)).await
+        } else {
+            tokio::time::timeout(std::time::Duration::from_millis(400), s.exec_as_login(&cmd)).await
+        };
+        assert!(r.is_err(), "the command should still be running");
+    }
+    assert_eq!(s.exec("echo alive").await.unwrap().stdout_str(), "alive\n");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "cancelled commands ran to completion: {left:?}\n{}",
+        sshd.log()
+    );
 }

@@ -91,6 +91,13 @@ async fn unknown_key_refused_when_strict_and_recorded_with_accept_new() {
     assert!(s.exec("true").await.unwrap().success());
     let text = harness::read(&client.known_hosts);
     assert_eq!(text, sshd.known_hosts_line("ed25519"), "recorded line");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&client.known_hosts)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "a new known_hosts is private");
 
     // Now the key is known: strict connects.
     Session::connect(&client.spec(&sshd, "root"))

@@ -50,6 +50,15 @@ async fn passwordless_sudo_runs_commands_as_root() {
         .await
         .unwrap();
     assert_eq!(out.stdout_str().trim(), "root");
+
+    // A configured password that sudo does not ask for is never sent: the
+    // command's stdin is exactly what the caller gave.
+    let mut spec = client.spec(&sshd, "k8sup-nopw");
+    spec.sudo = Sudo::Password(Secret::new("unused-secret"));
+    let s = Session::connect(&spec).await.unwrap();
+    let out = s.exec_with_stdin("cat", &b"exact\n"[..]).await.unwrap();
+    assert_eq!(out.stdout_str(), "exact\n");
+    assert_eq!(s.exec("cat").await.unwrap().stdout_str(), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

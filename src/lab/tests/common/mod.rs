@@ -22,7 +22,11 @@ pub fn can_run() -> bool {
 fn nix_is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -78,9 +82,15 @@ pub fn nspawn_pids(name: &str) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-            let args: Vec<String> = raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-            args.first().is_some_and(|a| a.ends_with("systemd-nspawn")) && args.iter().any(|a| a.starts_with(&dir))
+            let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first().is_some_and(|a| a.ends_with("systemd-nspawn"))
+                && args.iter().any(|a| a.starts_with(&dir))
         })
         .collect()
 }
@@ -94,10 +104,16 @@ pub fn leftovers(name: &str, max_nodes: u32) -> Vec<String> {
     }
     let state_dir = format!("{STATE_ROOT}/{name}");
     let mounts = fs::read_to_string("/proc/mounts").unwrap();
-    for line in mounts.lines().filter(|l| l.contains(&format!("{state_dir}/"))) {
+    for line in mounts
+        .lines()
+        .filter(|l| l.contains(&format!("{state_dir}/")))
+    {
         left.push(format!("mount {line}"));
     }
-    let links = std::process::Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     let links = String::from_utf8_lossy(&links.stdout).into_owned();
     let bridge = bridge_name(name);
     if links.contains(&format!(": {bridge}:")) {
@@ -111,6 +127,16 @@ pub fn leftovers(name: &str, max_nodes: u32) -> Vec<String> {
         let ns = netns_name(&format!("{name}-{i}"));
         if fs::metadata(format!("/run/netns/{ns}")).is_ok() {
             left.push(format!("netns {ns}"));
+        }
+    }
+    for hierarchy in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/systemd",
+    ] {
+        let group = format!("{hierarchy}/k8sup-lab/{name}");
+        if fs::metadata(&group).is_ok() {
+            left.push(format!("cgroup {group}"));
         }
     }
     if fs::metadata(&state_dir).is_ok() {

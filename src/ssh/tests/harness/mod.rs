@@ -144,7 +144,7 @@ impl Sshd {
             "ListenAddress {addr}:{port}\n{}\nPidFile none\nUsePAM no\nStrictModes no\n\
              AuthorizedKeysFile {}/%u\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n\
-             {}MaxStartups 100\nMaxSessions 20\nLogLevel {}\n",
+             {}MaxStartups 100\nLogLevel {}\n",
             host_keys.join("\n"),
             auth_dir.display(),
             if opts.no_sftp {

@@ -1,0 +1,479 @@
+//! Applying a plan: exactly its actions, in its order, batched.
+//!
+//! Per host, consecutive actions become one remote script; only a streamed
+//! upload splits a script (its install becomes the first fragment of the
+//! next one). The first script that changes a host takes the run lock and
+//! re-runs the observation under it: if the host's fingerprint is not the
+//! plan's, nothing is changed. A host stops at its first failing action; the
+//! other hosts go on, unless `fail_fast`. Locks are released at the end.
+//!
+//! Before anything, every host of a plan with changes is observed once more,
+//! so that a plan made earlier (`apply plan.json`) is refused as a whole when
+//! one of its hosts drifted or another run holds a lock. A plan without
+//! changes contacts no host at all.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use k8sup_ssh::Session;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::content::Body;
+use crate::desired::ResolvedState;
+use crate::engine::{Sessions, observe_hosts, session};
+use crate::error::{EngineError, tail_lines};
+use crate::lock::{self, EXIT_LOCKED, LockSettings, RunIdentity};
+use crate::observe;
+use crate::ops;
+use crate::plan::{Action, HostPlan, Op, Plan};
+use crate::planner;
+use crate::progress::{Event, Progress};
+use crate::report::{ApplyReport, Executed, HostReport};
+use crate::rollout::ResolvedRollout;
+use crate::script;
+use crate::upload;
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Hosts worked on at once within a step.
+    pub concurrency: usize,
+    /// Stop every host at the first failure anywhere.
+    pub fail_fast: bool,
+    /// Break a stale lock left by a dead run (never a live one).
+    pub break_stale_lock: bool,
+    pub lock: LockSettings,
+    /// Written into the lock; a fresh one per run.
+    pub identity: RunIdentity,
+    /// Cancel to stop cleanly (Ctrl-C): scripts in flight finish, uploads
+    /// stop (the old file stays), locks are released.
+    pub cancel: CancellationToken,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            concurrency: 10,
+            fail_fast: false,
+            break_stale_lock: false,
+            lock: LockSettings::default(),
+            identity: RunIdentity::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// Per-host state across steps.
+#[derive(Default)]
+struct HostRun {
+    locked: bool,
+    /// The run id of a stale lock to break when locking.
+    break_run: Option<String>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+    stopped: bool,
+    report: HostReport,
+}
+
+struct RunCx<'a> {
+    desired: &'a ResolvedRollout,
+    sessions: &'a Sessions,
+    opts: &'a ApplyOptions,
+    progress: &'a dyn Progress,
+    cancel: CancellationToken,
+    fingerprints: HashMap<String, String>,
+}
+
+/// Apply `plan`, whose contents come from `desired` (the same inputs the plan
+/// was made from; checked). Whole-run refusals (drift, lock, changed inputs)
+/// are errors; per-host failures are in the report.
+pub async fn apply(
+    plan: &Plan,
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    opts: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<ApplyReport, EngineError> {
+    let started = Instant::now();
+    // Every host of the plan, with the fingerprint of its first appearance.
+    let mut fingerprints: HashMap<String, String> = HashMap::new();
+    let mut verify: Vec<String> = Vec::new();
+    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
+        if !fingerprints.contains_key(&h.host) {
+            fingerprints.insert(h.host.clone(), h.fingerprint.clone());
+            verify.push(h.host.clone());
+        }
+    }
+    // A plan without changes contacts no host at all.
+    if !plan.has_changes() {
+        verify.clear();
+    }
+    for h in plan.steps.iter().flat_map(|s| &s.hosts).filter(|h| !h.actions.is_empty()) {
+        planner::check_against(h, &desired.states_of(&h.host))?;
+        session(sessions, &h.host)?;
+    }
+
+    // Drift and locks, on every host of the plan, before touching any: the
+    // plan the user approved said "no changes" for some hosts too.
+    let mut runs: HashMap<String, HostRun> = HashMap::new();
+    if !verify.is_empty() {
+        progress.event(Event::Verifying { hosts: verify.len() });
+        let mut errors = Vec::new();
+        let mut drifted = Vec::new();
+        for (host, r) in observe_hosts(desired, sessions, &verify, opts.concurrency).await {
+            let obs = match r {
+                Ok(o) => o,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if obs.fingerprint != fingerprints[&host] {
+                drifted.push(host.clone());
+            }
+            let mut run = HostRun::default();
+            if let Some(l) = &obs.lock
+                && l.holder.run_id != opts.identity.holder.run_id
+            {
+                if !lock::is_stale(l, &opts.identity, &opts.lock) {
+                    let hint = if l.holder.workstation == opts.identity.holder.workstation {
+                        format!(" (it runs on this workstation as pid {})", l.holder.pid)
+                    } else {
+                        String::new()
+                    };
+                    errors.push(EngineError::Locked { host: host.clone(), holder: l.holder.clone(), age_secs: l.age_secs, hint });
+                } else if opts.break_stale_lock {
+                    run.break_run = Some(l.holder.run_id.clone());
+                } else {
+                    errors.push(EngineError::StaleLock { host: host.clone(), holder: l.holder.clone(), age_secs: l.age_secs });
+                }
+            }
+            runs.insert(host, run);
+        }
+        if !errors.is_empty() {
+            return Err(if errors.len() == 1 { errors.remove(0) } else { EngineError::Hosts(errors) });
+        }
+        if !drifted.is_empty() {
+            return Err(EngineError::Drift { hosts: drifted });
+        }
+    }
+
+    // Every host of the plan gets a report, changed or not.
+    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
+        let run = runs.entry(h.host.clone()).or_default();
+        run.report.host = h.host.clone();
+        run.report.unchanged += h.unchanged;
+    }
+    let runs: HashMap<String, Mutex<HostRun>> = runs.into_iter().map(|(k, v)| (k, Mutex::new(v))).collect();
+    let cx = RunCx {
+        desired,
+        sessions,
+        opts,
+        progress,
+        cancel: opts.cancel.child_token(),
+        fingerprints,
+    };
+
+    for step in &plan.steps {
+        let work: Vec<&HostPlan> = step.hosts.iter().filter(|h| !h.actions.is_empty()).collect();
+        if work.is_empty() {
+            continue;
+        }
+        progress.event(Event::StepStarted { step: &step.name, hosts: work.len() });
+        let tasks: Vec<_> = work.into_iter().map(|hp| run_locked(&cx, &runs, &step.name, hp)).collect();
+        stream::iter(tasks).buffer_unordered(opts.concurrency.max(1)).collect::<Vec<()>>().await;
+    }
+
+    // Release the locks (also after failures and cancellation).
+    let release = lock::release_sh(&opts.identity);
+    let mut order: Vec<String> = Vec::new();
+    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
+        if !order.contains(&h.host) {
+            order.push(h.host.clone());
+        }
+    }
+    let mut hosts = Vec::new();
+    for host in order {
+        let mut run = runs[&host].lock().await;
+        if let Some(t) = run.refresher.take() {
+            t.abort();
+        }
+        if run.locked
+            && let Ok(s) = session(sessions, &host)
+            && let Err(e) = s.exec(&release).await
+        {
+            tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+        }
+        hosts.push(std::mem::take(&mut run.report));
+    }
+    Ok(ApplyReport { hosts, elapsed: started.elapsed() })
+}
+
+/// What a batch is made of: the header (lock and drift check) and actions.
+#[derive(Default)]
+struct Batch {
+    header: Option<String>,
+    items: Vec<(usize, String)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.header.is_none() && self.items.is_empty()
+    }
+
+    fn script(&self) -> String {
+        let mut s = String::from("umask 077\n");
+        if let Some(h) = &self.header {
+            s.push_str(h);
+        }
+        for (i, frag) in &self.items {
+            s.push_str(&format!(
+                "echo 'K8SUP-BEGIN {i}' >&2\n( set -e\n{frag})\nk8sup_rc=$?\n\
+                 if [ \"$k8sup_rc\" -ne 0 ]; then echo \"K8SUP-FAIL {i} $k8sup_rc\"; exit 1; fi\n\
+                 echo 'K8SUP-OK {i}'\n"
+            ));
+        }
+        s
+    }
+}
+
+/// Why a host stops.
+enum Stop {
+    Failed(String),
+    Cancelled(String),
+}
+
+async fn run_locked(cx: &RunCx<'_>, runs: &HashMap<String, Mutex<HostRun>>, step: &str, hp: &HostPlan) {
+    let mut run = runs[&hp.host].lock().await;
+    run_host_step(cx, step, hp, &mut run).await;
+}
+
+async fn run_host_step(cx: &RunCx<'_>, step: &str, hp: &HostPlan, run: &mut HostRun) {
+    let host = hp.host.as_str();
+    if run.stopped || cx.cancel.is_cancelled() {
+        run.report.not_run += hp.actions.len();
+        if run.report.error.is_none() {
+            run.report.error = Some(format!("{host}: not run: the run was stopped"));
+        }
+        return;
+    }
+    cx.progress.event(Event::HostStarted { host, step, actions: hp.actions.len() });
+    let result = execute(cx, hp, run).await;
+    let ok = result.is_ok();
+    if let Err(stop) = result {
+        run.stopped = true;
+        match stop {
+            Stop::Failed(msg) => {
+                run.report.error = Some(msg);
+                if cx.opts.fail_fast {
+                    cx.cancel.cancel();
+                }
+            }
+            Stop::Cancelled(msg) => run.report.error = Some(msg),
+        }
+    }
+    cx.progress.event(Event::HostFinished { host, step, ok });
+}
+
+/// The in-memory content of a write op's resource, or its local file.
+enum Source<'a> {
+    Memory(&'a [u8]),
+    Local(&'a std::path::Path),
+}
+
+fn source_of<'a>(states: &[&'a ResolvedState], a: &Action) -> Option<Source<'a>> {
+    let r = states.iter().find_map(|s| s.get(&a.resource))?;
+    match &r.body.as_ref()?.body {
+        Body::Bytes(b) => Some(Source::Memory(b.as_slice())),
+        Body::Local { path, .. } => Some(Source::Local(path.as_path())),
+    }
+}
+
+async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(), Stop> {
+    let host = hp.host.as_str();
+    let session = session(cx.sessions, host).map_err(|e| Stop::Failed(e.to_string()))?.clone();
+    let states = cx.desired.states_of(host);
+    let mut batch = Batch::default();
+    if !run.locked {
+        batch.header = Some(header(cx, host, &states, run.break_run.as_deref()));
+    }
+    let mut next = 0usize; // index of the first action not yet reported
+    for (i, a) in hp.actions.iter().enumerate() {
+        let streamed = a.ops.iter().position(|op| matches!(op, Op::Write { .. }) && matches!(source_of(&states, a), Some(Source::Local(_))));
+        let Some(w) = streamed else {
+            let mut frag = String::new();
+            for op in &a.ops {
+                let content = match (op, source_of(&states, a)) {
+                    (Op::Write { .. }, Some(Source::Memory(b))) => Some(b),
+                    _ => None,
+                };
+                frag.push_str(&ops::fragment(op, content));
+            }
+            batch.items.push((i, frag));
+            continue;
+        };
+        // A streamed upload: run what is queued (taking the lock first), then stream.
+        flush(cx, &session, hp, &mut batch, run, &mut next).await?;
+        if cx.cancel.is_cancelled() {
+            return Err(stopped(hp, run, next, "the run was stopped"));
+        }
+        let Op::Write { path, sha256, size, .. } = &a.ops[w] else { unreachable!() };
+        let Some(Source::Local(local)) = source_of(&states, a) else { unreachable!() };
+        let tmp = ops::temp_for(path, &cx.opts.identity.holder.run_id);
+        cx.progress.event(Event::ActionStarted { host, action: a });
+        let report = |sent: u64| cx.progress.event(Event::Upload { host, path, sent, total: *size });
+        if let Err(e) = upload::stream(&session, local, path, &tmp, sha256, *size, &cx.cancel, &report).await {
+            let cancelled = matches!(e, EngineError::Cancelled { .. });
+            run.report.not_run += hp.actions.len() - next - 1;
+            if cancelled {
+                run.report.not_run += 1;
+                return Err(Stop::Cancelled(e.to_string()));
+            }
+            run.report.failed += 1;
+            cx.progress.event(Event::ActionFinished { host, action: a, ok: false });
+            return Err(Stop::Failed(e.to_string()));
+        }
+        let mut frag = String::new();
+        for (k, op) in a.ops.iter().enumerate() {
+            frag.push_str(&if k == w { ops::finalize_upload(op, &tmp) } else { ops::fragment(op, None) });
+        }
+        batch.items.push((i, frag));
+    }
+    flush(cx, &session, hp, &mut batch, run, &mut next).await
+}
+
+fn stopped(hp: &HostPlan, run: &mut HostRun, next: usize, why: &str) -> Stop {
+    run.report.not_run += hp.actions.len() - next;
+    Stop::Cancelled(format!("{}: stopped before finishing ({why})", hp.host))
+}
+
+/// The lock and drift check that starts the first script changing a host.
+fn header(cx: &RunCx<'_>, host: &str, states: &[&ResolvedState], break_run: Option<&str>) -> String {
+    let functions = observe::functions(&observe::manifest(states));
+    format!(
+        "{functions}\n{acquire}\
+         k8sup_fp=$(k8sup_observe | sha256sum | cut -c1-64)\n\
+         if [ \"$k8sup_fp\" != {fp} ]; then rm -f -- \"$K8SUP_LOCK\"; echo K8SUP-DRIFT; exit 76; fi\n",
+        acquire = lock::acquire_sh(&cx.opts.identity, break_run),
+        fp = cx.fingerprints[host],
+    )
+}
+
+/// Run the queued batch and account for each action in it.
+async fn flush(
+    cx: &RunCx<'_>,
+    session: &Session,
+    hp: &HostPlan,
+    batch: &mut Batch,
+    run: &mut HostRun,
+    next: &mut usize,
+) -> Result<(), Stop> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let host = hp.host.as_str();
+    if cx.cancel.is_cancelled() {
+        return Err(stopped(hp, run, *next, "the run was stopped"));
+    }
+    let b = std::mem::take(batch);
+    for (i, _) in &b.items {
+        cx.progress.event(Event::ActionStarted { host, action: &hp.actions[*i] });
+    }
+    let out = match script::run(session, &b.script()).await {
+        Ok(o) => o,
+        Err(e) => {
+            run.report.not_run += hp.actions.len() - *next;
+            return Err(Stop::Failed(format!("{e}")));
+        }
+    };
+    if b.header.is_some() && out.status.code() != Some(EXIT_LOCKED) && !out.stdout_str().contains("K8SUP-DRIFT") {
+        run.locked = true;
+        let s = session.clone();
+        let cmd = lock::refresh_sh(&cx.opts.identity);
+        let every = cx.opts.lock.refresh_every;
+        run.refresher = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = s.exec(&cmd).await {
+                    tracing::warn!(host = %s.name(), error = %e, "could not refresh the run lock");
+                }
+            }
+        }));
+    }
+    let stdout = out.stdout_str().into_owned();
+    let stderr = out.stderr_str().into_owned();
+    let mut failed: Option<(usize, String)> = None;
+    let mut lines = stdout.lines();
+    while let Some(line) = lines.next() {
+        if let Some(i) = line.strip_prefix("K8SUP-OK ").and_then(|s| s.trim().parse::<usize>().ok()) {
+            let a = &hp.actions[i];
+            run.report.changed += 1;
+            run.report.executed.push(Executed { resource: a.resource.clone(), kind: a.kind });
+            cx.progress.event(Event::ActionFinished { host, action: a, ok: true });
+            *next = i + 1;
+        } else if let Some(rest) = line.strip_prefix("K8SUP-FAIL ") {
+            let i: usize = rest.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(*next);
+            failed = Some((i, rest.split_whitespace().nth(1).unwrap_or("?").to_string()));
+        } else if line == "K8SUP-LOCKED" {
+            let holder = lines
+                .next()
+                .and_then(|l| lock::parse_observed(l).ok().flatten())
+                .map(|l| l.holder.to_string())
+                .unwrap_or_else(|| "another run".into());
+            run.report.not_run += hp.actions.len() - *next;
+            return Err(Stop::Failed(format!("{host}: another k8sup run took the lock first: {holder}; nothing was changed")));
+        } else if line == "K8SUP-DRIFT" {
+            run.report.not_run += hp.actions.len() - *next;
+            return Err(Stop::Failed(format!(
+                "{host}: the host changed since the plan was made (its fingerprint no longer matches); nothing was changed. Run plan again"
+            )));
+        }
+    }
+    if let Some((i, rc)) = failed {
+        let a = &hp.actions[i];
+        run.report.failed += 1;
+        run.report.not_run += hp.actions.len() - i - 1;
+        cx.progress.event(Event::ActionFinished { host, action: a, ok: false });
+        let marker = format!("K8SUP-BEGIN {i}");
+        let own = stderr.rsplit_once(&marker).map(|(_, s)| s).unwrap_or(&stderr);
+        let tail = tail_lines(own.trim_start_matches('\n'), 20);
+        return Err(Stop::Failed(format!(
+            "{host}: {} {} failed (exit {rc}){}",
+            kind_word(a),
+            a.resource,
+            if tail.is_empty() { String::new() } else { format!("; stderr:\n{tail}") }
+        )));
+    }
+    if !out.success() {
+        run.report.not_run += hp.actions.len() - *next;
+        return Err(Stop::Failed(
+            EngineError::remote(host, format!("the apply script ({})", out.status), &stderr).to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn kind_word(a: &Action) -> &'static str {
+    match a.kind {
+        crate::ActionKind::Create => "creating",
+        crate::ActionKind::Update => "updating",
+        crate::ActionKind::Delete => "deleting",
+        crate::ActionKind::Restart => "restarting",
+        crate::ActionKind::Reload => "reloading",
+        crate::ActionKind::Run => "running",
+    }
+}
+
+/// Plan and apply in one go (no confirmation in between): what `apply`
+/// without a saved plan does once confirmed. Returns the plan it executed.
+pub async fn plan_and_apply(
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    opts: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<(Plan, ApplyReport), EngineError> {
+    let plan = crate::engine::plan(desired, sessions, opts.concurrency).await?;
+    let report = apply(&plan, desired, sessions, opts, progress).await?;
+    Ok((plan, report))
+}

@@ -1,0 +1,71 @@
+//! k8sup-engine: the plan/apply engine of k8sup.
+//!
+//! The desired state of each host is an ordered set of [`Resource`]s
+//! (directories, files rendered from minijinja templates, streamed binaries,
+//! symlinks, systemd units, service states, guarded commands) with owners,
+//! modes, dependencies and notifications. A [`Rollout`] orders hosts in steps.
+//!
+//! - **Observe**: one remote script per host, one round trip: stats, links and
+//!   hashes of every managed path (a stat cache avoids re-hashing large files),
+//!   one `systemctl show` for every unit, guard checks, the run lock.
+//! - **Plan**: data ([`Plan`], stable JSON): per host, actions with their kind,
+//!   reason, diff, observed fingerprint and the exact ops apply will run.
+//!   Printing ([`print`]) is separate.
+//! - **Apply**: exactly the plan's ops, batched into as few scripts as possible
+//!   per host, under a run lock that also re-checks the host's fingerprint;
+//!   uploads are atomic; notified services restart once, after their files.
+//!
+//! ```no_run
+//! # async fn demo(sessions: k8sup_engine::Sessions) -> Result<(), k8sup_engine::EngineError> {
+//! use k8sup_engine::*;
+//! let desired = DesiredState::new("cp-1")
+//!     .with(Resource::directory("/etc/demo"))
+//!     .with(Resource::file("/etc/demo/demo.conf", Content::text("port=8080\n")).notify("service:demo.service"))
+//!     .with(Resource::unit("demo.service", Content::text("[Service]\nExecStart=/bin/sleep infinity\n")))
+//!     .with(Resource::service("demo.service"));
+//! let rollout = Rollout::single("files", vec![desired]).resolve().await?;
+//! let plan = plan(&rollout, &sessions, 10).await?;
+//! print!("{}", print::render(&plan, &PrintOptions::default()));
+//! let report = apply(&plan, &rollout, &sessions, &ApplyOptions::default(), &NoProgress).await?;
+//! # let _ = report; Ok(()) }
+//! ```
+
+// Errors carry hosts, paths and stderr tails as text; they are built only on failure paths.
+#![allow(clippy::result_large_err)]
+
+mod apply;
+mod content;
+mod desired;
+pub mod diff;
+mod engine;
+mod error;
+mod lock;
+mod observe;
+mod ops;
+mod plan;
+mod planner;
+pub mod print;
+mod progress;
+mod report;
+mod resource;
+mod rollout;
+mod script;
+mod template;
+mod upload;
+
+pub use apply::{ApplyOptions, apply, plan_and_apply};
+pub use content::{Body, Content, Resolved};
+pub use desired::{DesiredState, ResolvedResource, ResolvedState};
+pub use engine::{Sessions, observe_hosts, plan};
+pub use error::EngineError;
+pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
+pub use observe::{GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe};
+pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
+pub use planner::{DAEMON_RELOAD_ID, plan_host};
+pub use print::PrintOptions;
+pub use progress::{Event, NoProgress, Progress};
+pub use report::{ApplyReport, Executed, HostReport};
+pub use resource::{Attrs, Ensure, Guard, Resource, ResourceId, Spec, UNIT_DIR};
+pub use rollout::{ResolvedRollout, ResolvedStep, Rollout, Step};
+pub use template::TemplateContext;
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,232 @@
+//! The plan as data: what apply will do, host by host, and why.
+//!
+//! This is the stable JSON schema of `k8sup plan --output json` and of
+//! `--out plan.json` (camelCase keys):
+//!
+//! ```text
+//! {
+//!   "formatVersion": 1,              // bumped on any incompatible change
+//!   "createdAt": 1795473957,         // unix seconds
+//!   "steps": [{
+//!     "name": "files",
+//!     "hosts": [{
+//!       "host": "cp-1",
+//!       "fingerprint": "<sha256>",   // of the host's whole observed state
+//!       "lockedBy": null,            // or "run ... (pid ... on ...)" when another run held the lock
+//!       "unchanged": 4,              // resources already as wanted
+//!       "actions": [{
+//!         "resource": "file:/etc/demo/demo.conf",
+//!         "kind": "update",          // create | update | delete | restart | reload | run
+//!         "reason": "content changed",
+//!         "diff": "--- ...\n+++ ...\n@@ ...",   // text files only; null otherwise
+//!         "sensitive": false,        // true: content never shown
+//!         "observed": "<sha256>",    // of this resource's observed state
+//!         "ops": [                   // exactly what apply runs, in order
+//!           {"op": "write", "path": "/etc/demo/demo.conf", "sha256": "...", "size": 120,
+//!            "mode": "644", "owner": "root", "group": "root"}
+//!         ]
+//!       }]
+//!     }]
+//!   }],
+//!   "summary": {"create": 3, "update": 1, "delete": 0, "restart": 1, "reload": 1, "run": 0}
+//! }
+//! ```
+//!
+//! Ops: `mkdir {path, mode, owner?, group?}`, `write {path, sha256, size, mode, owner?, group?}`,
+//! `chmod {path, mode}`, `chown {path, owner?, group?}`, `symlink {path, target}`,
+//! `remove {path, recursive}`, `daemonReload {}`, `systemctl {verb, unit}` (verb: enable,
+//! disable, start, stop, restart), `run {command}`. Modes are octal strings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::ResourceId;
+
+/// The current [`Plan::format_version`].
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Create,
+    Update,
+    Delete,
+    Restart,
+    Reload,
+    Run,
+}
+
+/// One concrete remote operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    Mkdir {
+        path: String,
+        mode: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// Atomic replacement of the content (temp file, attributes, rename).
+    Write {
+        path: String,
+        sha256: String,
+        size: u64,
+        mode: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    Chmod {
+        path: String,
+        mode: String,
+    },
+    Chown {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Remove {
+        path: String,
+        recursive: bool,
+    },
+    DaemonReload {},
+    Systemctl {
+        verb: String,
+        unit: String,
+    },
+    Run {
+        command: String,
+    },
+}
+
+/// One change to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    pub resource: ResourceId,
+    pub kind: ActionKind,
+    pub reason: String,
+    #[serde(default)]
+    pub diff: Option<String>,
+    #[serde(default)]
+    pub sensitive: bool,
+    pub observed: String,
+    pub ops: Vec<Op>,
+}
+
+/// The actions of one host in one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPlan {
+    pub host: String,
+    pub fingerprint: String,
+    #[serde(default)]
+    pub locked_by: Option<String>,
+    pub unchanged: usize,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepPlan {
+    pub name: String,
+    pub hosts: Vec<HostPlan>,
+}
+
+/// Counts by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub restart: usize,
+    pub reload: usize,
+    pub run: usize,
+}
+
+impl Summary {
+    pub fn total(&self) -> usize {
+        self.create + self.update + self.delete + self.restart + self.reload + self.run
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub format_version: u32,
+    pub created_at: u64,
+    pub steps: Vec<StepPlan>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub(crate) fn new(steps: Vec<StepPlan>) -> Self {
+        let created_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut plan = Plan { format_version: FORMAT_VERSION, created_at, steps, summary: Summary::default() };
+        plan.summary = plan.count();
+        plan
+    }
+
+    fn count(&self) -> Summary {
+        let mut s = Summary::default();
+        for a in self.actions() {
+            match a.1.kind {
+                ActionKind::Create => s.create += 1,
+                ActionKind::Update => s.update += 1,
+                ActionKind::Delete => s.delete += 1,
+                ActionKind::Restart => s.restart += 1,
+                ActionKind::Reload => s.reload += 1,
+                ActionKind::Run => s.run += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.summary.total() > 0
+    }
+
+    /// Every action with its host, in apply order.
+    pub fn actions(&self) -> impl Iterator<Item = (&str, &Action)> {
+        self.steps.iter().flat_map(|s| s.hosts.iter().flat_map(|h| h.actions.iter().map(move |a| (h.host.as_str(), a))))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan always serializes")
+    }
+
+    /// Read a saved plan, refusing other format versions.
+    pub fn from_json(text: &str) -> Result<Plan, crate::EngineError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_str(text)
+            .map_err(|e| crate::EngineError::PlanFormat { reason: format!("not a k8sup plan: {e}") })?;
+        if v.format_version != FORMAT_VERSION {
+            return Err(crate::EngineError::PlanFormat {
+                reason: format!(
+                    "plan format version {} is not supported (this k8sup reads version {FORMAT_VERSION}); make the plan again",
+                    v.format_version
+                ),
+            });
+        }
+        let plan: Plan =
+            serde_json::from_str(text).map_err(|e| crate::EngineError::PlanFormat { reason: e.to_string() })?;
+        if plan.count() != plan.summary {
+            return Err(crate::EngineError::PlanFormat { reason: "the summary does not match the actions (edited by hand?)".into() });
+        }
+        Ok(plan)
+    }
+}

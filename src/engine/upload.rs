@@ -1,0 +1,94 @@
+//! Streaming a large file from the workstation to a temp file on the host.
+//!
+//! Why not `Session::upload`: it re-inspects the destination (one more round
+//! trip and a remote SHA-256 of the old file) and re-hashes the new one on the
+//! host; the engine has already observed the hash and hashes the stream
+//! locally while sending it. Here one exec streams the bytes (`cat` into a
+//! 0600 temp file in the destination's directory); installing it (size check,
+//! fsync, attributes, rename) is the first fragment of the next apply script.
+//! Nothing ever renames a temp file whose stream did not complete and match
+//! the planned SHA-256, so an interrupted run leaves the old file.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use k8sup_ssh::{Session, quote};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::EngineError;
+use crate::ops::split;
+
+/// Hashes and counts what passes through, and reports progress.
+struct Tee<'a, R> {
+    inner: R,
+    hash: Sha256,
+    sent: u64,
+    reported: u64,
+    on_progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &res {
+            let new = &buf.filled()[before..];
+            self.hash.update(new);
+            self.sent += new.len() as u64;
+            if self.sent - self.reported >= 4 << 20 {
+                self.reported = self.sent;
+                (self.on_progress)(self.sent);
+            }
+        }
+        res
+    }
+}
+
+/// Stream `local` into `tmp` on the host; fail unless exactly `size` bytes
+/// with SHA-256 `sha256` were sent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stream(
+    session: &Session,
+    local: &Path,
+    dest: &str,
+    tmp: &str,
+    sha256: &str,
+    size: u64,
+    cancel: &CancellationToken,
+    on_progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<(), EngineError> {
+    let host = session.name().to_string();
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| EngineError::Local { path: local.to_path_buf(), reason: e.to_string() })?;
+    let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+    let mut tee = Tee { inner: reader, hash: Sha256::new(), sent: 0, reported: 0, on_progress };
+    let (dir, _) = split(dest);
+    let cmd = format!(
+        "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; rm -f -- {t}; cat > {t}",
+        d = quote(&dir),
+        t = quote(tmp)
+    );
+    let out = tokio::select! {
+        out = session.exec_with_stdin(&cmd, &mut tee) => out?,
+        _ = cancel.cancelled() => {
+            return Err(EngineError::Cancelled { host, reason: format!("interrupted while uploading {dest}; the old file is still in place") });
+        }
+    };
+    if !out.success() {
+        return Err(EngineError::remote(&host, format!("uploading {} to {dest}", local.display()), &out.stderr_str()));
+    }
+    let got = hex::encode(tee.hash.finalize());
+    if tee.sent != size || got != sha256 {
+        let _ = session.exec(&format!("rm -f -- {}", quote(tmp))).await;
+        return Err(EngineError::PlanMismatch {
+            host,
+            reason: format!("{} changed while it was being uploaded (or since the plan was made)", local.display()),
+        });
+    }
+    on_progress(tee.sent);
+    Ok(())
+}
