@@ -23,6 +23,8 @@ pub fn link_exists(name: &str) -> Result<bool> {
 }
 
 /// Creates the bridge if needed, gives it `gateway/24` and brings it up.
+/// Its MAC is fixed at creation: a bridge given an address keeps it, instead
+/// of taking the lowest of its ports' MACs as they come and go.
 pub fn ensure_bridge(bridge: &str, mac: &str, gateway: Ipv4Addr) -> Result<()> {
     if !link_exists(bridge)? {
         exec::run(
@@ -37,8 +39,7 @@ pub fn ensure_bridge(bridge: &str, mac: &str, gateway: Ipv4Addr) -> Result<()> {
         exec::run("ip", &["-4", "addr", "flush", "dev", bridge])?;
         exec::run("ip", &["addr", "add", &wanted, "dev", bridge])?;
     }
-    // Also pins the MAC of a bridge left by an older run.
-    exec::run("ip", &["link", "set", bridge, "address", mac, "up"])?;
+    exec::run("ip", &["link", "set", bridge, "up"])?;
     Ok(())
 }
 

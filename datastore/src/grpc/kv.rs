@@ -2,9 +2,12 @@
 //! read-index barrier (skipped for serializable requests); writes go
 //! through Raft on the leader.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::Stream;
 use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{decode_result, st};
@@ -12,7 +15,7 @@ use crate::node::Node;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse, request_op,
+    RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse, request_op,
 };
 use crate::raft::Command;
 use crate::txn;
@@ -48,6 +51,40 @@ impl Kv for KvService {
         };
         self.node.fill(&mut resp.header);
         Ok(Response::new(resp))
+    }
+
+    type RangeStreamStream = Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send + 'static>>;
+
+    /// etcd 3.7's chunked Range: the same result as Range, its key-values
+    /// split over several messages; header, more and count on the last one.
+    async fn range_stream(&self, req: Request<RangeRequest>) -> Result<Response<Self::RangeStreamStream>, Status> {
+        const CHUNK: usize = 1000;
+        let r = req.into_inner();
+        txn::check_range(&r).map_err(st)?;
+        if !r.serializable {
+            self.node.read_barrier().await.map_err(st)?;
+        }
+        let mvcc = self.node.mvcc.clone();
+        let mut resp = tokio::task::spawn_blocking(move || txn::range(&mvcc, &r))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(st)?;
+        self.node.fill(&mut resp.header);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut kvs = std::mem::take(&mut resp.kvs);
+            while kvs.len() > CHUNK {
+                let rest = kvs.split_off(CHUNK);
+                let chunk = RangeResponse { kvs, ..Default::default() };
+                if tx.send(Ok(RangeStreamResponse { range_response: Some(chunk) })).await.is_err() {
+                    return;
+                }
+                kvs = rest;
+            }
+            resp.kvs = kvs;
+            let _ = tx.send(Ok(RangeStreamResponse { range_response: Some(resp) })).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
