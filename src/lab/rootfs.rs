@@ -27,7 +27,11 @@ use crate::preflight::{self, DEBOOTSTRAP};
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
+/// What a cloud VM image has that k8sup and its peers rely on: systemd,
+/// sshd, sudo for non-root users, and python3 so that Ansible and pyinfra
+/// can be benchmarked against k8sup on the same machines.
 const PACKAGES: &[&str] = &[
+    "python3",
     "systemd",
     "systemd-sysv",
     "openssh-server",
