@@ -15,6 +15,7 @@
 pub mod config;
 pub mod errors;
 pub mod grpc;
+pub mod h2authority;
 pub mod http;
 pub mod keycodec;
 pub mod lease;

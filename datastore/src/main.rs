@@ -8,7 +8,7 @@ use k8sup_datastore::proto::SnapshotRequest;
 use k8sup_datastore::proto::maintenance_client::MaintenanceClient;
 
 fn init_logs(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(if level.contains('=') { level.to_string() } else { format!("{level},openraft=warn") }).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
@@ -40,7 +40,7 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
     while let Some(msg) = stream.message().await? {
         data.extend_from_slice(&msg.blob);
     }
-    k8sup_datastore::snapshot::verify(&data).map_err(|e| anyhow::anyhow!("snapshot from {}: {e}", a.tls.endpoints))?;
+    k8sup_datastore::snapshot::unwrap_stream(&data).map_err(|e| anyhow::anyhow!("snapshot from {}: {e}", a.tls.endpoints))?;
     k8sup_datastore::snapshot::write_file(&a.file, &data).map_err(|e| anyhow::anyhow!("writing {}: {e}", a.file.display()))?;
     println!("Snapshot saved at {} ({} bytes)", a.file.display(), data.len());
     Ok(())
@@ -49,7 +49,7 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
 fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     use k8sup_datastore::{mvcc::Mvcc, node, raft::state_machine::StateMachine, server, snapshot};
     let data = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("reading {}: {e}", a.file.display()))?;
-    snapshot::verify(&data).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    snapshot::unwrap_stream(&data).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     if a.data_dir.exists() {
         anyhow::bail!("--data-dir {} already exists; restore only creates a new data directory", a.data_dir.display());
     }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tonic::transport::{ClientTlsConfig, Server, ServerTlsConfig};
 
 use crate::config::{ServerArgs, listen_addr, parse_initial_cluster, split_urls};
+use crate::h2authority::AuthorityFix;
 use crate::grpc::{cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService, peer::PeerService, watch::WatchService};
 use crate::lease::LeaseClock;
 use crate::mvcc::Mvcc;
@@ -106,6 +107,59 @@ async fn discover(peers: &PeerClients, cluster: &[(String, Vec<String>)], mine: 
     }
 }
 
+/// Any client connection: TLS-terminated or plaintext (`--insecure`).
+trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
+
+type ClientConn = AuthorityFix<Box<dyn ClientIo>>;
+
+/// Accepts client connections, terminates TLS (mutual, CA-checked) and
+/// wraps each in the `:authority` repair (see [`crate::h2authority`]).
+fn client_connections(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<ClientConn, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let (sock, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a client connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let _ = sock.set_nodelay(true);
+            let tx = tx.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let io: Box<dyn ClientIo> = match acceptor {
+                    Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "client TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "client TLS handshake timed out");
+                            return;
+                        }
+                    },
+                    None => Box::new(sock),
+                };
+                let _ = tx.send(Ok(AuthorityFix::new(io))).await;
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
@@ -147,14 +201,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         peer_addrs.push((addr, tls));
     }
-    let client_tls: Option<ServerTlsConfig> = if client_addrs.iter().any(|(_, t)| *t) {
-        Some(crate::tls::server(
+    let client_tls: Option<Arc<rustls::ServerConfig>> = if client_addrs.iter().any(|(_, t)| *t) {
+        Some(Arc::new(crate::tls::client_listener(
             args.cert_file.as_deref(),
             args.key_file.as_deref(),
             args.trusted_ca_file.as_deref(),
             args.client_cert_auth,
-            "",
-        )?)
+        )?))
     } else {
         None
     };
@@ -277,9 +330,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        if tls {
-            b = b.tls_config(client_tls.clone().expect("TLS configured for https listeners"))?;
-        }
         let n = node.clone();
         let router = b
             .add_service(KvServer::new(KvService { node: n.clone() }).max_decoding_message_size(MAX_CLIENT_REQUEST).max_encoding_message_size(usize::MAX))
@@ -290,8 +340,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let mut rx = stop_rx.clone();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding client listener {addr}"))?;
         tracing::info!(%addr, tls, "serving clients");
+        let incoming = client_connections(listener, if tls { client_tls.clone() } else { None }, stop_rx.clone());
         servers.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             router.serve_with_incoming_shutdown(incoming, async move { let _ = rx.changed().await; }).await
         }));
     }

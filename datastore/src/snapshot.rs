@@ -40,6 +40,39 @@ pub fn dump(mvcc: &Mvcc, snap: &Snapshot<'_>) -> Result<Vec<u8>, EtcdError> {
     Ok(out)
 }
 
+/// Wraps a dump for `Maintenance/Snapshot`. etcdctl 3.4 insists that a
+/// snapshot stream is a whole number of 512-byte pages followed by a
+/// SHA-256 of them (bbolt files are page-aligned), so we pad, record the
+/// dump length in the last 8 bytes of the last page, and append the hash.
+pub fn wrap_for_stream(mut dump: Vec<u8>) -> Vec<u8> {
+    use sha2::Digest;
+    let len = dump.len() as u64;
+    let padded = (dump.len() + 8).div_ceil(512) * 512;
+    dump.resize(padded - 8, 0);
+    dump.extend_from_slice(&len.to_be_bytes());
+    let hash = sha2::Sha256::digest(&dump);
+    dump.extend_from_slice(&hash);
+    dump
+}
+
+/// Accepts either a bare dump or a stream-wrapped one (what `etcdctl
+/// snapshot save` writes); returns the bare dump.
+pub fn unwrap_stream(data: &[u8]) -> Result<&[u8], EtcdError> {
+    use sha2::Digest;
+    if data.starts_with(MAGIC) && data.len() % 512 == 32 && data.len() >= 544 {
+        let (body, hash) = data.split_at(data.len() - 32);
+        if sha2::Sha256::digest(body).as_slice() != hash {
+            return Err(EtcdError::internal("snapshot SHA-256 mismatch: the file is truncated or corrupt"));
+        }
+        let len = u64::from_be_bytes(body[body.len() - 8..].try_into().expect("8 bytes")) as usize;
+        if len <= body.len() - 8 && verify(&body[..len]).is_ok() {
+            return Ok(&body[..len]);
+        }
+    }
+    verify(data)?;
+    Ok(data)
+}
+
 /// Checks magic and checksum; returns the record section.
 pub fn verify(data: &[u8]) -> Result<&[u8], EtcdError> {
     if data.len() < MAGIC.len() + 5 || &data[..8] != MAGIC {
@@ -55,7 +88,7 @@ pub fn verify(data: &[u8]) -> Result<&[u8], EtcdError> {
 
 /// Replaces the whole state machine with the snapshot's content.
 pub fn load(mvcc: &Mvcc, data: &[u8]) -> Result<(), EtcdError> {
-    let body = verify(data)?;
+    let body = verify(unwrap_stream(data)?)?;
     let db = mvcc.db();
     // Clear everything first.
     for name in ALL_CFS {

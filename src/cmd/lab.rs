@@ -142,13 +142,15 @@ fn up(a: UpArgs) -> Result<ExitCode> {
             lab.name()
         );
     }
-    eprintln!("lab {}: bringing up {} machines...", lab.name(), opts.nodes);
+    let plural = |n: usize| if n == 1 { "machine" } else { "machines" };
+    eprintln!("lab {}: bringing up {} {}...", lab.name(), opts.nodes, plural(opts.nodes));
     let started = Instant::now();
     let info = lab.up(&opts)?;
     eprintln!(
-        "lab {}: {} machines answer SSH ({:.1} s) on {}",
+        "lab {}: {} {} answer SSH ({:.1} s) on {}",
         info.name,
         info.machines.len(),
+        plural(info.machines.len()),
         started.elapsed().as_secs_f64(),
         info.subnet
     );

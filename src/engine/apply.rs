@@ -5,7 +5,8 @@
 //! next one). The first script that changes a host takes the run lock and
 //! re-runs the observation under it: if the host's fingerprint is not the
 //! plan's, nothing is changed. A host stops at its first failing action; the
-//! other hosts go on, unless `fail_fast`. Locks are released at the end.
+//! other hosts of the step go on, unless `fail_fast`; no later step starts
+//! after a step with a failure. Locks are released at the end.
 //!
 //! Before anything, every host of a plan with changes is observed once more,
 //! so that a plan made earlier (`apply plan.json`) is refused as a whole when
@@ -175,14 +176,32 @@ pub async fn apply(
         fingerprints,
     };
 
+    // A later step builds on the earlier ones (join after bootstrap): after a
+    // step in which a host failed, no further step starts.
+    let mut failed_step: Option<String> = None;
     for step in &plan.steps {
         let work: Vec<&HostPlan> = step.hosts.iter().filter(|h| !h.actions.is_empty()).collect();
         if work.is_empty() {
             continue;
         }
+        if let Some(failed) = &failed_step {
+            for hp in work {
+                let mut run = runs[&hp.host].lock().await;
+                run.report.not_run += hp.actions.len();
+                if run.report.error.is_none() {
+                    run.report.error = Some(format!("{}: step {:?} not run: step {failed:?} failed", hp.host, step.name));
+                }
+            }
+            continue;
+        }
         progress.event(Event::StepStarted { step: &step.name, hosts: work.len() });
-        let tasks: Vec<_> = work.into_iter().map(|hp| run_locked(&cx, &runs, &step.name, hp)).collect();
+        let tasks: Vec<_> = work.iter().map(|hp| run_locked(&cx, &runs, &step.name, hp)).collect();
         stream::iter(tasks).buffer_unordered(opts.concurrency.max(1)).collect::<Vec<()>>().await;
+        for hp in &work {
+            if runs[&hp.host].lock().await.stopped {
+                failed_step = Some(step.name.clone());
+            }
+        }
     }
 
     // Release the locks (also after failures and cancellation).
@@ -290,18 +309,97 @@ fn source_of<'a>(states: &[&'a ResolvedState], a: &Action) -> Option<Source<'a>>
     }
 }
 
+/// A streamed upload of one action: where from, where to.
+struct Streamed<'a> {
+    index: usize,
+    /// Position of the write op in the action's ops.
+    op: usize,
+    local: &'a std::path::Path,
+    path: &'a str,
+    sha256: &'a str,
+    size: u64,
+    tmp: String,
+}
+
+fn streamed_uploads<'a>(cx: &RunCx<'_>, hp: &'a HostPlan, states: &[&'a ResolvedState]) -> Vec<Streamed<'a>> {
+    let mut out = Vec::new();
+    for (index, a) in hp.actions.iter().enumerate() {
+        let Some(Source::Local(local)) = source_of(states, a) else { continue };
+        for (op, o) in a.ops.iter().enumerate() {
+            if let Op::Write { path, sha256, size, .. } = o {
+                let tmp = ops::temp_for(path, &cx.opts.identity.holder.run_id);
+                out.push(Streamed { index, op, local, path, sha256, size: *size, tmp });
+            }
+        }
+    }
+    out
+}
+
+/// Run a host's actions. Streamed uploads start as soon as the host is
+/// locked and run alongside the scripts; each is installed (renamed into
+/// place) at its own position in the plan, after waiting for its stream.
 async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(), Stop> {
     let host = hp.host.as_str();
     let session = session(cx.sessions, host).map_err(|e| Stop::Failed(e.to_string()))?.clone();
     let states = cx.desired.states_of(host);
+    let uploads = streamed_uploads(cx, hp, &states);
     let mut batch = Batch::default();
+    let mut next = 0usize; // index of the first action not yet reported
     if !run.locked {
         batch.header = Some(header(cx, host, &states, run.break_run.as_deref()));
+        if !uploads.is_empty() {
+            // Lock and drift check first, alone: the streams must not start
+            // (nor create directories) before the host is known unchanged.
+            flush(cx, &session, hp, &mut batch, run, &mut next).await?;
+        }
     }
-    let mut next = 0usize; // index of the first action not yet reported
+
+    let stop_uploads = cx.cancel.child_token();
+    let mut waiting = HashMap::new();
+    let mut streams = Vec::new();
+    for u in &uploads {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        waiting.insert(u.index, rx);
+        let (session, stop) = (&session, &stop_uploads);
+        streams.push(async move {
+            cx.progress.event(Event::ActionStarted { host, action: &hp.actions[u.index] });
+            let report = |sent: u64| cx.progress.event(Event::Upload { host, path: u.path, sent, total: u.size });
+            let r = upload::stream(session, u.local, u.path, &u.tmp, u.sha256, u.size, stop, &report).await;
+            let _ = tx.send(r);
+        });
+    }
+
+    let pipeline = async {
+        let r = run_actions(cx, &session, hp, &uploads, &mut waiting, &mut batch, run, &mut next).await;
+        if r.is_err() {
+            stop_uploads.cancel();
+        }
+        r
+    };
+    let (result, _) = futures::future::join(pipeline, futures::future::join_all(streams)).await;
+    if result.is_err() && !uploads.is_empty() {
+        // Best effort: the next install of these paths removes leftovers anyway.
+        let tmps: Vec<String> = uploads.iter().map(|u| k8sup_ssh::quote(&u.tmp)).collect();
+        let _ = session.exec(&format!("rm -f -- {}", tmps.join(" "))).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_actions(
+    cx: &RunCx<'_>,
+    session: &Session,
+    hp: &HostPlan,
+    uploads: &[Streamed<'_>],
+    waiting: &mut HashMap<usize, tokio::sync::oneshot::Receiver<Result<(), EngineError>>>,
+    batch: &mut Batch,
+    run: &mut HostRun,
+    next: &mut usize,
+) -> Result<(), Stop> {
+    let host = hp.host.as_str();
+    let states = cx.desired.states_of(host);
     for (i, a) in hp.actions.iter().enumerate() {
-        let streamed = a.ops.iter().position(|op| matches!(op, Op::Write { .. }) && matches!(source_of(&states, a), Some(Source::Local(_))));
-        let Some(w) = streamed else {
+        let Some(rx) = waiting.remove(&i) else {
             let mut frag = String::new();
             for op in &a.ops {
                 let content = match (op, source_of(&states, a)) {
@@ -313,20 +411,14 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(),
             batch.items.push((i, frag));
             continue;
         };
-        // A streamed upload: run what is queued (taking the lock first), then stream.
-        flush(cx, &session, hp, &mut batch, run, &mut next).await?;
-        if cx.cancel.is_cancelled() {
-            return Err(stopped(hp, run, next, "the run was stopped"));
-        }
-        let Op::Write { path, sha256, size, .. } = &a.ops[w] else { unreachable!() };
-        let Some(Source::Local(local)) = source_of(&states, a) else { unreachable!() };
-        let tmp = ops::temp_for(path, &cx.opts.identity.holder.run_id);
-        cx.progress.event(Event::ActionStarted { host, action: a });
-        let report = |sent: u64| cx.progress.event(Event::Upload { host, path, sent, total: *size });
-        if let Err(e) = upload::stream(&session, local, path, &tmp, sha256, *size, &cx.cancel, &report).await {
-            let cancelled = matches!(e, EngineError::Cancelled { .. });
-            run.report.not_run += hp.actions.len() - next - 1;
-            if cancelled {
+        // Everything before it goes first; then its stream must be complete.
+        flush(cx, session, hp, batch, run, next).await?;
+        let streamed = rx.await.unwrap_or_else(|_| {
+            Err(EngineError::Cancelled { host: host.to_string(), reason: "the upload was abandoned".into() })
+        });
+        if let Err(e) = streamed {
+            run.report.not_run += hp.actions.len() - i - 1;
+            if matches!(e, EngineError::Cancelled { .. }) {
                 run.report.not_run += 1;
                 return Err(Stop::Cancelled(e.to_string()));
             }
@@ -334,13 +426,14 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(),
             cx.progress.event(Event::ActionFinished { host, action: a, ok: false });
             return Err(Stop::Failed(e.to_string()));
         }
+        let u = uploads.iter().find(|u| u.index == i).expect("every waiting action has its upload");
         let mut frag = String::new();
         for (k, op) in a.ops.iter().enumerate() {
-            frag.push_str(&if k == w { ops::finalize_upload(op, &tmp) } else { ops::fragment(op, None) });
+            frag.push_str(&if k == u.op { ops::finalize_upload(op, &u.tmp) } else { ops::fragment(op, None) });
         }
         batch.items.push((i, frag));
     }
-    flush(cx, &session, hp, &mut batch, run, &mut next).await
+    flush(cx, session, hp, batch, run, next).await
 }
 
 fn stopped(hp: &HostPlan, run: &mut HostRun, next: usize, why: &str) -> Stop {

@@ -3,8 +3,15 @@
 //! [`DesiredState`] is what callers build: a host name, an ordered list of
 //! resources and the template context. [`DesiredState::resolve`] checks it
 //! (unique ids, known dependencies and notify targets, no cycles, sane paths
-//! and names), orders it (dependencies first, otherwise declaration order),
-//! renders templates, reads small files and hashes binaries.
+//! and names), orders it, renders templates, reads small files and hashes
+//! binaries.
+//!
+//! Order: dependencies first (explicit `depends_on`; a managed parent
+//! directory; every unit file before every service; a notified service after
+//! what notifies it), otherwise declaration order, except that streamed
+//! binaries go as late as their dependents allow, so that their upload, which
+//! starts as soon as the host is locked, overlaps everything else. Anything
+//! that needs a binary in place must say so with `depends_on` or `notify`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -140,7 +147,19 @@ impl DesiredState {
                 deps[i].extend(units.iter().copied());
             }
         }
-        // Kahn's algorithm, always taking the lowest declared index that is ready.
+        // A notified service comes after what notifies it: a service started by
+        // this run starts with its files in place.
+        for (i, r) in self.resources.iter().enumerate() {
+            for n in &r.notify {
+                if let Some(&j) = index.get(n) {
+                    deps[j].insert(i);
+                }
+            }
+        }
+        // Kahn's algorithm, always taking the lowest declared index that is
+        // ready, except that streamed binaries wait until nothing else is ready:
+        // their upload then overlaps everything that does not need them.
+        let is_binary = |i: usize| matches!(self.resources[i].spec, Spec::Binary { ensure: Ensure::Present, .. });
         let mut remaining: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
         for (i, ds) in deps.iter().enumerate() {
@@ -150,7 +169,8 @@ impl DesiredState {
         }
         let mut ready: BTreeSet<usize> = (0..ids.len()).filter(|&i| remaining[i] == 0).collect();
         let mut order = Vec::with_capacity(ids.len());
-        while let Some(i) = ready.pop_first() {
+        while let Some(i) = ready.iter().copied().find(|&i| !is_binary(i)).or_else(|| ready.first().copied()) {
+            ready.remove(&i);
             order.push(i);
             for &k in &dependents[i] {
                 remaining[k] -= 1;
@@ -208,8 +228,8 @@ fn check_path(p: &str) -> Result<(), String> {
     if !p.starts_with('/') || p == "/" {
         return Err(format!("{p:?} must be an absolute path below /"));
     }
-    if p.contains(['\n', '\t', '\0']) {
-        return Err(format!("{p:?} contains a tab or newline"));
+    if p.contains(['\n', '\t', '\0', '\\']) {
+        return Err(format!("{p:?} contains a tab, newline or backslash"));
     }
     if p.split('/').any(|c| c == ".." || c == ".") {
         return Err(format!("{p:?} must not contain `.` or `..`"));

@@ -113,10 +113,8 @@ pub(crate) fn manifest(state: &[&ResolvedState]) -> String {
                 lines.push(format!("P\t{path}\t{want}\t{max}"));
             }
             match &r.resource.spec {
-                Spec::Unit { name, .. } | Spec::Service { unit: name, .. } => {
-                    if !units.contains(name) {
-                        units.push(name.clone());
-                    }
+                Spec::Unit { name, .. } | Spec::Service { unit: name, .. } if !units.contains(name) => {
+                    units.push(name.clone());
                 }
                 Spec::Command { name, guard: Guard::Creates(p), .. } => lines.push(format!("C\t{name}\t{p}")),
                 Spec::Command { name, guard: Guard::Unless(cmd), .. } => {
@@ -135,7 +133,7 @@ pub(crate) fn manifest(state: &[&ResolvedState]) -> String {
 
 /// The observation functions with `manifest` embedded (also used by the apply's drift check).
 pub(crate) fn functions(manifest: &str) -> String {
-    OBSERVE_SH.replace("@MANIFEST@", manifest)
+    OBSERVE_SH.replace("@MANIFEST@", &k8sup_ssh::quote(manifest))
 }
 
 /// Observe one host: one exec.
@@ -243,12 +241,12 @@ pub(crate) fn parse(host: &str, stdout: &[u8], states: &[&ResolvedState]) -> Res
 
 fn parse_path(f: &[&str]) -> Option<PathState> {
     let mode = |s: &str| u32::from_str_radix(s, 8).ok();
-    Some(match f.first()? {
-        &"absent" => PathState::Absent,
-        &"other" => PathState::Other,
-        &"link" => PathState::Link { target: f.get(1)?.to_string() },
-        &"dir" => PathState::Dir { mode: mode(f.get(1)?)?, owner: f.get(2)?.to_string(), group: f.get(3)?.to_string() },
-        &"file" => PathState::File {
+    Some(match *f.first()? {
+        "absent" => PathState::Absent,
+        "other" => PathState::Other,
+        "link" => PathState::Link { target: f.get(1)?.to_string() },
+        "dir" => PathState::Dir { mode: mode(f.get(1)?)?, owner: f.get(2)?.to_string(), group: f.get(3)?.to_string() },
+        "file" => PathState::File {
             mode: mode(f.get(1)?)?,
             owner: f.get(2)?.to_string(),
             group: f.get(3)?.to_string(),

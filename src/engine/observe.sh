@@ -7,6 +7,7 @@ K8SUP_SUMS=/var/lib/k8sup/engine/sums
 K8SUP_LOCK=/var/lib/k8sup/run.lock
 LC_ALL=C
 export LC_ALL
+K8SUP_MANIFEST=@MANIFEST@
 
 # The run lock, if any: age in seconds (by the host's own clock) and content.
 k8sup_lock() {
@@ -19,49 +20,114 @@ k8sup_lock() {
   fi
 }
 
-# One path: type, attributes, SHA-256. Files over 1 MiB take their hash from
-# the stat cache written by the engine when the (dev, inode, size, mtime, ctime)
-# key still matches: a 50 MB binary is not re-hashed on every run. ctime cannot
-# be set by hand, so any later write invalidates the entry. The content is sent
-# back (base64) only when the hash differs from the wanted one and the file is
-# at most $3 bytes: that is what the plan's diff is made from.
-k8sup_path() {
-  if [ -L "$1" ]; then
-    printf 'P\t%s\tlink\t%s\n' "$1" "$(readlink -- "$1")"
-  elif [ -d "$1" ]; then
-    printf 'P\t%s\tdir\t%s\n' "$1" "$(stat -c '%a	%U	%G' -- "$1")"
-  elif [ -f "$1" ]; then
-    k8sup_st=$(stat -c '%a %U %G %s %d:%i:%s:%.9Y:%.9Z' -- "$1")
-    set -- "$1" "$2" "$3" $k8sup_st
-    k8sup_sum=
-    if [ "$7" -gt 1048576 ] && [ -f "$K8SUP_SUMS" ]; then
-      k8sup_sum=$(awk -v k="$8" '$1 == k { print $2; exit }' "$K8SUP_SUMS")
-    fi
-    [ -n "$k8sup_sum" ] || k8sup_sum=$(sha256sum < "$1" | cut -c1-64)
-    printf 'P\t%s\tfile\t%s\t%s\t%s\t%s\t%s\n' "$1" "$4" "$5" "$6" "$7" "$k8sup_sum"
-    if [ "$2" != - ] && [ "$k8sup_sum" != "$2" ] && [ "$3" -ge 0 ] && [ "$7" -le "$3" ]; then
-      printf 'B\t%s\t' "$1"
-      base64 -w0 < "$1"
-      printf '\n'
-    fi
-  elif [ -e "$1" ]; then
-    printf 'P\t%s\tother\n' "$1"
-  else
-    printf 'P\t%s\tabsent\n' "$1"
-  fi
-}
-
-# Everything the manifest asks about. Manifest lines (tab-separated):
+# How the observation stays cheap: every fork costs a millisecond or more on a
+# busy host, and ten hosts share the workstation's cores while planning. So all
+# existing paths are stat'ed by ONE `stat` call, all small files hashed by ONE
+# `sha256sum` call, systemd asked by ONE `systemctl show`; everything else is
+# shell builtins. Files over 1 MiB take their hash from the stat cache written
+# by the engine when the (dev, inode, size, mtime, ctime) key still matches: a
+# 50 MB binary is not re-hashed on every run. ctime cannot be set by hand, so
+# any later write invalidates the entry. A file's content is sent back
+# (base64) only when its hash differs from the wanted one and it is at most
+# MAX bytes: that is what the plan's diff is made from.
+#
+# Manifest lines (tab-separated; paths never hold tabs, newlines or backslashes):
 #   P PATH WANTED-SHA256-OR-- MAX-DIFF-BYTES-OR--1
 #   U UNIT
 #   C ID PATH        (a `creates:` guard)
 #   X ID BASE64-CMD  (an `unless:` guard)
+
+# Sets k8sup_t (stat's file type, empty if not stat'ed), k8sup_m, k8sup_o, k8sup_g, k8sup_s, k8sup_key.
+k8sup_find_stat() {
+  k8sup_t=
+  while IFS='	' read -r k8sup_n k8sup_t k8sup_m k8sup_o k8sup_g k8sup_s k8sup_key; do
+    [ "$k8sup_n" = "$1" ] && return 0
+  done <<K8SUP_STATS
+$k8sup_stats
+K8SUP_STATS
+  k8sup_t=
+}
+
+# Sets k8sup_sum from the stat cache (large files) or the batch of hashes.
+k8sup_find_sum() {
+  k8sup_sum=
+  while IFS= read -r k8sup_l; do
+    [ "${k8sup_l#*  }" = "$1" ] && { k8sup_sum=${k8sup_l%%  *}; return 0; }
+  done <<K8SUP_SUMS_END
+$k8sup_sums
+K8SUP_SUMS_END
+}
+
+# Sets k8sup_sum from the stat cache if key $1 is there.
+k8sup_cached() {
+  k8sup_sum=
+  [ -f "$K8SUP_SUMS" ] || return 0
+  while read -r k8sup_ck k8sup_cs; do
+    [ "$k8sup_ck" = "$1" ] && { k8sup_sum=$k8sup_cs; return 0; }
+  done < "$K8SUP_SUMS"
+}
+
 k8sup_observe() {
   printf 'V\t1\n'
+  # 1. One stat for every existing path that is not a symlink.
+  set --
+  while IFS='	' read -r k8sup_k k8sup_a k8sup_b k8sup_c; do
+    if [ "$k8sup_k" = P ] && [ ! -L "$k8sup_a" ] && [ -e "$k8sup_a" ]; then set -- "$@" "$k8sup_a"; fi
+  done <<K8SUP_M
+$K8SUP_MANIFEST
+K8SUP_M
+  k8sup_stats=
+  if [ $# -gt 0 ]; then
+    k8sup_stats=$(stat -c '%n	%F	%a	%U	%G	%s	%d:%i:%s:%.9Y:%.9Z' -- "$@" 2>/dev/null)
+  fi
+  # 2. Hashes: large files from the cache when it still matches, the rest in one sha256sum.
+  set --
+  k8sup_known=
+  while IFS='	' read -r k8sup_n k8sup_t k8sup_m k8sup_o k8sup_g k8sup_s k8sup_key; do
+    case $k8sup_t in
+      "regular file"|"regular empty file") ;;
+      *) continue ;;
+    esac
+    if [ "$k8sup_s" -gt 1048576 ]; then
+      k8sup_cached "$k8sup_key"
+      if [ -n "$k8sup_sum" ]; then
+        k8sup_known="$k8sup_known$k8sup_sum  $k8sup_n
+"
+        continue
+      fi
+    fi
+    set -- "$@" "$k8sup_n"
+  done <<K8SUP_STATS
+$k8sup_stats
+K8SUP_STATS
+  k8sup_sums=$k8sup_known
+  if [ $# -gt 0 ]; then
+    k8sup_sums="$k8sup_sums$(sha256sum -- "$@" 2>/dev/null)"
+  fi
+  # 3. The report, in manifest order.
   k8sup_units=
   while IFS='	' read -r k8sup_k k8sup_a k8sup_b k8sup_c; do
     case $k8sup_k in
-      P) k8sup_path "$k8sup_a" "$k8sup_b" "$k8sup_c" ;;
+      P)
+        if [ -L "$k8sup_a" ]; then
+          printf 'P\t%s\tlink\t%s\n' "$k8sup_a" "$(readlink -- "$k8sup_a")"
+          continue
+        fi
+        k8sup_find_stat "$k8sup_a"
+        case $k8sup_t in
+          directory) printf 'P\t%s\tdir\t%s\t%s\t%s\n' "$k8sup_a" "$k8sup_m" "$k8sup_o" "$k8sup_g" ;;
+          "regular file"|"regular empty file")
+            k8sup_find_sum "$k8sup_a"
+            printf 'P\t%s\tfile\t%s\t%s\t%s\t%s\t%s\n' "$k8sup_a" "$k8sup_m" "$k8sup_o" "$k8sup_g" "$k8sup_s" "$k8sup_sum"
+            if [ "$k8sup_b" != - ] && [ "$k8sup_sum" != "$k8sup_b" ] && [ "$k8sup_c" -ge 0 ] && [ "$k8sup_s" -le "$k8sup_c" ]; then
+              printf 'B\t%s\t' "$k8sup_a"
+              base64 -w0 < "$k8sup_a"
+              printf '\n'
+            fi ;;
+          "")
+            if [ -e "$k8sup_a" ]; then printf 'P\t%s\tother\n' "$k8sup_a"; else printf 'P\t%s\tabsent\n' "$k8sup_a"; fi ;;
+          *) printf 'P\t%s\tother\n' "$k8sup_a" ;;
+        esac ;;
       U) k8sup_units="$k8sup_units $k8sup_a" ;;
       C) if [ -e "$k8sup_b" ] || [ -L "$k8sup_b" ]; then
            printf 'G\t%s\tskip\t0\n' "$k8sup_a"
@@ -76,14 +142,16 @@ k8sup_observe() {
            printf 'G\t%s\trun\t%s\n' "$k8sup_a" "$k8sup_rc"
          fi ;;
     esac
-  done <<'K8SUP_MANIFEST_END'
-@MANIFEST@
-K8SUP_MANIFEST_END
+  done <<K8SUP_M
+$K8SUP_MANIFEST
+K8SUP_M
   if [ -n "$k8sup_units" ]; then
     # One systemctl call for every unit; blocks come back in argument order.
     # shellcheck disable=SC2086
-    systemctl show --no-pager -p LoadState,ActiveState,UnitFileState,NeedDaemonReload -- $k8sup_units </dev/null \
-      | while IFS= read -r k8sup_l; do printf 'S\t%s\n' "$k8sup_l"; done
+    k8sup_show=$(systemctl show --no-pager -p LoadState,ActiveState,UnitFileState,NeedDaemonReload -- $k8sup_units </dev/null)
+    while IFS= read -r k8sup_l; do printf 'S\t%s\n' "$k8sup_l"; done <<K8SUP_SHOW
+$k8sup_show
+K8SUP_SHOW
     printf 'S\t\n'
   fi
 }

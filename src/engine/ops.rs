@@ -87,14 +87,17 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
         Op::Remove { path, recursive: true } => format!("rm -rf -- {}\n", quote(path)),
         Op::Remove { path, recursive: false } => format!("rm -f -- {}\n", quote(path)),
         Op::DaemonReload {} => "systemctl daemon-reload\n".into(),
-        Op::Systemctl { verb, unit } if verb == "start" || verb == "restart" => {
+        Op::Systemctl { verb, unit, .. } if verb == "start" || verb == "restart" => {
             // On failure, show why: systemd's status with the unit's last log lines.
             format!(
                 "if ! systemctl {verb} -- {u}; then systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit 1; fi\n",
                 u = quote(unit)
             )
         }
-        Op::Systemctl { verb, unit } => format!("systemctl {verb} -- {}\n", quote(unit)),
+        Op::Systemctl { verb, unit, no_reload } => {
+            let flag = if *no_reload { " --no-reload" } else { "" };
+            format!("systemctl {}{flag} -- {}\n", quote(verb), quote(unit))
+        }
         Op::Run { command } => format!("sh -c {} </dev/null >&2\n", quote(command)),
     }
 }

@@ -34,8 +34,10 @@
 //!
 //! Ops: `mkdir {path, mode, owner?, group?}`, `write {path, sha256, size, mode, owner?, group?}`,
 //! `chmod {path, mode}`, `chown {path, owner?, group?}`, `symlink {path, target}`,
-//! `remove {path, recursive}`, `daemonReload {}`, `systemctl {verb, unit}` (verb: enable,
-//! disable, start, stop, restart), `run {command}`. Modes are octal strings.
+//! `remove {path, recursive}`, `daemonReload {}`, `systemctl {verb, unit, noReload?}` (verb:
+//! enable, disable, start, stop, restart), `run {command}`. Modes are octal strings. Apply
+//! checks every op against the desired state it is given (paths, units, commands, content
+//! hashes), so a saved plan can only do what the inputs allow.
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +103,9 @@ pub enum Op {
     Systemctl {
         verb: String,
         unit: String,
+        /// `enable --no-reload`: this run's daemon-reload already follows the unit changes.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_reload: bool,
     },
     Run {
         command: String,

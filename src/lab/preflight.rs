@@ -59,7 +59,27 @@ pub fn require_tools(tools: &[Tool]) -> Result<(), LabError> {
 /// Root and the tools every lab operation on machines needs.
 pub fn require_host() -> Result<(), LabError> {
     require_root()?;
-    require_tools(&[NSPAWN, IP, SSH_KEYGEN])
+    require_tools(&[NSPAWN, IP, SSH_KEYGEN])?;
+    raise_inotify_limits();
+    Ok(())
+}
+
+/// Every machine's systemd (and its services) takes inotify instances from
+/// one per-user budget shared with the host, 128 by default: a dozen
+/// machines exhaust it and then fail to boot ("Failed to create inotify
+/// object: Too many open files"). Raise the limits as kind and minikube
+/// advise; they are only ceilings, so raising them costs nothing until used.
+fn raise_inotify_limits() {
+    for (file, want) in [("max_user_instances", 8192u64), ("max_user_watches", 524_288)] {
+        let path = format!("/proc/sys/fs/inotify/{file}");
+        let current = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+        if current.is_some_and(|c| c < want) {
+            match std::fs::write(&path, want.to_string()) {
+                Ok(()) => tracing::info!("raised fs.inotify.{file} to {want} for the lab's machines"),
+                Err(e) => eprintln!("warning: cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"),
+            }
+        }
+    }
 }
 
 fn in_path(name: &str) -> bool {

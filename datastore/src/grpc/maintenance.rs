@@ -131,7 +131,7 @@ impl Maintenance for MaintenanceService {
         let mvcc = self.node.mvcc.clone();
         let data = tokio::task::spawn_blocking(move || {
             let snap = mvcc.snapshot();
-            snapshot::dump(&mvcc, &snap)
+            snapshot::dump(&mvcc, &snap).map(snapshot::wrap_for_stream)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

@@ -25,7 +25,7 @@ async fn fresh_apply_then_noop() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-fresh", 3);
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 8, 1);
@@ -97,7 +97,7 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-tmpl", 3);
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 4, 2);
@@ -149,7 +149,7 @@ async fn drifted_host_refuses_the_plan() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-drift", 2);
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 2, 3);
@@ -220,7 +220,7 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-lock", 2);
     let dir = tempfile::tempdir().unwrap();
     let small = blob(dir.path(), "small", 1, 4);
@@ -234,9 +234,15 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
     // Run A: a slow upload of a new binary.
     let a_desired = workload(&lab, &big, &BTreeMap::new()).resolve().await.unwrap();
     let a_plan = plan(&a_desired, &sessions, 10).await.unwrap();
-    let a_opts = ApplyOptions::default();
+    let a_opts = ApplyOptions {
+        lock: k8sup_engine::LockSettings {
+            refresh_every: std::time::Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let a_run = a_opts.identity.holder.run_id.clone();
-    let slow = SlowUploads { pause: std::time::Duration::from_millis(300), announce: false, said: Default::default() };
+    let slow = SlowUploads { pause: std::time::Duration::from_millis(500), announce: false, said: Default::default() };
     let a = {
         let sessions = sessions.clone();
         tokio::spawn(async move { apply(&a_plan, &a_desired, &sessions, &a_opts, &slow).await })
@@ -258,6 +264,12 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
     assert!(msg.contains(&a_run) && msg.contains(&hosts[0]), "{msg}");
     assert_eq!(lab.sh(&hosts[1], &format!("grep port {ROOT}/demo/conf.d/app.conf")), "port=8080", "B changed nothing");
 
+    // A refreshes its lock while it runs.
+    let mtime = || lab.sh(&hosts[0], "stat -c %.9Y /var/lib/k8sup/run.lock 2>/dev/null || echo 0").parse::<f64>().unwrap();
+    let m1 = mtime();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let m2 = mtime();
+    assert!(m2 > m1 || m2 == 0.0, "the lock was not refreshed ({m1} then {m2})");
     let a_report = a.await.unwrap().unwrap();
     assert!(a_report.ok(), "{a_report:?}");
     assert_eq!(lab.sh(&hosts[0], "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none");
@@ -288,7 +300,7 @@ async fn failures_are_reported_by_host_with_stderr() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-fail", 3);
     let sessions = lab.sessions().await;
     let hosts = lab.hosts();
@@ -350,7 +362,7 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     if !is_root() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-kill", 1);
     let dir = tempfile::tempdir().unwrap();
     let old = blob(dir.path(), "old", 50, 6);
@@ -403,6 +415,37 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), sha(&second));
     assert_eq!(lab.sh(&host, &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")), "0", "temp files cleaned up");
     assert!(!plan(&second, &sessions, 10).await.unwrap().has_changes());
+
+    // Ctrl-C (cancellation) in the middle of an upload back to the old binary: the
+    // host stops cleanly, keeps the new file, releases the lock; a rerun converges.
+    let back = workload(&lab, &old, &BTreeMap::new()).resolve().await.unwrap();
+    let p = plan(&back, &sessions, 10).await.unwrap();
+    let opts = ApplyOptions::default();
+    let stop = CancelOnUpload(opts.cancel.clone());
+    let report = apply(&p, &back, &sessions, &opts, &stop).await.unwrap();
+    let r = report.host(&host).unwrap();
+    assert!(r.error.as_deref().unwrap().contains("interrupted while uploading"), "{r:?}");
+    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), sha(&second), "the file in place is whole");
+    assert_eq!(lab.sh(&host, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none", "lock released");
+    let p = plan(&back, &sessions, 10).await.unwrap();
+    assert!(apply(&p, &back, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), old_sha);
+    assert_eq!(lab.sh(&host, &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")), "0");
+}
+
+/// Cancels the run (as Ctrl-C would) once an upload is under way.
+struct CancelOnUpload(k8sup_engine::CancellationToken);
+
+impl k8sup_engine::Progress for CancelOnUpload {
+    fn event(&self, e: k8sup_engine::Event<'_>) {
+        if let k8sup_engine::Event::Upload { sent, total, .. } = e
+            && sent < total
+        {
+            self.0.cancel();
+            // Let the cancellation land while bytes are still in flight.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// The child process of the kill test (run by it, not on its own).
@@ -416,4 +459,56 @@ async fn kill_child() {
     let p = plan(&desired, &sessions, 10).await.unwrap();
     let slow = SlowUploads { pause: std::time::Duration::from_millis(200), announce: true, said: Default::default() };
     let _ = apply(&p, &desired, &sessions, &ApplyOptions::default(), &slow).await;
+}
+
+/// Steps run in order (every host of a step finishes before the next step
+/// starts), and no step starts after a step in which a host failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn steps_run_in_order_and_stop_after_a_failed_step() {
+    use k8sup_engine::{DesiredState, Guard, Resource, Rollout, Step};
+    if !is_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let lab = TestLab::up("eng-steps", 3);
+    let sessions = lab.sessions().await;
+    let hosts = lab.hosts();
+    let stamp = |h: &str, cmd: &str| {
+        DesiredState::new(h).with(Resource::directory(ROOT)).with(
+            Resource::command("stamp", cmd, Guard::Creates(format!("{ROOT}/stamp"))).depends_on(format!("dir:{ROOT}")),
+        )
+    };
+    let write = format!("sleep 0.5; date +%s%N > {ROOT}/stamp");
+    let rollout = Rollout::single("first", vec![stamp(&hosts[0], &write)])
+        .then(Step::new("others", vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)]));
+    let desired = rollout.resolve().await.unwrap();
+    let p = plan(&desired, &sessions, 10).await.unwrap();
+    let text = print::render(&p, &PrintOptions::default());
+    assert!(text.starts_with("Step first:\n") && text.contains("Step others:\n"), "{text}");
+    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let at = |h: &str| lab.sh(h, &format!("cat {ROOT}/stamp")).parse::<u128>().unwrap();
+    let first_done = at(&hosts[0]);
+    for h in &hosts[1..] {
+        // Each later command slept 0.5 s before stamping, after the first step had finished.
+        assert!(at(h) > first_done + 400_000_000, "{h} ran before step first finished");
+    }
+
+    for h in &hosts {
+        lab.sh(h, &format!("rm -rf {ROOT}"));
+    }
+    let broken = DesiredState::new(&hosts[0])
+        .with(Resource::command("fail", "echo 'first step broke' >&2; exit 1", Guard::Unless("false".into())));
+    let rollout = Rollout::single("first", vec![broken])
+        .then(Step::new("others", vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)]));
+    let desired = rollout.resolve().await.unwrap();
+    let p = plan(&desired, &sessions, 10).await.unwrap();
+    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    assert!(report.host(&hosts[0]).unwrap().error.as_deref().unwrap().contains("first step broke"));
+    for h in &hosts[1..] {
+        let r = report.host(h).unwrap();
+        assert_eq!((r.changed, r.not_run), (0, 2), "{r:?}");
+        assert!(r.error.as_deref().unwrap().contains("step \"first\" failed"), "{r:?}");
+        assert_eq!(lab.sh(h, &format!("ls {ROOT} 2>/dev/null || echo untouched")), "untouched");
+    }
 }

@@ -1,5 +1,6 @@
 mod common;
 use common::*;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -7,23 +8,23 @@ use std::time::Instant;
 async fn probe() {
     let lab = TestLab::attach("eng-bench");
     let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "b", 50, 11);
-    let specs = lab.hosts().iter().map(|h| lab.spec(h)).collect();
-    let sessions: Vec<_> = k8sup_ssh::connect_all(specs, 10).await.into_iter().map(|(_, s)| s.unwrap()).collect();
-    for (label, cmd) in [("cat>file", "cat > /root/p.bin"), ("cat>file+sync", "cat > /root/p2.bin && sync -- /root/p2.bin"), ("cat>/dev/null", "cat > /dev/null")] {
+    let bin = blob(dir.path(), "demo-bin", 50, 9);
+    let sessions = lab.sessions().await;
+    let s = sessions.values().next().unwrap();
+    let desired = workload(&lab, &bin, &BTreeMap::new()).resolve().await.unwrap();
+    let st = desired.states_of(s.name());
+    for _ in 0..3 {
         let t = Instant::now();
-        let futs = sessions.iter().map(|s| { let b = bin.clone(); async move {
-            let f = tokio::fs::File::open(&b).await.unwrap();
-            let r = tokio::io::BufReader::with_capacity(256*1024, f);
-            s.exec_with_stdin(cmd, r).await.unwrap()
-        }});
-        futures::future::join_all(futs).await;
-        println!("{label}: {:?}", t.elapsed());
+        s.exec("true").await.unwrap();
+        let e1 = t.elapsed();
+        let t = Instant::now();
+        k8sup_engine::observe(s, &st).await.unwrap();
+        let e2 = t.elapsed();
+        let t = Instant::now();
+        k8sup_engine::plan(&desired, &sessions, 10).await.unwrap();
+        let e3 = t.elapsed();
+        let t = Instant::now();
+        let _ = workload(&lab, &bin, &BTreeMap::new()).resolve().await.unwrap();
+        println!("exec true {e1:?}; observe one host {e2:?}; plan all {e3:?}; resolve {:?}", t.elapsed());
     }
-    let t = Instant::now();
-    let futs = sessions.iter().map(|s| { let b = bin.clone(); async move {
-        s.upload(&b, "/root/p3.bin", &Default::default()).await.unwrap()
-    }});
-    futures::future::join_all(futs).await;
-    println!("Session::upload (sftp): {:?}", t.elapsed());
 }

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use k8sup_engine::{Content, DesiredState, Guard, Resource, Rollout, Sessions, TemplateContext};
 use k8sup_lab::{Lab, LabInfo, UpOptions};
@@ -15,7 +14,7 @@ use k8sup_ssh::{ConnectSpec, HostKeyPolicy, Session, Sudo};
 use serde_json::json;
 
 /// The lab tests share the machine's two cores with other work: one at a time.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn is_root() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
@@ -158,9 +157,9 @@ pub fn workload(lab: &TestLab, binary: &Path, ports: &BTreeMap<String, u16>) -> 
             .with(Resource::symlink(format!("{ROOT}/demo/current"), format!("{ROOT}/demo/demo-bin")))
             .with(Resource::unit(
                 UNIT,
-                Content::text(format!(
-                    "[Unit]\nDescription=k8sup engine test service\n\n[Service]\nExecStart=/bin/sh -c 'while :; do sleep 3600; done'\n\n[Install]\nWantedBy=multi-user.target\n"
-                )),
+                Content::text(
+                    "[Unit]\nDescription=k8sup engine test service\n\n[Service]\nExecStart=/bin/sh -c 'while :; do sleep 3600; done'\n\n[Install]\nWantedBy=multi-user.target\n",
+                ),
             ))
             .with(Resource::service(UNIT))
             .with(
