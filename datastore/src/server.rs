@@ -226,29 +226,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let initial = parse_initial_cluster(
         &args.initial_cluster.clone().unwrap_or_else(|| format!("{}={}", args.name, my_peer_urls.join(&format!(",{}=", args.name)))),
     )?;
-    let (identity, bootstrap) = match load_identity(&data_dir)? {
-        Some(id) => (id, None),
-        None if args.initial_cluster_state == "new" => {
-            let ids: Vec<(u64, String, Vec<String>)> = initial
-                .iter()
-                .map(|(n, urls)| (member_id(urls, &args.initial_cluster_token, None), n.clone(), urls.clone()))
-                .collect();
-            let me = ids.iter().find(|(_, _, urls)| same_urls(urls, &my_peer_urls)).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--initial-cluster has no entry whose peer URLs are {my_peer_urls:?} (--initial-advertise-peer-urls); add `{}={}`",
-                    args.name,
-                    my_peer_urls.join(",")
-                )
-            })?;
-            let cid = cluster_id(&ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), &args.initial_cluster_token);
-            let members: BTreeMap<u64, Member> = ids
-                .iter()
-                .map(|(id, n, urls)| (*id, Member { name: n.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
-                .collect();
-            (Identity { member_id: me.0, cluster_id: cid, name: args.name.clone() }, Some(members))
-        }
-        None => (discover(&peers, &initial, &my_peer_urls, &args).await?, None),
+    // With `--initial-cluster-state new`, the initial members (IDs derived
+    // from peer URLs and token, as etcd does) bootstrap an empty Raft log.
+    // This also covers a data directory made by `restore`.
+    let bootstrap: Option<(u64, BTreeMap<u64, Member>, u64)> = if args.initial_cluster_state == "new" {
+        let ids: Vec<(u64, String, Vec<String>)> = initial
+            .iter()
+            .map(|(n, urls)| (member_id(urls, &args.initial_cluster_token, None), n.clone(), urls.clone()))
+            .collect();
+        let me = ids.iter().find(|(_, _, urls)| same_urls(urls, &my_peer_urls)).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--initial-cluster has no entry whose peer URLs are {my_peer_urls:?} (--initial-advertise-peer-urls); add `{}={}`",
+                args.name,
+                my_peer_urls.join(",")
+            )
+        })?;
+        let cid = cluster_id(&ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), &args.initial_cluster_token);
+        let members = ids
+            .iter()
+            .map(|(id, n, urls)| (*id, Member { name: n.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
+            .collect();
+        Some((me.0, members, cid))
+    } else {
+        None
     };
+    let identity = match load_identity(&data_dir)? {
+        Some(id) => id,
+        None => match &bootstrap {
+            Some((me, _, cid)) => Identity { member_id: *me, cluster_id: *cid, name: args.name.clone() },
+            None => discover(&peers, &initial, &my_peer_urls, &args).await?,
+        },
+    };
+    let bootstrap = bootstrap.filter(|(me, _, _)| *me == identity.member_id).map(|(_, m, _)| m);
     save_identity(&data_dir, &identity)?;
     tracing::info!(member_id = format!("{:x}", identity.member_id), cluster_id = format!("{:x}", identity.cluster_id), name = %identity.name, data_dir = %data_dir.display(), "starting member");
 

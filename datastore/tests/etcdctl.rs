@@ -209,13 +209,22 @@ fn etcdctl_suite_on_three_member_tls_cluster() {
         .unwrap();
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
     let cport = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_k8sup-datastore"))
+    let child = Command::new(env!("CARGO_BIN_EXE_k8sup-datastore"))
         .args(["--name=r", "--insecure", "--data-dir", restored.to_str().unwrap()])
         .arg(format!("--listen-client-urls=http://127.0.0.1:{cport}"))
         .arg(format!("--listen-peer-urls=http://127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(c.dir.path().join("restored.log")).unwrap())
         .spawn()
         .unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let got = loop {
         let out = Command::new(ETCDCTL)
@@ -226,11 +235,14 @@ fn etcdctl_suite_on_three_member_tls_cluster() {
         if out.status.success() {
             break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
         }
-        assert!(Instant::now() < deadline, "restored member never served");
+        assert!(
+            Instant::now() < deadline,
+            "restored member never served:\n{}",
+            std::fs::read_to_string(c.dir.path().join("restored.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(b64(got["kvs"][0]["value"].as_str().unwrap()), "v2b");
     assert_eq!(got["header"]["revision"].as_i64().unwrap(), rev, "restored store is not at the snapshot's revision");
 
@@ -289,7 +301,7 @@ fn etcdctl_member_add_learner_promote_remove() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // The new member serves reads with the full data.
-    let out = c.etcdctl_at(&c.members[i].client_url(true), &["get", "pre/", "--prefix", "--count-only", "-w", "json"]);
+    let out = c.etcdctl_at(&c.members[i].client_url(true), &["get", "pre/", "--prefix", "--keys-only", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["count"], 50);
     // Remove it again from a surviving member.

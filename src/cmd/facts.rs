@@ -69,6 +69,10 @@ pub fn run(args: FactsArgs) -> Result<ExitCode> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         OutputFormat::Text => print_table(&rows),
     }
+    // Failures go to stderr in both formats, so CI logs name the hosts.
+    for r in rows.iter().filter(|r| !r.ok) {
+        eprintln!("error: {}: {}", r.host, r.error.as_deref().unwrap_or("failed"));
+    }
     if failed > 0 {
         eprintln!("error: {failed} of {} hosts failed", rows.len());
         return Ok(ExitCode::from(1));
@@ -119,7 +123,6 @@ async fn facts_of(inventory: &k8sup_inventory::Inventory, host: &k8sup_inventory
 fn print_table(rows: &[FactsRow]) {
     let header = ["HOST", "ADDRESS", "ROLE", "OS", "KERNEL", "ARCH", "CPUS", "MEMORY", "INIT", "K8SUP"];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    let mut errors = Vec::new();
     for r in rows {
         match &r.facts {
             Some(f) => table.push(vec![
@@ -138,7 +141,6 @@ fn print_table(rows: &[FactsRow]) {
                 let mut line = vec![r.host.clone(), r.address.clone(), r.role.clone(), "FAILED".into()];
                 line.resize(header.len(), String::new());
                 table.push(line);
-                errors.push(format!("{}: {}", r.host, r.error.as_deref().unwrap_or("failed")));
             }
         }
     }
@@ -148,9 +150,6 @@ fn print_table(rows: &[FactsRow]) {
     for row in &table {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", line.join("  ").trim_end());
-    }
-    for e in errors {
-        eprintln!("error: {e}");
     }
 }
 

@@ -45,6 +45,12 @@ pub struct ApplyOptions {
     pub fail_fast: bool,
     /// Break a stale lock left by a dead run (never a live one).
     pub break_stale_lock: bool,
+    /// Observe every host once more before changing any, and refuse the whole
+    /// plan if one drifted or is locked (default). Without it, each host is
+    /// still checked, under its lock, by its first script, but a drifted host
+    /// is found only when its turn comes. Turn off only for a plan made moments
+    /// ago in the same process (`apply --yes`), to save that round trip.
+    pub verify_first: bool,
     pub lock: LockSettings,
     /// Written into the lock; a fresh one per run.
     pub identity: RunIdentity,
@@ -59,6 +65,7 @@ impl Default for ApplyOptions {
             concurrency: 10,
             fail_fast: false,
             break_stale_lock: false,
+            verify_first: true,
             lock: LockSettings::default(),
             identity: RunIdentity::new(),
             cancel: CancellationToken::new(),
@@ -107,7 +114,8 @@ pub async fn apply(
         }
     }
     // A plan without changes contacts no host at all.
-    if !plan.has_changes() {
+    // (Breaking a stale lock needs the verification: it names the lock to break.)
+    if !plan.has_changes() || (!opts.verify_first && !opts.break_stale_lock) {
         verify.clear();
     }
     for h in plan.steps.iter().flat_map(|s| &s.hosts).filter(|h| !h.actions.is_empty()) {
@@ -234,6 +242,8 @@ pub async fn apply(
 struct Batch {
     header: Option<String>,
     items: Vec<(usize, String)>,
+    /// Actions already announced (uploads, when their stream began).
+    announced: Vec<usize>,
 }
 
 impl Batch {
@@ -298,14 +308,14 @@ async fn run_host_step(cx: &RunCx<'_>, step: &str, hp: &HostPlan, run: &mut Host
 /// The in-memory content of a write op's resource, or its local file.
 enum Source<'a> {
     Memory(&'a [u8]),
-    Local(&'a std::path::Path),
+    Local(&'a std::path::Path, crate::content::FileStamp),
 }
 
 fn source_of<'a>(states: &[&'a ResolvedState], a: &Action) -> Option<Source<'a>> {
     let r = states.iter().find_map(|s| s.get(&a.resource))?;
     match &r.body.as_ref()?.body {
         Body::Bytes(b) => Some(Source::Memory(b.as_slice())),
-        Body::Local { path, .. } => Some(Source::Local(path.as_path())),
+        Body::Local { path, stamp, .. } => Some(Source::Local(path.as_path(), *stamp)),
     }
 }
 
@@ -315,8 +325,8 @@ struct Streamed<'a> {
     /// Position of the write op in the action's ops.
     op: usize,
     local: &'a std::path::Path,
+    stamp: crate::content::FileStamp,
     path: &'a str,
-    sha256: &'a str,
     size: u64,
     tmp: String,
 }
@@ -324,11 +334,11 @@ struct Streamed<'a> {
 fn streamed_uploads<'a>(cx: &RunCx<'_>, hp: &'a HostPlan, states: &[&'a ResolvedState]) -> Vec<Streamed<'a>> {
     let mut out = Vec::new();
     for (index, a) in hp.actions.iter().enumerate() {
-        let Some(Source::Local(local)) = source_of(states, a) else { continue };
+        let Some(Source::Local(local, stamp)) = source_of(states, a) else { continue };
         for (op, o) in a.ops.iter().enumerate() {
-            if let Op::Write { path, sha256, size, .. } = o {
+            if let Op::Write { path, size, .. } = o {
                 let tmp = ops::temp_for(path, &cx.opts.identity.holder.run_id);
-                out.push(Streamed { index, op, local, path, sha256, size: *size, tmp });
+                out.push(Streamed { index, op, local, stamp, path, size: *size, tmp });
             }
         }
     }
@@ -364,7 +374,7 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(),
         streams.push(async move {
             cx.progress.event(Event::ActionStarted { host, action: &hp.actions[u.index] });
             let report = |sent: u64| cx.progress.event(Event::Upload { host, path: u.path, sent, total: u.size });
-            let r = upload::stream(session, u.local, u.path, &u.tmp, u.sha256, u.size, stop, &report).await;
+            let r = upload::stream(session, u.local, u.stamp, u.path, &u.tmp, u.size, stop, &report).await;
             let _ = tx.send(r);
         });
     }
@@ -432,6 +442,7 @@ async fn run_actions(
             frag.push_str(&if k == u.op { ops::finalize_upload(op, &u.tmp) } else { ops::fragment(op, None) });
         }
         batch.items.push((i, frag));
+        batch.announced.push(i);
     }
     flush(cx, session, hp, batch, run, next).await
 }
@@ -470,7 +481,7 @@ async fn flush(
         return Err(stopped(hp, run, *next, "the run was stopped"));
     }
     let b = std::mem::take(batch);
-    for (i, _) in &b.items {
+    for (i, _) in b.items.iter().filter(|(i, _)| !b.announced.contains(i)) {
         cx.progress.event(Event::ActionStarted { host, action: &hp.actions[*i] });
     }
     let out = match script::run(session, &b.script()).await {

@@ -64,8 +64,36 @@ pub enum Body {
     /// Small content, in memory.
     Bytes(Arc<Vec<u8>>),
     /// A large local file, streamed when needed.
-    Local { path: PathBuf, size: u64 },
+    Local { path: PathBuf, size: u64, stamp: FileStamp },
 }
+
+/// What identifies one version of a local file without reading it: if it is
+/// the same after an upload as when the file was hashed, the bytes sent are
+/// the bytes hashed (a write changes mtime and ctime; a replacement the inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+        }
+    }
+}
+
+/// SHA-256, size and stamp of a local file.
+pub(crate) type LocalDigest = (String, u64, FileStamp);
 
 /// A resolved body and its SHA-256 (lowercase hex).
 #[derive(Debug, Clone)]
@@ -100,8 +128,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// SHA-256 and size of a local file, read in chunks.
-pub(crate) async fn digest_file(path: &Path) -> Result<(String, u64), EngineError> {
+/// SHA-256, size and stamp of a local file, read in chunks.
+pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError> {
     let err = |e: std::io::Error| EngineError::Local { path: path.to_path_buf(), reason: e.to_string() };
     let mut f = tokio::fs::File::open(path).await.map_err(err)?;
     let meta = f.metadata().await.map_err(err)?;
@@ -119,5 +147,9 @@ pub(crate) async fn digest_file(path: &Path) -> Result<(String, u64), EngineErro
         h.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((hex::encode(h.finalize()), size))
+    let after = f.metadata().await.map_err(err)?;
+    if FileStamp::of(&meta) != FileStamp::of(&after) {
+        return Err(EngineError::Local { path: path.to_path_buf(), reason: "the file changed while it was being hashed".into() });
+    }
+    Ok((hex::encode(h.finalize()), size, FileStamp::of(&after)))
 }

@@ -57,7 +57,7 @@ impl DesiredState {
     /// [`DesiredState::resolve`], taking binary digests from `digests` when there.
     pub(crate) async fn resolve_with(
         &self,
-        digests: &HashMap<std::path::PathBuf, (String, u64)>,
+        digests: &HashMap<std::path::PathBuf, crate::content::LocalDigest>,
     ) -> Result<ResolvedState, EngineError> {
         let order = self.check_and_order()?;
         let mut resources = Vec::with_capacity(order.len());
@@ -68,11 +68,11 @@ impl DesiredState {
                     Some(Resolved::from_bytes(content.resolve(&self.host, self.context.as_ref())?))
                 }
                 Spec::Binary { source, ensure: Ensure::Present, .. } => {
-                    let (sha256, size) = match digests.get(source) {
+                    let (sha256, size, stamp) = match digests.get(source) {
                         Some(d) => d.clone(),
                         None => digest_file(source).await?,
                     };
-                    Some(Resolved { body: Body::Local { path: source.clone(), size }, sha256 })
+                    Some(Resolved { body: Body::Local { path: source.clone(), size, stamp }, sha256 })
                 }
                 _ => None,
             };

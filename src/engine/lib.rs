@@ -10,10 +10,15 @@
 //!   one `systemctl show` for every unit, guard checks, the run lock.
 //! - **Plan**: data ([`Plan`], stable JSON): per host, actions with their kind,
 //!   reason, diff, observed fingerprint and the exact ops apply will run.
-//!   Printing ([`print`]) is separate.
+//!   Printing ([`mod@print`]) is separate.
 //! - **Apply**: exactly the plan's ops, batched into as few scripts as possible
 //!   per host, under a run lock that also re-checks the host's fingerprint;
 //!   uploads are atomic; notified services restart once, after their files.
+//!
+//! What the engine leaves on a host: `/var/lib/k8sup/run.lock` while a run
+//! changes it, `/var/lib/k8sup/engine/sums` (the stat cache of large files'
+//! hashes), and, only after an interrupted run, `.NAME.k8sup-tmp.*` temp files
+//! next to a destination (removed by the next install of that file).
 //!
 //! ```no_run
 //! # async fn demo(sessions: k8sup_engine::Sessions) -> Result<(), k8sup_engine::EngineError> {
@@ -54,7 +59,7 @@ mod template;
 mod upload;
 
 pub use apply::{ApplyOptions, apply, plan_and_apply};
-pub use content::{Body, Content, Resolved};
+pub use content::{Body, Content, FileStamp, Resolved};
 pub use desired::{DesiredState, ResolvedResource, ResolvedState};
 pub use engine::{Sessions, observe_hosts, plan};
 pub use error::EngineError;

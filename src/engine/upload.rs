@@ -2,29 +2,31 @@
 //!
 //! Why not `Session::upload`: it re-inspects the destination (one more round
 //! trip and a remote SHA-256 of the old file) and re-hashes the new one on the
-//! host; the engine has already observed the hash and hashes the stream
-//! locally while sending it. Here one exec streams the bytes (`cat` into a
-//! 0600 temp file in the destination's directory); installing it (size check,
-//! fsync, attributes, rename) is the first fragment of the next apply script.
-//! Nothing ever renames a temp file whose stream did not complete and match
-//! the planned SHA-256, so an interrupted run leaves the old file.
+//! host; the engine has already observed the remote hash and hashed the local
+//! file once for all hosts. Here one exec streams the bytes (`cat` into a 0600
+//! temp file in the destination's directory); installing it (size check,
+//! fsync, attributes, rename) is a fragment of a later apply script. The bytes
+//! sent are the bytes hashed if the local file's stamp (inode, size, mtime,
+//! ctime) is unchanged after the stream, which costs a stat instead of hashing
+//! the file again per host. SSH's MAC guards the transfer itself. Nothing ever
+//! renames a temp file whose stream did not complete, so an interrupted run
+//! leaves the old file.
 
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use k8sup_ssh::{Session, quote};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
+use crate::content::FileStamp;
 use crate::error::EngineError;
 use crate::ops::split;
 
-/// Hashes and counts what passes through, and reports progress.
+/// Counts what passes through, and reports progress.
 struct Tee<'a, R> {
     inner: R,
-    hash: Sha256,
     sent: u64,
     reported: u64,
     on_progress: &'a (dyn Fn(u64) + Send + Sync),
@@ -35,9 +37,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &res {
-            let new = &buf.filled()[before..];
-            self.hash.update(new);
-            self.sent += new.len() as u64;
+            self.sent += (buf.filled().len() - before) as u64;
             if self.sent - self.reported >= 4 << 20 {
                 self.reported = self.sent;
                 (self.on_progress)(self.sent);
@@ -48,14 +48,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
 }
 
 /// Stream `local` into `tmp` on the host; fail unless exactly `size` bytes
-/// with SHA-256 `sha256` were sent.
+/// were sent and the file still has the stamp it had when it was hashed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream(
     session: &Session,
     local: &Path,
+    stamp: FileStamp,
     dest: &str,
     tmp: &str,
-    sha256: &str,
     size: u64,
     cancel: &CancellationToken,
     on_progress: &(dyn Fn(u64) + Send + Sync),
@@ -65,7 +65,7 @@ pub(crate) async fn stream(
         .await
         .map_err(|e| EngineError::Local { path: local.to_path_buf(), reason: e.to_string() })?;
     let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-    let mut tee = Tee { inner: reader, hash: Sha256::new(), sent: 0, reported: 0, on_progress };
+    let mut tee = Tee { inner: reader, sent: 0, reported: 0, on_progress };
     let (dir, _) = split(dest);
     let cmd = format!(
         "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; rm -f -- {t}; cat > {t}",
@@ -81,8 +81,8 @@ pub(crate) async fn stream(
     if !out.success() {
         return Err(EngineError::remote(&host, format!("uploading {} to {dest}", local.display()), &out.stderr_str()));
     }
-    let got = hex::encode(tee.hash.finalize());
-    if tee.sent != size || got != sha256 {
+    let now = tokio::fs::metadata(local).await.map(|m| FileStamp::of(&m)).ok();
+    if tee.sent != size || now != Some(stamp) {
         let _ = session.exec(&format!("rm -f -- {}", quote(tmp))).await;
         return Err(EngineError::PlanMismatch {
             host,
