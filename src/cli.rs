@@ -36,6 +36,10 @@ pub enum Command {
     Inventory(cmd::inventory::InventoryCmd),
     /// Connect to every host and report what it is and what k8sup finds there.
     Facts(cmd::facts::FactsArgs),
+    /// Show what `apply` would change on every host, changing nothing.
+    Plan(cmd::plan::PlanArgs),
+    /// Make every host match the inventory (exactly what `plan` shows).
+    Apply(cmd::apply::ApplyArgs),
     /// Local systemd-nspawn machines that behave like VMs, for trying k8sup
     /// and for its end-to-end tests.
     #[command(subcommand)]
@@ -57,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => cmd::init::run(args),
         Command::Inventory(c) => cmd::inventory::run(c),
         Command::Facts(args) => cmd::facts::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
         Command::Lab(c) => cmd::lab::run(c),
     };
     match result {

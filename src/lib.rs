@@ -13,3 +13,4 @@ pub mod connect;
 pub mod desired;
 pub mod facts;
 pub mod output;
+pub mod run;

@@ -1,7 +1,10 @@
 //! One module per subcommand: its clap arguments and its `run` function.
 
+pub mod apply;
 pub mod facts;
 pub mod init;
 pub mod inventory;
 pub mod lab;
 pub mod load;
+pub mod plan;
+pub mod progress;

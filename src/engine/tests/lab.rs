@@ -11,6 +11,25 @@ use k8sup_engine::{
     ActionKind, ApplyOptions, EngineError, Executed, NoProgress, Plan, PrintOptions, apply, plan, print,
 };
 
+/// Records progress events as lines.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl k8sup_engine::Progress for Recorder {
+    fn event(&self, e: k8sup_engine::Event<'_>) {
+        use k8sup_engine::Event::*;
+        let line = match e {
+            HostStarted { host, .. } => format!("host-started {host} "),
+            ActionStarted { host, action } => format!("action-started {host} {}", action.resource),
+            ActionFinished { host, action, ok } => format!("action-{} {host} {}", if ok { "ok" } else { "failed" }, action.resource),
+            Upload { host, sent, .. } => format!("upload {host} {sent}"),
+            HostFinished { host, ok, .. } => format!("host-{} {host} ", if ok { "ok" } else { "failed" }),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
 fn executed_of(plan: &Plan, host: &str) -> Vec<Executed> {
     plan.actions()
         .filter(|(h, _)| *h == host)
@@ -46,7 +65,18 @@ async fn fresh_apply_then_noop() {
     assert!(text.contains("+port=8080"), "new text files are shown as diffs:\n{text}");
     assert!(!text.contains("name=eng-fresh-1\n"), "node.conf is 0640, so sensitive:\n{text}");
 
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    let progress = Recorder::default();
+    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &progress).await.unwrap();
+    let events = progress.0.lock().unwrap().clone();
+    for h in lab.hosts() {
+        // What a progress bar needs: each host starts, every action starts and finishes once, the host ends.
+        let mine: Vec<&String> = events.iter().filter(|e| e.contains(&format!(" {h} "))).collect();
+        assert_eq!(mine.iter().filter(|e| e.starts_with("host-started")).count(), 1, "{mine:?}");
+        assert_eq!(mine.iter().filter(|e| e.starts_with("action-started")).count(), 11, "{mine:?}");
+        assert_eq!(mine.iter().filter(|e| e.starts_with("action-ok")).count(), 11, "{mine:?}");
+        assert!(mine.last().unwrap().starts_with("host-ok"), "{mine:?}");
+        assert!(mine.iter().any(|e| e.starts_with("upload")), "{mine:?}");
+    }
     for h in &report.hosts {
         assert!(h.error.is_none(), "{h:?}");
         assert_eq!(h.executed, executed_of(&p, &h.host), "apply did exactly the plan on {}", h.host);
@@ -511,4 +541,53 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
         assert!(r.error.as_deref().unwrap().contains("step \"first\" failed"), "{r:?}");
         assert_eq!(lab.sh(h, &format!("ls {ROOT} 2>/dev/null || echo untouched")), "untouched");
     }
+}
+
+/// Logged in as an ordinary user with passwordless sudo: observation, scripts
+/// fed on stdin (large configs), streamed uploads and installs all run as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn works_through_sudo_for_a_non_root_login() {
+    use k8sup_engine::{Content, DesiredState, Resource, Rollout};
+    if !is_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let lab = TestLab::up("eng-sudo", 1);
+    let host = lab.hosts()[0].clone();
+    lab.sh(
+        &host,
+        "useradd -m -s /bin/bash deploy && install -d -o deploy -m 700 /home/deploy/.ssh \
+         && install -o deploy -m 600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys \
+         && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
+    );
+    let mut spec = lab.spec(&host);
+    spec.user = Some("deploy".into());
+    spec.sudo = k8sup_ssh::Sudo::Passwordless;
+    let session = k8sup_ssh::Session::connect(&spec).await.unwrap();
+    let sessions = k8sup_engine::Sessions::from([(host.clone(), session)]);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = blob(dir.path(), "tool", 3, 12);
+    // Over the 60 KiB inline limit: this script travels on stdin.
+    let big: String = (0..4000).map(|i| format!("line {i} of a large config\n")).collect();
+    let desired = Rollout::single(
+        "sudo",
+        vec![
+            DesiredState::new(&host)
+                .with(Resource::directory("/opt/eng").mode(0o750))
+                .with(Resource::binary("/opt/eng/tool", &bin).mode(0o755))
+                .with(Resource::file("/opt/eng/big.conf", Content::text(big.clone())))
+                .with(Resource::unit("eng-sudo.service", Content::text("[Service]\nExecStart=/bin/sleep infinity\n")))
+                .with(Resource::service("eng-sudo.service").enabled(false)),
+        ],
+    )
+    .resolve()
+    .await
+    .unwrap();
+    let p = plan(&desired, &sessions, 10).await.unwrap();
+    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(lab.sh(&host, "stat -c '%U %a' /opt/eng /opt/eng/tool /opt/eng/big.conf"), "root 750\nroot 755\nroot 644");
+    assert_eq!(lab.sh(&host, "wc -l < /opt/eng/big.conf"), "4000");
+    assert_eq!(lab.sh(&host, "systemctl is-active eng-sudo.service"), "active");
+    assert!(!plan(&desired, &sessions, 10).await.unwrap().has_changes());
 }

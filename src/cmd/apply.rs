@@ -1,0 +1,197 @@
+//! `k8sup apply`: make every host match the inventory.
+//!
+//! The order of a run, top to bottom:
+//! 1. read the inventory and work out the desired state of every host;
+//! 2. connect to every host (one connection each, for the whole run);
+//! 3. plan: observe every host in one round trip and compare (or read a
+//!    saved plan);
+//! 4. show the plan and, on a terminal, ask for confirmation;
+//! 5. apply: lock each host, re-check it has not drifted, carry out exactly
+//!    the plan's actions, restart notified services once, unlock;
+//! 6. report per host: changed, unchanged, failed.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use k8sup_engine::{ApplyOptions, ApplyReport, print};
+use serde::Serialize;
+
+use super::plan::{DisplayArgs, SavedPlan};
+use super::progress::Bars;
+use crate::cli::OutputArgs;
+use crate::output::OutputFormat;
+use crate::run::Run;
+
+/// Make every host match the inventory: push files and binaries, install
+/// units, start and restart services, run guarded commands. What it does is
+/// exactly what `k8sup plan` shows; a second apply changes nothing and says
+/// so.
+///
+/// On a terminal the plan is shown and confirmed first (`--yes` skips that).
+/// A host that fails stops there; the others finish (`--fail-fast` stops
+/// all). Ctrl-C stops cleanly: files are replaced atomically, so a host has
+/// the old file or the new one, and a rerun converges. A run lock on each
+/// host refuses a second, concurrent apply.
+///
+/// Examples:
+///   k8sup apply -i inventory.yaml
+///   k8sup apply -i inventory.yaml --yes -o json     # CI
+///   k8sup plan -i inventory.yaml --out plan.json && k8sup apply plan.json
+///
+/// JSON output: `ok`, `changed`, `elapsedSeconds`, and `hosts[]` with
+/// `host`, `changed`, `unchanged`, `failed`, `notRun`, `error`, `executed[]`
+/// (`resource`, `kind`).
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `k8sup plan --out`: apply exactly it, refusing if any
+    /// host changed since it was made.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// The inventory file (taken from the saved plan when one is given).
+    #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Only these hosts (inventory names; repeat or separate with commas).
+    #[arg(long = "host", value_delimiter = ',', value_name = "NAME")]
+    pub hosts: Vec<String>,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Only show the plan (the same as `k8sup plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stop every host at the first failure on any host.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Break a run lock left by a dead run (never one that is still held).
+    #[arg(long)]
+    pub break_lock: bool,
+
+    #[command(flatten)]
+    pub display: DisplayArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    ok: bool,
+    changed: usize,
+    elapsed_seconds: f64,
+    hosts: &'a [k8sup_engine::HostReport],
+}
+
+pub fn run(args: ApplyArgs) -> Result<ExitCode> {
+    let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
+    let (inventory, hosts) = match (&saved, &args.inventory) {
+        (Some(s), None) => (s.inventory.clone(), s.hosts.clone()),
+        (Some(s), Some(i)) => (i.clone(), s.hosts.clone()),
+        (None, Some(i)) => (i.clone(), args.hosts.clone()),
+        (None, None) => bail!("give the inventory with -i FILE (or K8SUP_INVENTORY), or a saved plan: k8sup apply PLAN"),
+    };
+    let json = args.output.output == OutputFormat::Json;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let run = Run::prepare(&inventory, &hosts).await?;
+        let plan = match saved {
+            Some(s) => s.plan,
+            None => run.plan().await?,
+        };
+        let shown = print::render(&plan, &args.display.print_options());
+        if !plan.has_changes() || args.dry_run {
+            if json {
+                println!("{}", plan.to_json());
+            } else {
+                print!("{shown}");
+            }
+            run.close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !json {
+            print!("{shown}");
+        }
+        if !args.yes && std::io::stdin().is_terminal() && !confirm(run.hosts.len())? {
+            eprintln!("Apply cancelled; nothing was changed.");
+            run.close().await;
+            return Ok(ExitCode::from(1));
+        }
+        let opts = ApplyOptions {
+            concurrency: run.concurrency(),
+            fail_fast: args.fail_fast,
+            break_stale_lock: args.break_lock,
+            ..ApplyOptions::default()
+        };
+        let cancel = opts.cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping: actions in flight finish, nothing else starts; run apply again to converge");
+                cancel.cancel();
+            }
+        });
+        let bars = Bars::new(&plan);
+        let result = k8sup_engine::apply(&plan, &run.desired, &run.sessions, &opts, &bars).await;
+        bars.finish();
+        run.close().await;
+        let report = result?;
+        if json {
+            let j = JsonReport {
+                ok: report.ok(),
+                changed: report.changed(),
+                elapsed_seconds: report.elapsed.as_secs_f64(),
+                hosts: &report.hosts,
+            };
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
+}
+
+fn confirm(hosts: usize) -> Result<bool> {
+    eprint!("Apply these changes to {hosts} host{}? Only 'yes' is accepted: ", if hosts == 1 { "" } else { "s" });
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+fn print_report(report: &ApplyReport) {
+    let width = report.hosts.iter().map(|h| h.host.len()).max().unwrap_or(0);
+    let (mut changed, mut unchanged, mut failed) = (0, 0, 0);
+    for h in &report.hosts {
+        changed += h.changed;
+        unchanged += h.unchanged;
+        failed += h.failed;
+        match &h.error {
+            None => println!("{:<width$}  {} changed, {} unchanged", h.host, h.changed, h.unchanged),
+            Some(e) => println!(
+                "{:<width$}  FAILED: {} changed, {} unchanged, {} failed, {} not run\n{:<width$}  {}",
+                h.host,
+                h.changed,
+                h.unchanged,
+                h.failed,
+                h.not_run,
+                "",
+                e.replace('\n', &format!("\n{:<width$}  ", ""))
+            ),
+        }
+    }
+    let bad = report.hosts.iter().filter(|h| h.error.is_some()).count();
+    println!(
+        "\nApply: {changed} changed, {unchanged} unchanged, {failed} failed on {} host{}{} in {:.1} s.",
+        report.hosts.len(),
+        if report.hosts.len() == 1 { "" } else { "s" },
+        if bad > 0 { format!(" ({bad} failed)") } else { String::new() },
+        report.elapsed.as_secs_f64()
+    );
+}
