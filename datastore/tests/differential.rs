@@ -366,11 +366,11 @@ async fn run_seed(seed: u64, n: usize) {
     let mut history: Vec<String> = Vec::new();
     for step in 0..n {
         let op = g.op();
+        history.push(format!("{step}: {op:?}"));
         let ra = a.run(&op, g.rev_hint).await;
         let rb = b.run(&op, g.rev_hint).await;
-        history.push(format!("{step}: {op:?}"));
         if ra != rb {
-            let tail = history.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n");
+            let tail = history.iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n");
             panic!(
                 "seed {seed}, step {step}: responses differ\nop: {op:?}\netcd: {ra:?}\nours: {rb:?}\n\nlast operations:\n{tail}\n\nreplay with DIFF_SEED={seed}"
             );
