@@ -405,11 +405,12 @@ impl Mvcc {
         }
     }
 
-    /// Removes the history a `Compact(target)` made unreachable: every
-    /// version at or below `target` that is superseded by a newer version at
-    /// or below `target`, and every tombstone at or below `target`. Runs in
-    /// batches in the background; readers never see the difference because
-    /// they are already refused below the compacted revision.
+    /// Removes the history a `Compact(target)` made unreachable: for every
+    /// key changed since the previous physical compaction, every version
+    /// older than its newest version at or below `target`, and that newest
+    /// version too when it is a tombstone. Keys untouched since then are
+    /// already in that state. Runs in the background; readers never see the
+    /// difference because they are refused below the compacted revision.
     pub fn physical_compact(&self, target: i64) -> Result<u64, EtcdError> {
         let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let meta = self.cf(CF_META);
@@ -419,33 +420,48 @@ impl Mvcc {
         }
         let rev_cf = self.cf(CF_REV);
         let index_cf = self.cf(CF_INDEX);
-        let mut removed = 0u64;
-        let mut it = self.db.raw_iterator_cf(rev_cf);
-        it.seek(keycodec::rev_key(done + 1, 0));
-        let mut batch = WriteBatch::default();
         let snap = self.db.snapshot();
+        // Keys changed in (done, target].
+        let mut keys = std::collections::BTreeSet::new();
+        let mut it = snap.raw_iterator_cf(rev_cf);
+        it.seek(keycodec::rev_key(done + 1, 0));
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let (main, sub) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+            let (main, _) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
             if main > target {
                 break;
             }
             let rec: RevRecord = dec(v, "revision")?;
-            let newest = self.get_meta(&snap, &rec.key, target)?;
-            let superseded = match &newest {
-                Some(m) => (m.main, m.sub) != (main, sub) || m.entry.tombstone,
-                None => true,
-            };
-            if superseded {
-                batch.delete_cf(rev_cf, k);
-                batch.delete_cf(index_cf, keycodec::index_key(&rec.key, main, sub));
-                removed += 1;
-            }
-            if batch.len() >= 20_000 {
-                self.db.write_opt(std::mem::take(&mut batch), &self.nosync)?;
-            }
+            keys.insert(rec.key);
             it.next();
         }
         it.status()?;
+        drop(it);
+        let mut removed = 0u64;
+        let mut batch = WriteBatch::default();
+        for key in keys {
+            let prefix = keycodec::escape(&key);
+            let mut it = snap.raw_iterator_cf(index_cf);
+            it.seek(keycodec::index_key(&key, target, u32::MAX));
+            let mut first = true;
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !(k.len() == prefix.len() + 12 && k.starts_with(&prefix)) {
+                    break;
+                }
+                let (_, main, sub) = keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+                let entry: IndexEntry = dec(v, "index")?;
+                if !first || entry.tombstone {
+                    batch.delete_cf(index_cf, k);
+                    batch.delete_cf(rev_cf, keycodec::rev_key(main, sub));
+                    removed += 1;
+                }
+                first = false;
+                it.next();
+            }
+            it.status()?;
+            if batch.len() >= 20_000 {
+                self.db.write_opt(std::mem::take(&mut batch), &self.nosync)?;
+            }
+        }
         batch.put_cf(meta, META_PHYSICAL_COMPACT, target.to_be_bytes());
         self.db.write_opt(batch, &self.nosync)?;
         Ok(removed)
@@ -477,27 +493,14 @@ impl Mvcc {
         Ok(())
     }
 
-    /// The version of `key` just before (`main`, `sub`), if it was live.
-    pub fn prev_kv(&self, snap: &Snapshot<'_>, key: &[u8], main: i64, sub: u32) -> Result<Option<KeyValue>, EtcdError> {
-        let prefix = keycodec::escape(key);
-        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
-        it.seek(keycodec::index_key(key, main, sub));
-        if it.valid() {
-            it.next();
+    /// `key` as it was at revision `main - 1`, if live: what etcd reports as
+    /// an event's `prev_kv` (it reads at `rev - 1`, so a key created and
+    /// deleted in one transaction has no prev_kv on its delete).
+    pub fn prev_kv(&self, snap: &Snapshot<'_>, key: &[u8], main: i64) -> Result<Option<KeyValue>, EtcdError> {
+        match self.get_meta(snap, key, main - 1)? {
+            Some(m) if !m.entry.tombstone => Ok(self.materialize(snap, vec![m], false)?.pop()),
+            _ => Ok(None),
         }
-        if let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
-                let (_, pmain, psub) = keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
-                let entry: IndexEntry = dec(v, "index")?;
-                if entry.tombstone {
-                    return Ok(None);
-                }
-                let meta = KeyMeta { key: key.to_vec(), main: pmain, sub: psub, entry };
-                return Ok(self.materialize(snap, vec![meta], false)?.pop());
-            }
-        }
-        it.status()?;
-        Ok(None)
     }
 }
 
@@ -640,6 +643,18 @@ impl<'a> WriteTxn<'a> {
         Ok(RangeResult { kvs, count })
     }
 
+    /// The state of `key` before this transaction (`current` if the
+    /// transaction has not touched it yet): an event's `prev_kv`.
+    fn prev_before_txn(&self, key: &[u8], current: Option<KeyValue>) -> Result<Option<KeyValue>, EtcdError> {
+        if !self.overlay.contains_key(key) {
+            return Ok(current);
+        }
+        match self.mvcc.get_meta(&self.snap, key, self.base_rev)? {
+            Some(m) if !m.entry.tombstone => Ok(self.mvcc.materialize(&self.snap, vec![m], false)?.pop()),
+            _ => Ok(None),
+        }
+    }
+
     /// etcd's `Put`: returns the revision of the write.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError> {
         let rev = self.base_rev + 1;
@@ -662,8 +677,9 @@ impl<'a> WriteTxn<'a> {
             self.batch.put_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(lease, key), b"");
         }
         let kv = KeyValue { key: key.to_vec(), create_revision: create, mod_revision: rev, version, value: rec.value, lease };
+        let event_prev = self.prev_before_txn(key, prev)?;
         self.overlay.insert(key.to_vec(), Pending::Live(kv.clone()));
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev });
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         Ok(rev)
     }
 
@@ -681,11 +697,12 @@ impl<'a> WriteTxn<'a> {
             if prev.lease != 0 {
                 self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev.lease, &prev.key));
             }
+            let event_prev = self.prev_before_txn(&prev.key, Some(prev.clone()))?;
             self.overlay.insert(prev.key.clone(), Pending::Deleted);
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(KeyValue { key: prev.key.clone(), mod_revision: rev, ..Default::default() }),
-                prev_kv: Some(prev.clone()),
+                prev_kv: event_prev,
             });
         }
         Ok(live)

@@ -199,7 +199,7 @@ impl Watcher {
                 let mut events = Vec::new();
                 let mut last_rev = next - 1;
                 let mut stop_after: Option<i64> = None;
-                mvcc.history(&snap, next, to, |main, sub, mut ev| {
+                mvcc.history(&snap, next, to, |main, _sub, mut ev| {
                     if let Some(stop) = stop_after {
                         if main > stop {
                             return Ok(false);
@@ -214,7 +214,7 @@ impl Watcher {
                         // etcd reads the previous version at `rev - 1`, which
                         // fails (no prev_kv) once that is below the compaction.
                         if spec.prev_kv && main - 1 >= mvcc.compact_rev() {
-                            ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main, sub)?;
+                            ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main)?;
                         }
                         events.push(ev);
                         if events.len() >= REPLAY_BATCH && stop_after.is_none() {

@@ -364,12 +364,20 @@ async fn run_seed(seed: u64, n: usize) {
     let mut b = Target::new(&our_urls).await;
     let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed), rev_hint: 1, compact_hint: 0, leases: Vec::new(), next_lease: 1000 };
     let mut history: Vec<String> = Vec::new();
+    let _ = &mut history;
     for step in 0..n {
         let op = g.op();
         history.push(format!("{step}: {op:?}"));
         let ra = a.run(&op, g.rev_hint).await;
         let rb = b.run(&op, g.rev_hint).await;
+        history.push(format!("   -> {ra:?}"));
         if ra != rb {
+            if let Op::Range(r) = &op {
+                let full = Op::Range(RangeRequest { limit: 0, ..r.clone() });
+                eprintln!("full range on etcd: {:?}", a.run(&full, g.rev_hint).await);
+                eprintln!("full range on ours: {:?}", b.run(&full, g.rev_hint).await);
+            }
+            let _ = std::fs::write(std::env::temp_dir().join(format!("k8sup-diff-seed{seed}.log")), history.join("\n"));
             let tail = history.iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n");
             panic!(
                 "seed {seed}, step {step}: responses differ\nop: {op:?}\netcd: {ra:?}\nours: {rb:?}\n\nlast operations:\n{tail}\n\nreplay with DIFF_SEED={seed}"

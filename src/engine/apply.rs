@@ -118,7 +118,12 @@ pub async fn apply(
     if !plan.has_changes() || (!opts.verify_first && !opts.break_stale_lock) {
         verify.clear();
     }
-    for h in plan.steps.iter().flat_map(|s| &s.hosts).filter(|h| !h.actions.is_empty()) {
+    for h in plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.hosts)
+        .filter(|h| !h.actions.is_empty())
+    {
         planner::check_against(h, &desired.states_of(&h.host))?;
         session(sessions, &h.host)?;
     }
@@ -127,7 +132,9 @@ pub async fn apply(
     // plan the user approved said "no changes" for some hosts too.
     let mut runs: HashMap<String, HostRun> = HashMap::new();
     if !verify.is_empty() {
-        progress.event(Event::Verifying { hosts: verify.len() });
+        progress.event(Event::Verifying {
+            hosts: verify.len(),
+        });
         let mut errors = Vec::new();
         let mut drifted = Vec::new();
         for (host, r) in observe_hosts(desired, sessions, &verify, opts.concurrency).await {
@@ -151,17 +158,30 @@ pub async fn apply(
                     } else {
                         String::new()
                     };
-                    errors.push(EngineError::Locked { host: host.clone(), holder: l.holder.clone(), age_secs: l.age_secs, hint });
+                    errors.push(EngineError::Locked {
+                        host: host.clone(),
+                        holder: l.holder.clone(),
+                        age_secs: l.age_secs,
+                        hint,
+                    });
                 } else if opts.break_stale_lock {
                     run.break_run = Some(l.holder.run_id.clone());
                 } else {
-                    errors.push(EngineError::StaleLock { host: host.clone(), holder: l.holder.clone(), age_secs: l.age_secs });
+                    errors.push(EngineError::StaleLock {
+                        host: host.clone(),
+                        holder: l.holder.clone(),
+                        age_secs: l.age_secs,
+                    });
                 }
             }
             runs.insert(host, run);
         }
         if !errors.is_empty() {
-            return Err(if errors.len() == 1 { errors.remove(0) } else { EngineError::Hosts(errors) });
+            return Err(if errors.len() == 1 {
+                errors.remove(0)
+            } else {
+                EngineError::Hosts(errors)
+            });
         }
         if !drifted.is_empty() {
             return Err(EngineError::Drift { hosts: drifted });
@@ -174,7 +194,8 @@ pub async fn apply(
         run.report.host = h.host.clone();
         run.report.unchanged += h.unchanged;
     }
-    let runs: HashMap<String, Mutex<HostRun>> = runs.into_iter().map(|(k, v)| (k, Mutex::new(v))).collect();
+    let runs: HashMap<String, Mutex<HostRun>> =
+        runs.into_iter().map(|(k, v)| (k, Mutex::new(v))).collect();
     let cx = RunCx {
         desired,
         sessions,
@@ -188,7 +209,11 @@ pub async fn apply(
     // step in which a host failed, no further step starts.
     let mut failed_step: Option<String> = None;
     for step in &plan.steps {
-        let work: Vec<&HostPlan> = step.hosts.iter().filter(|h| !h.actions.is_empty()).collect();
+        let work: Vec<&HostPlan> = step
+            .hosts
+            .iter()
+            .filter(|h| !h.actions.is_empty())
+            .collect();
         if work.is_empty() {
             continue;
         }
@@ -197,14 +222,26 @@ pub async fn apply(
                 let mut run = runs[&hp.host].lock().await;
                 run.report.not_run += hp.actions.len();
                 if run.report.error.is_none() {
-                    run.report.error = Some(format!("{}: step {:?} not run: step {failed:?} failed", hp.host, step.name));
+                    run.report.error = Some(format!(
+                        "{}: step {:?} not run: step {failed:?} failed",
+                        hp.host, step.name
+                    ));
                 }
             }
             continue;
         }
-        progress.event(Event::StepStarted { step: &step.name, hosts: work.len() });
-        let tasks: Vec<_> = work.iter().map(|hp| run_locked(&cx, &runs, &step.name, hp)).collect();
-        stream::iter(tasks).buffer_unordered(opts.concurrency.max(1)).collect::<Vec<()>>().await;
+        progress.event(Event::StepStarted {
+            step: &step.name,
+            hosts: work.len(),
+        });
+        let tasks: Vec<_> = work
+            .iter()
+            .map(|hp| run_locked(&cx, &runs, &step.name, hp))
+            .collect();
+        stream::iter(tasks)
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect::<Vec<()>>()
+            .await;
         for hp in &work {
             if runs[&hp.host].lock().await.stopped {
                 failed_step = Some(step.name.clone());
@@ -234,7 +271,10 @@ pub async fn apply(
         }
         hosts.push(std::mem::take(&mut run.report));
     }
-    Ok(ApplyReport { hosts, elapsed: started.elapsed() })
+    Ok(ApplyReport {
+        hosts,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// What a batch is made of: the header (lock and drift check) and actions.
@@ -273,7 +313,12 @@ enum Stop {
     Cancelled(String),
 }
 
-async fn run_locked(cx: &RunCx<'_>, runs: &HashMap<String, Mutex<HostRun>>, step: &str, hp: &HostPlan) {
+async fn run_locked(
+    cx: &RunCx<'_>,
+    runs: &HashMap<String, Mutex<HostRun>>,
+    step: &str,
+    hp: &HostPlan,
+) {
     let mut run = runs[&hp.host].lock().await;
     run_host_step(cx, step, hp, &mut run).await;
 }
@@ -287,7 +332,11 @@ async fn run_host_step(cx: &RunCx<'_>, step: &str, hp: &HostPlan, run: &mut Host
         }
         return;
     }
-    cx.progress.event(Event::HostStarted { host, step, actions: hp.actions.len() });
+    cx.progress.event(Event::HostStarted {
+        host,
+        step,
+        actions: hp.actions.len(),
+    });
     let result = execute(cx, hp, run).await;
     let ok = result.is_ok();
     if let Err(stop) = result {
@@ -331,14 +380,28 @@ struct Streamed<'a> {
     tmp: String,
 }
 
-fn streamed_uploads<'a>(cx: &RunCx<'_>, hp: &'a HostPlan, states: &[&'a ResolvedState]) -> Vec<Streamed<'a>> {
+fn streamed_uploads<'a>(
+    cx: &RunCx<'_>,
+    hp: &'a HostPlan,
+    states: &[&'a ResolvedState],
+) -> Vec<Streamed<'a>> {
     let mut out = Vec::new();
     for (index, a) in hp.actions.iter().enumerate() {
-        let Some(Source::Local(local, stamp)) = source_of(states, a) else { continue };
+        let Some(Source::Local(local, stamp)) = source_of(states, a) else {
+            continue;
+        };
         for (op, o) in a.ops.iter().enumerate() {
             if let Op::Write { path, size, .. } = o {
                 let tmp = ops::temp_for(path, &cx.opts.identity.holder.run_id);
-                out.push(Streamed { index, op, local, stamp, path, size: *size, tmp });
+                out.push(Streamed {
+                    index,
+                    op,
+                    local,
+                    stamp,
+                    path,
+                    size: *size,
+                    tmp,
+                });
             }
         }
     }
@@ -350,7 +413,9 @@ fn streamed_uploads<'a>(cx: &RunCx<'_>, hp: &'a HostPlan, states: &[&'a Resolved
 /// place) at its own position in the plan, after waiting for its stream.
 async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(), Stop> {
     let host = hp.host.as_str();
-    let session = session(cx.sessions, host).map_err(|e| Stop::Failed(e.to_string()))?.clone();
+    let session = session(cx.sessions, host)
+        .map_err(|e| Stop::Failed(e.to_string()))?
+        .clone();
     let states = cx.desired.states_of(host);
     let uploads = streamed_uploads(cx, hp, &states);
     let mut batch = Batch::default();
@@ -372,15 +437,38 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(),
         waiting.insert(u.index, rx);
         let (session, stop) = (&session, &stop_uploads);
         streams.push(async move {
-            cx.progress.event(Event::ActionStarted { host, action: &hp.actions[u.index] });
-            let report = |sent: u64| cx.progress.event(Event::Upload { host, path: u.path, sent, total: u.size });
-            let r = upload::stream(session, u.local, u.stamp, u.path, &u.tmp, u.size, stop, &report).await;
+            cx.progress.event(Event::ActionStarted {
+                host,
+                action: &hp.actions[u.index],
+            });
+            let report = |sent: u64| {
+                cx.progress.event(Event::Upload {
+                    host,
+                    path: u.path,
+                    sent,
+                    total: u.size,
+                })
+            };
+            let r = upload::stream(
+                session, u.local, u.stamp, u.path, &u.tmp, u.size, stop, &report,
+            )
+            .await;
             let _ = tx.send(r);
         });
     }
 
     let pipeline = async {
-        let r = run_actions(cx, &session, hp, &uploads, &mut waiting, &mut batch, run, &mut next).await;
+        let r = run_actions(
+            cx,
+            &session,
+            hp,
+            &uploads,
+            &mut waiting,
+            &mut batch,
+            run,
+            &mut next,
+        )
+        .await;
         if r.is_err() {
             stop_uploads.cancel();
         }
@@ -424,7 +512,10 @@ async fn run_actions(
         // Everything before it goes first; then its stream must be complete.
         flush(cx, session, hp, batch, run, next).await?;
         let streamed = rx.await.unwrap_or_else(|_| {
-            Err(EngineError::Cancelled { host: host.to_string(), reason: "the upload was abandoned".into() })
+            Err(EngineError::Cancelled {
+                host: host.to_string(),
+                reason: "the upload was abandoned".into(),
+            })
         });
         if let Err(e) = streamed {
             run.report.not_run += hp.actions.len() - i - 1;
@@ -433,13 +524,24 @@ async fn run_actions(
                 return Err(Stop::Cancelled(e.to_string()));
             }
             run.report.failed += 1;
-            cx.progress.event(Event::ActionFinished { host, action: a, ok: false });
+            cx.progress.event(Event::ActionFinished {
+                host,
+                action: a,
+                ok: false,
+            });
             return Err(Stop::Failed(e.to_string()));
         }
-        let u = uploads.iter().find(|u| u.index == i).expect("every waiting action has its upload");
+        let u = uploads
+            .iter()
+            .find(|u| u.index == i)
+            .expect("every waiting action has its upload");
         let mut frag = String::new();
         for (k, op) in a.ops.iter().enumerate() {
-            frag.push_str(&if k == u.op { ops::finalize_upload(op, &u.tmp) } else { ops::fragment(op, None) });
+            frag.push_str(&if k == u.op {
+                ops::finalize_upload(op, &u.tmp)
+            } else {
+                ops::fragment(op, None)
+            });
         }
         batch.items.push((i, frag));
         batch.announced.push(i);
@@ -453,7 +555,12 @@ fn stopped(hp: &HostPlan, run: &mut HostRun, next: usize, why: &str) -> Stop {
 }
 
 /// The lock and drift check that starts the first script changing a host.
-fn header(cx: &RunCx<'_>, host: &str, states: &[&ResolvedState], break_run: Option<&str>) -> String {
+fn header(
+    cx: &RunCx<'_>,
+    host: &str,
+    states: &[&ResolvedState],
+    break_run: Option<&str>,
+) -> String {
     let functions = observe::functions(&observe::manifest(states));
     format!(
         "{functions}\n{acquire}\
@@ -482,7 +589,10 @@ async fn flush(
     }
     let b = std::mem::take(batch);
     for (i, _) in b.items.iter().filter(|(i, _)| !b.announced.contains(i)) {
-        cx.progress.event(Event::ActionStarted { host, action: &hp.actions[*i] });
+        cx.progress.event(Event::ActionStarted {
+            host,
+            action: &hp.actions[*i],
+        });
     }
     let out = match script::run(session, &b.script()).await {
         Ok(o) => o,
@@ -491,7 +601,10 @@ async fn flush(
             return Err(Stop::Failed(format!("{e}")));
         }
     };
-    if b.header.is_some() && out.status.code() != Some(EXIT_LOCKED) && !out.stdout_str().contains("K8SUP-DRIFT") {
+    if b.header.is_some()
+        && out.status.code() != Some(EXIT_LOCKED)
+        && !out.stdout_str().contains("K8SUP-DRIFT")
+    {
         run.locked = true;
         let s = session.clone();
         let cmd = lock::refresh_sh(&cx.opts.identity);
@@ -510,14 +623,28 @@ async fn flush(
     let mut failed: Option<(usize, String)> = None;
     let mut lines = stdout.lines();
     while let Some(line) = lines.next() {
-        if let Some(i) = line.strip_prefix("K8SUP-OK ").and_then(|s| s.trim().parse::<usize>().ok()) {
+        if let Some(i) = line
+            .strip_prefix("K8SUP-OK ")
+            .and_then(|s| s.trim().parse::<usize>().ok())
+        {
             let a = &hp.actions[i];
             run.report.changed += 1;
-            run.report.executed.push(Executed { resource: a.resource.clone(), kind: a.kind });
-            cx.progress.event(Event::ActionFinished { host, action: a, ok: true });
+            run.report.executed.push(Executed {
+                resource: a.resource.clone(),
+                kind: a.kind,
+            });
+            cx.progress.event(Event::ActionFinished {
+                host,
+                action: a,
+                ok: true,
+            });
             *next = i + 1;
         } else if let Some(rest) = line.strip_prefix("K8SUP-FAIL ") {
-            let i: usize = rest.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(*next);
+            let i: usize = rest
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(*next);
             failed = Some((i, rest.split_whitespace().nth(1).unwrap_or("?").to_string()));
         } else if line == "K8SUP-LOCKED" {
             let holder = lines
@@ -526,7 +653,9 @@ async fn flush(
                 .map(|l| l.holder.to_string())
                 .unwrap_or_else(|| "another run".into());
             run.report.not_run += hp.actions.len() - *next;
-            return Err(Stop::Failed(format!("{host}: another k8sup run took the lock first: {holder}; nothing was changed")));
+            return Err(Stop::Failed(format!(
+                "{host}: another k8sup run took the lock first: {holder}; nothing was changed"
+            )));
         } else if line == "K8SUP-DRIFT" {
             run.report.not_run += hp.actions.len() - *next;
             return Err(Stop::Failed(format!(
@@ -538,21 +667,33 @@ async fn flush(
         let a = &hp.actions[i];
         run.report.failed += 1;
         run.report.not_run += hp.actions.len() - i - 1;
-        cx.progress.event(Event::ActionFinished { host, action: a, ok: false });
+        cx.progress.event(Event::ActionFinished {
+            host,
+            action: a,
+            ok: false,
+        });
         let marker = format!("K8SUP-BEGIN {i}");
-        let own = stderr.rsplit_once(&marker).map(|(_, s)| s).unwrap_or(&stderr);
+        let own = stderr
+            .rsplit_once(&marker)
+            .map(|(_, s)| s)
+            .unwrap_or(&stderr);
         let tail = tail_lines(own.trim_start_matches('\n'), 20);
         return Err(Stop::Failed(format!(
             "{host}: {} {} failed (exit {rc}){}",
             kind_word(a),
             a.resource,
-            if tail.is_empty() { String::new() } else { format!("; stderr:\n{tail}") }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; stderr:\n{tail}")
+            }
         )));
     }
     if !out.success() {
         run.report.not_run += hp.actions.len() - *next;
         return Err(Stop::Failed(
-            EngineError::remote(host, format!("the apply script ({})", out.status), &stderr).to_string(),
+            EngineError::remote(host, format!("the apply script ({})", out.status), &stderr)
+                .to_string(),
         ));
     }
     Ok(())

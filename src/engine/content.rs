@@ -36,24 +36,39 @@ impl Content {
     }
 
     pub fn template(name: impl Into<String>, source: impl Into<String>) -> Self {
-        Content::Template { name: name.into(), source: source.into() }
+        Content::Template {
+            name: name.into(),
+            source: source.into(),
+        }
     }
 
     /// A template read from a file (its path is its name in errors).
     pub fn template_file(path: &Path) -> Result<Self, EngineError> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| EngineError::Local { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(Content::Template { name: path.display().to_string(), source })
+        let source = std::fs::read_to_string(path).map_err(|e| EngineError::Local {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Content::Template {
+            name: path.display().to_string(),
+            source,
+        })
     }
 
     /// Read or render the bytes.
-    pub(crate) fn resolve(&self, host: &str, ctx: Option<&TemplateContext>) -> Result<Vec<u8>, EngineError> {
+    pub(crate) fn resolve(
+        &self,
+        host: &str,
+        ctx: Option<&TemplateContext>,
+    ) -> Result<Vec<u8>, EngineError> {
         match self {
             Content::Inline(b) => Ok(b.clone()),
-            Content::LocalFile(p) => {
-                std::fs::read(p).map_err(|e| EngineError::Local { path: p.clone(), reason: e.to_string() })
+            Content::LocalFile(p) => std::fs::read(p).map_err(|e| EngineError::Local {
+                path: p.clone(),
+                reason: e.to_string(),
+            }),
+            Content::Template { name, source } => {
+                template::render(host, name, source, ctx).map(String::into_bytes)
             }
-            Content::Template { name, source } => template::render(host, name, source, ctx).map(String::into_bytes),
         }
     }
 }
@@ -64,7 +79,11 @@ pub enum Body {
     /// Small content, in memory.
     Bytes(Arc<Vec<u8>>),
     /// A large local file, streamed when needed.
-    Local { path: PathBuf, size: u64, stamp: FileStamp },
+    Local {
+        path: PathBuf,
+        size: u64,
+        stamp: FileStamp,
+    },
 }
 
 /// What identifies one version of a local file without reading it: if it is
@@ -105,7 +124,10 @@ pub struct Resolved {
 impl Resolved {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         let sha256 = sha256_hex(&bytes);
-        Resolved { body: Body::Bytes(Arc::new(bytes)), sha256 }
+        Resolved {
+            body: Body::Bytes(Arc::new(bytes)),
+            sha256,
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -130,11 +152,17 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256, size and stamp of a local file, read in chunks.
 pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError> {
-    let err = |e: std::io::Error| EngineError::Local { path: path.to_path_buf(), reason: e.to_string() };
+    let err = |e: std::io::Error| EngineError::Local {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut f = tokio::fs::File::open(path).await.map_err(err)?;
     let meta = f.metadata().await.map_err(err)?;
     if !meta.is_file() {
-        return Err(EngineError::Local { path: path.to_path_buf(), reason: "not a regular file".into() });
+        return Err(EngineError::Local {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
     }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -149,7 +177,10 @@ pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError>
     }
     let after = f.metadata().await.map_err(err)?;
     if FileStamp::of(&meta) != FileStamp::of(&after) {
-        return Err(EngineError::Local { path: path.to_path_buf(), reason: "the file changed while it was being hashed".into() });
+        return Err(EngineError::Local {
+            path: path.to_path_buf(),
+            reason: "the file changed while it was being hashed".into(),
+        });
     }
     Ok((hex::encode(h.finalize()), size, FileStamp::of(&after)))
 }

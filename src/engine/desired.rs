@@ -30,7 +30,11 @@ pub struct DesiredState {
 
 impl DesiredState {
     pub fn new(host: impl Into<String>) -> Self {
-        DesiredState { host: host.into(), resources: Vec::new(), context: None }
+        DesiredState {
+            host: host.into(),
+            resources: Vec::new(),
+            context: None,
+        }
     }
 
     /// The values templates see (see [`TemplateContext`]).
@@ -64,25 +68,55 @@ impl DesiredState {
         for i in order {
             let r = &self.resources[i];
             let body = match &r.spec {
-                Spec::File { content, ensure: Ensure::Present, .. } | Spec::Unit { content, ensure: Ensure::Present, .. } => {
-                    Some(Resolved::from_bytes(content.resolve(&self.host, self.context.as_ref())?))
+                Spec::File {
+                    content,
+                    ensure: Ensure::Present,
+                    ..
                 }
-                Spec::Binary { source, ensure: Ensure::Present, .. } => {
+                | Spec::Unit {
+                    content,
+                    ensure: Ensure::Present,
+                    ..
+                } => Some(Resolved::from_bytes(
+                    content.resolve(&self.host, self.context.as_ref())?,
+                )),
+                Spec::Binary {
+                    source,
+                    ensure: Ensure::Present,
+                    ..
+                } => {
                     let (sha256, size, stamp) = match digests.get(source) {
                         Some(d) => d.clone(),
                         None => digest_file(source).await?,
                     };
-                    Some(Resolved { body: Body::Local { path: source.clone(), size, stamp }, sha256 })
+                    Some(Resolved {
+                        body: Body::Local {
+                            path: source.clone(),
+                            size,
+                            stamp,
+                        },
+                        sha256,
+                    })
                 }
                 _ => None,
             };
-            resources.push(ResolvedResource { id: r.id(), resource: r.clone(), body });
+            resources.push(ResolvedResource {
+                id: r.id(),
+                resource: r.clone(),
+                body,
+            });
         }
-        Ok(ResolvedState { host: self.host.clone(), resources })
+        Ok(ResolvedState {
+            host: self.host.clone(),
+            resources,
+        })
     }
 
     fn invalid(&self, reason: String) -> EngineError {
-        EngineError::Invalid { host: self.host.clone(), reason }
+        EngineError::Invalid {
+            host: self.host.clone(),
+            reason,
+        }
     }
 
     /// Validate and return the indices of resources in apply order.
@@ -104,23 +138,34 @@ impl DesiredState {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| match &r.spec {
-                Spec::Directory { path, ensure: Ensure::Present, .. } => Some((path.trim_end_matches('/').to_string(), i)),
+                Spec::Directory {
+                    path,
+                    ensure: Ensure::Present,
+                    ..
+                } => Some((path.trim_end_matches('/').to_string(), i)),
                 _ => None,
             })
             .collect();
-        let units: Vec<usize> =
-            (0..ids.len()).filter(|&i| matches!(self.resources[i].spec, Spec::Unit { .. })).collect();
+        let units: Vec<usize> = (0..ids.len())
+            .filter(|&i| matches!(self.resources[i].spec, Spec::Unit { .. }))
+            .collect();
         for (i, r) in self.resources.iter().enumerate() {
             for d in &r.depends_on {
-                let j = *index
-                    .get(d)
-                    .ok_or_else(|| self.invalid(format!("{} depends on {d}, which is not declared for this host", ids[i])))?;
+                let j = *index.get(d).ok_or_else(|| {
+                    self.invalid(format!(
+                        "{} depends on {d}, which is not declared for this host",
+                        ids[i]
+                    ))
+                })?;
                 deps[i].insert(j);
             }
             for n in &r.notify {
                 match index.get(n).map(|&j| &self.resources[j].spec) {
                     Some(Spec::Service { .. }) => {}
-                    Some(_) => return Err(self.invalid(format!("{} notifies {n}, which is not a service", ids[i]))),
+                    Some(_) => {
+                        return Err(self
+                            .invalid(format!("{} notifies {n}, which is not a service", ids[i])));
+                    }
                     None => {
                         return Err(self.invalid(format!(
                             "{} notifies {n}, which is not declared for this host (add Resource::service)",
@@ -159,7 +204,15 @@ impl DesiredState {
         // Kahn's algorithm, always taking the lowest declared index that is
         // ready, except that streamed binaries wait until nothing else is ready:
         // their upload then overlaps everything that does not need them.
-        let is_binary = |i: usize| matches!(self.resources[i].spec, Spec::Binary { ensure: Ensure::Present, .. });
+        let is_binary = |i: usize| {
+            matches!(
+                self.resources[i].spec,
+                Spec::Binary {
+                    ensure: Ensure::Present,
+                    ..
+                }
+            )
+        };
         let mut remaining: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
         for (i, ds) in deps.iter().enumerate() {
@@ -169,7 +222,12 @@ impl DesiredState {
         }
         let mut ready: BTreeSet<usize> = (0..ids.len()).filter(|&i| remaining[i] == 0).collect();
         let mut order = Vec::with_capacity(ids.len());
-        while let Some(i) = ready.iter().copied().find(|&i| !is_binary(i)).or_else(|| ready.first().copied()) {
+        while let Some(i) = ready
+            .iter()
+            .copied()
+            .find(|&i| !is_binary(i))
+            .or_else(|| ready.first().copied())
+        {
             ready.remove(&i);
             order.push(i);
             for &k in &dependents[i] {
@@ -181,8 +239,10 @@ impl DesiredState {
         }
         if order.len() != ids.len() {
             let placed: HashSet<usize> = order.iter().copied().collect();
-            let cycle: Vec<String> =
-                (0..ids.len()).filter(|i| !placed.contains(i)).map(|i| ids[i].to_string()).collect();
+            let cycle: Vec<String> = (0..ids.len())
+                .filter(|i| !placed.contains(i))
+                .map(|i| ids[i].to_string())
+                .collect();
             return Err(self.invalid(format!("dependency cycle among {}", cycle.join(", "))));
         }
         Ok(order)
@@ -194,30 +254,50 @@ impl DesiredState {
             check_path(&path).map_err(|e| self.invalid(format!("{id}: {e}")))?;
         }
         match &r.spec {
-            Spec::Symlink { target, .. } if target.is_empty() || target.contains(['\n', '\t', '\0']) => {
-                return Err(self.invalid(format!("{id}: the link target must be one line without tabs")));
+            Spec::Symlink { target, .. }
+                if target.is_empty() || target.contains(['\n', '\t', '\0']) =>
+            {
+                return Err(self.invalid(format!(
+                    "{id}: the link target must be one line without tabs"
+                )));
             }
             Spec::Unit { name, .. } | Spec::Service { unit: name, .. } if !valid_unit(name) => {
                 return Err(self.invalid(format!(
                     "{id}: {name:?} is not a systemd unit name (letters, digits, `@._:-`, with a suffix like .service)"
                 )));
             }
-            Spec::Command { name, .. } if name.is_empty() || name.contains(['\n', '\t', '\0', ' ']) => {
+            Spec::Command { name, .. }
+                if name.is_empty() || name.contains(['\n', '\t', '\0', ' ']) =>
+            {
                 return Err(self.invalid(format!("{id}: a command name is one word")));
             }
-            Spec::Command { guard: crate::Guard::Creates(p), .. } => {
+            Spec::Command {
+                guard: crate::Guard::Creates(p),
+                ..
+            } => {
                 check_path(p).map_err(|e| self.invalid(format!("{id}: creates: {e}")))?;
             }
             _ => {}
         }
-        if let Spec::Directory { attrs, .. } | Spec::File { attrs, .. } | Spec::Binary { attrs, .. } = &r.spec {
+        if let Spec::Directory { attrs, .. }
+        | Spec::File { attrs, .. }
+        | Spec::Binary { attrs, .. } = &r.spec
+        {
             for name in [&attrs.owner, &attrs.group].into_iter().flatten() {
-                if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
                     return Err(self.invalid(format!("{id}: {name:?} is not a user or group name")));
                 }
             }
             if attrs.mode.is_some_and(|m| m > 0o7777) {
-                return Err(self.invalid(format!("{id}: mode {:o} is not a permission mode", attrs.mode.unwrap_or(0))));
+                return Err(self.invalid(format!(
+                    "{id}: mode {:o} is not a permission mode",
+                    attrs.mode.unwrap_or(0)
+                )));
             }
         }
         Ok(())
@@ -240,7 +320,9 @@ fn check_path(p: &str) -> Result<(), String> {
 fn valid_unit(name: &str) -> bool {
     name.contains('.')
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"@._:-\\".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@._:-\\".contains(&b))
 }
 
 /// A resource with its id and resolved content.
@@ -255,7 +337,9 @@ impl ResolvedResource {
     /// Whether a content change is shown as a diff (in-memory text, not sensitive).
     pub fn diffable(&self) -> bool {
         match &self.resource.spec {
-            Spec::File { sensitive, attrs, .. } => {
+            Spec::File {
+                sensitive, attrs, ..
+            } => {
                 !*sensitive
                     && attrs.mode.is_none_or(|m| m & 0o004 != 0)
                     && self.body.as_ref().is_some_and(|b| b.text().is_some())

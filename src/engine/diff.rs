@@ -12,7 +12,10 @@ pub fn unified(path: &str, current: &[u8], wanted: &[u8]) -> Option<String> {
         .unified_diff()
         .context_radius(3)
         .missing_newline_hint(true)
-        .header(&format!("{path} (on the host)"), &format!("{path} (wanted)"))
+        .header(
+            &format!("{path} (on the host)"),
+            &format!("{path} (wanted)"),
+        )
         .to_string();
     Some(text)
 }

@@ -43,7 +43,11 @@ pub async fn observe_hosts(
 
 /// Observe every host of the rollout and compute the plan. Fails, naming every
 /// failing host, if any host cannot be observed or planned.
-pub async fn plan(desired: &ResolvedRollout, sessions: &Sessions, concurrency: usize) -> Result<Plan, EngineError> {
+pub async fn plan(
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    concurrency: usize,
+) -> Result<Plan, EngineError> {
     let hosts = desired.hosts();
     let mut observed = HashMap::new();
     let mut errors = Vec::new();
@@ -59,13 +63,18 @@ pub async fn plan(desired: &ResolvedRollout, sessions: &Sessions, concurrency: u
     for step in &desired.steps {
         let mut hosts = Vec::new();
         for st in &step.hosts {
-            let Some(obs) = observed.get(&st.host) else { continue };
+            let Some(obs) = observed.get(&st.host) else {
+                continue;
+            };
             match planner::plan_host(st, obs) {
                 Ok(h) => hosts.push(h),
                 Err(e) => errors.push(e),
             }
         }
-        steps.push(StepPlan { name: step.name.clone(), hosts });
+        steps.push(StepPlan {
+            name: step.name.clone(),
+            hosts,
+        });
     }
     match errors.len() {
         0 => Ok(Plan::new(steps)),

@@ -9,7 +9,11 @@ use crate::lock::LockHolder;
 pub enum EngineError {
     /// A template failed to render (undefined variable, syntax error).
     #[error("{host}: template {template}: {reason}")]
-    Template { host: String, template: String, reason: String },
+    Template {
+        host: String,
+        template: String,
+        reason: String,
+    },
 
     /// A local source file could not be read.
     #[error("{}: {reason}", path.display())]
@@ -22,14 +26,22 @@ pub enum EngineError {
     /// What is on the host cannot be turned into what is wanted without
     /// destroying something the engine does not manage.
     #[error("{host}: {resource}: {reason}")]
-    Conflict { host: String, resource: String, reason: String },
+    Conflict {
+        host: String,
+        resource: String,
+        reason: String,
+    },
 
     #[error(transparent)]
     Ssh(#[from] k8sup_ssh::SshError),
 
     /// A remote script failed.
     #[error("{host}: {context} failed{}", stderr_block(.stderr_tail))]
-    Remote { host: String, context: String, stderr_tail: String },
+    Remote {
+        host: String,
+        context: String,
+        stderr_tail: String,
+    },
 
     /// The observation script answered something this version cannot read.
     #[error("{host}: unreadable observation output: {reason}")]
@@ -40,14 +52,23 @@ pub enum EngineError {
         "{host}: another k8sup run holds the lock: {holder}, refreshed {age_secs}s ago. \
          Wait for it to finish{hint}"
     )]
-    Locked { host: String, holder: LockHolder, age_secs: u64, hint: String },
+    Locked {
+        host: String,
+        holder: LockHolder,
+        age_secs: u64,
+        hint: String,
+    },
 
     /// The lock was left by a run that died; it is only broken when asked.
     #[error(
         "{host}: a stale lock from a dead run is on the host: {holder}, last refreshed {age_secs}s ago. \
          If no k8sup run is working on this cluster, break it with --break-stale-lock"
     )]
-    StaleLock { host: String, holder: LockHolder, age_secs: u64 },
+    StaleLock {
+        host: String,
+        holder: LockHolder,
+        age_secs: u64,
+    },
 
     /// Hosts changed since the plan was made.
     #[error(
@@ -58,7 +79,9 @@ pub enum EngineError {
     Drift { hosts: Vec<String> },
 
     /// A saved plan does not match the desired state it is applied with.
-    #[error("{host}: the saved plan does not match the current inputs: {reason}. Nothing was applied; run plan again")]
+    #[error(
+        "{host}: the saved plan does not match the current inputs: {reason}. Nothing was applied; run plan again"
+    )]
     PlanMismatch { host: String, reason: String },
 
     /// A saved plan could not be read.
@@ -75,12 +98,20 @@ pub enum EngineError {
 }
 
 fn stderr_block(tail: &str) -> String {
-    if tail.trim().is_empty() { String::new() } else { format!("; stderr:\n{tail}") }
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr:\n{tail}")
+    }
 }
 
 impl EngineError {
     pub(crate) fn remote(host: &str, context: impl Into<String>, stderr: &str) -> Self {
-        EngineError::Remote { host: host.to_string(), context: context.into(), stderr_tail: tail_lines(stderr, 20) }
+        EngineError::Remote {
+            host: host.to_string(),
+            context: context.into(),
+            stderr_tail: tail_lines(stderr, 20),
+        }
     }
 }
 

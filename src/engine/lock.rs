@@ -28,7 +28,10 @@ pub struct LockSettings {
 
 impl Default for LockSettings {
     fn default() -> Self {
-        LockSettings { refresh_every: Duration::from_secs(10), stale_after: Duration::from_secs(60) }
+        LockSettings {
+            refresh_every: Duration::from_secs(10),
+            stale_after: Duration::from_secs(60),
+        }
     }
 }
 
@@ -44,7 +47,11 @@ pub struct LockHolder {
 
 impl fmt::Display for LockHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "run {} (pid {} on {}, started at unix time {})", self.run_id, self.pid, self.workstation, self.started)
+        write!(
+            f,
+            "run {} (pid {} on {}, started at unix time {})",
+            self.run_id, self.pid, self.workstation, self.started
+        )
     }
 }
 
@@ -64,13 +71,17 @@ pub struct RunIdentity {
 impl RunIdentity {
     /// A fresh identity for this process.
     pub fn new() -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let pid = std::process::id();
         let workstation = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        let workstation: String =
-            workstation.chars().filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c)).collect();
+        let workstation: String = workstation
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
+            .collect();
         RunIdentity {
             holder: LockHolder {
                 run_id: format!("{:x}-{pid:x}", now.as_millis()),
@@ -98,7 +109,10 @@ pub(crate) fn parse_observed(line: &str) -> Result<Option<ObservedLock>, String>
     if age == "-" {
         return Ok(None);
     }
-    let age_secs = age.parse::<i64>().map_err(|_| format!("bad lock age {age:?}"))?.max(0) as u64;
+    let age_secs = age
+        .parse::<i64>()
+        .map_err(|_| format!("bad lock age {age:?}"))?
+        .max(0) as u64;
     let mut holder = LockHolder::default();
     for kv in f.next().unwrap_or("").split(';') {
         match kv.split_once('=') {
@@ -131,10 +145,16 @@ pub(crate) const EXIT_LOCKED: u32 = 75;
 /// naming the holder on stdout when another run holds it.
 pub(crate) fn acquire_sh(me: &RunIdentity, break_run: Option<&str>) -> String {
     let h = &me.holder;
-    let content = format!("run={}\nworkstation={}\npid={}\nstarted={}\n", h.run_id, h.workstation, h.pid, h.started);
+    let content = format!(
+        "run={}\nworkstation={}\npid={}\nstarted={}\n",
+        h.run_id, h.workstation, h.pid, h.started
+    );
     let mine = quote(&format!("run={}", h.run_id));
     let breaker = match break_run {
-        Some(old) => format!("grep -qsx {} \"$K8SUP_LOCK\" && rm -f -- \"$K8SUP_LOCK\"\n", quote(&format!("run={old}"))),
+        Some(old) => format!(
+            "grep -qsx {} \"$K8SUP_LOCK\" && rm -f -- \"$K8SUP_LOCK\"\n",
+            quote(&format!("run={old}"))
+        ),
         None => String::new(),
     };
     format!(
@@ -151,12 +171,18 @@ pub(crate) fn acquire_sh(me: &RunIdentity, break_run: Option<&str>) -> String {
 
 /// Shell that refreshes the lock's mtime if it is still ours.
 pub(crate) fn refresh_sh(me: &RunIdentity) -> String {
-    format!("grep -qsx {} {LOCK_PATH} && touch -- {LOCK_PATH}", quote(&format!("run={}", me.holder.run_id)))
+    format!(
+        "grep -qsx {} {LOCK_PATH} && touch -- {LOCK_PATH}",
+        quote(&format!("run={}", me.holder.run_id))
+    )
 }
 
 /// Shell that removes the lock if it is ours.
 pub(crate) fn release_sh(me: &RunIdentity) -> String {
-    format!("if grep -qsx {} {LOCK_PATH}; then rm -f -- {LOCK_PATH}; fi", quote(&format!("run={}", me.holder.run_id)))
+    format!(
+        "if grep -qsx {} {LOCK_PATH}; then rm -f -- {LOCK_PATH}; fi",
+        quote(&format!("run={}", me.holder.run_id))
+    )
 }
 
 #[cfg(test)]
@@ -166,9 +192,19 @@ mod tests {
     #[test]
     fn parses_lock_lines() {
         assert_eq!(parse_observed("L\t-").unwrap(), None);
-        let l = parse_observed("L\t12\trun=abc;workstation=ws;pid=42;started=100;").unwrap().unwrap();
+        let l = parse_observed("L\t12\trun=abc;workstation=ws;pid=42;started=100;")
+            .unwrap()
+            .unwrap();
         assert_eq!(l.age_secs, 12);
-        assert_eq!(l.holder, LockHolder { run_id: "abc".into(), workstation: "ws".into(), pid: 42, started: 100 });
+        assert_eq!(
+            l.holder,
+            LockHolder {
+                run_id: "abc".into(),
+                workstation: "ws".into(),
+                pid: 42,
+                started: 100
+            }
+        );
         assert!(parse_observed("P\tx").is_err());
     }
 
@@ -177,13 +213,22 @@ mod tests {
         let me = RunIdentity::new();
         let s = LockSettings::default();
         let other = |age, ws: &str, pid| ObservedLock {
-            holder: LockHolder { run_id: "x".into(), workstation: ws.into(), pid, started: 0 },
+            holder: LockHolder {
+                run_id: "x".into(),
+                workstation: ws.into(),
+                pid,
+                started: 0,
+            },
             age_secs: age,
         };
         assert!(!is_stale(&other(5, "elsewhere", 1), &me, &s));
         assert!(is_stale(&other(61, "elsewhere", 1), &me, &s));
         // Same workstation, a pid that cannot exist: the run is dead.
-        assert!(is_stale(&other(5, &me.holder.workstation, u32::MAX - 1), &me, &s));
+        assert!(is_stale(
+            &other(5, &me.holder.workstation, u32::MAX - 1),
+            &me,
+            &s
+        ));
         // Same workstation, a live pid (ours is live, use pid 1).
         assert!(!is_stale(&other(5, &me.holder.workstation, 1), &me, &s));
     }

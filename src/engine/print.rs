@@ -30,7 +30,11 @@ pub struct PrintOptions {
 }
 
 fn paint(s: &str, code: &str, on: bool) -> String {
-    if on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    if on {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
 }
 
 fn marker(kind: ActionKind) -> (&'static str, &'static str, &'static str) {
@@ -47,7 +51,13 @@ fn marker(kind: ActionKind) -> (&'static str, &'static str, &'static str) {
 
 fn action_line(out: &mut String, a: &Action, o: &PrintOptions) {
     let (sym, word, color) = marker(a.kind);
-    let _ = writeln!(out, "  {} {word}{}  ({})", paint(sym, color, o.color), a.resource, a.reason);
+    let _ = writeln!(
+        out,
+        "  {} {word}{}  ({})",
+        paint(sym, color, o.color),
+        a.resource,
+        a.reason
+    );
     if o.no_diff {
         return;
     }
@@ -61,7 +71,11 @@ fn action_line(out: &mut String, a: &Action, o: &PrintOptions) {
                 Some(b'@') => "36",
                 _ => "",
             };
-            let shown = if c.is_empty() { line.to_string() } else { paint(line, c, o.color) };
+            let shown = if c.is_empty() {
+                line.to_string()
+            } else {
+                paint(line, c, o.color)
+            };
             let _ = writeln!(out, "      {shown}");
         }
     }
@@ -77,7 +91,11 @@ pub fn render(plan: &Plan, o: &PrintOptions) -> String {
         }
         for h in &step.hosts {
             if let Some(holder) = &h.locked_by {
-                let _ = writeln!(out, "{}: warning: another run holds the lock: {holder}", h.host);
+                let _ = writeln!(
+                    out,
+                    "{}: warning: another run holds the lock: {holder}",
+                    h.host
+                );
             }
             if h.actions.is_empty() {
                 let _ = writeln!(out, "{}: no changes", h.host);
@@ -109,7 +127,12 @@ pub fn summary_line(s: &Summary) -> String {
         if s.restart == 1 { "" } else { "s" }
     );
     if s.reload > 0 {
-        let _ = write!(line, ", {} reload{}", s.reload, if s.reload == 1 { "" } else { "s" });
+        let _ = write!(
+            line,
+            ", {} reload{}",
+            s.reload,
+            if s.reload == 1 { "" } else { "s" }
+        );
     }
     if s.run > 0 {
         let _ = write!(line, ", {} to run", s.run);

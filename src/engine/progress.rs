@@ -8,15 +8,40 @@ use crate::plan::Action;
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// Hosts with changes are being checked for drift and locks.
-    Verifying { hosts: usize },
-    StepStarted { step: &'a str, hosts: usize },
-    HostStarted { host: &'a str, step: &'a str, actions: usize },
+    Verifying {
+        hosts: usize,
+    },
+    StepStarted {
+        step: &'a str,
+        hosts: usize,
+    },
+    HostStarted {
+        host: &'a str,
+        step: &'a str,
+        actions: usize,
+    },
     /// The action was sent to the host (several may be in flight in one script).
-    ActionStarted { host: &'a str, action: &'a Action },
-    ActionFinished { host: &'a str, action: &'a Action, ok: bool },
+    ActionStarted {
+        host: &'a str,
+        action: &'a Action,
+    },
+    ActionFinished {
+        host: &'a str,
+        action: &'a Action,
+        ok: bool,
+    },
     /// Bytes of a streamed upload sent so far.
-    Upload { host: &'a str, path: &'a str, sent: u64, total: u64 },
-    HostFinished { host: &'a str, step: &'a str, ok: bool },
+    Upload {
+        host: &'a str,
+        path: &'a str,
+        sent: u64,
+        total: u64,
+    },
+    HostFinished {
+        host: &'a str,
+        step: &'a str,
+        ok: bool,
+    },
 }
 
 /// Receives [`Event`]s, from several hosts' tasks at once.

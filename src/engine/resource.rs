@@ -91,18 +91,49 @@ pub enum Guard {
 /// What a resource manages.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    Directory { path: String, attrs: Attrs, ensure: Ensure },
+    Directory {
+        path: String,
+        attrs: Attrs,
+        ensure: Ensure,
+    },
     /// A configuration file: its content is held in memory (and diffed when it is text).
-    File { path: String, content: Content, attrs: Attrs, ensure: Ensure, sensitive: bool },
+    File {
+        path: String,
+        content: Content,
+        attrs: Attrs,
+        ensure: Ensure,
+        sensitive: bool,
+    },
     /// A large file streamed from the workstation, never held in memory and never diffed.
-    Binary { path: String, source: PathBuf, attrs: Attrs, ensure: Ensure },
-    Symlink { path: String, target: String, ensure: Ensure },
+    Binary {
+        path: String,
+        source: PathBuf,
+        attrs: Attrs,
+        ensure: Ensure,
+    },
+    Symlink {
+        path: String,
+        target: String,
+        ensure: Ensure,
+    },
     /// A unit file under [`UNIT_DIR`]; a change triggers one `daemon-reload`.
-    Unit { name: String, content: Content, ensure: Ensure },
+    Unit {
+        name: String,
+        content: Content,
+        ensure: Ensure,
+    },
     /// The state of a unit. `None` leaves that aspect alone.
-    Service { unit: String, enabled: Option<bool>, running: Option<bool> },
+    Service {
+        unit: String,
+        enabled: Option<bool>,
+        running: Option<bool>,
+    },
     /// A command run as root with `sh -c`, only when its guard says so.
-    Command { name: String, command: String, guard: Guard },
+    Command {
+        name: String,
+        command: String,
+        guard: Guard,
+    },
 }
 
 /// One managed thing, with its ordering and notification edges.
@@ -119,11 +150,19 @@ pub struct Resource {
 
 impl Resource {
     fn new(spec: Spec) -> Self {
-        Resource { spec, depends_on: Vec::new(), notify: Vec::new() }
+        Resource {
+            spec,
+            depends_on: Vec::new(),
+            notify: Vec::new(),
+        }
     }
 
     pub fn directory(path: impl Into<String>) -> Self {
-        Self::new(Spec::Directory { path: path.into(), attrs: Attrs::default(), ensure: Ensure::Present })
+        Self::new(Spec::Directory {
+            path: path.into(),
+            attrs: Attrs::default(),
+            ensure: Ensure::Present,
+        })
     }
 
     pub fn file(path: impl Into<String>, content: Content) -> Self {
@@ -146,21 +185,37 @@ impl Resource {
     }
 
     pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Self {
-        Self::new(Spec::Symlink { path: path.into(), target: target.into(), ensure: Ensure::Present })
+        Self::new(Spec::Symlink {
+            path: path.into(),
+            target: target.into(),
+            ensure: Ensure::Present,
+        })
     }
 
     /// A unit file `/etc/systemd/system/NAME` (NAME like `demo.service`).
     pub fn unit(name: impl Into<String>, content: Content) -> Self {
-        Self::new(Spec::Unit { name: name.into(), content, ensure: Ensure::Present })
+        Self::new(Spec::Unit {
+            name: name.into(),
+            content,
+            ensure: Ensure::Present,
+        })
     }
 
     /// The unit enabled and running.
     pub fn service(unit: impl Into<String>) -> Self {
-        Self::new(Spec::Service { unit: unit.into(), enabled: Some(true), running: Some(true) })
+        Self::new(Spec::Service {
+            unit: unit.into(),
+            enabled: Some(true),
+            running: Some(true),
+        })
     }
 
     pub fn command(name: impl Into<String>, command: impl Into<String>, guard: Guard) -> Self {
-        Self::new(Spec::Command { name: name.into(), command: command.into(), guard })
+        Self::new(Spec::Command {
+            name: name.into(),
+            command: command.into(),
+            guard,
+        })
     }
 
     /// The stable id (see [`ResourceId`]).
@@ -190,7 +245,9 @@ impl Resource {
 
     fn attrs_mut(&mut self) -> Option<&mut Attrs> {
         match &mut self.spec {
-            Spec::Directory { attrs, .. } | Spec::File { attrs, .. } | Spec::Binary { attrs, .. } => Some(attrs),
+            Spec::Directory { attrs, .. }
+            | Spec::File { attrs, .. }
+            | Spec::Binary { attrs, .. } => Some(attrs),
             _ => None,
         }
     }

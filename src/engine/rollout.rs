@@ -20,7 +20,10 @@ pub struct Step {
 
 impl Step {
     pub fn new(name: impl Into<String>, hosts: Vec<DesiredState>) -> Self {
-        Step { name: name.into(), hosts }
+        Step {
+            name: name.into(),
+            hosts,
+        }
     }
 }
 
@@ -33,7 +36,9 @@ pub struct Rollout {
 impl Rollout {
     /// A rollout of one step.
     pub fn single(name: impl Into<String>, hosts: Vec<DesiredState>) -> Self {
-        Rollout { steps: vec![Step::new(name, hosts)] }
+        Rollout {
+            steps: vec![Step::new(name, hosts)],
+        }
     }
 
     pub fn then(mut self, step: Step) -> Self {
@@ -71,7 +76,11 @@ impl Rollout {
             .flat_map(|s| &s.hosts)
             .flat_map(|h| &h.resources)
             .filter_map(|r| match &r.spec {
-                Spec::Binary { source, ensure: crate::Ensure::Present, .. } => Some(source.clone()),
+                Spec::Binary {
+                    source,
+                    ensure: crate::Ensure::Present,
+                    ..
+                } => Some(source.clone()),
                 _ => None,
             })
             .collect();
@@ -86,7 +95,10 @@ impl Rollout {
             for h in &step.hosts {
                 hosts.push(h.resolve_with(&digests).await?);
             }
-            steps.push(ResolvedStep { name: step.name.clone(), hosts });
+            steps.push(ResolvedStep {
+                name: step.name.clone(),
+                hosts,
+            });
         }
         Ok(ResolvedRollout { steps })
     }
@@ -120,6 +132,10 @@ impl ResolvedRollout {
 
     /// A host's states across all steps.
     pub fn states_of(&self, host: &str) -> Vec<&ResolvedState> {
-        self.steps.iter().flat_map(|s| &s.hosts).filter(|h| h.host == host).collect()
+        self.steps
+            .iter()
+            .flat_map(|s| &s.hosts)
+            .filter(|h| h.host == host)
+            .collect()
     }
 }

@@ -30,5 +30,7 @@ pub(crate) async fn run(session: &Session, body: &str) -> Result<Output, EngineE
          sh \"$t\" </dev/null; rc=$?; rm -f -- \"$t\"; exit $rc",
         m = quote(END_MARKER)
     );
-    Ok(session.exec_with_stdin(&cmd, std::io::Cursor::new(full.into_bytes())).await?)
+    Ok(session
+        .exec_with_stdin(&cmd, std::io::Cursor::new(full.into_bytes()))
+        .await?)
 }

@@ -54,17 +54,30 @@ pub(crate) fn render(
     source: &str,
     ctx: Option<&TemplateContext>,
 ) -> Result<String, EngineError> {
-    let fail = |reason: String| EngineError::Template { host: host.to_string(), template: name.to_string(), reason };
+    let fail = |reason: String| EngineError::Template {
+        host: host.to_string(),
+        template: name.to_string(),
+        reason,
+    };
     let Some(ctx) = ctx else {
-        return Err(fail("no template context was given for this host (DesiredState::with_context)".into()));
+        return Err(fail(
+            "no template context was given for this host (DesiredState::with_context)".into(),
+        ));
     };
     let env = environment();
     let value = minijinja::context! { host => ctx.host.clone(), vars => ctx.vars.clone(), inventory => ctx.inventory.clone() };
     env.render_named_str(name, source, value).map_err(|e| {
         let line = e.line().map(|l| format!("line {l}: ")).unwrap_or_default();
-        let mut reason = format!("{line}{}", e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()));
+        let mut reason = format!(
+            "{line}{}",
+            e.detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.kind().to_string())
+        );
         if e.kind() == minijinja::ErrorKind::UndefinedError {
-            reason.push_str(" (an undefined variable: define it in the host's vars, or fix the name)");
+            reason.push_str(
+                " (an undefined variable: define it in the host's vars, or fix the name)",
+            );
         }
         fail(reason)
     })
@@ -87,12 +100,22 @@ mod tests {
     fn renders_host_vars_and_inventory() {
         let src = "listen {{ host.address }}:{{ vars.port }}\n{% for h in inventory.hosts %}peer {{ h.address }}\n{% endfor %}";
         let out = render("cp-1", "demo.conf.j2", src, Some(&ctx())).unwrap();
-        assert_eq!(out, "listen 10.0.0.11:8080\npeer 10.0.0.11\npeer 10.0.0.12\n");
+        assert_eq!(
+            out,
+            "listen 10.0.0.11:8080\npeer 10.0.0.11\npeer 10.0.0.12\n"
+        );
     }
 
     #[test]
     fn undefined_variable_is_an_error_naming_template_and_line() {
-        let err = render("cp-1", "demo.conf.j2", "a\nport={{ vars.prot }}\n", Some(&ctx())).unwrap_err().to_string();
+        let err = render(
+            "cp-1",
+            "demo.conf.j2",
+            "a\nport={{ vars.prot }}\n",
+            Some(&ctx()),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cp-1"), "{err}");
         assert!(err.contains("demo.conf.j2"), "{err}");
         assert!(err.contains("line 2"), "{err}");
@@ -101,6 +124,9 @@ mod tests {
     #[test]
     fn no_html_escaping() {
         let c = TemplateContext::new(&json!({}), &json!({"s": "<a & b>"}), &json!({}));
-        assert_eq!(render("h", "x.html", "{{ vars.s }}", Some(&c)).unwrap(), "<a & b>");
+        assert_eq!(
+            render("h", "x.html", "{{ vars.s }}", Some(&c)).unwrap(),
+            "<a & b>"
+        );
     }
 }

@@ -33,7 +33,11 @@ struct Tee<'a, R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &res {
@@ -63,9 +67,17 @@ pub(crate) async fn stream(
     let host = session.name().to_string();
     let file = tokio::fs::File::open(local)
         .await
-        .map_err(|e| EngineError::Local { path: local.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| EngineError::Local {
+            path: local.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-    let mut tee = Tee { inner: reader, sent: 0, reported: 0, on_progress };
+    let mut tee = Tee {
+        inner: reader,
+        sent: 0,
+        reported: 0,
+        on_progress,
+    };
     let (dir, _) = split(dest);
     let cmd = format!(
         "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; rm -f -- {t}; cat > {t}",
@@ -79,14 +91,24 @@ pub(crate) async fn stream(
         }
     };
     if !out.success() {
-        return Err(EngineError::remote(&host, format!("uploading {} to {dest}", local.display()), &out.stderr_str()));
+        return Err(EngineError::remote(
+            &host,
+            format!("uploading {} to {dest}", local.display()),
+            &out.stderr_str(),
+        ));
     }
-    let now = tokio::fs::metadata(local).await.map(|m| FileStamp::of(&m)).ok();
+    let now = tokio::fs::metadata(local)
+        .await
+        .map(|m| FileStamp::of(&m))
+        .ok();
     if tee.sent != size || now != Some(stamp) {
         let _ = session.exec(&format!("rm -f -- {}", quote(tmp))).await;
         return Err(EngineError::PlanMismatch {
             host,
-            reason: format!("{} changed while it was being uploaded (or since the plan was made)", local.display()),
+            reason: format!(
+                "{} changed while it was being uploaded (or since the plan was made)",
+                local.display()
+            ),
         });
     }
     on_progress(tee.sent);

@@ -24,8 +24,12 @@ pub struct KvService {
     pub node: Arc<Node>,
 }
 
+/// A read-only Txn skips the read barrier only when it has reads and all
+/// of them asked for serializable. (etcd also counts an op-less Txn as
+/// serializable; we keep it linearizable, which is strictly stronger.)
 fn txn_is_serializable(r: &TxnRequest) -> bool {
-    r.success.iter().chain(r.failure.iter()).all(|op| match &op.request {
+    let mut ops = r.success.iter().chain(r.failure.iter()).peekable();
+    ops.peek().is_some() && ops.all(|op| match &op.request {
         Some(request_op::Request::RequestRange(rr)) => rr.serializable,
         Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
         _ => false,

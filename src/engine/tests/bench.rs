@@ -21,8 +21,12 @@ impl k8sup_engine::Progress for Timeline {
     fn event(&self, e: k8sup_engine::Event<'_>) {
         let at = self.start.elapsed();
         let m = match e {
-            k8sup_engine::Event::Upload { host, sent, total, .. } if sent == total => format!("{at:.2?} {host} uploaded"),
-            k8sup_engine::Event::HostFinished { host, ok, .. } => format!("{at:.2?} {host} finished ok={ok}"),
+            k8sup_engine::Event::Upload {
+                host, sent, total, ..
+            } if sent == total => format!("{at:.2?} {host} uploaded"),
+            k8sup_engine::Event::HostFinished { host, ok, .. } => {
+                format!("{at:.2?} {host} finished ok={ok}")
+            }
             k8sup_engine::Event::StepStarted { .. } => format!("{at:.2?} step started"),
             _ => return,
         };
@@ -32,7 +36,11 @@ impl k8sup_engine::Progress for Timeline {
 
 async fn connect(lab: &TestLab) -> Sessions {
     let specs = lab.hosts().iter().map(|h| lab.spec(h)).collect();
-    k8sup_ssh::connect_all(specs, 10).await.into_iter().map(|(h, s)| (h, s.expect("connect"))).collect()
+    k8sup_ssh::connect_all(specs, 10)
+        .await
+        .into_iter()
+        .map(|(h, s)| (h, s.expect("connect")))
+        .collect()
 }
 
 fn raw_push(lab: &TestLab, blob: &std::path::Path, dest: &str) -> Duration {
@@ -42,7 +50,8 @@ fn raw_push(lab: &TestLab, blob: &std::path::Path, dest: &str) -> Duration {
         .iter()
         .map(|h| {
             let mut c = lab.lab.ssh_command(h).unwrap();
-            c.arg(format!("cat > {dest}")).stdin(std::fs::File::open(blob).unwrap());
+            c.arg(format!("cat > {dest}"))
+                .stdin(std::fs::File::open(blob).unwrap());
             c.spawn().unwrap()
         })
         .collect();
@@ -59,7 +68,10 @@ async fn benchmark_ten_hosts() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let nodes: usize = std::env::var("ENG_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(10);
+    let nodes: usize = std::env::var("ENG_BENCH_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
     let lab = TestLab::up("eng-bench", nodes);
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 50, 9);
@@ -83,9 +95,17 @@ async fn benchmark_ten_hosts() {
     let resolved = connected;
     let p = plan(&desired, &sessions, 10).await.unwrap();
     let planned = t.elapsed();
-    let timeline = Timeline { start: Instant::now(), marks: Default::default() };
-    let opts = ApplyOptions { verify_first: false, ..Default::default() };
-    let report = apply(&p, &desired, &sessions, &opts, &timeline).await.unwrap();
+    let timeline = Timeline {
+        start: Instant::now(),
+        marks: Default::default(),
+    };
+    let opts = ApplyOptions {
+        verify_first: false,
+        ..Default::default()
+    };
+    let report = apply(&p, &desired, &sessions, &opts, &timeline)
+        .await
+        .unwrap();
     let first = t.elapsed();
     for m in timeline.marks.lock().unwrap().iter() {
         println!("  {m}");
@@ -112,5 +132,8 @@ async fn benchmark_ten_hosts() {
         first - planned,
         first.as_secs_f64() / raw.min(raw2).as_secs_f64()
     );
-    println!("k8sup no-op re-apply: {noop:.3?} (connect and resolve {connected2:.3?}, observe+plan {:.3?})", noop - connected2);
+    println!(
+        "k8sup no-op re-apply: {noop:.3?} (connect and resolve {connected2:.3?}, observe+plan {:.3?})",
+        noop - connected2
+    );
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use common::*;
 use k8sup_engine::{
-    ActionKind, ApplyOptions, EngineError, Executed, NoProgress, Plan, PrintOptions, apply, plan, print,
+    ActionKind, ApplyOptions, EngineError, Executed, NoProgress, Plan, PrintOptions, apply, plan,
+    print,
 };
 
 /// Records progress events as lines.
@@ -21,9 +22,15 @@ impl k8sup_engine::Progress for Recorder {
         let line = match e {
             HostStarted { host, .. } => format!("host-started {host} "),
             ActionStarted { host, action } => format!("action-started {host} {}", action.resource),
-            ActionFinished { host, action, ok } => format!("action-{} {host} {}", if ok { "ok" } else { "failed" }, action.resource),
+            ActionFinished { host, action, ok } => format!(
+                "action-{} {host} {}",
+                if ok { "ok" } else { "failed" },
+                action.resource
+            ),
             Upload { host, sent, .. } => format!("upload {host} {sent}"),
-            HostFinished { host, ok, .. } => format!("host-{} {host} ", if ok { "ok" } else { "failed" }),
+            HostFinished { host, ok, .. } => {
+                format!("host-{} {host} ", if ok { "ok" } else { "failed" })
+            }
             _ => return,
         };
         self.0.lock().unwrap().push(line);
@@ -33,7 +40,10 @@ impl k8sup_engine::Progress for Recorder {
 fn executed_of(plan: &Plan, host: &str) -> Vec<Executed> {
     plan.actions()
         .filter(|(h, _)| *h == host)
-        .map(|(_, a)| Executed { resource: a.resource.clone(), kind: a.kind })
+        .map(|(_, a)| Executed {
+            resource: a.resource.clone(),
+            kind: a.kind,
+        })
         .collect()
 }
 
@@ -49,7 +59,10 @@ async fn fresh_apply_then_noop() {
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 8, 1);
     let sessions = lab.sessions().await;
-    let desired = workload(&lab, &bin, &BTreeMap::new()).resolve().await.unwrap();
+    let desired = workload(&lab, &bin, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
 
     let p = plan(&desired, &sessions, 10).await.unwrap();
     let text = print::render(&p, &PrintOptions::default());
@@ -61,54 +74,148 @@ async fn fresh_apply_then_noop() {
     assert_eq!(p.summary.reload, 3, "{text}");
     assert_eq!(p.summary.restart, 0, "{text}");
     assert_eq!(p.summary.update + p.summary.delete, 0, "{text}");
-    assert!(text.contains("Plan: 27 to create, 0 to update, 0 to delete, 0 restarts, 3 reloads, 3 to run."), "{text}");
-    assert!(text.contains("+port=8080"), "new text files are shown as diffs:\n{text}");
-    assert!(!text.contains("name=eng-fresh-1\n"), "node.conf is 0640, so sensitive:\n{text}");
+    assert!(
+        text.contains(
+            "Plan: 27 to create, 0 to update, 0 to delete, 0 restarts, 3 reloads, 3 to run."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("+port=8080"),
+        "new text files are shown as diffs:\n{text}"
+    );
+    assert!(
+        !text.contains("name=eng-fresh-1\n"),
+        "node.conf is 0640, so sensitive:\n{text}"
+    );
 
     let progress = Recorder::default();
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &progress).await.unwrap();
+    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &progress)
+        .await
+        .unwrap();
     let events = progress.0.lock().unwrap().clone();
     for h in lab.hosts() {
         // What a progress bar needs: each host starts, every action starts and finishes once, the host ends.
-        let mine: Vec<&String> = events.iter().filter(|e| e.contains(&format!(" {h} "))).collect();
-        assert_eq!(mine.iter().filter(|e| e.starts_with("host-started")).count(), 1, "{mine:?}");
-        assert_eq!(mine.iter().filter(|e| e.starts_with("action-started")).count(), 11, "{mine:?}");
-        assert_eq!(mine.iter().filter(|e| e.starts_with("action-ok")).count(), 11, "{mine:?}");
+        let mine: Vec<&String> = events
+            .iter()
+            .filter(|e| e.contains(&format!(" {h} ")))
+            .collect();
+        assert_eq!(
+            mine.iter()
+                .filter(|e| e.starts_with("host-started"))
+                .count(),
+            1,
+            "{mine:?}"
+        );
+        assert_eq!(
+            mine.iter()
+                .filter(|e| e.starts_with("action-started"))
+                .count(),
+            11,
+            "{mine:?}"
+        );
+        assert_eq!(
+            mine.iter().filter(|e| e.starts_with("action-ok")).count(),
+            11,
+            "{mine:?}"
+        );
         assert!(mine.last().unwrap().starts_with("host-ok"), "{mine:?}");
         assert!(mine.iter().any(|e| e.starts_with("upload")), "{mine:?}");
     }
     for h in &report.hosts {
         assert!(h.error.is_none(), "{h:?}");
-        assert_eq!(h.executed, executed_of(&p, &h.host), "apply did exactly the plan on {}", h.host);
+        assert_eq!(
+            h.executed,
+            executed_of(&p, &h.host),
+            "apply did exactly the plan on {}",
+            h.host
+        );
         assert_eq!((h.changed, h.failed, h.not_run), (11, 0, 0), "{h:?}");
     }
     for h in lab.hosts() {
-        assert_eq!(lab.sh(&h, &format!("systemctl is-active {UNIT}; systemctl is-enabled {UNIT}")), "active\nenabled");
-        let addr = lab.info.machines.iter().find(|m| m.name == h).unwrap().address.to_string();
-        assert_eq!(lab.sh(&h, &format!("cat {ROOT}/demo/conf.d/node.conf")), format!("name={h}\naddress={addr}"));
+        assert_eq!(
+            lab.sh(
+                &h,
+                &format!("systemctl is-active {UNIT}; systemctl is-enabled {UNIT}")
+            ),
+            "active\nenabled"
+        );
+        let addr = lab
+            .info
+            .machines
+            .iter()
+            .find(|m| m.name == h)
+            .unwrap()
+            .address
+            .to_string();
+        assert_eq!(
+            lab.sh(&h, &format!("cat {ROOT}/demo/conf.d/node.conf")),
+            format!("name={h}\naddress={addr}")
+        );
         assert_eq!(lab.sh(&h, &format!("stat -c '%a %U' {ROOT}/demo/conf.d/node.conf {ROOT}/demo/conf.d {ROOT}/demo/demo-bin")), "640 root\n750 root\n755 root");
         let peers = lab.sh(&h, &format!("cat {ROOT}/demo/conf.d/peers.conf"));
         assert_eq!(peers.lines().count(), 3, "{peers}");
-        assert_eq!(lab.sh(&h, &format!("readlink {ROOT}/demo/current")), format!("{ROOT}/demo/demo-bin"));
         assert_eq!(
-            lab.sh(&h, &format!("sha256sum < {ROOT}/demo/demo-bin | cut -c1-64")),
-            desired.steps[0].hosts[0].resources.iter().find(|r| r.id.as_str().starts_with("binary:")).unwrap().body.as_ref().unwrap().sha256
+            lab.sh(&h, &format!("readlink {ROOT}/demo/current")),
+            format!("{ROOT}/demo/demo-bin")
         );
-        assert_eq!(lab.sh(&h, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo released"), "released");
+        assert_eq!(
+            lab.sh(
+                &h,
+                &format!("sha256sum < {ROOT}/demo/demo-bin | cut -c1-64")
+            ),
+            desired.steps[0].hosts[0]
+                .resources
+                .iter()
+                .find(|r| r.id.as_str().starts_with("binary:"))
+                .unwrap()
+                .body
+                .as_ref()
+                .unwrap()
+                .sha256
+        );
+        assert_eq!(
+            lab.sh(
+                &h,
+                "ls /var/lib/k8sup/run.lock 2>/dev/null || echo released"
+            ),
+            "released"
+        );
     }
 
     let before: Vec<String> = lab.hosts().iter().map(|h| footprint(&lab, h)).collect();
     let t = Instant::now();
     let again = plan(&desired, &sessions, 10).await.unwrap();
     let planned_in = t.elapsed();
-    assert!(!again.has_changes(), "{}", print::render(&again, &PrintOptions::default()));
+    assert!(
+        !again.has_changes(),
+        "{}",
+        print::render(&again, &PrintOptions::default())
+    );
     assert!(print::render(&again, &PrintOptions::default()).contains("No changes."));
-    let report = apply(&again, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    let report = apply(
+        &again,
+        &desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let noop_in = t.elapsed();
     assert_eq!(report.changed(), 0);
-    assert!(report.hosts.iter().all(|h| h.unchanged == 10 && h.executed.is_empty()), "{report:?}");
+    assert!(
+        report
+            .hosts
+            .iter()
+            .all(|h| h.unchanged == 10 && h.executed.is_empty()),
+        "{report:?}"
+    );
     let after: Vec<String> = lab.hosts().iter().map(|h| footprint(&lab, h)).collect();
-    assert_eq!(before, after, "a no-op apply rewrote or restarted something");
+    assert_eq!(
+        before, after,
+        "a no-op apply rewrote or restarted something"
+    );
     println!("no-op plan on 3 hosts: {planned_in:?}; plan + apply: {noop_in:?}");
 }
 
@@ -117,7 +224,11 @@ fn ports(host: &str, port: u16) -> BTreeMap<String, u16> {
 }
 
 fn lines_without(footprint: &str, needles: &[&str]) -> Vec<String> {
-    footprint.lines().filter(|l| !needles.iter().any(|n| l.contains(n))).map(str::to_string).collect()
+    footprint
+        .lines()
+        .filter(|l| !needles.iter().any(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Changing one template variable plans `~` for exactly the affected file,
@@ -132,44 +243,103 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 4, 2);
     let sessions = lab.sessions().await;
-    let first = workload(&lab, &bin, &BTreeMap::new()).resolve().await.unwrap();
+    let first = workload(&lab, &bin, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&first, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert!(
+        apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
+            .await
+            .unwrap()
+            .ok()
+    );
 
     let hosts = lab.hosts();
     let before: Vec<String> = hosts.iter().map(|h| footprint(&lab, h)).collect();
-    let changed = workload(&lab, &bin, &ports(&hosts[0], 9090)).resolve().await.unwrap();
+    let changed = workload(&lab, &bin, &ports(&hosts[0], 9090))
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&changed, &sessions, 10).await.unwrap();
     let text = print::render(&p, &PrintOptions::default());
     println!("{text}");
     let h0 = &p.steps[0].hosts[0];
-    let kinds: Vec<(String, ActionKind)> = h0.actions.iter().map(|a| (a.resource.to_string(), a.kind)).collect();
+    let kinds: Vec<(String, ActionKind)> = h0
+        .actions
+        .iter()
+        .map(|a| (a.resource.to_string(), a.kind))
+        .collect();
     assert_eq!(
         kinds,
         vec![
-            (format!("file:{ROOT}/demo/conf.d/app.conf"), ActionKind::Update),
+            (
+                format!("file:{ROOT}/demo/conf.d/app.conf"),
+                ActionKind::Update
+            ),
             (format!("service:{UNIT}"), ActionKind::Restart),
         ],
         "{text}"
     );
     let diff = h0.actions[0].diff.as_deref().unwrap();
     assert!(diff.contains("-port=8080\n+port=9090\n"), "{diff}");
-    assert!(h0.actions[1].reason.contains("app.conf"), "{}", h0.actions[1].reason);
-    assert!(p.steps[0].hosts[1..].iter().all(|h| h.actions.is_empty()), "{text}");
-    assert!(text.contains("Plan: 0 to create, 1 to update, 0 to delete, 1 restart."), "{text}");
+    assert!(
+        h0.actions[1].reason.contains("app.conf"),
+        "{}",
+        h0.actions[1].reason
+    );
+    assert!(
+        p.steps[0].hosts[1..].iter().all(|h| h.actions.is_empty()),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to create, 1 to update, 0 to delete, 1 restart."),
+        "{text}"
+    );
 
-    let report = apply(&p, &changed, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    let report = apply(
+        &p,
+        &changed,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.host(&hosts[0]).unwrap().executed, executed_of(&p, &hosts[0]));
+    assert_eq!(
+        report.host(&hosts[0]).unwrap().executed,
+        executed_of(&p, &hosts[0])
+    );
     let after: Vec<String> = hosts.iter().map(|h| footprint(&lab, h)).collect();
     assert_eq!(before[1..], after[1..], "other hosts were touched");
     assert_ne!(before[0], after[0]);
     // app.conf is replaced (so its directory's mtime moves too) and the service restarts; nothing else.
-    let changing = ["app.conf", &format!("{ROOT}/demo/conf.d 1"), "ActiveEnterTimestampMonotonic"];
-    assert_eq!(lines_without(&before[0], &changing), lines_without(&after[0], &changing), "only app.conf and the service may change");
-    let started = |f: &str| f.lines().find(|l| l.starts_with("ActiveEnter")).unwrap().to_string();
-    assert_ne!(started(&before[0]), started(&after[0]), "the service was not restarted");
-    assert_eq!(lab.sh(&hosts[0], &format!("grep port {ROOT}/demo/conf.d/app.conf")), "port=9090");
+    let changing = [
+        "app.conf",
+        &format!("{ROOT}/demo/conf.d 1"),
+        "ActiveEnterTimestampMonotonic",
+    ];
+    assert_eq!(
+        lines_without(&before[0], &changing),
+        lines_without(&after[0], &changing),
+        "only app.conf and the service may change"
+    );
+    let started = |f: &str| {
+        f.lines()
+            .find(|l| l.starts_with("ActiveEnter"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(
+        started(&before[0]),
+        started(&after[0]),
+        "the service was not restarted"
+    );
+    assert_eq!(
+        lab.sh(&hosts[0], &format!("grep port {ROOT}/demo/conf.d/app.conf")),
+        "port=9090"
+    );
     assert!(!plan(&changed, &sessions, 10).await.unwrap().has_changes());
 }
 
@@ -184,12 +354,23 @@ async fn drifted_host_refuses_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "demo-bin", 2, 3);
     let sessions = lab.sessions().await;
-    let first = workload(&lab, &bin, &BTreeMap::new()).resolve().await.unwrap();
+    let first = workload(&lab, &bin, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&first, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert!(
+        apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
+            .await
+            .unwrap()
+            .ok()
+    );
 
     let hosts = lab.hosts();
-    let changed = workload(&lab, &bin, &ports(&hosts[0], 9191)).resolve().await.unwrap();
+    let changed = workload(&lab, &bin, &ports(&hosts[0], 9191))
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&changed, &sessions, 10).await.unwrap();
     // Saved and read back, as `k8sup plan --out` / `k8sup apply plan.json` do.
     let p = Plan::from_json(&p.to_json()).unwrap();
@@ -197,27 +378,69 @@ async fn drifted_host_refuses_the_plan() {
     let started = service_started_at(&lab, &hosts[0]);
 
     // Someone edits a file on the *other* host, which the plan said was fine.
-    lab.sh(&hosts[1], &format!("echo '# hand edit' >> {ROOT}/demo/conf.d/peers.conf"));
-    let err = apply(&p, &changed, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap_err();
+    lab.sh(
+        &hosts[1],
+        &format!("echo '# hand edit' >> {ROOT}/demo/conf.d/peers.conf"),
+    );
+    let err = apply(
+        &p,
+        &changed,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     match &err {
         EngineError::Drift { hosts: drifted } => assert_eq!(drifted, &vec![hosts[1].clone()]),
         other => panic!("expected a drift refusal, got {other}"),
     }
     assert!(err.to_string().contains("run plan again"), "{err}");
-    assert_eq!(lab.sh(&hosts[0], &format!("grep port {ROOT}/demo/conf.d/app.conf")), "port=8080", "nothing applied");
+    assert_eq!(
+        lab.sh(&hosts[0], &format!("grep port {ROOT}/demo/conf.d/app.conf")),
+        "port=8080",
+        "nothing applied"
+    );
     assert_eq!(service_started_at(&lab, &hosts[0]), started);
-    assert_eq!(lab.sh(&hosts[0], "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none");
+    assert_eq!(
+        lab.sh(
+            &hosts[0],
+            "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"
+        ),
+        "none"
+    );
 
     // A mode change is drift too.
     let p = plan(&changed, &sessions, 10).await.unwrap();
-    lab.sh(&hosts[0], &format!("chmod 600 {ROOT}/demo/conf.d/peers.conf"));
+    lab.sh(
+        &hosts[0],
+        &format!("chmod 600 {ROOT}/demo/conf.d/peers.conf"),
+    );
     assert!(matches!(
-        apply(&p, &changed, &sessions, &ApplyOptions::default(), &NoProgress).await,
+        apply(
+            &p,
+            &changed,
+            &sessions,
+            &ApplyOptions::default(),
+            &NoProgress
+        )
+        .await,
         Err(EngineError::Drift { .. })
     ));
     // A fresh plan repairs both.
     let p = plan(&changed, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &changed, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert!(
+        apply(
+            &p,
+            &changed,
+            &sessions,
+            &ApplyOptions::default(),
+            &NoProgress
+        )
+        .await
+        .unwrap()
+        .ok()
+    );
     assert!(!plan(&changed, &sessions, 10).await.unwrap().has_changes());
 }
 
@@ -257,12 +480,23 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
     let big = blob(dir.path(), "big", 40, 5);
     let sessions = lab.sessions().await;
     let hosts = lab.hosts();
-    let first = workload(&lab, &small, &BTreeMap::new()).resolve().await.unwrap();
+    let first = workload(&lab, &small, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&first, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert!(
+        apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
+            .await
+            .unwrap()
+            .ok()
+    );
 
     // Run A: a slow upload of a new binary.
-    let a_desired = workload(&lab, &big, &BTreeMap::new()).resolve().await.unwrap();
+    let a_desired = workload(&lab, &big, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let a_plan = plan(&a_desired, &sessions, 10).await.unwrap();
     let a_opts = ApplyOptions {
         lock: k8sup_engine::LockSettings {
@@ -272,37 +506,81 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
         ..Default::default()
     };
     let a_run = a_opts.identity.holder.run_id.clone();
-    let slow = SlowUploads { pause: std::time::Duration::from_millis(500), announce: false, said: Default::default() };
+    let slow = SlowUploads {
+        pause: std::time::Duration::from_millis(500),
+        announce: false,
+        said: Default::default(),
+    };
     let a = {
         let sessions = sessions.clone();
         tokio::spawn(async move { apply(&a_plan, &a_desired, &sessions, &a_opts, &slow).await })
     };
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    while lab.sh(&hosts[0], "cat /var/lib/k8sup/run.lock 2>/dev/null || true").is_empty() {
+    while lab
+        .sh(&hosts[0], "cat /var/lib/k8sup/run.lock 2>/dev/null || true")
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "run A never took the lock");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
     // Run B, while A holds the lock: plan shows the holder, apply is refused before changing anything.
-    let b_desired = workload(&lab, &small, &ports(&hosts[1], 7070)).resolve().await.unwrap();
+    let b_desired = workload(&lab, &small, &ports(&hosts[1], 7070))
+        .resolve()
+        .await
+        .unwrap();
     let b_plan = plan(&b_desired, &sessions, 10).await.unwrap();
-    assert!(print::render(&b_plan, &PrintOptions::default()).contains("another run holds the lock"));
-    let err = apply(&b_plan, &b_desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap_err();
+    assert!(
+        print::render(&b_plan, &PrintOptions::default()).contains("another run holds the lock")
+    );
+    let err = apply(
+        &b_plan,
+        &b_desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     let msg = err.to_string();
-    let locked = |e: &EngineError| matches!(e, EngineError::Locked { holder, .. } if holder.run_id == a_run);
-    assert!(locked(&err) || matches!(&err, EngineError::Hosts(all) if all.iter().all(locked)), "{msg}");
+    let locked =
+        |e: &EngineError| matches!(e, EngineError::Locked { holder, .. } if holder.run_id == a_run);
+    assert!(
+        locked(&err) || matches!(&err, EngineError::Hosts(all) if all.iter().all(locked)),
+        "{msg}"
+    );
     assert!(msg.contains(&a_run) && msg.contains(&hosts[0]), "{msg}");
-    assert_eq!(lab.sh(&hosts[1], &format!("grep port {ROOT}/demo/conf.d/app.conf")), "port=8080", "B changed nothing");
+    assert_eq!(
+        lab.sh(&hosts[1], &format!("grep port {ROOT}/demo/conf.d/app.conf")),
+        "port=8080",
+        "B changed nothing"
+    );
 
     // A refreshes its lock while it runs.
-    let mtime = || lab.sh(&hosts[0], "stat -c %.9Y /var/lib/k8sup/run.lock 2>/dev/null || echo 0").parse::<f64>().unwrap();
+    let mtime = || {
+        lab.sh(
+            &hosts[0],
+            "stat -c %.9Y /var/lib/k8sup/run.lock 2>/dev/null || echo 0",
+        )
+        .parse::<f64>()
+        .unwrap()
+    };
     let m1 = mtime();
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let m2 = mtime();
-    assert!(m2 > m1 || m2 == 0.0, "the lock was not refreshed ({m1} then {m2})");
+    assert!(
+        m2 > m1 || m2 == 0.0,
+        "the lock was not refreshed ({m1} then {m2})"
+    );
     let a_report = a.await.unwrap().unwrap();
     assert!(a_report.ok(), "{a_report:?}");
-    assert_eq!(lab.sh(&hosts[0], "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none");
+    assert_eq!(
+        lab.sh(
+            &hosts[0],
+            "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"
+        ),
+        "none"
+    );
 
     // A lock from a run that died elsewhere and stopped refreshing it.
     lab.sh(
@@ -311,14 +589,39 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
          && touch -d '-5 min' /var/lib/k8sup/run.lock",
     );
     let b_plan = plan(&b_desired, &sessions, 10).await.unwrap();
-    let err = apply(&b_plan, &b_desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap_err();
+    let err = apply(
+        &b_plan,
+        &b_desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, EngineError::StaleLock { .. }), "{err}");
-    assert!(err.to_string().contains("--break-stale-lock") && err.to_string().contains("dead-run"), "{err}");
-    let opts = ApplyOptions { break_stale_lock: true, ..Default::default() };
-    let report = apply(&b_plan, &b_desired, &sessions, &opts, &NoProgress).await.unwrap();
+    assert!(
+        err.to_string().contains("--break-stale-lock") && err.to_string().contains("dead-run"),
+        "{err}"
+    );
+    let opts = ApplyOptions {
+        break_stale_lock: true,
+        ..Default::default()
+    };
+    let report = apply(&b_plan, &b_desired, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(lab.sh(&hosts[1], &format!("grep port {ROOT}/demo/conf.d/app.conf")), "port=7070");
-    assert_eq!(lab.sh(&hosts[1], "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none");
+    assert_eq!(
+        lab.sh(&hosts[1], &format!("grep port {ROOT}/demo/conf.d/app.conf")),
+        "port=7070"
+    );
+    assert_eq!(
+        lab.sh(
+            &hosts[1],
+            "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"
+        ),
+        "none"
+    );
 }
 
 /// A failing guarded command and a failing unit start are reported by host
@@ -350,26 +653,58 @@ async fn failures_are_reported_by_host_with_stderr() {
             .with(Resource::service("eng-bad.service").enabled(false))
             .with(marker(&hosts[2]).depends_on("service:eng-bad.service")),
     ];
-    let desired = Rollout::single("fail", states.clone()).resolve().await.unwrap();
+    let desired = Rollout::single("fail", states.clone())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&desired, &sessions, 10).await.unwrap();
     println!("{}", print::render(&p, &PrintOptions::default()));
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    let report = apply(
+        &p,
+        &desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     println!("{report:#?}");
     assert!(!report.ok());
     let r0 = report.host(&hosts[0]).unwrap();
     assert!(r0.error.is_none() && r0.changed == 2, "{r0:?}");
     let r1 = report.host(&hosts[1]).unwrap();
     let e1 = r1.error.as_deref().unwrap();
-    assert!(e1.starts_with(&hosts[1]) && e1.contains("command:explode") && e1.contains("boom: the disk is on fire"), "{e1}");
+    assert!(
+        e1.starts_with(&hosts[1])
+            && e1.contains("command:explode")
+            && e1.contains("boom: the disk is on fire"),
+        "{e1}"
+    );
     assert_eq!((r1.changed, r1.failed, r1.not_run), (1, 1, 1), "{r1:?}");
     let r2 = report.host(&hosts[2]).unwrap();
     let e2 = r2.error.as_deref().unwrap();
-    assert!(e2.starts_with(&hosts[2]) && e2.contains("service:eng-bad.service"), "{e2}");
-    assert!(e2.contains("bad-unit-says-no") || e2.contains("status=1/FAILURE"), "the unit's own failure is shown: {e2}");
+    assert!(
+        e2.starts_with(&hosts[2]) && e2.contains("service:eng-bad.service"),
+        "{e2}"
+    );
+    assert!(
+        e2.contains("bad-unit-says-no") || e2.contains("status=1/FAILURE"),
+        "the unit's own failure is shown: {e2}"
+    );
     assert_eq!(r2.not_run, 1, "{r2:?}");
-    assert_eq!(lab.sh(&hosts[1], &format!("ls {ROOT}/after 2>/dev/null || echo absent")), "absent");
+    assert_eq!(
+        lab.sh(
+            &hosts[1],
+            &format!("ls {ROOT}/after 2>/dev/null || echo absent")
+        ),
+        "absent"
+    );
     for h in &hosts {
-        assert_eq!(lab.sh(h, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none", "lock released on {h}");
+        assert_eq!(
+            lab.sh(h, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"),
+            "none",
+            "lock released on {h}"
+        );
     }
 
     // fail_fast, one host at a time: the failure on host 2 stops host 3 before it starts.
@@ -378,10 +713,19 @@ async fn failures_are_reported_by_host_with_stderr() {
         lab.sh(h, &format!("rm -rf {ROOT}"));
     }
     let p = plan(&reset, &sessions, 10).await.unwrap();
-    let opts = ApplyOptions { fail_fast: true, concurrency: 1, ..Default::default() };
-    let report = apply(&p, &reset, &sessions, &opts, &NoProgress).await.unwrap();
+    let opts = ApplyOptions {
+        fail_fast: true,
+        concurrency: 1,
+        ..Default::default()
+    };
+    let report = apply(&p, &reset, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
     let r2 = report.host(&hosts[2]).unwrap();
-    assert!(r2.executed.is_empty() && r2.error.as_deref().unwrap().contains("stopped"), "{r2:?}");
+    assert!(
+        r2.executed.is_empty() && r2.error.as_deref().unwrap().contains("stopped"),
+        "{r2:?}"
+    );
 }
 
 /// Killed (SIGKILL) in the middle of a 50 MB upload: the host keeps the old
@@ -399,17 +743,40 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     let new = blob(dir.path(), "new", 50, 7);
     let sessions = lab.sessions().await;
     let host = lab.hosts()[0].clone();
-    let first = workload(&lab, &old, &BTreeMap::new()).resolve().await.unwrap();
+    let first = workload(&lab, &old, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&first, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
+    assert!(
+        apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
+            .await
+            .unwrap()
+            .ok()
+    );
     let sha = |r: &k8sup_engine::ResolvedRollout| {
-        r.steps[0].hosts[0].resources.iter().find(|r| r.id.as_str().starts_with("binary:")).unwrap().body.as_ref().unwrap().sha256.clone()
+        r.steps[0].hosts[0]
+            .resources
+            .iter()
+            .find(|r| r.id.as_str().starts_with("binary:"))
+            .unwrap()
+            .body
+            .as_ref()
+            .unwrap()
+            .sha256
+            .clone()
     };
     let old_sha = sha(&first);
 
     // A separate process applies the new binary, slowly; it is killed mid-stream.
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "kill_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("ENG_KILL_LAB", lab.lab.name())
         .env("ENG_KILL_BLOB", &new)
         .stdout(std::process::Stdio::piped())
@@ -419,7 +786,10 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "the child ended before uploading");
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the child ended before uploading"
+        );
         if line.contains("UPLOADING") {
             break;
         }
@@ -429,38 +799,111 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     child.wait().unwrap();
 
     let bin = format!("{ROOT}/demo/demo-bin");
-    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), old_sha, "the old file, whole");
-    let partial = lab.sh(&host, &format!("stat -c %s {ROOT}/demo/.demo-bin.k8sup-tmp.* 2>/dev/null || true"));
+    assert_eq!(
+        lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")),
+        old_sha,
+        "the old file, whole"
+    );
+    let partial = lab.sh(
+        &host,
+        &format!("stat -c %s {ROOT}/demo/.demo-bin.k8sup-tmp.* 2>/dev/null || true"),
+    );
     println!("partial temp file after the kill: {partial:?} bytes");
-    assert!(partial.parse::<u64>().is_ok_and(|n| n < 50 << 20), "the kill landed mid-upload: {partial:?}");
-    assert!(!lab.sh(&host, "cat /var/lib/k8sup/run.lock").is_empty(), "the dead run's lock is still there");
+    assert!(
+        partial.parse::<u64>().is_ok_and(|n| n < 50 << 20),
+        "the kill landed mid-upload: {partial:?}"
+    );
+    assert!(
+        !lab.sh(&host, "cat /var/lib/k8sup/run.lock").is_empty(),
+        "the dead run's lock is still there"
+    );
 
-    let second = workload(&lab, &new, &BTreeMap::new()).resolve().await.unwrap();
+    let second = workload(&lab, &new, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&second, &sessions, 10).await.unwrap();
-    let err = apply(&p, &second, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap_err();
-    assert!(matches!(err, EngineError::StaleLock { .. }), "a dead local pid makes the lock stale at once: {err}");
-    let opts = ApplyOptions { break_stale_lock: true, ..Default::default() };
-    let report = apply(&p, &second, &sessions, &opts, &NoProgress).await.unwrap();
+    let err = apply(
+        &p,
+        &second,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, EngineError::StaleLock { .. }),
+        "a dead local pid makes the lock stale at once: {err}"
+    );
+    let opts = ApplyOptions {
+        break_stale_lock: true,
+        ..Default::default()
+    };
+    let report = apply(&p, &second, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), sha(&second));
-    assert_eq!(lab.sh(&host, &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")), "0", "temp files cleaned up");
+    assert_eq!(
+        lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")),
+        sha(&second)
+    );
+    assert_eq!(
+        lab.sh(
+            &host,
+            &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")
+        ),
+        "0",
+        "temp files cleaned up"
+    );
     assert!(!plan(&second, &sessions, 10).await.unwrap().has_changes());
 
     // Ctrl-C (cancellation) in the middle of an upload back to the old binary: the
     // host stops cleanly, keeps the new file, releases the lock; a rerun converges.
-    let back = workload(&lab, &old, &BTreeMap::new()).resolve().await.unwrap();
+    let back = workload(&lab, &old, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&back, &sessions, 10).await.unwrap();
     let opts = ApplyOptions::default();
     let stop = CancelOnUpload(opts.cancel.clone());
     let report = apply(&p, &back, &sessions, &opts, &stop).await.unwrap();
     let r = report.host(&host).unwrap();
-    assert!(r.error.as_deref().unwrap().contains("interrupted while uploading"), "{r:?}");
-    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), sha(&second), "the file in place is whole");
-    assert_eq!(lab.sh(&host, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"), "none", "lock released");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("interrupted while uploading"),
+        "{r:?}"
+    );
+    assert_eq!(
+        lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")),
+        sha(&second),
+        "the file in place is whole"
+    );
+    assert_eq!(
+        lab.sh(&host, "ls /var/lib/k8sup/run.lock 2>/dev/null || echo none"),
+        "none",
+        "lock released"
+    );
     let p = plan(&back, &sessions, 10).await.unwrap();
-    assert!(apply(&p, &back, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap().ok());
-    assert_eq!(lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")), old_sha);
-    assert_eq!(lab.sh(&host, &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")), "0");
+    assert!(
+        apply(&p, &back, &sessions, &ApplyOptions::default(), &NoProgress)
+            .await
+            .unwrap()
+            .ok()
+    );
+    assert_eq!(
+        lab.sh(&host, &format!("sha256sum < {bin} | cut -c1-64")),
+        old_sha
+    );
+    assert_eq!(
+        lab.sh(
+            &host,
+            &format!("ls -a {ROOT}/demo | grep -c k8sup-tmp || true")
+        ),
+        "0"
+    );
 }
 
 /// Cancels the run (as Ctrl-C would) once an upload is under way.
@@ -482,12 +925,24 @@ impl k8sup_engine::Progress for CancelOnUpload {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by killed_mid_upload_keeps_the_old_file_and_a_rerun_converges"]
 async fn kill_child() {
-    let (Ok(name), Ok(blob)) = (std::env::var("ENG_KILL_LAB"), std::env::var("ENG_KILL_BLOB")) else { return };
+    let (Ok(name), Ok(blob)) = (
+        std::env::var("ENG_KILL_LAB"),
+        std::env::var("ENG_KILL_BLOB"),
+    ) else {
+        return;
+    };
     let lab = TestLab::attach(&name);
     let sessions = lab.sessions().await;
-    let desired = workload(&lab, std::path::Path::new(&blob), &BTreeMap::new()).resolve().await.unwrap();
+    let desired = workload(&lab, std::path::Path::new(&blob), &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
     let p = plan(&desired, &sessions, 10).await.unwrap();
-    let slow = SlowUploads { pause: std::time::Duration::from_millis(200), announce: true, said: Default::default() };
+    let slow = SlowUploads {
+        pause: std::time::Duration::from_millis(200),
+        announce: true,
+        said: Default::default(),
+    };
     let _ = apply(&p, &desired, &sessions, &ApplyOptions::default(), &slow).await;
 }
 
@@ -505,41 +960,92 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
     let hosts = lab.hosts();
     let stamp = |h: &str, cmd: &str| {
         DesiredState::new(h).with(Resource::directory(ROOT)).with(
-            Resource::command("stamp", cmd, Guard::Creates(format!("{ROOT}/stamp"))).depends_on(format!("dir:{ROOT}")),
+            Resource::command("stamp", cmd, Guard::Creates(format!("{ROOT}/stamp")))
+                .depends_on(format!("dir:{ROOT}")),
         )
     };
     let write = format!("sleep 0.5; date +%s%N > {ROOT}/stamp");
-    let rollout = Rollout::single("first", vec![stamp(&hosts[0], &write)])
-        .then(Step::new("others", vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)]));
+    let rollout = Rollout::single("first", vec![stamp(&hosts[0], &write)]).then(Step::new(
+        "others",
+        vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)],
+    ));
     let desired = rollout.resolve().await.unwrap();
     let p = plan(&desired, &sessions, 10).await.unwrap();
     let text = print::render(&p, &PrintOptions::default());
-    assert!(text.starts_with("Step first:\n") && text.contains("Step others:\n"), "{text}");
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    assert!(
+        text.starts_with("Step first:\n") && text.contains("Step others:\n"),
+        "{text}"
+    );
+    let report = apply(
+        &p,
+        &desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(report.ok(), "{report:?}");
-    let at = |h: &str| lab.sh(h, &format!("cat {ROOT}/stamp")).parse::<u128>().unwrap();
+    let at = |h: &str| {
+        lab.sh(h, &format!("cat {ROOT}/stamp"))
+            .parse::<u128>()
+            .unwrap()
+    };
     let first_done = at(&hosts[0]);
     for h in &hosts[1..] {
         // Each later command slept 0.5 s before stamping, after the first step had finished.
-        assert!(at(h) > first_done + 400_000_000, "{h} ran before step first finished");
+        assert!(
+            at(h) > first_done + 400_000_000,
+            "{h} ran before step first finished"
+        );
     }
 
     for h in &hosts {
         lab.sh(h, &format!("rm -rf {ROOT}"));
     }
-    let broken = DesiredState::new(&hosts[0])
-        .with(Resource::command("fail", "echo 'first step broke' >&2; exit 1", Guard::Unless("false".into())));
-    let rollout = Rollout::single("first", vec![broken])
-        .then(Step::new("others", vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)]));
+    let broken = DesiredState::new(&hosts[0]).with(Resource::command(
+        "fail",
+        "echo 'first step broke' >&2; exit 1",
+        Guard::Unless("false".into()),
+    ));
+    let rollout = Rollout::single("first", vec![broken]).then(Step::new(
+        "others",
+        vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)],
+    ));
     let desired = rollout.resolve().await.unwrap();
     let p = plan(&desired, &sessions, 10).await.unwrap();
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
-    assert!(report.host(&hosts[0]).unwrap().error.as_deref().unwrap().contains("first step broke"));
+    let report = apply(
+        &p,
+        &desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(
+        report
+            .host(&hosts[0])
+            .unwrap()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("first step broke")
+    );
     for h in &hosts[1..] {
         let r = report.host(h).unwrap();
         assert_eq!((r.changed, r.not_run), (0, 2), "{r:?}");
-        assert!(r.error.as_deref().unwrap().contains("step \"first\" failed"), "{r:?}");
-        assert_eq!(lab.sh(h, &format!("ls {ROOT} 2>/dev/null || echo untouched")), "untouched");
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains("step \"first\" failed"),
+            "{r:?}"
+        );
+        assert_eq!(
+            lab.sh(h, &format!("ls {ROOT} 2>/dev/null || echo untouched")),
+            "untouched"
+        );
     }
 }
 
@@ -568,15 +1074,23 @@ async fn works_through_sudo_for_a_non_root_login() {
     let dir = tempfile::tempdir().unwrap();
     let bin = blob(dir.path(), "tool", 3, 12);
     // Over the 60 KiB inline limit: this script travels on stdin.
-    let big: String = (0..4000).map(|i| format!("line {i} of a large config\n")).collect();
+    let big: String = (0..4000)
+        .map(|i| format!("line {i} of a large config\n"))
+        .collect();
     let desired = Rollout::single(
         "sudo",
         vec![
             DesiredState::new(&host)
                 .with(Resource::directory("/opt/eng").mode(0o750))
                 .with(Resource::binary("/opt/eng/tool", &bin).mode(0o755))
-                .with(Resource::file("/opt/eng/big.conf", Content::text(big.clone())))
-                .with(Resource::unit("eng-sudo.service", Content::text("[Service]\nExecStart=/bin/sleep infinity\n")))
+                .with(Resource::file(
+                    "/opt/eng/big.conf",
+                    Content::text(big.clone()),
+                ))
+                .with(Resource::unit(
+                    "eng-sudo.service",
+                    Content::text("[Service]\nExecStart=/bin/sleep infinity\n"),
+                ))
                 .with(Resource::service("eng-sudo.service").enabled(false)),
         ],
     )
@@ -584,10 +1098,27 @@ async fn works_through_sudo_for_a_non_root_login() {
     .await
     .unwrap();
     let p = plan(&desired, &sessions, 10).await.unwrap();
-    let report = apply(&p, &desired, &sessions, &ApplyOptions::default(), &NoProgress).await.unwrap();
+    let report = apply(
+        &p,
+        &desired,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(lab.sh(&host, "stat -c '%U %a' /opt/eng /opt/eng/tool /opt/eng/big.conf"), "root 750\nroot 755\nroot 644");
+    assert_eq!(
+        lab.sh(
+            &host,
+            "stat -c '%U %a' /opt/eng /opt/eng/tool /opt/eng/big.conf"
+        ),
+        "root 750\nroot 755\nroot 644"
+    );
     assert_eq!(lab.sh(&host, "wc -l < /opt/eng/big.conf"), "4000");
-    assert_eq!(lab.sh(&host, "systemctl is-active eng-sudo.service"), "active");
+    assert_eq!(
+        lab.sh(&host, "systemctl is-active eng-sudo.service"),
+        "active"
+    );
     assert!(!plan(&desired, &sessions, 10).await.unwrap().has_changes());
 }

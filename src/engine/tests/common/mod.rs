@@ -19,7 +19,11 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub fn is_root() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false);
     if !root {
         eprintln!("skipped: the engine's lab tests boot machines and need root");
@@ -41,15 +45,28 @@ impl TestLab {
         if lab.exists() {
             let _ = lab.down();
         }
-        let info = lab.up(&UpOptions { nodes, ..Default::default() }).expect("lab up");
-        TestLab { lab, info, owned: true }
+        let info = lab
+            .up(&UpOptions {
+                nodes,
+                ..Default::default()
+            })
+            .expect("lab up");
+        TestLab {
+            lab,
+            info,
+            owned: true,
+        }
     }
 
     /// Use an existing lab without taking it down on drop.
     pub fn attach(name: &str) -> TestLab {
         let lab = Lab::open(name).expect("lab exists");
         let info = lab.info().expect("lab info");
-        TestLab { lab, info, owned: false }
+        TestLab {
+            lab,
+            info,
+            owned: false,
+        }
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -57,7 +74,12 @@ impl TestLab {
     }
 
     pub fn spec(&self, host: &str) -> ConnectSpec {
-        let m = self.info.machines.iter().find(|m| m.name == host).expect("machine");
+        let m = self
+            .info
+            .machines
+            .iter()
+            .find(|m| m.name == host)
+            .expect("machine");
         let mut spec = ConnectSpec::new(host, m.address.to_string());
         spec.user = Some("root".into());
         spec.port = Some(22);
@@ -73,15 +95,28 @@ impl TestLab {
     pub async fn sessions(&self) -> Sessions {
         let mut out = Sessions::new();
         for h in self.hosts() {
-            out.insert(h.clone(), Session::connect(&self.spec(&h)).await.expect("connect"));
+            out.insert(
+                h.clone(),
+                Session::connect(&self.spec(&h)).await.expect("connect"),
+            );
         }
         out
     }
 
     /// Run `cmd` on `host` with OpenSSH, expecting success; its stdout, trimmed.
     pub fn sh(&self, host: &str, cmd: &str) -> String {
-        let out = self.lab.ssh_command(host).expect("ssh command").arg(cmd).output().expect("run ssh");
-        assert!(out.status.success(), "{host}: `{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .lab
+            .ssh_command(host)
+            .expect("ssh command")
+            .arg(cmd)
+            .output()
+            .expect("run ssh");
+        assert!(
+            out.status.success(),
+            "{host}: `{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -100,7 +135,10 @@ impl Drop for TestLab {
 /// A local file of `mb` MiB of pseudo-random bytes seeded by `seed`.
 pub fn blob(dir: &Path, name: &str, mb: usize, seed: u64) -> PathBuf {
     let path = dir.join(name);
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     let mut data = Vec::with_capacity(mb << 20);
     while data.len() < mb << 20 {
         x ^= x << 13;
@@ -116,7 +154,8 @@ pub const ROOT: &str = "/srv/eng";
 pub const UNIT: &str = "eng-demo.service";
 
 pub const APP_CONF: &str = "# {{ host.name }}\nport={{ vars.port }}\n";
-pub const PEERS_CONF: &str = "{% for h in inventory.hosts %}peer {{ h.name }} {{ h.address }}\n{% endfor %}";
+pub const PEERS_CONF: &str =
+    "{% for h in inventory.hosts %}peer {{ h.name }} {{ h.address }}\n{% endfor %}";
 pub const NODE_CONF: &str = "name={{ host.name }}\naddress={{ host.address }}\n";
 
 /// The benchmark workload of issue 3, per host: two directories, a binary,
@@ -187,5 +226,8 @@ pub fn footprint(lab: &TestLab, host: &str) -> String {
 }
 
 pub fn service_started_at(lab: &TestLab, host: &str) -> String {
-    lab.sh(host, &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {UNIT}"))
+    lab.sh(
+        host,
+        &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {UNIT}"),
+    )
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Benchmark: the same workload applied by k8sup, Ansible and pyinfra to the
+# same lab machines in one run, next to the physical floor (a raw parallel
+# OpenSSH push of the 50 MB binary). Prints every time and the ratios.
+#
+#   bash benches/apply/run.sh [NODES]      (as root; default 10 machines)
+#
+# The workload: two directories, a 50 MB binary, three config files rendered
+# from one template that lists every host's address, a systemd unit, and the
+# service enabled and running, restarted when any of these change. Each tool
+# writes under its own /opt/bench-TOOL and runs its own service, so every
+# tool's first apply starts from nothing. Ansible runs with forks=NODES and
+# pipelining; pyinfra with its defaults; all three verify host keys with the
+# lab's known_hosts and log in with its key.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+nodes="${1:-10}"
+runs="${RUNS:-3}"
+lab=bench-apply
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release --locked -p k8sup >&2
+k8sup="$CARGO_TARGET_DIR/release/k8sup"
+
+venv=/var/tmp/k8sup-bench-venv
+[ -x "$venv/bin/ansible-playbook" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q ansible-core; } >&2
+[ -x "$venv/bin/pyinfra" ] || "$venv/bin/pip" install -q pyinfra >&2
+
+"$k8sup" lab down --name "$lab" >&2 2>&1 || true
+inventory=$("$k8sup" lab up --name "$lab" --nodes "$nodes")
+trap '"$k8sup" lab down --name "$lab" >&2' EXIT
+labdir=$(dirname "$inventory")
+work="$labdir/bench"
+mkdir -p "$work"
+cp benches/apply/* "$work/"
+head -c $((50 * 1024 * 1024)) /dev/urandom > "$work/blob"
+for tool in k8sup ansible pyinfra; do
+  printf '[Unit]\nDescription=bench %s\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n' "$tool" \
+    > "$work/bench-$tool.service"
+done
+
+# k8sup: the lab's inventory plus the workload.
+{ cat "$inventory"; cat "$work/k8sup-workload.yaml"; } > "$work/k8sup.yaml"
+# Ansible and pyinfra: the same hosts, key and known_hosts.
+"$venv/bin/python" - "$inventory" "$work" "$labdir" "$nodes" <<'PY'
+import sys, yaml
+inv, work, labdir, nodes = yaml.safe_load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+hosts = [(h["name"], h["address"]) for h in inv["hosts"]]
+with open(f"{work}/hosts.ini", "w") as f:
+    f.write("[lab]\n" + "".join(f"{n} ansible_host={a} ansible_user=root\n" for n, a in hosts))
+with open(f"{work}/ansible.cfg", "w") as f:
+    f.write(f"""[defaults]
+inventory = {work}/hosts.ini
+forks = {nodes}
+private_key_file = {labdir}/id_ed25519
+interpreter_python = /usr/bin/python3
+[ssh_connection]
+pipelining = True
+ssh_args = -o UserKnownHostsFile={labdir}/known_hosts -o StrictHostKeyChecking=yes
+""")
+with open(f"{work}/pyinfra_inventory.py", "w") as f:
+    data = dict(ssh_user="root", ssh_key=f"{labdir}/id_ed25519", ssh_known_hosts_file=f"{labdir}/known_hosts",
+                ssh_strict_host_key_checking="yes")
+    f.write("hosts = " + repr([(a, dict(data)) for _, a in hosts]) + "\n")
+PY
+export ANSIBLE_CONFIG="$work/ansible.cfg"
+addresses=$("$venv/bin/python" -c "import yaml,sys; print(' '.join(h['address'] for h in yaml.safe_load(open(sys.argv[1]))['hosts']))" "$inventory")
+ssh_opts=(-i "$labdir/id_ed25519" -o "UserKnownHostsFile=$labdir/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+
+seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); python3 -c "print(round($t1 - $t0, 3))"; }
+median() { python3 -c "import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+raw_push() { for a in $addresses; do ssh "${ssh_opts[@]}" "root@$a" 'cat > /tmp/raw-blob' < "$work/blob" & done; wait; }
+
+cd "$work"
+k8sup_first=$(seconds "$k8sup" apply -i k8sup.yaml --yes)
+ansible_first=$(seconds "$venv/bin/ansible-playbook" playbook.yml)
+pyinfra_first=$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)
+raw=(); k=(); a=(); p=()
+for _ in $(seq "$runs"); do
+  raw+=("$(seconds raw_push)")
+  k+=("$(seconds "$k8sup" apply -i k8sup.yaml --yes)")
+  a+=("$(seconds "$venv/bin/ansible-playbook" playbook.yml)")
+  p+=("$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)")
+done
+grep -q "No changes" <("$k8sup" apply -i k8sup.yaml --yes) || { echo "k8sup re-apply was not a no-op" >&2; exit 1; }
+raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+printf '%s machines, 50 MB binary; no-op and raw push: median of %s runs\n\n' "$nodes" "$runs"
+printf '%-30s %10s %14s\n' tool "first apply" "no-op re-apply"
+printf '%-30s %9ss %13ss\n' "k8sup" "$k8sup_first" "$k_m"
+printf '%-30s %9ss %13ss\n' "Ansible (forks=$nodes, pipelining)" "$ansible_first" "$a_m"
+printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
+printf '%-30s %9ss\n\n' "raw parallel ssh cat push" "$raw_m"
+printf 'k8sup first apply / raw push:   %sx (target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")"
+printf 'Ansible / k8sup: first %sx, no-op %sx\n' "$(ratio "$ansible_first" "$k8sup_first")" "$(ratio "$a_m" "$k_m")"
+printf 'pyinfra / k8sup: first %sx, no-op %sx\n' "$(ratio "$pyinfra_first" "$k8sup_first")" "$(ratio "$p_m" "$k_m")"
