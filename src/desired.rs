@@ -54,6 +54,10 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
         }
         state.push(Resource::service(unit(&s.name)).enabled(s.enabled).running(s.state == ServiceState::Running));
     }
+    // Commands come after every file of the host, binaries included (the
+    // engine would otherwise let a large upload overlap them): a command
+    // written after the files may use them.
+    let files: Vec<ResourceId> = state.resources.iter().filter(|r| r.path().is_some()).map(|r| r.id()).collect();
     for c in inventory.commands.iter().filter(|c| c.targets.matches(host)) {
         let guard = match (&c.creates, &c.unless) {
             (Some(path), None) => Guard::Creates(path.clone()),
@@ -63,7 +67,11 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
             // No guard (warned about when the inventory is read): always run.
             (None, None) => Guard::Unless("false".into()),
         };
-        state.push(Resource::command(&c.name, &c.run, guard));
+        let mut r = Resource::command(&c.name, &c.run, guard);
+        for f in &files {
+            r = r.depends_on(f.clone());
+        }
+        state.push(r);
     }
     Ok(state)
 }

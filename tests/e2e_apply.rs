@@ -228,3 +228,23 @@ fn a_failing_command_is_reported_by_host_with_its_stderr_and_other_hosts_finish(
     assert!(all.contains("e2e-fail-2") && all.contains("cannot-frobnicate-the-widget"), "{all}");
     assert_eq!(lab.root(0, "systemctl is-active demo").trim(), "active", "the healthy host finished");
 }
+
+#[test]
+fn a_service_whose_binary_is_missing_fails_the_apply_instead_of_passing_unseen() {
+    let lab = TestLab::up("e2e-unit", 1);
+    let inv = lab.custom_inventory("unit.yaml", "", |_| String::new());
+    let mut text = std::fs::read_to_string(&inv).unwrap();
+    text.push_str(
+        "services:\n  - name: broken\n    unit:\n      content: |\n        [Service]\n        ExecStart=/usr/local/bin/not-installed-yet\n        Restart=on-failure\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("e2e-unit-1") && all.contains("broken.service did not stay up"), "{all}");
+    assert!(all.contains("203/EXEC"), "systemd's own reason is shown: {all}");
+    // The crash loop is visible in the next plan, not taken for a running service.
+    let (code, out, _) = run(&["plan", "-i", inv.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("start ("), "{out}");
+}

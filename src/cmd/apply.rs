@@ -102,6 +102,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let run = Run::prepare(&inventory, &hosts).await?;
+        let from_file = saved.is_some();
         let plan = match saved {
             Some(s) => s.plan,
             None => run.plan().await?,
@@ -119,7 +120,8 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         if !json {
             print!("{shown}");
         }
-        if !args.yes && std::io::stdin().is_terminal() && !confirm(run.hosts.len())? {
+        let asked = !args.yes && std::io::stdin().is_terminal();
+        if asked && !confirm(run.hosts.len())? {
             eprintln!("Apply cancelled; nothing was changed.");
             run.close().await;
             return Ok(ExitCode::from(1));
@@ -128,6 +130,11 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             concurrency: run.concurrency(),
             fail_fast: args.fail_fast,
             break_stale_lock: args.break_lock,
+            // A plan made a moment ago in this process needs no second look
+            // before starting (each host is still re-checked under its lock);
+            // a saved plan, or one a person read first, is checked on every
+            // host before any is touched.
+            verify_first: from_file || asked,
             ..ApplyOptions::default()
         };
         let cancel = opts.cancel.clone();

@@ -293,6 +293,7 @@ impl Batch {
 
     fn script(&self) -> String {
         let mut s = String::from("umask 077\n");
+        s.push_str(crate::ops::SETTLED_SH);
         if let Some(h) = &self.header {
             s.push_str(h);
         }

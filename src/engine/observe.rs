@@ -52,16 +52,17 @@ pub enum PathState {
 pub struct UnitState {
     pub load_state: String,
     pub active_state: String,
+    /// `auto-restart` here means a crash loop, not a running service.
+    pub sub_state: String,
     pub unit_file_state: String,
     pub need_daemon_reload: bool,
 }
 
 impl UnitState {
+    /// Up or on its way up. A unit waiting to be restarted after a crash
+    /// (`activating` / `auto-restart`) is not running: it is failing.
     pub fn is_running(&self) -> bool {
-        matches!(
-            self.active_state.as_str(),
-            "active" | "reloading" | "activating"
-        )
+        matches!(self.active_state.as_str(), "active" | "reloading" | "activating") && self.sub_state != "auto-restart"
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -298,6 +299,7 @@ pub(crate) fn parse(
             match kv.split_once('=') {
                 Some(("LoadState", v)) => st.load_state = v.to_string(),
                 Some(("ActiveState", v)) => st.active_state = v.to_string(),
+                Some(("SubState", v)) => st.sub_state = v.to_string(),
                 Some(("UnitFileState", v)) => st.unit_file_state = v.to_string(),
                 Some(("NeedDaemonReload", v)) => st.need_daemon_reload = v == "yes",
                 _ => {}

@@ -115,8 +115,12 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
         Op::DaemonReload {} => "systemctl daemon-reload\n".into(),
         Op::Systemctl { verb, unit, .. } if verb == "start" || verb == "restart" => {
             // On failure, show why: systemd's status with the unit's last log lines.
+            // `systemctl start` returns as soon as a simple service has
+            // forked, so a binary that is missing or exits at once would pass
+            // unseen: wait until the unit has stayed up for half a second (or
+            // left `activating`, for notify/forking units, within a minute).
             format!(
-                "if ! systemctl {verb} -- {u}; then systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit 1; fi\n",
+                "if ! systemctl {verb} -- {u} || ! k8sup_settled {u}; then systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit 1; fi\n",
                 u = quote(unit)
             )
         }
@@ -131,6 +135,26 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
         Op::Run { command } => format!("sh -c {} </dev/null >&2\n", quote(command)),
     }
 }
+
+/// `k8sup_settled UNIT`: succeed once the unit has been `active` for five
+/// checks in a row (0.5 s), fail as soon as it is `failed`, `inactive` or in a
+/// crash loop (`auto-restart`), and give up after a minute of `activating`.
+/// Defined once at the top of every apply script.
+pub(crate) const SETTLED_SH: &str = r#"k8sup_settled() {
+  k8sup_up=0; k8sup_n=0
+  while [ "$k8sup_n" -lt 600 ]; do
+    k8sup_a=$(systemctl show -p ActiveState --value -- "$1")
+    k8sup_s=$(systemctl show -p SubState --value -- "$1")
+    case "$k8sup_a/$k8sup_s" in
+      */auto-restart|failed/*|inactive/*) echo "unit $1 did not stay up ($k8sup_a/$k8sup_s)" >&2; return 1 ;;
+      active/*) k8sup_up=$((k8sup_up + 1)); [ "$k8sup_up" -ge 5 ] && return 0 ;;
+      *) k8sup_up=0 ;;
+    esac
+    sleep 0.1; k8sup_n=$((k8sup_n + 1))
+  done
+  echo "unit $1 is still $k8sup_a/$k8sup_s after 60 s" >&2; return 1
+}
+"#;
 
 /// Installing a streamed upload's temp file: size check, fsync, attributes,
 /// rename, and a stat-cache entry so the next observation need not re-hash it.

@@ -457,7 +457,12 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                         unit: unit.clone(),
                         no_reload: false,
                     });
-                    why.push(format!("start ({} → active)", shown(&st.active_state)));
+                    let now = if st.sub_state == "auto-restart" {
+                        "crash loop: activating/auto-restart".to_string()
+                    } else {
+                        shown(&st.active_state).to_string()
+                    };
+                    why.push(format!("start ({now} → active)"));
                 }
                 Some(false) if st.is_running() => {
                     ops.push(Op::Systemctl {
