@@ -24,10 +24,13 @@ impl Run {
     pub async fn prepare(inventory_path: &Path, only: &[String]) -> Result<Run> {
         let inventory = crate::cmd::load::inventory(inventory_path)?;
         let hosts = crate::cmd::load::select_hosts(&inventory, only)?;
-        let desired = crate::desired::rollout(&inventory, &hosts)?.resolve().await?;
+        let rollout = crate::desired::rollout(&inventory, &hosts)?;
+        // Rendering templates and hashing local files overlaps with the SSH
+        // handshakes: both are on the critical path of a no-op apply.
+        let (desired, connected) = tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts));
         let mut sessions = Sessions::new();
         let mut failed = Vec::new();
-        for (host, result) in connect_hosts(&inventory, &hosts).await {
+        for (host, result) in connected {
             match result {
                 Ok(s) => {
                     sessions.insert(host.name.clone(), s);
@@ -47,6 +50,15 @@ impl Run {
                 failed.join("\n")
             );
         }
+        let desired = match desired {
+            Ok(d) => d,
+            Err(e) => {
+                for s in sessions.into_values() {
+                    s.close().await;
+                }
+                return Err(e.into());
+            }
+        };
         Ok(Run { inventory, hosts: names, desired, sessions })
     }
 

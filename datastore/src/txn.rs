@@ -350,11 +350,13 @@ fn check_requests(
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestPut(p)) if check_puts => {
-                if p.lease != 0 && !leases.lease_exists(p.lease)? {
-                    return Err(EtcdError::LeaseNotFound);
-                }
+                // etcd checks the key before the lease here (but the other
+                // way round for a plain Put).
                 if (p.ignore_value || p.ignore_lease) && txn.get(&p.key)?.is_none() {
                     return Err(EtcdError::KeyNotFound);
+                }
+                if p.lease != 0 && !leases.lease_exists(p.lease)? {
+                    return Err(EtcdError::LeaseNotFound);
                 }
             }
             Some(request_op::Request::RequestRange(r)) if !check_puts => {

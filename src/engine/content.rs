@@ -91,11 +91,11 @@ pub enum Body {
 /// the bytes hashed (a write changes mtime and ctime; a replacement the inode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) len: u64,
+    pub(crate) mtime_ns: i128,
+    pub(crate) ctime_ns: i128,
 }
 
 impl FileStamp {
@@ -164,6 +164,10 @@ pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError>
             reason: "not a regular file".into(),
         });
     }
+    let stamp = FileStamp::of(&meta);
+    if let Some(sha) = crate::digest_cache::lookup(path, &stamp) {
+        return Ok((sha, meta.len(), stamp));
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -182,5 +186,9 @@ pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError>
             reason: "the file changed while it was being hashed".into(),
         });
     }
-    Ok((hex::encode(h.finalize()), size, FileStamp::of(&after)))
+    let sha = hex::encode(h.finalize());
+    if let Ok(modified) = after.modified() {
+        crate::digest_cache::store(path, &FileStamp::of(&after), modified, &sha);
+    }
+    Ok((sha, size, FileStamp::of(&after)))
 }

@@ -41,6 +41,7 @@
 mod apply;
 mod content;
 mod desired;
+mod digest_cache;
 pub mod diff;
 mod engine;
 mod error;
