@@ -677,7 +677,9 @@ impl<'a> WriteTxn<'a> {
             self.batch.put_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(lease, key), b"");
         }
         let kv = KeyValue { key: key.to_vec(), create_revision: create, mod_revision: rev, version, value: rec.value, lease };
-        let event_prev = self.prev_before_txn(key, prev)?;
+        // etcd never gives a create event (version 1) a prev_kv, even when
+        // the key was deleted earlier in this same transaction.
+        let event_prev = if version == 1 { None } else { self.prev_before_txn(key, prev)? };
         self.overlay.insert(key.to_vec(), Pending::Live(kv.clone()));
         self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         Ok(rev)

@@ -213,7 +213,8 @@ impl Watcher {
                     if keep {
                         // etcd reads the previous version at `rev - 1`, which
                         // fails (no prev_kv) once that is below the compaction.
-                        if spec.prev_kv && main - 1 >= mvcc.compact_rev() {
+                        let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
+                        if spec.prev_kv && !is_create && main - 1 >= mvcc.compact_rev() {
                             ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main)?;
                         }
                         events.push(ev);

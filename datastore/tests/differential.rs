@@ -166,7 +166,7 @@ impl Gen {
             88..=90 => {
                 self.next_lease += 1;
                 let id = if self.rng.random_bool(0.1) && !self.leases.is_empty() { self.leases[0] } else { self.next_lease };
-                Op::Grant(id, self.rng.random_range(5..100))
+                Op::Grant(id, self.rng.random_range(600..3600)) // long: expiry timing is not compared
             }
             91..=92 => {
                 let id = if self.leases.is_empty() || self.rng.random_bool(0.2) { 999_999 } else { self.leases[self.rng.random_range(0..self.leases.len())] };

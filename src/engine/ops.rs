@@ -117,7 +117,7 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
             // On failure, show why: systemd's status with the unit's last log lines.
             // `systemctl start` returns as soon as a simple service has
             // forked, so a binary that is missing or exits at once would pass
-            // unseen: wait until the unit has stayed up for half a second (or
+            // unseen: wait until the unit has stayed up for 0.3 s (or
             // left `activating`, for notify/forking units, within a minute).
             format!(
                 "if ! systemctl {verb} -- {u} || ! k8sup_settled {u}; then systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit 1; fi\n",
@@ -136,8 +136,8 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
     }
 }
 
-/// `k8sup_settled UNIT`: succeed once the unit has been `active` for five
-/// checks in a row (0.5 s), fail as soon as it is `failed`, `inactive` or in a
+/// `k8sup_settled UNIT`: succeed once the unit has been `active` for three
+/// checks in a row (0.3 s: an exec failure shows within milliseconds), fail as soon as it is `failed`, `inactive` or in a
 /// crash loop (`auto-restart`), and give up after a minute of `activating`.
 /// Defined once at the top of every apply script.
 pub(crate) const SETTLED_SH: &str = r#"k8sup_settled() {
@@ -147,7 +147,7 @@ pub(crate) const SETTLED_SH: &str = r#"k8sup_settled() {
     k8sup_s=$(systemctl show -p SubState --value -- "$1")
     case "$k8sup_a/$k8sup_s" in
       */auto-restart|failed/*|inactive/*) echo "unit $1 did not stay up ($k8sup_a/$k8sup_s)" >&2; return 1 ;;
-      active/*) k8sup_up=$((k8sup_up + 1)); [ "$k8sup_up" -ge 5 ] && return 0 ;;
+      active/*) k8sup_up=$((k8sup_up + 1)); [ "$k8sup_up" -ge 3 ] && return 0 ;;
       *) k8sup_up=0 ;;
     esac
     sleep 0.1; k8sup_n=$((k8sup_n + 1))
