@@ -147,6 +147,10 @@ pub struct ServerArgs {
     /// Applied entries between Raft snapshots (log compaction).
     #[arg(long, default_value_t = 10000)]
     pub snapshot_count: u64,
+    /// Raft entries kept after a snapshot for slow followers to catch up
+    /// from; a member further behind receives the snapshot instead.
+    #[arg(long, default_value_t = 5000)]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Interval of watch progress notifications for watchers that asked for them, e.g. `10m`, `5s`.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: std::time::Duration,

@@ -10,7 +10,7 @@ use crate::node::{Kind, Node, Pos, Style};
 use crate::ssh::{self, SshPos, SshSettings};
 use crate::values;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Runs the API server, scheduler, controller manager and the datastore.

@@ -13,28 +13,9 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-/// What a machine is for in the cluster k8sup will build on the lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ControlPlane => "control-plane",
-            Role::Worker => "worker",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What a machine is for in the cluster: the inventory's own role, since the
+/// lab writes an inventory.
+pub use k8sup_inventory::Role;
 
 /// One machine of a lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

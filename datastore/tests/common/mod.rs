@@ -157,20 +157,23 @@ pub struct Cluster {
     pub pki: Option<Pki>,
     pub members: Vec<MemberProc>,
     pub token: String,
+    pub snapshot_count: u64,
+    pub catchup_entries: u64,
 }
 
 pub struct Opts {
     pub tls: bool,
     pub snapshot_count: u64,
+    pub catchup_entries: u64,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { tls: true, snapshot_count: 10000 }
+        Opts { tls: true, snapshot_count: 10000, catchup_entries: 5000 }
     }
 }
 
-fn member_args(m: &MemberProc, tls: bool, pki: Option<&Pki>, initial_cluster: &str, state: &str, token: &str, snapshot_count: u64) -> Vec<String> {
+fn member_args(m: &MemberProc, tls: bool, pki: Option<&Pki>, initial_cluster: &str, state: &str, token: &str, snapshot_count: u64, catchup: u64) -> Vec<String> {
     let mut a = vec![
         format!("--name={}", m.name),
         format!("--data-dir={}", m.data_dir.display()),
@@ -185,6 +188,7 @@ fn member_args(m: &MemberProc, tls: bool, pki: Option<&Pki>, initial_cluster: &s
         "--heartbeat-interval=50".into(),
         "--election-timeout=500".into(),
         format!("--snapshot-count={snapshot_count}"),
+        format!("--experimental-snapshot-catchup-entries={catchup}"),
         "--log-level=info".into(),
     ];
     if tls {
@@ -224,10 +228,10 @@ impl Cluster {
         let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url(opts.tls))).collect();
         let initial = initial.join(",");
         for m in &mut members {
-            m.args = member_args(m, opts.tls, pki.as_ref(), &initial, "new", &token, opts.snapshot_count);
+            m.args = member_args(m, opts.tls, pki.as_ref(), &initial, "new", &token, opts.snapshot_count, opts.catchup_entries);
             m.start();
         }
-        let c = Cluster { dir, pki, members, token };
+        let c = Cluster { dir, pki, members, token, snapshot_count: opts.snapshot_count, catchup_entries: opts.catchup_entries };
         c.wait_healthy(Duration::from_secs(30));
         c
     }
@@ -329,7 +333,7 @@ impl Cluster {
     pub fn join(&mut self, i: usize) {
         let tls = self.tls();
         let initial: Vec<String> = self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url(tls))).collect();
-        let args = member_args(&self.members[i], tls, self.pki.as_ref(), &initial.join(","), "existing", &self.token, 10000);
+        let args = member_args(&self.members[i], tls, self.pki.as_ref(), &initial.join(","), "existing", &self.token, self.snapshot_count, self.catchup_entries);
         self.members[i].args = args;
         self.members[i].start();
     }
