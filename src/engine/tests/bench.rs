@@ -64,9 +64,7 @@ fn raw_push(lab: &TestLab, blob: &std::path::Path, dest: &str) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "boots 10 machines; run explicitly"]
 async fn benchmark_ten_hosts() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let nodes: usize = std::env::var("ENG_BENCH_NODES")
         .ok()

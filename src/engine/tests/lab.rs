@@ -51,9 +51,7 @@ fn executed_of(plan: &Plan, host: &str) -> Vec<Executed> {
 /// apply plans nothing, runs nothing, and touches nothing on the hosts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fresh_apply_then_noop() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-fresh", 3);
     let dir = tempfile::tempdir().unwrap();
@@ -235,9 +233,7 @@ fn lines_without(footprint: &str, needles: &[&str]) -> Vec<String> {
 /// with its diff, and one restart of the service; apply does that and only that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn template_variable_change_updates_one_file_and_restarts_once() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-tmpl", 3);
     let dir = tempfile::tempdir().unwrap();
@@ -346,9 +342,7 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
 /// A plan applied after its host changed is refused as a whole; nothing is changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drifted_host_refuses_the_plan() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-drift", 2);
     let dir = tempfile::tempdir().unwrap();
@@ -470,9 +464,7 @@ impl k8sup_engine::Progress for SlowUploads {
 /// first. A stale lock of a dead run is refused too, and broken only on request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-lock", 2);
     let dir = tempfile::tempdir().unwrap();
@@ -630,9 +622,7 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failures_are_reported_by_host_with_stderr() {
     use k8sup_engine::{Content, DesiredState, Guard, Resource, Rollout};
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-fail", 3);
     let sessions = lab.sessions().await;
@@ -733,9 +723,7 @@ async fn failures_are_reported_by_host_with_stderr() {
 /// a rerun breaking it converges and leaves no temp file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-kill", 1);
     let dir = tempfile::tempdir().unwrap();
@@ -951,9 +939,7 @@ async fn kill_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn steps_run_in_order_and_stop_after_a_failed_step() {
     use k8sup_engine::{DesiredState, Guard, Resource, Rollout, Step};
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-steps", 3);
     let sessions = lab.sessions().await;
@@ -1054,9 +1040,7 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn works_through_sudo_for_a_non_root_login() {
     use k8sup_engine::{Content, DesiredState, Resource, Rollout};
-    if !is_root() {
-        return;
-    }
+    require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-sudo", 1);
     let host = lab.hosts()[0].clone();

@@ -8,9 +8,7 @@ use k8sup_lab::{Lab, LabError, Role, UpOptions};
 
 #[test]
 fn up_adds_machines_and_never_removes_them() {
-    if !common::can_run() {
-        return;
-    }
+    common::require_root();
     let lab = Lab::new("t-lab-grow");
     let _ = lab.down();
     let _cleanup = Cleanup(&lab);

@@ -13,9 +13,7 @@ use k8sup_lab::{Lab, MachineState, Role, UpOptions, answers_ssh};
 
 #[test]
 fn three_machines_live_fail_recover_and_go() {
-    if !common::can_run() {
-        return;
-    }
+    common::require_root();
     let lab = Lab::new("t-lab-life");
     let _ = lab.down();
     let _cleanup = Cleanup(&lab);

@@ -40,15 +40,13 @@ fn timed_up(name: &str, nodes: usize, limit: Duration) {
 #[test]
 #[ignore = "boots 13 machines; run explicitly"]
 fn three_machines_under_15s() {
-    if common::can_run() {
-        timed_up("t-lab-perf3", 3, Duration::from_secs(15));
-    }
+    common::require_root();
+    timed_up("t-lab-perf3", 3, Duration::from_secs(15));
 }
 
 #[test]
 #[ignore = "boots 13 machines; run explicitly"]
 fn ten_machines_under_30s() {
-    if common::can_run() {
-        timed_up("t-lab-perf10", 10, Duration::from_secs(30));
-    }
+    common::require_root();
+    timed_up("t-lab-perf10", 10, Duration::from_secs(30));
 }

@@ -20,9 +20,7 @@ fn kill_nspawns(name: &str) {
 
 #[test]
 fn crashed_lab_is_repaired_by_up_and_removed_by_down() {
-    if !common::can_run() {
-        return;
-    }
+    common::require_root();
     let a = Lab::new("t-lab-crash-a");
     let b = Lab::new("t-lab-crash-b");
     let _ = a.down();

@@ -16,7 +16,13 @@ use serde_json::json;
 /// The lab tests share the machine's two cores with other work: one at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn is_root() -> bool {
+/// The lab tests boot machines: without root they fail loudly rather than
+/// pass without having run.
+pub fn require_root() {
+    assert!(is_root(), "the engine's lab tests boot machines and need root: run them as root (see README, Test)");
+}
+
+fn is_root() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -25,9 +31,6 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false);
-    if !root {
-        eprintln!("skipped: the engine's lab tests boot machines and need root");
-    }
     root
 }
 

@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 
 use k8sup_lab::{Lab, STATE_ROOT, answers_ssh, bridge_name, netns_name, veth_name};
 
-/// Whether the tests can run here (root). Prints why not when they cannot.
-pub fn can_run() -> bool {
-    let root = nix_is_root();
-    if !root {
-        eprintln!("skipped: k8sup lab tests boot machines and need root");
-    }
-    root
+/// The lab tests boot machines: without root they fail loudly rather than
+/// pass without having run.
+pub fn require_root() {
+    assert!(nix_is_root(), "k8sup lab tests boot machines and need root: run them as root (see README, Test)");
 }
 
 fn nix_is_root() -> bool {
