@@ -92,14 +92,12 @@ mod tests {
 
     #[test]
     fn index_keys_sort_by_user_key_then_newest_first() {
-        let mut keys = vec![
-            index_key(b"a", 5, 0),
+        let mut keys = [index_key(b"a", 5, 0),
             index_key(b"a\0", 1, 0),
             index_key(b"a", 7, 0),
             index_key(b"", 3, 0),
             index_key(b"b", 2, 0),
-            index_key(b"a\x01", 2, 0),
-        ];
+            index_key(b"a\x01", 2, 0)];
         keys.sort();
         let decoded: Vec<_> = keys.iter().map(|k| decode_index_key(k).unwrap()).collect();
         assert_eq!(

@@ -12,6 +12,9 @@
 //! - [`grpc`]: the etcd services and the peer service.
 //! - [`snapshot`]: the portable snapshot format (Raft, `snapshot save`, restore).
 
+// openraft's storage traits fix `StorageError` (large) as the error type.
+#![allow(clippy::result_large_err)]
+
 pub mod config;
 pub mod errors;
 pub mod grpc;
@@ -23,6 +26,7 @@ pub mod mvcc;
 pub mod node;
 pub mod proto;
 pub mod raft;
+pub mod read_index;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

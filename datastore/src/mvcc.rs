@@ -222,14 +222,13 @@ impl Mvcc {
         let seek = keycodec::index_key(key, rev, u32::MAX);
         let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
         it.seek(&seek);
-        if let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
+        if let (Some(k), Some(v)) = (it.key(), it.value())
+            && k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
                 let (_, main, sub) = keycodec::decode_index_key(k)
                     .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
                 let entry: IndexEntry = dec(v, "index")?;
                 return Ok(Some(KeyMeta { key: key.to_vec(), main, sub, entry }));
             }
-        }
         it.status()?;
         Ok(None)
     }
@@ -245,18 +244,16 @@ impl Mvcc {
         mut visit: impl FnMut(KeyMeta) -> bool,
     ) -> Result<(), EtcdError> {
         if *end == RangeEnd::Single {
-            if let Some(m) = self.get_meta(snap, start, rev)? {
-                if !m.entry.tombstone {
+            if let Some(m) = self.get_meta(snap, start, rev)?
+                && !m.entry.tombstone {
                     visit(m);
                 }
-            }
             return Ok(());
         }
-        if let RangeEnd::Until(e) = end {
-            if e.as_slice() <= start {
+        if let RangeEnd::Until(e) = end
+            && e.as_slice() <= start {
                 return Ok(());
             }
-        }
         let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
         it.seek(keycodec::escape(start));
         let mut done_key: Option<Vec<u8>> = None;
@@ -320,6 +317,7 @@ impl Mvcc {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// etcd's mvcc range: keys of `[start, end)` at `rev` (already resolved),
     /// at most `limit` of them (0 = all), with the total count.
     pub fn range(

@@ -94,6 +94,7 @@ pub struct Node {
     /// Interval of `progress_notify` watch notifications.
     pub progress_every: Duration,
     pub request_timeout: Duration,
+    pub read_index: crate::read_index::ReadIndexBatcher,
 }
 
 fn map_write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> EtcdError {
@@ -281,8 +282,7 @@ impl Node {
         }
         match call {
             LeaderCall::ReadIndex => {
-                let (read, _applied) = self.raft.get_read_log_id().await.map_err(|_| EtcdError::NotLeaderRetry)?;
-                Ok(LeaderReply::ReadIndex(read.map(|l| l.index).unwrap_or(0)))
+                Ok(LeaderReply::ReadIndex(self.read_index.read_index(&self.raft).await?))
             }
             LeaderCall::KeepAlive(id) => Ok(LeaderReply::KeepAlive(self.leases.refresh(id).unwrap_or(0))),
             LeaderCall::TimeToLive { id, keys } => match self.leases.remaining(id) {

@@ -287,13 +287,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let raft = Raft::new(identity.member_id, Arc::new(config), Network { peers: peers.clone() }, log.clone(), sm)
         .await
         .context("starting Raft")?;
-    if let Some(members) = bootstrap {
-        if !raft.is_initialized().await? {
-            if let Err(e) = raft.initialize(members).await {
+    if let Some(members) = bootstrap
+        && !raft.is_initialized().await?
+            && let Err(e) = raft.initialize(members).await {
                 tracing::warn!(error = %e, "initializing the cluster (already initialized elsewhere?)");
             }
-        }
-    }
 
     let node = Arc::new(Node {
         id: identity.member_id,
@@ -310,6 +308,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         leader_wait: Duration::from_millis(args.election_timeout * 3),
         progress_every: args.experimental_watch_progress_notify_interval,
         request_timeout: Duration::from_secs(7),
+        read_index: Default::default(),
     });
 
     // Background work.

@@ -359,8 +359,8 @@ fn check_requests(
                     return Err(EtcdError::LeaseNotFound);
                 }
             }
-            Some(request_op::Request::RequestRange(r)) if !check_puts => {
-                if r.revision != 0 {
+            Some(request_op::Request::RequestRange(r)) if !check_puts
+                && r.revision != 0 => {
                     if r.revision > txn.base_rev() {
                         return Err(EtcdError::FutureRev);
                     }
@@ -368,7 +368,6 @@ fn check_requests(
                         return Err(EtcdError::Compacted);
                     }
                 }
-            }
             Some(request_op::Request::RequestTxn(t)) => {
                 consumed += check_requests(txn, leases, t, &path[consumed..], check_puts)?;
             }

@@ -200,11 +200,10 @@ impl Watcher {
                 let mut last_rev = next - 1;
                 let mut stop_after: Option<i64> = None;
                 mvcc.history(&snap, next, to, |main, _sub, mut ev| {
-                    if let Some(stop) = stop_after {
-                        if main > stop {
+                    if let Some(stop) = stop_after
+                        && main > stop {
                             return Ok(false);
                         }
-                    }
                     last_rev = main;
                     let kv = ev.kv.as_ref().expect("history events carry a kv");
                     let keep = spec.end.contains(&spec.key, &kv.key)
@@ -214,7 +213,7 @@ impl Watcher {
                         // etcd reads the previous version at `rev - 1`, which
                         // fails (no prev_kv) once that is below the compaction.
                         let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
-                        if spec.prev_kv && !is_create && main - 1 >= mvcc.compact_rev() {
+                        if spec.prev_kv && !is_create && main > mvcc.compact_rev() {
                             ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main)?;
                         }
                         events.push(ev);

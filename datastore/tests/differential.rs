@@ -216,6 +216,7 @@ enum Outcome {
 }
 
 struct Target {
+    chans: Vec<Channel>,
     kv: Vec<KvClient<Channel>>,
     lease: LeaseClient<Channel>,
     watch: Vec<WatchClient<Channel>>,
@@ -225,15 +226,30 @@ struct Target {
 impl Target {
     async fn new(urls: &[String]) -> Target {
         let mut kv = Vec::new();
+        let mut chans = Vec::new();
         let mut watch = Vec::new();
         let mut lease = None;
         for u in urls {
             let ch = common::channel(u, None).await;
+            chans.push(ch.clone());
             kv.push(KvClient::new(ch.clone()));
             watch.push(WatchClient::new(ch.clone()));
             lease.get_or_insert_with(|| LeaseClient::new(ch));
         }
-        Target { kv, lease: lease.unwrap(), watch, next: 0 }
+        Target { chans, kv, lease: lease.unwrap(), watch, next: 0 }
+    }
+
+    async fn leader(&mut self) -> usize {
+        for (i, ch) in self.chans.iter().enumerate() {
+            let mut m = MaintenanceClient::new(ch.clone());
+            if let Ok(s) = m.status(StatusRequest {}).await {
+                let s = s.into_inner();
+                if s.leader != 0 && Some(s.leader) == s.header.map(|h| h.member_id) {
+                    return i;
+                }
+            }
+        }
+        0
     }
 
     fn pick(&mut self) -> usize {
@@ -300,7 +316,12 @@ impl Target {
                 }
                 Err(s) => err(s),
             },
-            Op::Watch(c) => self.watch(i, c, current_rev).await,
+            // Watches read the member's local state (as in etcd), so send
+            // them to the leader, which applied every acknowledged write.
+            Op::Watch(c) => {
+                let l = self.leader().await;
+                self.watch(l, c, current_rev).await
+            }
         }
     }
 

@@ -243,4 +243,12 @@ fn learner_catches_up_through_snapshot_after_log_compaction() {
     let out = c.etcdctl_at(&c.members[i].client_url(false), &["get", "s/", "--prefix", "--keys-only", "-w", "json", "--consistency=s"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["count"], 400);
+
+    // Graceful stop (SIGTERM) and restart of a member keeps it serving.
+    c.members[0].terminate();
+    c.members[0].start();
+    c.wait_healthy(Duration::from_secs(20));
+    let out = c.etcdctl_at(&c.members[0].client_url(false), &["get", "s/", "--prefix", "--keys-only", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["count"], 400);
 }

@@ -46,6 +46,9 @@ enum Effect {
     Compacted(i64),
 }
 
+/// The last snapshot as kept on disk: its metadata and its bytes.
+type StoredSnapshot = (SnapshotMeta<NodeId, Member>, Vec<u8>);
+
 #[derive(Clone)]
 pub struct StateMachine {
     pub mvcc: Arc<Mvcc>,
@@ -217,7 +220,7 @@ impl StateMachine {
         Ok(result)
     }
 
-    fn load_snapshot_file(&self) -> Result<Option<(SnapshotMeta<NodeId, Member>, Vec<u8>)>, StorageError> {
+    fn load_snapshot_file(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         match std::fs::read(&self.snapshot_file) {
             Ok(raw) => {
                 let v = postcard::from_bytes(&raw).map_err(|e| {

@@ -173,6 +173,7 @@ impl Default for Opts {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn member_args(m: &MemberProc, tls: bool, pki: Option<&Pki>, initial_cluster: &str, state: &str, token: &str, snapshot_count: u64, catchup: u64) -> Vec<String> {
     let mut a = vec![
         format!("--name={}", m.name),
