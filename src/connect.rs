@@ -95,7 +95,7 @@ pub async fn connect_hosts<'a>(
         .iter()
         .zip(results)
         .map(|(h, r)| {
-            let r = r.unwrap_or_else(|| connected.next().expect("one result per spec").1.map_err(ConnectError::Ssh));
+            let r = r.unwrap_or_else(|| connected.next().expect("one result per spec").1.map_err(|e| ConnectError::Ssh(Box::new(e))));
             (*h, r)
         })
         .collect()
@@ -105,7 +105,7 @@ pub async fn connect_hosts<'a>(
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(transparent)]
-    Ssh(#[from] SshError),
+    Ssh(Box<SshError>),
     #[error("{0}")]
     Config(String),
 }

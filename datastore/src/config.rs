@@ -144,8 +144,8 @@ pub struct ServerArgs {
     /// Raft election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
-    /// Applied entries between Raft snapshots (log compaction).
-    #[arg(long, default_value_t = 10000)]
+    /// Applied entries between Raft snapshots (log compaction); etcd's default.
+    #[arg(long, default_value_t = 100000)]
     pub snapshot_count: u64,
     /// Raft entries kept after a snapshot for slow followers to catch up
     /// from; a member further behind receives the snapshot instead.

@@ -248,37 +248,6 @@ impl JumpSpec {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_labels() {
-        assert!(is_dns_label("cp-1"));
-        assert!(!is_dns_label("CP-1"));
-        assert!(!is_dns_label("-a"));
-        assert!(!is_dns_label("a_b"));
-        assert!(!is_dns_label(&"a".repeat(64)));
-    }
-
-    #[test]
-    fn jump_specs() {
-        let j = JumpSpec::parse("ops@bastion.example.com:2222").unwrap();
-        assert_eq!(
-            (j.user.as_deref(), j.host.as_str(), j.port),
-            (Some("ops"), "bastion.example.com", Some(2222))
-        );
-        assert_eq!(
-            JumpSpec::parse("[2001:db8::1]:22").unwrap().host,
-            "2001:db8::1"
-        );
-        assert_eq!(JumpSpec::parse("2001:db8::1").unwrap().port, None);
-        assert!(JumpSpec::parse("bastion:99999").is_err());
-        assert!(JumpSpec::parse("bad host").is_err());
-        assert!(JumpSpec::parse("@h").is_err());
-    }
-}
-
 /// File permission bits written in octal, as in chmod: `"0644"`, `0644`,
 /// `644`, `"0o644"`. The raw text of the value is read, so YAML's own number
 /// rules never turn `0644` into decimal 420 or 644.
@@ -330,4 +299,35 @@ pub(crate) fn unit_name(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Stri
         d.help("only services are managed here: write the name without a suffix, e.g. 'nginx'");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("cp-1"));
+        assert!(!is_dns_label("CP-1"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a_b"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn jump_specs() {
+        let j = JumpSpec::parse("ops@bastion.example.com:2222").unwrap();
+        assert_eq!(
+            (j.user.as_deref(), j.host.as_str(), j.port),
+            (Some("ops"), "bastion.example.com", Some(2222))
+        );
+        assert_eq!(
+            JumpSpec::parse("[2001:db8::1]:22").unwrap().host,
+            "2001:db8::1"
+        );
+        assert_eq!(JumpSpec::parse("2001:db8::1").unwrap().port, None);
+        assert!(JumpSpec::parse("bastion:99999").is_err());
+        assert!(JumpSpec::parse("bad host").is_err());
+        assert!(JumpSpec::parse("@h").is_err());
+    }
 }

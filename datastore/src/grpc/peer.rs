@@ -49,6 +49,14 @@ impl Peer for PeerService {
 
     async fn leader_call(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let call: LeaderCall = decode(&req.into_inner().data).map_err(bad)?;
-        blob(&self.node.handle_leader_call(call).await)
+        let read_index = matches!(call, LeaderCall::ReadIndex);
+        let res = self.node.handle_leader_call(call).await;
+        if read_index && res.is_ok() {
+            // The follower can only serve the read once it learns that the
+            // read index is committed: tell it now rather than at the next
+            // heartbeat tick.
+            let _ = self.node.raft.trigger().heartbeat().await;
+        }
+        blob(&res)
     }
 }

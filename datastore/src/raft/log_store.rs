@@ -162,7 +162,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             batch.put_cf(self.logs(), idx(e.log_id.index), super::types::encode(&e));
         }
-        let res = self.db.write_opt(batch, &Self::sync_opts()).map_err(|e| std::io::Error::other(e.to_string()));
+        // The fsync blocks this thread for a disk round trip: let the
+        // runtime move other tasks (gRPC, replication) off it meanwhile.
+        let res = tokio::task::block_in_place(|| self.db.write_opt(batch, &Self::sync_opts()))
+            .map_err(|e| std::io::Error::other(e.to_string()));
         let failed = res.as_ref().err().map(|e| e.to_string());
         callback.log_io_completed(res);
         if let Some(e) = failed {

@@ -23,15 +23,14 @@ pub fn require_root() {
 }
 
 fn is_root() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
-        .unwrap_or(false);
-    root
+        .unwrap_or(false)
 }
 
 /// A lab, taken down on drop.
