@@ -16,7 +16,12 @@ use crate::output::OutputFormat;
 /// `k8sup facts -i inventory.yaml`. To try k8sup without VMs, `k8sup lab up`
 /// boots local machines and writes an inventory for them.
 #[derive(Debug, Parser)]
-#[command(name = "k8sup", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "k8sup",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
     /// K8SUP_LOG takes a full tracing filter and overrides this.

@@ -95,7 +95,13 @@ pub async fn connect_hosts<'a>(
         .iter()
         .zip(results)
         .map(|(h, r)| {
-            let r = r.unwrap_or_else(|| connected.next().expect("one result per spec").1.map_err(|e| ConnectError::Ssh(Box::new(e))));
+            let r = r.unwrap_or_else(|| {
+                connected
+                    .next()
+                    .expect("one result per spec")
+                    .1
+                    .map_err(|e| ConnectError::Ssh(Box::new(e)))
+            });
             (*h, r)
         })
         .collect()

@@ -17,7 +17,10 @@ pub const WORKLOAD_STEP: &str = "workload";
 /// The rollout for `hosts`: today one step, in which every host converges
 /// in parallel.
 pub fn rollout(inventory: &Inventory, hosts: &[&Host]) -> Result<Rollout> {
-    let states = hosts.iter().map(|h| host_state(inventory, h)).collect::<Result<Vec<_>>>()?;
+    let states = hosts
+        .iter()
+        .map(|h| host_state(inventory, h))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Rollout::single(WORKLOAD_STEP, states))
 }
 
@@ -31,7 +34,9 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
         let mut r = match &f.kind {
             FileKind::Directory => Resource::directory(&f.path),
             FileKind::Link { target } => Resource::symlink(&f.path, target),
-            FileKind::File { source: Source::Src(p) } => Resource::binary(&f.path, p),
+            FileKind::File {
+                source: Source::Src(p),
+            } => Resource::binary(&f.path, p),
             FileKind::File { source } => Resource::file(&f.path, content(source)?),
         };
         if let Some(m) = f.mode {
@@ -48,22 +53,41 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
         }
         state.push(r);
     }
-    for s in inventory.services.iter().filter(|s| s.targets.matches(host)) {
+    for s in inventory
+        .services
+        .iter()
+        .filter(|s| s.targets.matches(host))
+    {
         if let Some(source) = &s.unit {
             state.push(Resource::unit(unit(&s.name), content(source)?));
         }
-        state.push(Resource::service(unit(&s.name)).enabled(s.enabled).running(s.state == ServiceState::Running));
+        state.push(
+            Resource::service(unit(&s.name))
+                .enabled(s.enabled)
+                .running(s.state == ServiceState::Running),
+        );
     }
     // Commands come after every file of the host, binaries included (the
     // engine would otherwise let a large upload overlap them): a command
     // written after the files may use them.
-    let files: Vec<ResourceId> = state.resources.iter().filter(|r| r.path().is_some()).map(|r| r.id()).collect();
-    for c in inventory.commands.iter().filter(|c| c.targets.matches(host)) {
+    let files: Vec<ResourceId> = state
+        .resources
+        .iter()
+        .filter(|r| r.path().is_some())
+        .map(|r| r.id())
+        .collect();
+    for c in inventory
+        .commands
+        .iter()
+        .filter(|c| c.targets.matches(host))
+    {
         let guard = match (&c.creates, &c.unless) {
             (Some(path), None) => Guard::Creates(path.clone()),
             (None, Some(check)) => Guard::Unless(check.clone()),
             // Both: run only while the path is absent and the check fails.
-            (Some(path), Some(check)) => Guard::Unless(format!("test -e {} || {{ {check}\n}}", quote(path))),
+            (Some(path), Some(check)) => {
+                Guard::Unless(format!("test -e {} || {{ {check}\n}}", quote(path)))
+            }
             // No guard (warned about when the inventory is read): always run.
             (None, None) => Guard::Unless("false".into()),
         };
@@ -84,7 +108,9 @@ fn content(source: &Source) -> Result<Content> {
     Ok(match source {
         Source::Content(text) => Content::text(text.clone()),
         Source::Src(p) => Content::local(p),
-        Source::Template(p) => Content::template_file(p).with_context(|| format!("template {}", p.display()))?,
+        Source::Template(p) => {
+            Content::template_file(p).with_context(|| format!("template {}", p.display()))?
+        }
     })
 }
 
@@ -93,7 +119,10 @@ fn content(source: &Source) -> Result<Content> {
 fn host_view(inventory: &Inventory, host: &Host) -> serde_json::Value {
     let mut v = serde_json::to_value(host).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
-        let first_cp = inventory.control_planes().next().is_some_and(|c| c.name == host.name);
+        let first_cp = inventory
+            .control_planes()
+            .next()
+            .is_some_and(|c| c.name == host.name);
         map.insert("firstControlPlane".into(), first_cp.into());
         map.remove("ssh");
     }

@@ -27,7 +27,8 @@ impl Run {
         let rollout = crate::desired::rollout(&inventory, &hosts)?;
         // Rendering templates and hashing local files overlaps with the SSH
         // handshakes: both are on the critical path of a no-op apply.
-        let (desired, connected) = tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts));
+        let (desired, connected) =
+            tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts));
         let mut sessions = Sessions::new();
         let mut failed = Vec::new();
         for (host, result) in connected {
@@ -59,7 +60,12 @@ impl Run {
                 return Err(e.into());
             }
         };
-        Ok(Run { inventory, hosts: names, desired, sessions })
+        Ok(Run {
+            inventory,
+            hosts: names,
+            desired,
+            sessions,
+        })
     }
 
     /// Observe every host (one round trip each) and compute the plan.

@@ -20,7 +20,9 @@ fn workload(lab: &TestLab, file: &str, port: Option<u16>, extra: &str) -> PathBu
     std::fs::write(dir.join("demo.conf.j2"), TEMPLATE).unwrap();
     let bin = dir.join("demo.bin");
     if !bin.exists() {
-        let blob: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        let blob: Vec<u8> = (0..4 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
         std::fs::write(&bin, blob).unwrap();
     }
     let body = format!(
@@ -54,7 +56,11 @@ commands:
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = k8sup(args);
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 fn plan_json(inv: &Path) -> Value {
@@ -78,7 +84,12 @@ fn planned(plan: &Value, host: &str) -> Vec<(String, String)> {
         .flat_map(|s| s["hosts"].as_array().unwrap().iter())
         .filter(|h| h["host"] == host)
         .flat_map(|h| h["actions"].as_array().unwrap().iter())
-        .map(|a| (a["resource"].as_str().unwrap().to_string(), a["kind"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["resource"].as_str().unwrap().to_string(),
+                a["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -89,7 +100,12 @@ fn executed(report: &Value, host: &str) -> Vec<(String, String)> {
         .iter()
         .filter(|h| h["host"] == host)
         .flat_map(|h| h["executed"].as_array().unwrap().iter())
-        .map(|a| (a["resource"].as_str().unwrap().to_string(), a["kind"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["resource"].as_str().unwrap().to_string(),
+                a["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -108,7 +124,10 @@ fn apply_creates_everything_then_a_second_apply_changes_nothing() {
     let lab = TestLab::up("e2e-apply", 3);
     let inv = workload(&lab, "work.yaml", None, "");
     let plan = plan_json(&inv);
-    assert!(plan["summary"]["create"].as_u64().unwrap() >= 3 * 5, "{plan}");
+    assert!(
+        plan["summary"]["create"].as_u64().unwrap() >= 3 * 5,
+        "{plan}"
+    );
 
     let report = apply_json(&inv);
     assert_eq!(report["ok"], true);
@@ -120,9 +139,15 @@ fn apply_creates_everything_then_a_second_apply_changes_nothing() {
         p.sort();
         e.sort();
         assert_eq!(p, e, "plan and apply differ on {host}");
-        assert_eq!(lab.root(i, "systemctl is-active demo; systemctl is-enabled demo"), "active\nenabled\n");
+        assert_eq!(
+            lab.root(i, "systemctl is-active demo; systemctl is-enabled demo"),
+            "active\nenabled\n"
+        );
         let peers: Vec<String> = (0..3).map(|j| lab.address(j)).collect();
-        assert_eq!(lab.root(i, "cat /etc/demo.conf"), format!("listen=8080\npeers={}\n", peers.join(",")));
+        assert_eq!(
+            lab.root(i, "cat /etc/demo.conf"),
+            format!("listen=8080\npeers={}\n", peers.join(","))
+        );
         assert_eq!(lab.root(i, "stat -c %a /opt/demo/demo.bin").trim(), "755");
     }
 
@@ -132,7 +157,10 @@ fn apply_creates_everything_then_a_second_apply_changes_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("No changes."), "{out}");
     let after: Vec<String> = (0..3).map(|i| fingerprint(&lab, i)).collect();
-    assert_eq!(before, after, "a no-op apply rewrote a file or restarted a service");
+    assert_eq!(
+        before, after,
+        "a no-op apply rewrote a file or restarted a service"
+    );
     let (code, _, _) = run(&["plan", "-i", inv.to_str().unwrap(), "--detailed-exitcode"]);
     assert_eq!(code, 0, "--detailed-exitcode: 0 means no changes");
 }
@@ -145,23 +173,55 @@ fn a_changed_template_variable_updates_exactly_that_file_and_restarts_its_servic
     let untouched = fingerprint(&lab, 0);
     let changed = workload(&lab, "work-9090.yaml", Some(9090), "");
 
-    let (code, out, _) = run(&["plan", "-i", changed.to_str().unwrap(), "--detailed-exitcode", "--color", "never"]);
+    let (code, out, _) = run(&[
+        "plan",
+        "-i",
+        changed.to_str().unwrap(),
+        "--detailed-exitcode",
+        "--color",
+        "never",
+    ]);
     assert_eq!(code, 2, "changes pending: {out}");
-    assert!(out.contains(&format!("{}: no changes", lab.node(0))), "{out}");
-    assert!(out.contains("~ file:/etc/demo.conf") && out.contains("-listen=8080") && out.contains("+listen=9090"), "{out}");
+    assert!(
+        out.contains(&format!("{}: no changes", lab.node(0))),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ file:/etc/demo.conf")
+            && out.contains("-listen=8080")
+            && out.contains("+listen=9090"),
+        "{out}"
+    );
     let plan = plan_json(&changed);
     assert_eq!(
         planned(&plan, &lab.node(1)),
-        vec![("file:/etc/demo.conf".into(), "update".into()), ("service:demo.service".into(), "restart".into())]
+        vec![
+            ("file:/etc/demo.conf".into(), "update".into()),
+            ("service:demo.service".into(), "restart".into())
+        ]
     );
     assert!(planned(&plan, &lab.node(0)).is_empty());
 
     let started = lab.root(1, "systemctl show -p ActiveEnterTimestampMonotonic demo");
     let report = apply_json(&changed);
-    assert_eq!(executed(&report, &lab.node(1)), planned(&plan, &lab.node(1)));
-    assert_ne!(lab.root(1, "systemctl show -p ActiveEnterTimestampMonotonic demo"), started, "restarted");
-    assert!(lab.root(1, "cat /etc/demo.conf").starts_with("listen=9090\n"));
-    assert_eq!(fingerprint(&lab, 0), untouched, "the other host was not touched");
+    assert_eq!(
+        executed(&report, &lab.node(1)),
+        planned(&plan, &lab.node(1))
+    );
+    assert_ne!(
+        lab.root(1, "systemctl show -p ActiveEnterTimestampMonotonic demo"),
+        started,
+        "restarted"
+    );
+    assert!(
+        lab.root(1, "cat /etc/demo.conf")
+            .starts_with("listen=9090\n")
+    );
+    assert_eq!(
+        fingerprint(&lab, 0),
+        untouched,
+        "the other host was not touched"
+    );
 }
 
 #[test]
@@ -169,16 +229,35 @@ fn a_saved_plan_is_refused_when_a_host_drifted_and_applied_when_not() {
     let lab = TestLab::up("e2e-drift", 1);
     let inv = workload(&lab, "work.yaml", None, "");
     let saved = inv.with_file_name("plan.json");
-    let (code, _, err) = run(&["plan", "-i", inv.to_str().unwrap(), "--out", saved.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        "--out",
+        saved.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     // Someone changes the host behind k8sup's back.
     lab.root(0, "mkdir -p /opt/demo && echo drift > /opt/demo/demo.bin");
     let (code, out, err) = run(&["apply", saved.to_str().unwrap(), "--yes"]);
     assert_ne!(code, 0, "a drifted host must refuse the saved plan: {out}");
-    assert!(err.contains(&lab.node(0)) && err.to_lowercase().contains("changed since"), "{err}");
-    assert_eq!(lab.root(0, "cat /opt/demo/demo.bin"), "drift\n", "nothing was applied");
+    assert!(
+        err.contains(&lab.node(0)) && err.to_lowercase().contains("changed since"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.root(0, "cat /opt/demo/demo.bin"),
+        "drift\n",
+        "nothing was applied"
+    );
 
-    let (code, _, err) = run(&["plan", "-i", inv.to_str().unwrap(), "--out", saved.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        "--out",
+        saved.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run(&["apply", saved.to_str().unwrap(), "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -189,7 +268,12 @@ fn a_saved_plan_is_refused_when_a_host_drifted_and_applied_when_not() {
 fn a_second_concurrent_apply_is_refused_by_the_lock() {
     let lab = TestLab::up("e2e-lock", 1);
     // A slow command keeps the first apply (and its lock) busy for a while.
-    let inv = workload(&lab, "work.yaml", None, "  - { name: slow, run: 'sleep 6; touch /opt/demo/.slow', creates: /opt/demo/.slow }\n");
+    let inv = workload(
+        &lab,
+        "work.yaml",
+        None,
+        "  - { name: slow, run: 'sleep 6; touch /opt/demo/.slow', creates: /opt/demo/.slow }\n",
+    );
     let first = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
         .args(["apply", "-i", inv.to_str().unwrap(), "--yes"])
         .stdout(std::process::Stdio::piped())
@@ -198,8 +282,15 @@ fn a_second_concurrent_apply_is_refused_by_the_lock() {
         .unwrap();
     // Wait until the first run holds the lock on the host.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while lab.root(0, "test -e /var/lib/k8sup/run.lock && echo held || true").trim() != "held" {
-        assert!(std::time::Instant::now() < deadline, "the first apply never took the lock");
+    while lab
+        .root(0, "test -e /var/lib/k8sup/run.lock && echo held || true")
+        .trim()
+        != "held"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first apply never took the lock"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
@@ -207,7 +298,11 @@ fn a_second_concurrent_apply_is_refused_by_the_lock() {
     let all = format!("{out}{err}");
     assert!(all.contains("lock"), "names the lock: {all}");
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success(), "the first apply finishes: {}", text(&first.stderr));
+    assert!(
+        first.status.success(),
+        "the first apply finishes: {}",
+        text(&first.stderr)
+    );
     let (code, out, _) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
     assert_eq!(code, 0);
     assert!(out.contains("No changes."), "{out}");
@@ -225,8 +320,15 @@ fn a_failing_command_is_reported_by_host_with_its_stderr_and_other_hosts_finish(
     let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
     assert_eq!(code, 1, "{out}{err}");
     let all = format!("{out}{err}");
-    assert!(all.contains("e2e-fail-2") && all.contains("cannot-frobnicate-the-widget"), "{all}");
-    assert_eq!(lab.root(0, "systemctl is-active demo").trim(), "active", "the healthy host finished");
+    assert!(
+        all.contains("e2e-fail-2") && all.contains("cannot-frobnicate-the-widget"),
+        "{all}"
+    );
+    assert_eq!(
+        lab.root(0, "systemctl is-active demo").trim(),
+        "active",
+        "the healthy host finished"
+    );
 }
 
 #[test]
@@ -241,8 +343,14 @@ fn a_service_whose_binary_is_missing_fails_the_apply_instead_of_passing_unseen()
     let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
     assert_eq!(code, 1, "{out}{err}");
     let all = format!("{out}{err}");
-    assert!(all.contains("e2e-unit-1") && all.contains("broken.service did not stay up"), "{all}");
-    assert!(all.contains("203/EXEC"), "systemd's own reason is shown: {all}");
+    assert!(
+        all.contains("e2e-unit-1") && all.contains("broken.service did not stay up"),
+        "{all}"
+    );
+    assert!(
+        all.contains("203/EXEC"),
+        "systemd's own reason is shown: {all}"
+    );
     // The crash loop is visible in the next plan, not taken for a running service.
     let (code, out, _) = run(&["plan", "-i", inv.to_str().unwrap(), "--detailed-exitcode"]);
     assert_eq!(code, 2, "{out}");

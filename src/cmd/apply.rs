@@ -96,7 +96,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         (Some(s), None) => (s.inventory.clone(), s.hosts.clone()),
         (Some(s), Some(i)) => (i.clone(), s.hosts.clone()),
         (None, Some(i)) => (i.clone(), args.hosts.clone()),
-        (None, None) => bail!("give the inventory with -i FILE (or K8SUP_INVENTORY), or a saved plan: k8sup apply PLAN"),
+        (None, None) => bail!(
+            "give the inventory with -i FILE (or K8SUP_INVENTORY), or a saved plan: k8sup apply PLAN"
+        ),
     };
     let json = args.output.output == OutputFormat::Json;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -165,7 +167,10 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
 }
 
 fn confirm(hosts: usize) -> Result<bool> {
-    eprint!("Apply these changes to {hosts} host{}? Only 'yes' is accepted: ", if hosts == 1 { "" } else { "s" });
+    eprint!(
+        "Apply these changes to {hosts} host{}? Only 'yes' is accepted: ",
+        if hosts == 1 { "" } else { "s" }
+    );
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
@@ -180,7 +185,10 @@ fn print_report(report: &ApplyReport) {
         unchanged += h.unchanged;
         failed += h.failed;
         match &h.error {
-            None => println!("{:<width$}  {} changed, {} unchanged", h.host, h.changed, h.unchanged),
+            None => println!(
+                "{:<width$}  {} changed, {} unchanged",
+                h.host, h.changed, h.unchanged
+            ),
             Some(e) => println!(
                 "{:<width$}  FAILED: {} changed, {} unchanged, {} failed, {} not run\n{:<width$}  {}",
                 h.host,
@@ -198,7 +206,11 @@ fn print_report(report: &ApplyReport) {
         "\nApply: {changed} changed, {unchanged} unchanged, {failed} failed on {} host{}{} in {:.1} s.",
         report.hosts.len(),
         if report.hosts.len() == 1 { "" } else { "s" },
-        if bad > 0 { format!(" ({bad} failed)") } else { String::new() },
+        if bad > 0 {
+            format!(" ({bad} failed)")
+        } else {
+            String::new()
+        },
         report.elapsed.as_secs_f64()
     );
 }

@@ -71,7 +71,11 @@ pub fn run(args: FactsArgs) -> Result<ExitCode> {
     }
     // Failures go to stderr in both formats, so CI logs name the hosts.
     for r in rows.iter().filter(|r| !r.ok) {
-        eprintln!("error: {}: {}", r.host, r.error.as_deref().unwrap_or("failed"));
+        eprintln!(
+            "error: {}: {}",
+            r.host,
+            r.error.as_deref().unwrap_or("failed")
+        );
     }
     if failed > 0 {
         eprintln!("error: {failed} of {} hosts failed", rows.len());
@@ -81,7 +85,10 @@ pub fn run(args: FactsArgs) -> Result<ExitCode> {
 }
 
 /// Facts of every host, in the order given.
-pub async fn gather(inventory: &k8sup_inventory::Inventory, hosts: &[&k8sup_inventory::Host]) -> Vec<FactsRow> {
+pub async fn gather(
+    inventory: &k8sup_inventory::Inventory,
+    hosts: &[&k8sup_inventory::Host],
+) -> Vec<FactsRow> {
     let script = facts::script();
     let concurrency = inventory.options.concurrency as usize;
     stream::iter(hosts.iter().copied())
@@ -111,7 +118,11 @@ pub async fn gather(inventory: &k8sup_inventory::Inventory, hosts: &[&k8sup_inve
         .await
 }
 
-async fn facts_of(inventory: &k8sup_inventory::Inventory, host: &k8sup_inventory::Host, script: &str) -> Result<HostFacts> {
+async fn facts_of(
+    inventory: &k8sup_inventory::Inventory,
+    host: &k8sup_inventory::Host,
+    script: &str,
+) -> Result<HostFacts> {
     let spec = spec_for(inventory, host)?;
     let session = k8sup_ssh::Session::connect(&spec).await?;
     let out = session.exec_checked(script).await?;
@@ -121,7 +132,9 @@ async fn facts_of(inventory: &k8sup_inventory::Inventory, host: &k8sup_inventory
 }
 
 fn print_table(rows: &[FactsRow]) {
-    let header = ["HOST", "ADDRESS", "ROLE", "OS", "KERNEL", "ARCH", "CPUS", "MEMORY", "INIT", "K8SUP"];
+    let header = [
+        "HOST", "ADDRESS", "ROLE", "OS", "KERNEL", "ARCH", "CPUS", "MEMORY", "INIT", "K8SUP",
+    ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in rows {
         match &r.facts {
@@ -138,17 +151,32 @@ fn print_table(rows: &[FactsRow]) {
                 installed_summary(f),
             ]),
             None => {
-                let mut line = vec![r.host.clone(), r.address.clone(), r.role.clone(), "FAILED".into()];
+                let mut line = vec![
+                    r.host.clone(),
+                    r.address.clone(),
+                    r.role.clone(),
+                    "FAILED".into(),
+                ];
                 line.resize(header.len(), String::new());
                 table.push(line);
             }
         }
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
 }

@@ -143,7 +143,12 @@ fn up(a: UpArgs) -> Result<ExitCode> {
         );
     }
     let plural = |n: usize| if n == 1 { "machine" } else { "machines" };
-    eprintln!("lab {}: bringing up {} {}...", lab.name(), opts.nodes, plural(opts.nodes));
+    eprintln!(
+        "lab {}: bringing up {} {}...",
+        lab.name(),
+        opts.nodes,
+        plural(opts.nodes)
+    );
     let started = Instant::now();
     let info = lab.up(&opts)?;
     eprintln!(

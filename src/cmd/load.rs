@@ -16,7 +16,10 @@ pub fn inventory(path: &Path) -> Result<Inventory> {
             }
             Ok(loaded.inventory)
         }
-        Err(report) => bail!("{report}\nfix the inventory, then check it with: k8sup inventory check -i {}", path.display()),
+        Err(report) => bail!(
+            "{report}\nfix the inventory, then check it with: k8sup inventory check -i {}",
+            path.display()
+        ),
     }
 }
 
@@ -25,10 +28,22 @@ pub fn select_hosts<'a>(inventory: &'a Inventory, names: &[String]) -> Result<Ve
     if names.is_empty() {
         return Ok(inventory.hosts.iter().collect());
     }
-    let unknown: Vec<&str> = names.iter().filter(|n| inventory.host(n).is_none()).map(String::as_str).collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| inventory.host(n).is_none())
+        .map(String::as_str)
+        .collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = inventory.hosts.iter().map(|h| h.name.as_str()).collect();
-        bail!("no host named {} in the inventory (hosts: {})", unknown.join(", "), known.join(", "));
+        bail!(
+            "no host named {} in the inventory (hosts: {})",
+            unknown.join(", "),
+            known.join(", ")
+        );
     }
-    Ok(inventory.hosts.iter().filter(|h| names.contains(&h.name)).collect())
+    Ok(inventory
+        .hosts
+        .iter()
+        .filter(|h| names.contains(&h.name))
+        .collect())
 }

@@ -80,9 +80,14 @@ impl DisplayArgs {
         let color = match self.color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
-        PrintOptions { color, no_diff: self.no_diff }
+        PrintOptions {
+            color,
+            no_diff: self.no_diff,
+        }
     }
 }
 
@@ -119,14 +124,20 @@ impl SavedPlan {
     }
 
     pub fn read(path: &Path) -> Result<SavedPlan> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a k8sup plan (not JSON)", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the plan {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a k8sup plan (not JSON)", path.display()))?;
         if value.get("k8supSavedPlan").is_none() {
-            anyhow::bail!("{} is not a plan saved by `k8sup plan --out`", path.display());
+            anyhow::bail!(
+                "{} is not a plan saved by `k8sup plan --out`",
+                path.display()
+            );
         }
-        let plan = Plan::from_json(&value["plan"].to_string()).with_context(|| format!("plan {}", path.display()))?;
-        let mut saved: SavedPlan = serde_json::from_value(value).with_context(|| format!("plan {}", path.display()))?;
+        let plan = Plan::from_json(&value["plan"].to_string())
+            .with_context(|| format!("plan {}", path.display()))?;
+        let mut saved: SavedPlan =
+            serde_json::from_value(value).with_context(|| format!("plan {}", path.display()))?;
         saved.plan = plan;
         Ok(saved)
     }
@@ -151,11 +162,19 @@ pub fn run(args: PlanArgs) -> Result<ExitCode> {
             OutputFormat::Text => {
                 print!("{}", print::render(&plan, &args.display.print_options()));
                 if let Some(out) = &args.out {
-                    println!("Saved the plan to {}; apply it with: k8sup apply {}", out.display(), out.display());
+                    println!(
+                        "Saved the plan to {}; apply it with: k8sup apply {}",
+                        out.display(),
+                        out.display()
+                    );
                 }
             }
         }
         run.close().await;
-        Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        Ok(if args.detailed_exitcode && plan.has_changes() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
     })
 }

@@ -31,7 +31,12 @@ impl Bars {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        Bars { multi, total, hosts: Mutex::new(HashMap::new()), plain }
+        Bars {
+            multi,
+            total,
+            hosts: Mutex::new(HashMap::new()),
+            plain,
+        }
     }
 
     pub fn finish(&self) {
@@ -44,8 +49,13 @@ impl Bars {
         hosts
             .entry(host.to_string())
             .or_insert_with(|| {
-                let b = self.multi.insert_before(&self.total, ProgressBar::new_spinner());
-                b.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("valid template"));
+                let b = self
+                    .multi
+                    .insert_before(&self.total, ProgressBar::new_spinner());
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+                        .expect("valid template"),
+                );
                 b.set_prefix(host.to_string());
                 b.enable_steady_tick(Duration::from_millis(120));
                 b
@@ -57,20 +67,38 @@ impl Bars {
 impl Progress for Bars {
     fn event(&self, event: Event<'_>) {
         match event {
-            Event::Verifying { hosts } => self.total.set_message(format!("checking {hosts} hosts for drift and locks")),
+            Event::Verifying { hosts } => self
+                .total
+                .set_message(format!("checking {hosts} hosts for drift and locks")),
             Event::StepStarted { step, hosts } => {
-                self.total.set_message(format!("step {step} on {hosts} hosts"));
+                self.total
+                    .set_message(format!("step {step} on {hosts} hosts"));
             }
-            Event::HostStarted { host, step, actions } => {
-                self.host_bar(host).set_message(format!("{step}: {actions} actions"));
+            Event::HostStarted {
+                host,
+                step,
+                actions,
+            } => {
+                self.host_bar(host)
+                    .set_message(format!("{step}: {actions} actions"));
             }
             Event::ActionStarted { host, action } => {
-                self.host_bar(host).set_message(format!("{:?} {}", action.kind, action.resource).to_lowercase());
+                self.host_bar(host)
+                    .set_message(format!("{:?} {}", action.kind, action.resource).to_lowercase());
             }
             Event::ActionFinished { .. } => self.total.inc(1),
-            Event::Upload { host, path, sent, total } => {
+            Event::Upload {
+                host,
+                path,
+                sent,
+                total,
+            } => {
                 let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-                self.host_bar(host).set_message(format!("upload {path} {:.0}/{:.0} MiB", mib(sent), mib(total)));
+                self.host_bar(host).set_message(format!(
+                    "upload {path} {:.0}/{:.0} MiB",
+                    mib(sent),
+                    mib(total)
+                ));
             }
             Event::HostFinished { host, step, ok } => {
                 let word = if ok { "done" } else { "FAILED" };

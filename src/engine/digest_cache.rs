@@ -24,20 +24,33 @@ fn cache_file() -> Option<PathBuf> {
     let dir = std::env::var_os("K8SUP_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("k8sup")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("k8sup")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("k8sup"))
+        })?;
     Some(dir.join(FILE))
 }
 
 fn key(path: &Path, stamp: &FileStamp) -> String {
-    format!("{} {} {} {} {} {}", stamp.dev, stamp.ino, stamp.len, stamp.mtime_ns, stamp.ctime_ns, path.display())
+    format!(
+        "{} {} {} {} {} {}",
+        stamp.dev,
+        stamp.ino,
+        stamp.len,
+        stamp.mtime_ns,
+        stamp.ctime_ns,
+        path.display()
+    )
 }
 
 fn read_all(file: &Path) -> HashMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(file) else { return HashMap::new() };
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return HashMap::new();
+    };
     text.lines()
         .filter_map(|l| {
             let (sha, rest) = l.split_once(' ')?;
-            (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (rest.to_string(), sha.to_string()))
+            (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (rest.to_string(), sha.to_string()))
         })
         .collect()
 }
@@ -50,7 +63,11 @@ pub(crate) fn lookup(path: &Path, stamp: &FileStamp) -> Option<String> {
 /// Remember `sha256` for `path` at `stamp` (best effort: errors are ignored,
 /// a missing entry only costs a re-hash next time).
 pub(crate) fn store(path: &Path, stamp: &FileStamp, modified: SystemTime, sha256: &str) {
-    if SystemTime::now().duration_since(modified).unwrap_or_default() < Duration::from_secs(2) {
+    if SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default()
+        < Duration::from_secs(2)
+    {
         return;
     }
     let Some(file) = cache_file() else { return };

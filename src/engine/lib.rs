@@ -41,8 +41,8 @@
 mod apply;
 mod content;
 mod desired;
-mod digest_cache;
 pub mod diff;
+mod digest_cache;
 mod engine;
 mod error;
 mod lock;

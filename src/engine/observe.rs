@@ -62,7 +62,10 @@ impl UnitState {
     /// Up or on its way up. A unit waiting to be restarted after a crash
     /// (`activating` / `auto-restart`) is not running: it is failing.
     pub fn is_running(&self) -> bool {
-        matches!(self.active_state.as_str(), "active" | "reloading" | "activating") && self.sub_state != "auto-restart"
+        matches!(
+            self.active_state.as_str(),
+            "active" | "reloading" | "activating"
+        ) && self.sub_state != "auto-restart"
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -95,7 +95,9 @@ impl HostFacts {
                 }
                 continue;
             }
-            let Some((key, value)) = line.split_once('=') else { continue };
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
             let value = value.trim();
             match key {
                 "hostname" => f.hostname = value.to_string(),
@@ -123,11 +125,16 @@ impl HostFacts {
         }
         units.push(unit);
         for u in units {
-            let (Some(id), Some("loaded")) = (u.get("Id"), u.get("LoadState").copied()) else { continue };
+            let (Some(id), Some("loaded")) = (u.get("Id"), u.get("LoadState").copied()) else {
+                continue;
+            };
             let name = id.strip_suffix(".service").unwrap_or(id);
             let c = f.component(name);
             c.active = u.get("ActiveState").map(|s| s.to_string());
-            c.enabled = u.get("UnitFileState").filter(|s| !s.is_empty()).map(|s| s.to_string());
+            c.enabled = u
+                .get("UnitFileState")
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string());
         }
         if f.os.is_empty() && !f.os_id.is_empty() {
             f.os = format!("{} {}", f.os_id, f.os_version).trim().to_string();
@@ -173,16 +180,36 @@ mod tests {
         let k = &f.installed["kubelet"];
         assert_eq!(k.path.as_deref(), Some("/usr/local/bin/kubelet"));
         assert_eq!(k.version.as_deref(), Some("v1.31.4"));
-        assert_eq!((k.active.as_deref(), k.enabled.as_deref()), (Some("active"), Some("enabled")));
-        assert!(!f.installed.contains_key("containerd"), "a unit that is not loaded is not installed");
+        assert_eq!(
+            (k.active.as_deref(), k.enabled.as_deref()),
+            (Some("active"), Some("enabled"))
+        );
+        assert!(
+            !f.installed.contains_key("containerd"),
+            "a unit that is not loaded is not installed"
+        );
     }
 
     #[test]
     fn script_runs_under_dash_and_reports_this_machine() {
-        let out = std::process::Command::new("sh").arg("-c").arg(script()).output().expect("run sh");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script())
+            .output()
+            .expect("run sh");
         let f = HostFacts::parse(&String::from_utf8_lossy(&out.stdout));
         assert!(out.status.success());
-        assert_eq!(f.kernel, String::from_utf8_lossy(&std::process::Command::new("uname").arg("-r").output().unwrap().stdout).trim());
+        assert_eq!(
+            f.kernel,
+            String::from_utf8_lossy(
+                &std::process::Command::new("uname")
+                    .arg("-r")
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+            .trim()
+        );
         assert!(f.cpus >= 1 && f.memory_bytes > 0 && !f.arch.is_empty());
     }
 }

@@ -109,7 +109,9 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
     let version_defaulted = version_node.is_none();
     let version = match version_node {
         Some(n) => values::version(cx, n, "'kubernetesVersion' in 'cluster'"),
-        None => Some(semver::Version::parse(DEFAULT_KUBERNETES_VERSION).expect("default version is valid")),
+        None => Some(
+            semver::Version::parse(DEFAULT_KUBERNETES_VERSION).expect("default version is valid"),
+        ),
     };
     let pod = m
         .get("podCIDR")

@@ -39,7 +39,11 @@ pub struct CommandSpec {
     pub targets: Targets,
 }
 
-pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>) -> Option<Vec<CommandSpec>> {
+pub(crate) fn decode(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    known: Option<&[Host]>,
+) -> Option<Vec<CommandSpec>> {
     let Kind::Seq(items) = &node.kind else {
         return cx.list(node, "'commands'", |_, _| None::<CommandSpec>);
     };
@@ -48,7 +52,9 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>) -> Op
     for (i, item) in items.iter().enumerate() {
         match decode_one(cx, item, i, known) {
             Some(c) if out.iter().any(|o: &CommandSpec| o.name == c.name) => {
-                cx.sink.error(item.pos, format!("command '{}' is listed twice", c.name)).help("command names must be unique");
+                cx.sink
+                    .error(item.pos, format!("command '{}' is listed twice", c.name))
+                    .help("command names must be unique");
                 ok = false;
             }
             Some(c) => out.push(c),
@@ -58,8 +64,16 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>) -> Op
     ok.then_some(out)
 }
 
-fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>) -> Option<CommandSpec> {
-    let label = entry_label(node, "name").map_or_else(|| format!("commands[{index}]"), |n| format!("command '{n}'"));
+fn decode_one(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    index: usize,
+    known: Option<&[Host]>,
+) -> Option<CommandSpec> {
+    let label = entry_label(node, "name").map_or_else(
+        || format!("commands[{index}]"),
+        |n| format!("command '{n}'"),
+    );
     let mut m = cx.map(node, &label)?;
     let name = m.required(cx, "name").and_then(|n| {
         let v = cx.string(n, &format!("'name' of {label}"))?;
@@ -69,17 +83,31 @@ fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>
         }
         Some(v)
     });
-    let run = m.required(cx, "run").and_then(|n| cx.string(n, &format!("'run' of {label}")));
+    let run = m
+        .required(cx, "run")
+        .and_then(|n| cx.string(n, &format!("'run' of {label}")));
     let creates = optional(m.get("creates"), |n| {
-        values::host_path(cx, n, &format!("'creates' of {label}")).map(|p| p.to_string_lossy().into_owned())
+        values::host_path(cx, n, &format!("'creates' of {label}"))
+            .map(|p| p.to_string_lossy().into_owned())
     });
-    let unless = optional(m.get("unless"), |n| cx.string(n, &format!("'unless' of {label}")));
+    let unless = optional(m.get("unless"), |n| {
+        cx.string(n, &format!("'unless' of {label}"))
+    });
     let targets = targets::decode(cx, &mut m, &label, known);
     m.finish(cx);
-    let spec = CommandSpec { name: name?, run: run?, creates: creates?, unless: unless?, targets: targets? };
+    let spec = CommandSpec {
+        name: name?,
+        run: run?,
+        creates: creates?,
+        unless: unless?,
+        targets: targets?,
+    };
     if spec.creates.is_none() && spec.unless.is_none() {
         cx.sink
-            .warning(node.pos, format!("{label} has no guard: it runs on every apply"))
+            .warning(
+                node.pos,
+                format!("{label} has no guard: it runs on every apply"),
+            )
             .help("add 'creates: /path' or 'unless: CHECK' so that a rerun changes nothing");
     }
     Some(spec)

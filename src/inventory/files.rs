@@ -57,7 +57,12 @@ pub enum FileKind {
     Link { target: String },
 }
 
-pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>, base: &Path) -> Option<Vec<FileSpec>> {
+pub(crate) fn decode(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    known: Option<&[Host]>,
+    base: &Path,
+) -> Option<Vec<FileSpec>> {
     let items = match &node.kind {
         crate::node::Kind::Seq(items) => items.as_slice(),
         _ => return cx.list(node, "'files'", |_, _| None::<FileSpec>),
@@ -72,13 +77,28 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>, base:
         // Two entries that write one path on one host would fight on every
         // apply; say which host and which entries.
         if let Some(hosts) = known
-            && let Some((other, host)) = out.iter().enumerate().filter(|(_, o)| o.path == f.path).find_map(|(j, o)| {
-                hosts.iter().find(|h| o.targets.matches(h) && f.targets.matches(h)).map(|h| (j, h))
-            })
+            && let Some((other, host)) = out
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.path == f.path)
+                .find_map(|(j, o)| {
+                    hosts
+                        .iter()
+                        .find(|h| o.targets.matches(h) && f.targets.matches(h))
+                        .map(|h| (j, h))
+                })
         {
             cx.sink
-                .error(item.pos, format!("file '{}' is also written by files[{other}] on host '{}'", f.path, host.name))
-                .help("give each host one entry per path: narrow them with hosts:, roles: or groups:");
+                .error(
+                    item.pos,
+                    format!(
+                        "file '{}' is also written by files[{other}] on host '{}'",
+                        f.path, host.name
+                    ),
+                )
+                .help(
+                    "give each host one entry per path: narrow them with hosts:, roles: or groups:",
+                );
             ok = false;
             continue;
         }
@@ -87,23 +107,46 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>, base:
     ok.then_some(out)
 }
 
-fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>, base: &Path) -> Option<FileSpec> {
-    let label = entry_label(node, "path").map_or_else(|| format!("files[{index}]"), |p| format!("file '{p}'"));
+fn decode_one(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    index: usize,
+    known: Option<&[Host]>,
+    base: &Path,
+) -> Option<FileSpec> {
+    let label = entry_label(node, "path")
+        .map_or_else(|| format!("files[{index}]"), |p| format!("file '{p}'"));
     let mut m = cx.map(node, &label)?;
-    let path = m.required(cx, "path").and_then(|n| values::host_path(cx, n, &format!("'path' of {label}")));
+    let path = m
+        .required(cx, "path")
+        .and_then(|n| values::host_path(cx, n, &format!("'path' of {label}")));
     let kind_node = m.get("type");
     let kind_word = match kind_node {
-        Some(n) => Some(cx.one_of(n, &format!("'type' of {label}"), &["file", "directory", "link"])).flatten().map(str::to_owned),
+        Some(n) => Some(cx.one_of(
+            n,
+            &format!("'type' of {label}"),
+            &["file", "directory", "link"],
+        ))
+        .flatten()
+        .map(str::to_owned),
         None => Some("file".to_owned()),
     };
     let source = source::decode(cx, &mut m, &label, base);
     let target_node = m.get("target");
     // Outer None: a bad value, already reported; inner None: not given.
-    let mode = optional(m.get("mode"), |n| values::mode(cx, n, &format!("'mode' of {label}")));
-    let owner = optional(m.get("owner"), |n| values::account(cx, n, &format!("'owner' of {label}")));
-    let group = optional(m.get("group"), |n| values::account(cx, n, &format!("'group' of {label}")));
+    let mode = optional(m.get("mode"), |n| {
+        values::mode(cx, n, &format!("'mode' of {label}"))
+    });
+    let owner = optional(m.get("owner"), |n| {
+        values::account(cx, n, &format!("'owner' of {label}"))
+    });
+    let group = optional(m.get("group"), |n| {
+        values::account(cx, n, &format!("'group' of {label}"))
+    });
     let notify = match m.get("notify") {
-        Some(n) => cx.list(n, &format!("'notify' of {label}"), |cx, item| values::unit_name(cx, item, &format!("'notify' of {label}"))),
+        Some(n) => cx.list(n, &format!("'notify' of {label}"), |cx, item| {
+            values::unit_name(cx, item, &format!("'notify' of {label}"))
+        }),
         None => Some(Vec::new()),
     };
     let targets = targets::decode(cx, &mut m, &label, known);
@@ -117,18 +160,28 @@ fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>
             return None;
         }
         ("directory", None, None) => FileKind::Directory,
-        ("link", None, Some(t)) => FileKind::Link { target: cx.string(t, &format!("'target' of {label}"))? },
+        ("link", None, Some(t)) => FileKind::Link {
+            target: cx.string(t, &format!("'target' of {label}"))?,
+        },
         ("link", None, None) => {
-            cx.sink.error(node.pos, format!("{label} is a link without 'target'")).help("add 'target: /path/it/points/to'");
+            cx.sink
+                .error(node.pos, format!("{label} is a link without 'target'"))
+                .help("add 'target: /path/it/points/to'");
             return None;
         }
         (kind, _, Some(t)) if kind != "link" => {
-            cx.sink.error(t.pos, format!("'target' of {label} is only for 'type: link'"));
+            cx.sink.error(
+                t.pos,
+                format!("'target' of {label} is only for 'type: link'"),
+            );
             return None;
         }
         (kind, _, _) => {
             cx.sink
-                .error(node.pos, format!("{label} is a {kind}: content:, src: and template: are only for files"))
+                .error(
+                    node.pos,
+                    format!("{label} is a {kind}: content:, src: and template: are only for files"),
+                )
                 .help("remove them, or drop 'type' to write a file");
             return None;
         }
@@ -145,7 +198,10 @@ fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>
 }
 
 /// `Some(None)` when absent, `Some(Some(v))` when valid, `None` when invalid.
-pub(crate) fn optional<T>(node: Option<&Node>, read: impl FnOnce(&Node) -> Option<T>) -> Option<Option<T>> {
+pub(crate) fn optional<T>(
+    node: Option<&Node>,
+    read: impl FnOnce(&Node) -> Option<T>,
+) -> Option<Option<T>> {
     match node {
         None => Some(None),
         Some(n) => read(n).map(Some),
@@ -155,10 +211,15 @@ pub(crate) fn optional<T>(node: Option<&Node>, read: impl FnOnce(&Node) -> Optio
 /// The scalar under `key` of a mapping node, to name an entry in messages.
 pub(crate) fn entry_label(node: &Node, key: &str) -> Option<String> {
     match &node.kind {
-        crate::node::Kind::Map(entries) => entries.iter().find(|e| e.key == key).and_then(|e| match &e.value.kind {
-            crate::node::Kind::Scalar(s) if !s.is_null() => Some(s.value.clone()),
-            _ => None,
-        }),
+        crate::node::Kind::Map(entries) => {
+            entries
+                .iter()
+                .find(|e| e.key == key)
+                .and_then(|e| match &e.value.kind {
+                    crate::node::Kind::Scalar(s) if !s.is_null() => Some(s.value.clone()),
+                    _ => None,
+                })
+        }
         _ => None,
     }
 }

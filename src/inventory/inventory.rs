@@ -14,11 +14,11 @@ use serde::Serialize;
 
 use crate::cluster::{self, Cluster, Options};
 use crate::commands::{self, CommandSpec};
-use crate::files::{self, FileSpec};
-use crate::services::{self, ServiceSpec};
 use crate::decode::{Cx, suggest};
+use crate::files::{self, FileSpec};
 use crate::host::{self, Host, HostPos, Role};
 use crate::node::{Node, Pos};
+use crate::services::{self, ServiceSpec};
 use crate::ssh::{self, SshPos, SshSettings};
 
 /// The `apiVersion`s this build reads, oldest first.
@@ -155,11 +155,23 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
     });
     // Workload sections target hosts by name and group, so they are read
     // after the hosts; names cannot be checked when the hosts failed.
-    let known = all_hosts_read.then(|| hosts.as_ref().map(|h| h.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>())).flatten();
+    let known = all_hosts_read
+        .then(|| {
+            hosts
+                .as_ref()
+                .map(|h| h.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>())
+        })
+        .flatten();
     let base = path.parent().map(PathBuf::from).unwrap_or_default();
-    let files = m.get("files").map_or(Some(Vec::new()), |n| files::decode(cx, n, known.as_deref(), &base));
-    let services = m.get("services").map_or(Some(Vec::new()), |n| services::decode(cx, n, known.as_deref(), &base));
-    let commands = m.get("commands").map_or(Some(Vec::new()), |n| commands::decode(cx, n, known.as_deref()));
+    let files = m.get("files").map_or(Some(Vec::new()), |n| {
+        files::decode(cx, n, known.as_deref(), &base)
+    });
+    let services = m.get("services").map_or(Some(Vec::new()), |n| {
+        services::decode(cx, n, known.as_deref(), &base)
+    });
+    let commands = m.get("commands").map_or(Some(Vec::new()), |n| {
+        commands::decode(cx, n, known.as_deref())
+    });
     m.finish(cx);
 
     // Host names as written, including hosts that could not be read in

@@ -28,44 +28,44 @@
 //! then whole-inventory checks run (`checks`).
 
 mod checks;
-mod commands;
-mod files;
-mod services;
-mod source;
-mod targets;
 mod cluster;
+mod commands;
 mod decode;
 mod diagnostic;
 mod effective;
 mod env;
 mod example;
+mod files;
 mod host;
 mod inventory;
 mod node;
+mod services;
+mod source;
 mod ssh;
+mod targets;
 mod values;
 
 use std::path::{Path, PathBuf};
 
 pub use cluster::{
-    ApiServer, Cluster, DEFAULT_API_SERVER_PORT, DEFAULT_CLUSTER_DOMAIN, DEFAULT_CONCURRENCY, DEFAULT_KUBERNETES_VERSION,
+    ApiServer, Cluster, DEFAULT_API_SERVER_PORT, DEFAULT_CLUSTER_DOMAIN, DEFAULT_CONCURRENCY,
     DEFAULT_DATASTORE_CLIENT_PORT, DEFAULT_DATASTORE_DIR, DEFAULT_DATASTORE_PEER_PORT,
-    DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, Options,
+    DEFAULT_KUBERNETES_VERSION, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, Options,
 };
+pub use commands::CommandSpec;
 pub use diagnostic::{Diagnostic, Report, Severity};
 pub use effective::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, EffectiveSsh,
     JumpHost, resolve_path,
 };
 pub use example::EXAMPLE_INVENTORY;
-pub use commands::CommandSpec;
 pub use files::{FileKind, FileSpec};
 pub use host::{Host, Role};
+pub use inventory::{CURRENT_API_VERSION, Inventory, KIND, SUPPORTED_API_VERSIONS};
 pub use services::{ServiceSpec, ServiceState};
 pub use source::Source;
-pub use targets::Targets;
-pub use inventory::{CURRENT_API_VERSION, Inventory, KIND, SUPPORTED_API_VERSIONS};
 pub use ssh::{HostKeyPolicy, SshSettings, SudoMode};
+pub use targets::Targets;
 pub use values::{JumpSpec, is_dns_label, is_dns_name};
 
 /// A valid inventory and the warnings found while checking it.

@@ -46,7 +46,12 @@ pub enum ServiceState {
     Stopped,
 }
 
-pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>, base: &Path) -> Option<Vec<ServiceSpec>> {
+pub(crate) fn decode(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    known: Option<&[Host]>,
+    base: &Path,
+) -> Option<Vec<ServiceSpec>> {
     let Kind::Seq(items) = &node.kind else {
         return cx.list(node, "'services'", |_, _| None::<ServiceSpec>);
     };
@@ -67,10 +72,21 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, known: Option<&[Host]>, base:
     ok.then_some(out)
 }
 
-fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>, base: &Path) -> Option<ServiceSpec> {
-    let label = entry_label(node, "name").map_or_else(|| format!("services[{index}]"), |n| format!("service '{n}'"));
+fn decode_one(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    index: usize,
+    known: Option<&[Host]>,
+    base: &Path,
+) -> Option<ServiceSpec> {
+    let label = entry_label(node, "name").map_or_else(
+        || format!("services[{index}]"),
+        |n| format!("service '{n}'"),
+    );
     let mut m = cx.map(node, &label)?;
-    let name = m.required(cx, "name").and_then(|n| values::unit_name(cx, n, &format!("'name' of {label}")));
+    let name = m
+        .required(cx, "name")
+        .and_then(|n| values::unit_name(cx, n, &format!("'name' of {label}")));
     let unit = optional(m.get("unit"), |n| {
         let what = format!("'unit' of {label}");
         let mut u = cx.map(n, &what)?;
@@ -79,13 +95,17 @@ fn decode_one(cx: &mut Cx<'_>, node: &Node, index: usize, known: Option<&[Host]>
         match s {
             Ok(Some(s)) => Some(s),
             Ok(None) => {
-                cx.sink.error(n.pos, format!("{what} is empty")).help("give one of content:, src: or template:");
+                cx.sink
+                    .error(n.pos, format!("{what} is empty"))
+                    .help("give one of content:, src: or template:");
                 None
             }
             Err(()) => None,
         }
     });
-    let enabled = optional(m.get("enabled"), |n| cx.boolean(n, &format!("'enabled' of {label}")));
+    let enabled = optional(m.get("enabled"), |n| {
+        cx.boolean(n, &format!("'enabled' of {label}"))
+    });
     let state = optional(m.get("state"), |n| {
         match cx.one_of(n, &format!("'state' of {label}"), &["running", "stopped"])? {
             "running" => Some(ServiceState::Running),

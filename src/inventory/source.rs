@@ -29,8 +29,16 @@ pub(crate) const KEYS: [&str; 3] = ["content", "src", "template"];
 
 /// Read at most one of `content`, `src`, `template` from `m`. `Ok(None)`: none
 /// given. `Err(())`: a problem, already reported.
-pub(crate) fn decode(cx: &mut Cx<'_>, m: &mut MapReader<'_>, label: &str, base: &Path) -> Result<Option<Source>, ()> {
-    let given: Vec<(&str, &crate::node::Node)> = KEYS.iter().filter_map(|k| m.get(k).map(|n| (*k, n))).collect();
+pub(crate) fn decode(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    label: &str,
+    base: &Path,
+) -> Result<Option<Source>, ()> {
+    let given: Vec<(&str, &crate::node::Node)> = KEYS
+        .iter()
+        .filter_map(|k| m.get(k).map(|n| (*k, n)))
+        .collect();
     if given.len() > 1 {
         let names: Vec<String> = given.iter().map(|(k, _)| format!("'{k}'")).collect();
         cx.sink
@@ -38,7 +46,9 @@ pub(crate) fn decode(cx: &mut Cx<'_>, m: &mut MapReader<'_>, label: &str, base: 
             .help("content: is inline text, src: a local file pushed as is, template: a local minijinja template");
         return Err(());
     }
-    let Some((key, node)) = given.first().copied() else { return Ok(None) };
+    let Some((key, node)) = given.first().copied() else {
+        return Ok(None);
+    };
     let value = cx.string(node, &format!("'{key}' of {label}")).ok_or(())?;
     if key == "content" {
         return Ok(Some(Source::Content(value)));
@@ -47,15 +57,28 @@ pub(crate) fn decode(cx: &mut Cx<'_>, m: &mut MapReader<'_>, label: &str, base: 
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {
-            cx.sink.error(node.pos, format!("'{key}' of {label}: {} is not a regular file", path.display()));
+            cx.sink.error(
+                node.pos,
+                format!(
+                    "'{key}' of {label}: {} is not a regular file",
+                    path.display()
+                ),
+            );
             return Err(());
         }
         Err(e) => {
             cx.sink
-                .error(node.pos, format!("'{key}' of {label}: cannot read {}: {e}", path.display()))
+                .error(
+                    node.pos,
+                    format!("'{key}' of {label}: cannot read {}: {e}", path.display()),
+                )
                 .help("relative paths are relative to the inventory file's directory");
             return Err(());
         }
     }
-    Ok(Some(if key == "src" { Source::Src(path) } else { Source::Template(path) }))
+    Ok(Some(if key == "src" {
+        Source::Src(path)
+    } else {
+        Source::Template(path)
+    }))
 }

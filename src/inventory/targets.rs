@@ -41,42 +41,74 @@ impl Targets {
 /// Read `hosts`, `roles` and `groups` from an entry. `known` is the hosts read
 /// so far (`None` when the hosts section could not be read, so names cannot
 /// be checked).
-pub(crate) fn decode(cx: &mut Cx<'_>, m: &mut MapReader<'_>, label: &str, known: Option<&[Host]>) -> Option<Targets> {
-    let hosts = words(cx, m.get("hosts"), &format!("'hosts' of {label}"), |cx, node, name| {
-        let Some(known) = known else { return true };
-        if known.iter().any(|h| h.name == name) {
-            return true;
-        }
-        let d = cx.sink.error(node.pos, format!("{label} targets host '{name}', which is not in 'hosts'"));
-        if let Some(g) = suggest(name, known.iter().map(|h| h.name.as_str())) {
-            d.help(format!("did you mean '{g}'?"));
-        }
-        false
-    });
+pub(crate) fn decode(
+    cx: &mut Cx<'_>,
+    m: &mut MapReader<'_>,
+    label: &str,
+    known: Option<&[Host]>,
+) -> Option<Targets> {
+    let hosts = words(
+        cx,
+        m.get("hosts"),
+        &format!("'hosts' of {label}"),
+        |cx, node, name| {
+            let Some(known) = known else { return true };
+            if known.iter().any(|h| h.name == name) {
+                return true;
+            }
+            let d = cx.sink.error(
+                node.pos,
+                format!("{label} targets host '{name}', which is not in 'hosts'"),
+            );
+            if let Some(g) = suggest(name, known.iter().map(|h| h.name.as_str())) {
+                d.help(format!("did you mean '{g}'?"));
+            }
+            false
+        },
+    );
     // Every key is read before any `?`, so one bad key never hides another.
     let roles = match m.get("roles") {
         None => Some(Vec::new()),
         Some(n) => cx.list(n, &format!("'roles' of {label}"), |cx, item| {
-            match cx.one_of(item, &format!("role in {label}"), &["control-plane", "worker"])? {
+            match cx.one_of(
+                item,
+                &format!("role in {label}"),
+                &["control-plane", "worker"],
+            )? {
                 "control-plane" => Some(Role::ControlPlane),
                 _ => Some(Role::Worker),
             }
         }),
     };
-    let groups = words(cx, m.get("groups"), &format!("'groups' of {label}"), |cx, node, group| {
-        let Some(known) = known else { return true };
-        if known.iter().any(|h| h.groups.iter().any(|g| g == group)) {
-            return true;
-        }
-        let all: Vec<&str> = known.iter().flat_map(|h| h.groups.iter().map(String::as_str)).collect();
-        let d = cx.sink.error(node.pos, format!("{label} targets group '{group}', which no host belongs to"));
-        match suggest(group, all.iter().copied()) {
-            Some(g) => d.help(format!("did you mean '{g}'?")),
-            None => d.help("add the group to hosts with 'groups: [NAME]'"),
-        };
-        false
-    });
-    Some(Targets { hosts: hosts?, roles: roles?, groups: groups? })
+    let groups = words(
+        cx,
+        m.get("groups"),
+        &format!("'groups' of {label}"),
+        |cx, node, group| {
+            let Some(known) = known else { return true };
+            if known.iter().any(|h| h.groups.iter().any(|g| g == group)) {
+                return true;
+            }
+            let all: Vec<&str> = known
+                .iter()
+                .flat_map(|h| h.groups.iter().map(String::as_str))
+                .collect();
+            let d = cx.sink.error(
+                node.pos,
+                format!("{label} targets group '{group}', which no host belongs to"),
+            );
+            match suggest(group, all.iter().copied()) {
+                Some(g) => d.help(format!("did you mean '{g}'?")),
+                None => d.help("add the group to hosts with 'groups: [NAME]'"),
+            };
+            false
+        },
+    );
+    Some(Targets {
+        hosts: hosts?,
+        roles: roles?,
+        groups: groups?,
+    })
 }
 
 fn words(
@@ -85,7 +117,9 @@ fn words(
     what: &str,
     mut check: impl FnMut(&mut Cx<'_>, &Node, &str) -> bool,
 ) -> Option<Vec<String>> {
-    let Some(n) = node else { return Some(Vec::new()) };
+    let Some(n) = node else {
+        return Some(Vec::new());
+    };
     let mut ok = true;
     let list = cx.list(n, what, |cx, item| {
         let w = cx.string(item, what)?;

@@ -263,7 +263,10 @@ pub(crate) fn mode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<u32> {
     }
     let shown = cx.shown(node);
     cx.sink
-        .error(node.pos, format!("{what} must be octal permission bits, found {shown}"))
+        .error(
+            node.pos,
+            format!("{what} must be octal permission bits, found {shown}"),
+        )
         .help("write it as chmod does, e.g. \"0644\" or \"0755\"");
     None
 }
@@ -273,13 +276,17 @@ pub(crate) fn account(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String
     let v = cx.string(node, what)?;
     let ok = !v.is_empty()
         && v.len() <= 32
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !v.starts_with('-');
     if ok {
         return Some(v);
     }
     let shown = cx.shown(node);
-    cx.sink.error(node.pos, format!("{what}: {shown} is not a user or group name"));
+    cx.sink.error(
+        node.pos,
+        format!("{what}: {shown} is not a user or group name"),
+    );
     None
 }
 
@@ -289,12 +296,17 @@ pub(crate) fn unit_name(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Stri
     let name = v.strip_suffix(".service").unwrap_or(&v);
     let ok = !name.is_empty()
         && name.len() <= 200
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '@' | '-' | '\\'));
     if ok && !name.contains('.') {
         return Some(name.to_owned());
     }
     let shown = cx.shown(node);
-    let d = cx.sink.error(node.pos, format!("{what}: {shown} is not a systemd service name"));
+    let d = cx.sink.error(
+        node.pos,
+        format!("{what}: {shown} is not a systemd service name"),
+    );
     if name.contains('.') {
         d.help("only services are managed here: write the name without a suffix, e.g. 'nginx'");
     }

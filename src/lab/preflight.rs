@@ -70,13 +70,22 @@ pub fn require_host() -> Result<(), LabError> {
 /// object: Too many open files"). Raise the limits as kind and minikube
 /// advise; they are only ceilings, so raising them costs nothing until used.
 fn raise_inotify_limits() {
-    for (file, want) in [("max_user_instances", 8192u64), ("max_user_watches", 524_288)] {
+    for (file, want) in [
+        ("max_user_instances", 8192u64),
+        ("max_user_watches", 524_288),
+    ] {
         let path = format!("/proc/sys/fs/inotify/{file}");
-        let current = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+        let current = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
         if current.is_some_and(|c| c < want) {
             match std::fs::write(&path, want.to_string()) {
-                Ok(()) => tracing::info!("raised fs.inotify.{file} to {want} for the lab's machines"),
-                Err(e) => eprintln!("warning: cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"),
+                Ok(()) => {
+                    tracing::info!("raised fs.inotify.{file} to {want} for the lab's machines")
+                }
+                Err(e) => eprintln!(
+                    "warning: cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"
+                ),
             }
         }
     }

@@ -16,12 +16,20 @@ pub struct TestLab {
 
 impl TestLab {
     pub fn up(name: &str, nodes: usize) -> TestLab {
-        Self::up_with(name, UpOptions { nodes, ..Default::default() })
+        Self::up_with(
+            name,
+            UpOptions {
+                nodes,
+                ..Default::default()
+            },
+        )
     }
 
     pub fn up_with(name: &str, opts: UpOptions) -> TestLab {
         let lab = Lab::new(name);
-        let info = lab.up(&opts).unwrap_or_else(|e| panic!("lab {name} up: {e:#}"));
+        let info = lab
+            .up(&opts)
+            .unwrap_or_else(|e| panic!("lab {name} up: {e:#}"));
         TestLab { lab, info }
     }
 
@@ -42,8 +50,18 @@ impl TestLab {
     pub fn root(&self, i: usize, cmd: &str) -> String {
         let out = Command::new("ssh")
             .args(["-i", self.info.identity_file.to_str().unwrap()])
-            .args(["-o", &format!("UserKnownHostsFile={}", self.info.known_hosts.display())])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+            .args([
+                "-o",
+                &format!("UserKnownHostsFile={}", self.info.known_hosts.display()),
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+            ])
             .arg(format!("root@{}", self.address(i)))
             .arg(cmd)
             .output()
@@ -77,7 +95,10 @@ impl Drop for TestLab {
 
 /// Run the built `k8sup` binary.
 pub fn k8sup(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_k8sup")).args(args).output().expect("run k8sup")
+    Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(args)
+        .output()
+        .expect("run k8sup")
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -88,7 +109,12 @@ impl TestLab {
     /// Write an inventory for this lab's machines with extra `ssh:` lines
     /// (indented by the caller as `  key: value`) and extra per-host lines
     /// (`    key: value`), and return its path.
-    pub fn custom_inventory(&self, file: &str, ssh_extra: &str, host_extra: impl Fn(usize) -> String) -> PathBuf {
+    pub fn custom_inventory(
+        &self,
+        file: &str,
+        ssh_extra: &str,
+        host_extra: impl Fn(usize) -> String,
+    ) -> PathBuf {
         let mut y = format!(
             "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: {}\nssh:\n  identityFile: {}\n  knownHostsFile: {}\n  hostKeyPolicy: strict\n{ssh_extra}hosts:\n",
             self.lab.name(),
@@ -97,7 +123,12 @@ impl TestLab {
         );
         for (i, m) in self.info.machines.iter().enumerate() {
             let role = if i == 0 { "control-plane" } else { "worker" };
-            y += &format!("  - name: {}\n    address: {}\n    role: {role}\n{}", m.name, m.address, host_extra(i));
+            y += &format!(
+                "  - name: {}\n    address: {}\n    role: {role}\n{}",
+                m.name,
+                m.address,
+                host_extra(i)
+            );
         }
         let path = self.inventory().with_file_name(file);
         std::fs::write(&path, y).unwrap();
@@ -107,13 +138,26 @@ impl TestLab {
 
 /// `k8sup facts --output json` parsed, with the exit status.
 pub fn facts_json(inventory: &Path) -> (bool, Vec<serde_json::Value>, String) {
-    let out = k8sup(&["facts", "-i", inventory.to_str().unwrap(), "--output", "json"]);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("facts json: {e}\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr)));
+    let out = k8sup(&[
+        "facts",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "facts json: {e}\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
     (out.status.success(), rows, text(&out.stderr))
 }
 
 /// The row of `host` in facts output.
 pub fn row<'a>(rows: &'a [serde_json::Value], host: &str) -> &'a serde_json::Value {
-    rows.iter().find(|r| r["host"] == host).unwrap_or_else(|| panic!("no row for {host} in {rows:?}"))
+    rows.iter()
+        .find(|r| r["host"] == host)
+        .unwrap_or_else(|| panic!("no row for {host} in {rows:?}"))
 }

@@ -192,7 +192,9 @@ fn missing_required_keys() {
     let d = find(&r.diagnostics, "missing required key 'kind'");
     assert_eq!(at(d), (1, 1));
     assert!(
-        !r.diagnostics.iter().any(|d| d.message.contains("kubernetesVersion")),
+        !r.diagnostics
+            .iter()
+            .any(|d| d.message.contains("kubernetesVersion")),
         "kubernetesVersion has a default"
     );
     let d = find(

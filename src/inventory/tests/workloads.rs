@@ -34,7 +34,10 @@ fn find<'a>(r: &'a Report, needle: &str) -> &'a Diagnostic {
 
 #[test]
 fn reads_files_services_and_commands_with_their_targets() {
-    let d = dir_with(&[("demo.conf.j2", "port={{ vars.port }}\n"), ("demo.bin", "BIN")]);
+    let d = dir_with(&[
+        ("demo.conf.j2", "port={{ vars.port }}\n"),
+        ("demo.bin", "BIN"),
+    ]);
     let inv = parse_in(
         d.path(),
         r#"files:
@@ -75,20 +78,48 @@ commands:
     assert_eq!(conf.mode, Some(0o640));
     assert_eq!(conf.notify, vec!["demo"]);
     assert_eq!(conf.targets.roles, vec![Role::Worker]);
-    assert!(matches!(&conf.kind, FileKind::File { source: Source::Template(p) } if p == &d.path().join("demo.conf.j2")));
+    assert!(
+        matches!(&conf.kind, FileKind::File { source: Source::Template(p) } if p == &d.path().join("demo.conf.j2"))
+    );
     assert_eq!(inv.files[1].kind, FileKind::Directory);
-    assert_eq!(inv.files[1].mode, Some(0o755), "YAML's 0755 is read as chmod's octal");
+    assert_eq!(
+        inv.files[1].mode,
+        Some(0o755),
+        "YAML's 0755 is read as chmod's octal"
+    );
     assert_eq!(inv.files[2].mode, Some(0o755));
-    assert!(matches!(&inv.files[2].kind, FileKind::File { source: Source::Src(p) } if p.ends_with("demo.bin")));
-    assert_eq!(inv.files[3].kind, FileKind::Link { target: "/usr/local/bin/demo".into() });
+    assert!(
+        matches!(&inv.files[2].kind, FileKind::File { source: Source::Src(p) } if p.ends_with("demo.bin"))
+    );
+    assert_eq!(
+        inv.files[3].kind,
+        FileKind::Link {
+            target: "/usr/local/bin/demo".into()
+        }
+    );
     let (cp, w) = (&inv.hosts[0], &inv.hosts[1]);
     assert!(!conf.targets.matches(cp) && conf.targets.matches(w));
-    assert!(inv.files[1].targets.matches(cp) && inv.files[1].targets.matches(w), "no target means every host");
-    assert!(inv.files[3].targets.matches(cp) && !inv.files[3].targets.matches(w), "by group");
+    assert!(
+        inv.files[1].targets.matches(cp) && inv.files[1].targets.matches(w),
+        "no target means every host"
+    );
+    assert!(
+        inv.files[3].targets.matches(cp) && !inv.files[3].targets.matches(w),
+        "by group"
+    );
     assert!(matches!(&inv.services[0].unit, Some(Source::Content(t)) if t.contains("ExecStart")));
-    assert_eq!((inv.services[0].enabled, inv.services[0].state), (true, ServiceState::Running));
-    assert_eq!((inv.services[1].enabled, inv.services[1].state), (false, ServiceState::Stopped));
-    assert_eq!(inv.commands[0].creates.as_deref(), Some("/var/lib/demo/.init"));
+    assert_eq!(
+        (inv.services[0].enabled, inv.services[0].state),
+        (true, ServiceState::Running)
+    );
+    assert_eq!(
+        (inv.services[1].enabled, inv.services[1].state),
+        (false, ServiceState::Stopped)
+    );
+    assert_eq!(
+        inv.commands[0].creates.as_deref(),
+        Some("/var/lib/demo/.init")
+    );
 }
 
 #[test]
@@ -128,16 +159,38 @@ commands:
     let line = |needle: &str| find(&r, needle).line;
     assert_eq!(line("must be an absolute path"), 8);
     assert_eq!(line("cannot read"), 11);
-    assert!(find(&r, "cannot read").help.as_deref().unwrap().contains("relative to the inventory"));
+    assert!(
+        find(&r, "cannot read")
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("relative to the inventory")
+    );
     assert_eq!(line("give only one"), 14);
     assert_eq!(line("octal permission bits"), 16);
     assert_eq!(line("targets host 'cp-2'"), 18);
-    assert_eq!(find(&r, "targets host 'cp-2'").help.as_deref(), Some("did you mean 'cp-1'?"));
-    assert_eq!(find(&r, "targets group 'rack-b'").help.as_deref(), Some("did you mean 'rack-a'?"));
+    assert_eq!(
+        find(&r, "targets host 'cp-2'").help.as_deref(),
+        Some("did you mean 'cp-1'?")
+    );
+    assert_eq!(
+        find(&r, "targets group 'rack-b'").help.as_deref(),
+        Some("did you mean 'rack-a'?")
+    );
     assert_eq!(line("has no content"), 20);
     assert_eq!(line("link without 'target'"), 21);
-    assert!(find(&r, "is a directory").message.contains("only for files"));
-    assert!(find(&r, "not a systemd service name").help.as_deref().unwrap().contains("without a suffix"));
+    assert!(
+        find(&r, "is a directory")
+            .message
+            .contains("only for files")
+    );
+    assert!(
+        find(&r, "not a systemd service name")
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("without a suffix")
+    );
     let state = find(&r, "unknown value 'started'");
     assert_eq!(state.help.as_deref(), None, "{state:?}");
     assert_eq!(state.line, 29);
@@ -155,5 +208,12 @@ fn two_entries_writing_one_path_on_one_host_are_refused() {
     .unwrap_err();
     let e = find(&r, "also written by files[0] on host 'w-1'");
     assert_eq!(e.line, 10);
-    assert_eq!(r.diagnostics.iter().filter(|d| d.message.contains("also written")).count(), 1, "the cp-1 entry does not overlap");
+    assert_eq!(
+        r.diagnostics
+            .iter()
+            .filter(|d| d.message.contains("also written"))
+            .count(),
+        1,
+        "the cp-1 entry does not overlap"
+    );
 }

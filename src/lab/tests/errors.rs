@@ -24,11 +24,24 @@ fn taken_subnet_is_refused_with_a_hint() {
     struct Dummy;
     impl Drop for Dummy {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["link", "del", "k8t-taken"]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", "k8t-taken"])
+                .status();
         }
     }
-    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
-    let _ = std::process::Command::new("ip").args(["link", "del", "k8t-taken"]).status();
+    let ip = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success(),
+            "ip {args:?}"
+        )
+    };
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "k8t-taken"])
+        .status();
     ip(&["link", "add", "k8t-taken", "type", "bridge"]);
     let _dummy = Dummy;
     ip(&["addr", "add", "10.213.254.1/24", "dev", "k8t-taken"]);

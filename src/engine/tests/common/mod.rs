@@ -19,7 +19,10 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The lab tests boot machines: without root they fail loudly rather than
 /// pass without having run.
 pub fn require_root() {
-    assert!(is_root(), "the engine's lab tests boot machines and need root: run them as root (see README, Test)");
+    assert!(
+        is_root(),
+        "the engine's lab tests boot machines and need root: run them as root (see README, Test)"
+    );
 }
 
 fn is_root() -> bool {

@@ -13,7 +13,10 @@ use k8sup_lab::{Lab, STATE_ROOT, answers_ssh, bridge_name, netns_name, veth_name
 /// The lab tests boot machines: without root they fail loudly rather than
 /// pass without having run.
 pub fn require_root() {
-    assert!(nix_is_root(), "k8sup lab tests boot machines and need root: run them as root (see README, Test)");
+    assert!(
+        nix_is_root(),
+        "k8sup lab tests boot machines and need root: run them as root (see README, Test)"
+    );
 }
 
 fn nix_is_root() -> bool {
