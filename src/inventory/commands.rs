@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::decode::Cx;
 use crate::files::{entry_label, optional};
 use crate::host::Host;
-use crate::node::{Kind, Node};
+use crate::node::Node;
 use crate::targets::{self, Targets};
 use crate::values;
 
@@ -44,24 +44,13 @@ pub(crate) fn decode(
     node: &Node,
     known: Option<&[Host]>,
 ) -> Option<Vec<CommandSpec>> {
-    let Kind::Seq(items) = &node.kind else {
-        return cx.list(node, "'commands'", |_, _| None::<CommandSpec>);
-    };
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match decode_one(cx, item, i, known) {
-            Some(c) if out.iter().any(|o: &CommandSpec| o.name == c.name) => {
-                cx.sink
-                    .error(item.pos, format!("command '{}' is listed twice", c.name))
-                    .help("command names must be unique");
-                ok = false;
-            }
-            Some(c) => out.push(c),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    cx.named_list(
+        node,
+        "command",
+        "command names must be unique",
+        |c: &CommandSpec| &c.name,
+        |cx, item, i| decode_one(cx, item, i, known),
+    )
 }
 
 fn decode_one(

@@ -246,6 +246,37 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// A list of named entries (`services:`, `commands:`): each read by
+    /// `item` with its index, a second entry with a name already used is an
+    /// error at that entry. `None` when any entry was bad (already reported).
+    pub(crate) fn named_list<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        duplicate_help: &str,
+        name: impl Fn(&T) -> &str,
+        mut item: impl FnMut(&mut Self, &Node, usize) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let Kind::Seq(items) = &node.kind else {
+            return self.list(node, &format!("'{what}s'"), |_, _| None::<T>);
+        };
+        let mut out: Vec<T> = Vec::new();
+        let mut ok = true;
+        for (i, entry) in items.iter().enumerate() {
+            match item(self, entry, i) {
+                Some(t) if out.iter().any(|o| name(o) == name(&t)) => {
+                    self.sink
+                        .error(entry.pos, format!("{what} '{}' is listed twice", name(&t)))
+                        .help(duplicate_help);
+                    ok = false;
+                }
+                Some(t) => out.push(t),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// Start reading a mapping. `null` (an empty section) reads as empty.
     pub(crate) fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<MapReader<'n>> {
         match &node.kind {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::decode::Cx;
 use crate::files::{entry_label, optional};
 use crate::host::Host;
-use crate::node::{Kind, Node};
+use crate::node::Node;
 use crate::source::{self, Source};
 use crate::targets::{self, Targets};
 use crate::values;
@@ -52,24 +52,13 @@ pub(crate) fn decode(
     known: Option<&[Host]>,
     base: &Path,
 ) -> Option<Vec<ServiceSpec>> {
-    let Kind::Seq(items) = &node.kind else {
-        return cx.list(node, "'services'", |_, _| None::<ServiceSpec>);
-    };
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match decode_one(cx, item, i, known, base) {
-            Some(s) if out.iter().any(|o: &ServiceSpec| o.name == s.name) => {
-                cx.sink
-                    .error(item.pos, format!("service '{}' is listed twice", s.name))
-                    .help("one entry per service; use hosts/roles/groups to target it");
-                ok = false;
-            }
-            Some(s) => out.push(s),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    cx.named_list(
+        node,
+        "service",
+        "one entry per service; use hosts/roles/groups to target it",
+        |s: &ServiceSpec| &s.name,
+        |cx, item, i| decode_one(cx, item, i, known, base),
+    )
 }
 
 fn decode_one(

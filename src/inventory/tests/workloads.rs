@@ -217,3 +217,20 @@ fn two_entries_writing_one_path_on_one_host_are_refused() {
         "the cp-1 entry does not overlap"
     );
 }
+
+#[test]
+fn a_service_or_command_listed_twice_is_refused_at_the_second_entry() {
+    let d = dir_with(&[]);
+    let r = parse_in(
+        d.path(),
+        "services:\n  - name: demo\n  - name: demo.service\ncommands:\n  - { name: init, run: 'true', creates: /a }\n  - { name: init, run: 'false', creates: /b }\n",
+    )
+    .unwrap_err();
+    let s = find(&r, "service 'demo' is listed twice");
+    assert_eq!(s.line, 9, "the second entry, named with its suffix: {s:?}");
+    let c = find(&r, "command 'init' is listed twice");
+    assert_eq!(
+        (c.line, c.help.as_deref()),
+        (12, Some("command names must be unique"))
+    );
+}
