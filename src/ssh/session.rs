@@ -102,6 +102,36 @@ fn handshake_error(e: HandlerError) -> AttemptError {
 }
 
 /// One attempt: TCP (or a tunnel through the bastion), handshake, host key, login.
+/// AES-GCM first where the CPU has AES instructions: russh's AES-GCM then
+/// runs in hardware, while its ChaCha20-Poly1305 (russh's default first
+/// choice) is software, and bulk uploads (binaries to every host) are bound
+/// by the cipher. ChaCha20 first elsewhere, as OpenSSH does.
+fn cipher_order() -> &'static [russh::cipher::Name] {
+    use russh::cipher::{AES_128_CTR, AES_192_CTR, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305};
+    static HW: &[russh::cipher::Name] = &[
+        AES_256_GCM,
+        CHACHA20_POLY1305,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ];
+    static SW: &[russh::cipher::Name] = &[
+        CHACHA20_POLY1305,
+        AES_256_GCM,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    let hw = std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    let hw = std::arch::is_aarch64_feature_detected!("aes");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let hw = false;
+    if hw { HW } else { SW }
+}
+
 async fn establish(
     spec: &ConnectSpec,
     target: &Target,
@@ -112,6 +142,7 @@ async fn establish(
     let preferred = russh::Preferred {
         key: Cow::Owned(known.preferred_key_algorithms(&target.host, target.port)),
         host_key_certificates: Cow::Owned(known.certificate_algorithms(&target.host, target.port)),
+        cipher: Cow::Borrowed(cipher_order()),
         ..Default::default()
     };
     let config = Arc::new(client::Config {

@@ -218,7 +218,7 @@ fn users() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         ensure_user("k8sup-nopw", true, None);
-        ensure_user("k8sup-pw", true, Some("upl0ad pw"));
+        ensure_user("k8sup-uplpw", true, Some("upl0ad pw"));
     });
 }
 
@@ -233,7 +233,7 @@ async fn non_root_users_upload_to_root_owned_directories_through_sudo() {
 
     for (user, sudo) in [
         ("k8sup-nopw", Sudo::Passwordless),
-        ("k8sup-pw", Sudo::Password(Secret::new("upl0ad pw"))),
+        ("k8sup-uplpw", Sudo::Password(Secret::new("upl0ad pw"))),
     ] {
         sshd.authorize(user, &client.key);
         let mut spec = client.spec(&sshd, user);
