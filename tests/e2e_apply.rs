@@ -84,13 +84,17 @@ fn planned(plan: &Value, host: &str) -> Vec<(String, String)> {
         .flat_map(|s| s["hosts"].as_array().unwrap().iter())
         .filter(|h| h["host"] == host)
         .flat_map(|h| h["actions"].as_array().unwrap().iter())
-        .map(|a| {
-            (
-                a["resource"].as_str().unwrap().to_string(),
-                a["kind"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(resource_and_kind)
         .collect()
+}
+
+/// (resource, kind) of a planned or executed action: the two documents
+/// name actions alike, which is what lets the test hold them equal.
+fn resource_and_kind(a: &Value) -> (String, String) {
+    (
+        a["resource"].as_str().unwrap().to_string(),
+        a["kind"].as_str().unwrap().to_string(),
+    )
 }
 
 fn executed(report: &Value, host: &str) -> Vec<(String, String)> {
@@ -100,12 +104,7 @@ fn executed(report: &Value, host: &str) -> Vec<(String, String)> {
         .iter()
         .filter(|h| h["host"] == host)
         .flat_map(|h| h["executed"].as_array().unwrap().iter())
-        .map(|a| {
-            (
-                a["resource"].as_str().unwrap().to_string(),
-                a["kind"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(resource_and_kind)
         .collect()
 }
 

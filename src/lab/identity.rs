@@ -23,20 +23,7 @@ pub fn ensure_lab_key(layout: &Layout, lab: &str) -> Result<String> {
     if !private.exists() {
         let _ = fs::remove_file(&public);
         let comment = format!("k8sup-lab-{lab}");
-        exec::run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &comment,
-                "-f",
-                &private.to_string_lossy(),
-            ],
-        )?;
+        keygen(&private, &comment)?;
     } else if !public.exists() {
         let line = exec::run("ssh-keygen", &["-y", "-f", &private.to_string_lossy()])?;
         write_atomic(&public, line.as_bytes(), 0o644)?;
@@ -94,20 +81,7 @@ pub fn write_machine_identity(
         let _ = fs::remove_file(&key);
         let _ = fs::remove_file(key.with_extension("pub"));
         let comment = format!("root@{name}");
-        exec::run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &comment,
-                "-f",
-                &key.to_string_lossy(),
-            ],
-        )?;
+        keygen(&key, &comment)?;
     }
     Ok(())
 }
@@ -133,4 +107,23 @@ pub fn write_known_hosts(layout: &Layout, machines: &[Machine]) -> Result<()> {
         text.push_str(&format!("{} {key}\n", m.address));
     }
     write_atomic(&layout.known_hosts(), text.as_bytes(), 0o644)
+}
+
+/// A new ed25519 key pair at `path` (and `path.pub`), without passphrase.
+fn keygen(path: &std::path::Path, comment: &str) -> Result<()> {
+    exec::run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    Ok(())
 }
