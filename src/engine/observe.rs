@@ -54,6 +54,8 @@ pub struct UnitState {
     pub active_state: String,
     /// `auto-restart` here means a crash loop, not a running service.
     pub sub_state: String,
+    /// systemd's `Result` of the last run (`success`, `exit-code`, ...).
+    pub result: String,
     pub unit_file_state: String,
     pub need_daemon_reload: bool,
 }
@@ -65,7 +67,16 @@ impl UnitState {
         matches!(
             self.active_state.as_str(),
             "active" | "reloading" | "activating"
-        ) && self.sub_state != "auto-restart"
+        ) && !self.crash_looping()
+    }
+
+    /// Restarting after a failure: waiting to restart (`auto-restart`), or
+    /// starting again while the last run's result is still a failure.
+    pub fn crash_looping(&self) -> bool {
+        self.sub_state == "auto-restart"
+            || self.active_state == "activating"
+                && !self.result.is_empty()
+                && self.result != "success"
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -303,6 +314,7 @@ pub(crate) fn parse(
                 Some(("LoadState", v)) => st.load_state = v.to_string(),
                 Some(("ActiveState", v)) => st.active_state = v.to_string(),
                 Some(("SubState", v)) => st.sub_state = v.to_string(),
+                Some(("Result", v)) => st.result = v.to_string(),
                 Some(("UnitFileState", v)) => st.unit_file_state = v.to_string(),
                 Some(("NeedDaemonReload", v)) => st.need_daemon_reload = v == "yes",
                 _ => {}

@@ -148,7 +148,7 @@ K8SUP_M
   if [ -n "$k8sup_units" ]; then
     # One systemctl call for every unit; blocks come back in argument order.
     # shellcheck disable=SC2086
-    k8sup_show=$(systemctl show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload -- $k8sup_units </dev/null)
+    k8sup_show=$(systemctl show --no-pager -p LoadState,ActiveState,SubState,Result,UnitFileState,NeedDaemonReload -- $k8sup_units </dev/null)
     while IFS= read -r k8sup_l; do printf 'S\t%s\n' "$k8sup_l"; done <<K8SUP_SHOW
 $k8sup_show
 K8SUP_SHOW

@@ -457,8 +457,11 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                         unit: unit.clone(),
                         no_reload: false,
                     });
-                    let now = if st.sub_state == "auto-restart" {
-                        "crash loop: activating/auto-restart".to_string()
+                    let now = if st.crash_looping() {
+                        format!(
+                            "crash loop: {}/{}, last result {}",
+                            st.active_state, st.sub_state, st.result
+                        )
                     } else {
                         shown(&st.active_state).to_string()
                     };
