@@ -364,3 +364,24 @@ fn a_service_whose_binary_is_missing_fails_the_apply_instead_of_passing_unseen()
     }
     panic!("five plans in a row took the crash-looping service for a running one: {plans:?}");
 }
+
+/// A service that starts, runs a moment and dies is restarted by systemd
+/// (Restart=always); `systemctl start` succeeded and a single look may find it
+/// `active` again. The apply must still see that it did not stay up.
+#[test]
+fn a_service_that_dies_after_starting_and_is_restarted_by_systemd_fails_the_apply() {
+    let lab = TestLab::up("e2e-flaky", 1);
+    let inv = lab.custom_inventory("flaky.yaml", "", |_| String::new());
+    let mut text = std::fs::read_to_string(&inv).unwrap();
+    text.push_str(
+        "services:\n  - name: flaky\n    unit:\n      content: |\n        [Service]\n        ExecStart=/bin/sh -c 'sleep 0.1; exit 3'\n        Restart=always\n        RestartSec=10ms\n        StartLimitIntervalSec=0\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("e2e-flaky-1") && all.contains("flaky.service did not stay up"),
+        "{all}"
+    );
+}

@@ -91,6 +91,9 @@ struct RunCx<'a> {
     progress: &'a dyn Progress,
     cancel: CancellationToken,
     fingerprints: HashMap<String, String>,
+    /// The last step in which each host has actions: its final script there
+    /// also releases the run lock, saving every host one more round trip.
+    last_step: HashMap<String, String>,
 }
 
 /// Apply `plan`, whose contents come from `desired` (the same inputs the plan
@@ -203,6 +206,13 @@ pub async fn apply(
         progress,
         cancel: opts.cancel.child_token(),
         fingerprints,
+        last_step: plan
+            .steps
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(move |h| (s, h)))
+            .filter(|(_, h)| !h.actions.is_empty())
+            .map(|(s, h)| (h.host.clone(), s.name.clone()))
+            .collect(),
     };
 
     // A later step builds on the earlier ones (join after bootstrap): after a
@@ -257,20 +267,24 @@ pub async fn apply(
             order.push(h.host.clone());
         }
     }
-    let mut hosts = Vec::new();
-    for host in order {
-        let mut run = runs[&host].lock().await;
-        if let Some(t) = run.refresher.take() {
-            t.abort();
+    // All hosts at once: one round trip, not one per host.
+    let releases = order.iter().map(|host| {
+        let (runs, release) = (&runs, &release);
+        async move {
+            let mut run = runs[host].lock().await;
+            if let Some(t) = run.refresher.take() {
+                t.abort();
+            }
+            if run.locked
+                && let Ok(s) = session(sessions, host)
+                && let Err(e) = s.exec(release).await
+            {
+                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+            }
+            std::mem::take(&mut run.report)
         }
-        if run.locked
-            && let Ok(s) = session(sessions, &host)
-            && let Err(e) = s.exec(&release).await
-        {
-            tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
-        }
-        hosts.push(std::mem::take(&mut run.report));
-    }
+    });
+    let hosts = futures::future::join_all(releases).await;
     Ok(ApplyReport {
         hosts,
         elapsed: started.elapsed(),
@@ -281,6 +295,8 @@ pub async fn apply(
 #[derive(Default)]
 struct Batch {
     header: Option<String>,
+    /// Run after every item succeeded (the lock release of a host's last script).
+    trailer: Option<String>,
     items: Vec<(usize, String)>,
     /// Actions already announced (uploads, when their stream began).
     announced: Vec<usize>,
@@ -303,6 +319,10 @@ impl Batch {
                  if [ \"$k8sup_rc\" -ne 0 ]; then echo \"K8SUP-FAIL {i} $k8sup_rc\"; exit 1; fi\n\
                  echo 'K8SUP-OK {i}'\n"
             ));
+        }
+        if let Some(t) = &self.trailer {
+            s.push_str(t);
+            s.push_str("\necho K8SUP-RELEASED\n");
         }
         s
     }
@@ -338,7 +358,8 @@ async fn run_host_step(cx: &RunCx<'_>, step: &str, hp: &HostPlan, run: &mut Host
         step,
         actions: hp.actions.len(),
     });
-    let result = execute(cx, hp, run).await;
+    let last = cx.last_step.get(host).is_some_and(|s| s == step);
+    let result = execute(cx, hp, run, last).await;
     let ok = result.is_ok();
     if let Err(stop) = result {
         run.stopped = true;
@@ -412,7 +433,7 @@ fn streamed_uploads<'a>(
 /// Run a host's actions. Streamed uploads start as soon as the host is
 /// locked and run alongside the scripts; each is installed (renamed into
 /// place) at its own position in the plan, after waiting for its stream.
-async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(), Stop> {
+async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -> Result<(), Stop> {
     let host = hp.host.as_str();
     let session = session(cx.sessions, host)
         .map_err(|e| Stop::Failed(e.to_string()))?
@@ -468,6 +489,7 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun) -> Result<(),
             &mut batch,
             run,
             &mut next,
+            last,
         )
         .await;
         if r.is_err() {
@@ -494,6 +516,7 @@ async fn run_actions(
     batch: &mut Batch,
     run: &mut HostRun,
     next: &mut usize,
+    last: bool,
 ) -> Result<(), Stop> {
     let host = hp.host.as_str();
     let states = cx.desired.states_of(host);
@@ -546,6 +569,9 @@ async fn run_actions(
         }
         batch.items.push((i, frag));
         batch.announced.push(i);
+    }
+    if last {
+        batch.trailer = Some(lock::release_sh(&cx.opts.identity));
     }
     flush(cx, session, hp, batch, run, next).await
 }
@@ -696,6 +722,12 @@ async fn flush(
             EngineError::remote(host, format!("the apply script ({})", out.status), &stderr)
                 .to_string(),
         ));
+    }
+    if b.trailer.is_some() && stdout.lines().any(|l| l == "K8SUP-RELEASED") {
+        run.locked = false;
+        if let Some(t) = run.refresher.take() {
+            t.abort();
+        }
     }
     Ok(())
 }

@@ -113,6 +113,12 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
             recursive: false,
         } => format!("rm -f -- {}\n", quote(path)),
         Op::DaemonReload {} => "systemctl daemon-reload\n".into(),
+        // `systemctl show` makes systemd look the unit up again; systemd
+        // older than 245 keeps it `not-found` until a reload.
+        Op::LoadUnit { unit } => format!(
+            "[ \"$(systemctl show -p LoadState --value -- {u})\" = loaded ] || systemctl daemon-reload\n",
+            u = quote(unit)
+        ),
         Op::Systemctl { verb, unit, .. } if verb == "start" || verb == "restart" => {
             // On failure, show why: systemd's status with the unit's last log lines.
             // `systemctl start` returns as soon as a simple service has
@@ -136,21 +142,38 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
     }
 }
 
-/// `k8sup_settled UNIT`: succeed once the unit has been `active` for three
-/// checks in a row (0.3 s: an exec failure shows within milliseconds), fail as soon as it is `failed`, `inactive` or in a
-/// crash loop (`auto-restart`), and give up after a minute of `activating`.
+/// `k8sup_settled UNIT`: succeed once the unit has been `active` with the
+/// same main process across 0.3 s (an exec failure shows within
+/// milliseconds; a process replaced in between was restarted by systemd),
+/// fail as soon as it is `failed`, `inactive` or in a crash loop
+/// (`auto-restart`), and give up after a minute of `activating`. One
+/// `systemctl show` per look, two looks for a healthy unit: this runs on every
+/// host at once, and each look costs the host a few milliseconds of CPU.
 /// Defined once at the top of every apply script.
 pub(crate) const SETTLED_SH: &str = r#"k8sup_settled() {
-  k8sup_up=0; k8sup_n=0
+  k8sup_n=0; k8sup_pid0=
   while [ "$k8sup_n" -lt 600 ]; do
-    k8sup_a=$(systemctl show -p ActiveState --value -- "$1")
-    k8sup_s=$(systemctl show -p SubState --value -- "$1")
+    k8sup_a=; k8sup_s=; k8sup_pid=
+    while IFS='=' read -r k8sup_k k8sup_v; do
+      case "$k8sup_k" in
+        ActiveState) k8sup_a=$k8sup_v ;;
+        SubState) k8sup_s=$k8sup_v ;;
+        ExecMainPID) k8sup_pid=$k8sup_v ;;
+      esac
+    done <<K8SUP_EOF
+$(systemctl show -p ActiveState,SubState,ExecMainPID -- "$1")
+K8SUP_EOF
     case "$k8sup_a/$k8sup_s" in
       */auto-restart|failed/*|inactive/*) echo "unit $1 did not stay up ($k8sup_a/$k8sup_s)" >&2; return 1 ;;
-      active/*) k8sup_up=$((k8sup_up + 1)); [ "$k8sup_up" -ge 3 ] && return 0 ;;
-      *) k8sup_up=0 ;;
+      active/*)
+        if [ -n "$k8sup_pid0" ]; then
+          [ "$k8sup_pid" = "$k8sup_pid0" ] && return 0
+          echo "unit $1 did not stay up (systemd restarted it: main process $k8sup_pid0, then $k8sup_pid)" >&2; return 1
+        fi
+        k8sup_pid0=$k8sup_pid; sleep 0.3 ;;
+      *) k8sup_pid0=; sleep 0.1 ;;
     esac
-    sleep 0.1; k8sup_n=$((k8sup_n + 1))
+    k8sup_n=$((k8sup_n + 1))
   done
   echo "unit $1 is still $k8sup_a/$k8sup_s after 60 s" >&2; return 1
 }

@@ -34,8 +34,9 @@
 //!
 //! Ops: `mkdir {path, mode, owner?, group?}`, `write {path, sha256, size, mode, owner?, group?}`,
 //! `chmod {path, mode}`, `chown {path, owner?, group?}`, `symlink {path, target}`,
-//! `remove {path, recursive}`, `daemonReload {}`, `systemctl {verb, unit, noReload?}` (verb:
-//! enable, disable, start, stop, restart), `run {command}`. Modes are octal strings. Apply
+//! `remove {path, recursive}`, `daemonReload {}`, `loadUnit {unit}` (a new unit file: systemd
+//! loads it on first use; a daemon-reload only where it did not), `systemctl {verb, unit, noReload?}`
+//! (verb: enable, disable, start, stop, restart), `run {command}`. Modes are octal strings. Apply
 //! checks every op against the desired state it is given (paths, units, commands, content
 //! hashes), so a saved plan can only do what the inputs allow.
 
@@ -100,6 +101,11 @@ pub enum Op {
         recursive: bool,
     },
     DaemonReload {},
+    /// Make systemd load a unit file it has never loaded: systemd >= 245 does
+    /// so by itself when the unit is next used; older ones get a daemon-reload.
+    LoadUnit {
+        unit: String,
+    },
     Systemctl {
         verb: String,
         unit: String,

@@ -80,7 +80,44 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if !changed_units.is_empty() || !stale_units.is_empty() {
+    // A unit file systemd has never loaded (observed `not-found`) needs no
+    // daemon-reload: systemd >= 245 notices new files in its unit directories
+    // and loads the unit on first use. A reload costs a tenth of a CPU second
+    // per host (every generator runs again), the largest part of a first apply
+    // after the uploads. Only changes to units systemd has loaded, removals,
+    // and units systemd itself reports stale need the reload.
+    let only_new_units = stale_units.is_empty()
+        && !changed_units.is_empty()
+        && changed_units.iter().all(|r| {
+            let Spec::Unit {
+                name,
+                ensure: Ensure::Present,
+                ..
+            } = &r.resource.spec
+            else {
+                return false;
+            };
+            let loaded = obs
+                .units
+                .get(name)
+                .is_some_and(|s| !(s.load_state.is_empty() || s.load_state == "not-found"));
+            !loaded
+                && actions
+                    .iter()
+                    .any(|a| a.resource == r.id && a.kind == ActionKind::Create)
+        });
+    let mut written_units: Vec<String> = Vec::new();
+    if only_new_units {
+        for u in &changed_units {
+            let Spec::Unit { name, .. } = &u.resource.spec else {
+                continue;
+            };
+            if let Some(a) = actions.iter_mut().find(|a| a.resource == u.id) {
+                a.ops.push(Op::LoadUnit { unit: name.clone() });
+            }
+            written_units.push(name.clone());
+        }
+    } else if !changed_units.is_empty() || !stale_units.is_empty() {
         let reason = if !changed_units.is_empty() {
             let names: Vec<String> = changed_units.iter().map(|r| r.id.to_string()).collect();
             format!("{} changed", names.join(", "))
@@ -119,6 +156,8 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     // daemon-reload (most of a second on a busy host). After this run's
     // daemon-reload, enable without it: systemd sees the new wants-symlink
     // at its next reload or boot, and the unit is started explicitly anyway.
+    // The same holds for a new unit systemd loads by itself: its wants-symlink
+    // needs no reload either.
     if let Some(reload_at) = actions.iter().position(|a| a.kind == ActionKind::Reload) {
         for a in &mut actions[reload_at + 1..] {
             for op in &mut a.ops {
@@ -129,6 +168,20 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
                 {
                     *no_reload = true;
                 }
+            }
+        }
+    }
+    for a in &mut actions {
+        for op in &mut a.ops {
+            if let Op::Systemctl {
+                verb,
+                unit,
+                no_reload,
+            } = op
+                && (verb == "enable" || verb == "disable")
+                && written_units.contains(unit)
+            {
+                *no_reload = true;
             }
         }
     }
@@ -795,6 +848,14 @@ fn check_op(r: &ResolvedResource, op: &Op) -> Result<(), String> {
             );
             same_path(p) && absent
         }
+        (
+            Op::LoadUnit { unit: u },
+            Spec::Unit {
+                name,
+                ensure: Ensure::Present,
+                ..
+            },
+        ) => u == name,
         (Op::Systemctl { verb, unit: u, .. }, Spec::Service { unit, .. }) => {
             u == unit && ["enable", "disable", "start", "stop", "restart"].contains(&verb.as_str())
         }
@@ -874,9 +935,16 @@ mod tests {
                 ("file:/etc/demo/demo.conf".into(), ActionKind::Create),
                 ("file:/etc/demo/secret".into(), ActionKind::Create),
                 ("unit:demo.service".into(), ActionKind::Create),
-                (DAEMON_RELOAD_ID.into(), ActionKind::Reload),
                 ("service:demo.service".into(), ActionKind::Create),
             ]
+        );
+        // A unit systemd never loaded needs no daemon-reload: systemd loads it
+        // on first use (with a reload only where it does not).
+        assert_eq!(
+            p.actions[3].ops.last(),
+            Some(&Op::LoadUnit {
+                unit: "demo.service".into()
+            })
         );
         // The service is started by this run, so the changed config does not also restart it.
         assert!(p.actions.iter().all(|a| a.kind != ActionKind::Restart));
@@ -898,7 +966,7 @@ mod tests {
         assert_eq!(
             svc.ops,
             vec![
-                // After this run's daemon-reload, enable does not reload again.
+                // A unit this run wrote is enabled without a reload.
                 Op::Systemctl {
                     verb: "enable".into(),
                     unit: "demo.service".into(),
@@ -924,7 +992,7 @@ mod tests {
         );
         assert!(text.contains("(sensitive content hidden)"), "{text}");
         assert!(
-            text.ends_with("Plan: 5 to create, 0 to update, 0 to delete, 0 restarts, 1 reload.\n"),
+            text.ends_with("Plan: 5 to create, 0 to update, 0 to delete, 0 restarts.\n"),
             "{text}"
         );
     }
@@ -969,6 +1037,35 @@ mod tests {
         assert!(matches!(&a.ops[0], Op::Write { mode, owner, group, .. }
             if mode == "640" && owner.as_deref() == Some("demo") && group.as_deref() == Some("adm")));
         assert_eq!(p.actions[1].reason, "notified by file:/etc/demo/demo.conf");
+    }
+
+    #[tokio::test]
+    async fn a_changed_loaded_unit_is_followed_by_one_daemon_reload() {
+        let observed = format!(
+            "L\t-\nV\t1\nP\t/etc/demo\tdir\t755\troot\troot\n\
+             P\t/etc/demo/demo.conf\tfile\t640\tdemo\tadm\t8\t{}\n\
+             P\t/etc/demo/secret\tfile\t600\troot\troot\t14\t{}\n\
+             P\t/etc/systemd/system/demo.service\tfile\t644\troot\troot\t4\t{}\n{}",
+            sha("port=80\n"),
+            sha("token=hunter2\n"),
+            sha("old\n"),
+            unit_block("loaded", "active", "enabled")
+        );
+        let p = plan_of(&desired("port=80\n"), &observed).await.unwrap();
+        assert_eq!(
+            ops_of(&p),
+            vec![
+                ("unit:demo.service".into(), ActionKind::Update),
+                (DAEMON_RELOAD_ID.into(), ActionKind::Reload),
+                ("service:demo.service".into(), ActionKind::Restart),
+            ]
+        );
+        assert!(
+            !p.actions[0]
+                .ops
+                .iter()
+                .any(|o| matches!(o, Op::LoadUnit { .. }))
+        );
     }
 
     #[tokio::test]

@@ -66,16 +66,15 @@ async fn fresh_apply_then_noop() {
     let text = print::render(&p, &PrintOptions::default());
     println!("{text}");
     // Per host: 2 dirs, 1 binary, 3 configs, 1 link, 1 unit, the service and the command are
-    // created; one daemon-reload; no restart (the service is started by this run).
+    // created; no daemon-reload (systemd loads a unit it never saw by itself); no restart
+    // (the service is started by this run).
     assert_eq!(p.summary.create, 3 * 9, "{text}");
     assert_eq!(p.summary.run, 3, "{text}");
-    assert_eq!(p.summary.reload, 3, "{text}");
+    assert_eq!(p.summary.reload, 0, "{text}");
     assert_eq!(p.summary.restart, 0, "{text}");
     assert_eq!(p.summary.update + p.summary.delete, 0, "{text}");
     assert!(
-        text.contains(
-            "Plan: 27 to create, 0 to update, 0 to delete, 0 restarts, 3 reloads, 3 to run."
-        ),
+        text.contains("Plan: 27 to create, 0 to update, 0 to delete, 0 restarts, 3 to run."),
         "{text}"
     );
     assert!(
@@ -109,12 +108,12 @@ async fn fresh_apply_then_noop() {
             mine.iter()
                 .filter(|e| e.starts_with("action-started"))
                 .count(),
-            11,
+            10,
             "{mine:?}"
         );
         assert_eq!(
             mine.iter().filter(|e| e.starts_with("action-ok")).count(),
-            11,
+            10,
             "{mine:?}"
         );
         assert!(mine.last().unwrap().starts_with("host-ok"), "{mine:?}");
@@ -128,7 +127,7 @@ async fn fresh_apply_then_noop() {
             "apply did exactly the plan on {}",
             h.host
         );
-        assert_eq!((h.changed, h.failed, h.not_run), (11, 0, 0), "{h:?}");
+        assert_eq!((h.changed, h.failed, h.not_run), (10, 0, 0), "{h:?}");
     }
     for h in lab.hosts() {
         assert_eq!(
@@ -337,6 +336,55 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
         "port=9090"
     );
     assert!(!plan(&changed, &sessions, 10).await.unwrap().has_changes());
+
+    // A changed unit systemd has loaded: one daemon-reload after it, one
+    // restart, and systemd runs the new definition.
+    let unit_changed =
+        workload_with_unit_lines(&lab, &bin, &ports(&hosts[0], 9090), "Environment=DEMO=2\n")
+            .resolve()
+            .await
+            .unwrap();
+    let p = plan(&unit_changed, &sessions, 10).await.unwrap();
+    let text = print::render(&p, &PrintOptions::default());
+    for h in &p.steps[0].hosts {
+        assert_eq!(
+            h.actions
+                .iter()
+                .map(|a| (a.resource.to_string(), a.kind))
+                .collect::<Vec<_>>(),
+            vec![
+                (format!("unit:{UNIT}"), ActionKind::Update),
+                ("systemd:daemon-reload".to_string(), ActionKind::Reload),
+                (format!("service:{UNIT}"), ActionKind::Restart),
+            ],
+            "{text}"
+        );
+    }
+    let report = apply(
+        &p,
+        &unit_changed,
+        &sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report:?}");
+    for h in &hosts {
+        assert_eq!(
+            lab.sh(
+                h,
+                &format!("systemctl show -p Environment -p NeedDaemonReload {UNIT}")
+            ),
+            "Environment=DEMO=2\nNeedDaemonReload=no"
+        );
+    }
+    assert!(
+        !plan(&unit_changed, &sessions, 10)
+            .await
+            .unwrap()
+            .has_changes()
+    );
 }
 
 /// A plan applied after its host changed is refused as a whole; nothing is changed.

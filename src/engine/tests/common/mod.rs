@@ -168,6 +168,16 @@ pub const NODE_CONF: &str = "name={{ host.name }}\naddress={{ host.address }}\n"
 /// enabled and running and restarted when any of them change, a guarded
 /// command and a symlink.
 pub fn workload(lab: &TestLab, binary: &Path, ports: &BTreeMap<String, u16>) -> Rollout {
+    workload_with_unit_lines(lab, binary, ports, "")
+}
+
+/// [`workload`] with `extra` lines in the unit's `[Service]` section.
+pub fn workload_with_unit_lines(
+    lab: &TestLab,
+    binary: &Path,
+    ports: &BTreeMap<String, u16>,
+    extra: &str,
+) -> Rollout {
     let hosts: Vec<serde_json::Value> = lab
         .info
         .machines
@@ -201,9 +211,9 @@ pub fn workload(lab: &TestLab, binary: &Path, ports: &BTreeMap<String, u16>) -> 
             .with(Resource::symlink(format!("{ROOT}/demo/current"), format!("{ROOT}/demo/demo-bin")))
             .with(Resource::unit(
                 UNIT,
-                Content::text(
-                    "[Unit]\nDescription=k8sup engine test service\n\n[Service]\nExecStart=/bin/sh -c 'while :; do sleep 3600; done'\n\n[Install]\nWantedBy=multi-user.target\n",
-                ),
+                Content::text(format!(
+                    "[Unit]\nDescription=k8sup engine test service\n\n[Service]\nExecStart=/bin/sh -c 'while :; do sleep 3600; done'\n{extra}\n[Install]\nWantedBy=multi-user.target\n",
+                )),
             ))
             .with(Resource::service(UNIT))
             .with(
