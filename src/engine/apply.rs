@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use k8sup_ssh::Session;
 use tokio::sync::Mutex;
@@ -442,23 +443,48 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
     let uploads = streamed_uploads(cx, hp, &states);
     let mut batch = Batch::default();
     let mut next = 0usize; // index of the first action not yet reported
+    // The lock and drift check comes before any change. With streams, the
+    // first stream runs it ahead of its bytes (which wait in the channel
+    // meanwhile); everything else waits for its go. Nothing may start (nor
+    // create a directory) before the host is known unchanged.
+    let mut lead: Option<String> = None;
     if !run.locked {
-        batch.header = Some(header(cx, host, &states, run.break_run.as_deref()));
-        if !uploads.is_empty() {
-            // Lock and drift check first, alone: the streams must not start
-            // (nor create directories) before the host is known unchanged.
+        let h = header(cx, host, &states, run.break_run.as_deref());
+        if uploads.is_empty() {
+            batch.header = Some(h);
+        } else if h.len() <= LEAD_LIMIT {
+            lead = Some(h);
+        } else {
+            batch.header = Some(h);
             flush(cx, &session, hp, &mut batch, run, &mut next).await?;
         }
     }
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let go = go_rx.shared();
+    let mut go_tx = lead.as_ref().map(|_| go_tx);
 
     let stop_uploads = cx.cancel.child_token();
     let mut waiting = HashMap::new();
     let mut streams = Vec::new();
-    for u in &uploads {
+    for (k, u) in uploads.iter().enumerate() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         waiting.insert(u.index, rx);
         let (session, stop) = (&session, &stop_uploads);
+        let my_lead = match (k, lead.as_deref(), go_tx.take()) {
+            (0, Some(script), Some(go)) => Some(upload::Lead { script, go }),
+            _ => None,
+        };
+        let wait_for_go = (k > 0 && lead.is_some()).then(|| go.clone());
         streams.push(async move {
+            if let Some(go) = wait_for_go
+                && go.await.is_err()
+            {
+                let _ = tx.send(Err(EngineError::Cancelled {
+                    host: host.to_string(),
+                    reason: "the host was not locked for this run".into(),
+                }));
+                return;
+            }
             cx.progress.event(Event::ActionStarted {
                 host,
                 action: &hp.actions[u.index],
@@ -472,7 +498,16 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
                 })
             };
             let r = upload::stream(
-                session, u.local, u.stamp, u.path, &u.tmp, u.size, stop, &report,
+                session,
+                u.local,
+                u.stamp,
+                u.path,
+                &u.tmp,
+                u.size,
+                my_lead,
+                &header_refusal,
+                stop,
+                &report,
             )
             .await;
             let _ = tx.send(r);
@@ -480,6 +515,27 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
     }
 
     let pipeline = async {
+        if lead.is_some() {
+            if go.clone().await.is_err() {
+                // The first stream ended without passing the check: its result says why.
+                stop_uploads.cancel();
+                run.report.not_run += hp.actions.len();
+                let first = waiting
+                    .remove(&uploads[0].index)
+                    .expect("the first stream has a result channel");
+                return Err(match first.await {
+                    Ok(Err(EngineError::Refused { reason, .. })) => {
+                        Stop::Failed(format!("{host}: {reason}"))
+                    }
+                    Ok(Err(e @ EngineError::Cancelled { .. })) => Stop::Cancelled(e.to_string()),
+                    Ok(Err(e)) => Stop::Failed(e.to_string()),
+                    Ok(Ok(())) | Err(_) => Stop::Failed(format!(
+                        "{host}: the upload ended without taking the run lock"
+                    )),
+                });
+            }
+            mark_locked(cx, &session, run);
+        }
         let r = run_actions(
             cx,
             &session,
@@ -598,6 +654,49 @@ fn header(
     )
 }
 
+/// Above this, the lock-and-drift check runs as a script of its own rather
+/// than on a stream's command line (Linux limits one argument to 128 KiB).
+const LEAD_LIMIT: usize = 48 * 1024;
+
+/// Why the lock-and-drift check refused to go on, from its stdout.
+fn header_refusal(stdout: &str) -> Option<String> {
+    let mut lines = stdout.lines();
+    while let Some(line) = lines.next() {
+        if line == "K8SUP-LOCKED" {
+            let holder = lines
+                .next()
+                .and_then(|l| lock::parse_observed(l).ok().flatten())
+                .map(|l| l.holder.to_string())
+                .unwrap_or_else(|| "another run".into());
+            return Some(format!(
+                "another k8sup run took the lock first: {holder}; nothing was changed"
+            ));
+        }
+        if line == "K8SUP-DRIFT" {
+            return Some(
+                "the host changed since the plan was made (its fingerprint no longer matches); nothing was changed. Run plan again".into(),
+            );
+        }
+    }
+    None
+}
+
+/// The host is locked for this run: keep the lock fresh until it is released.
+fn mark_locked(cx: &RunCx<'_>, session: &Session, run: &mut HostRun) {
+    run.locked = true;
+    let s = session.clone();
+    let cmd = lock::refresh_sh(&cx.opts.identity);
+    let every = cx.opts.lock.refresh_every;
+    run.refresher = Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = s.exec(&cmd).await {
+                tracing::warn!(host = %s.name(), error = %e, "could not refresh the run lock");
+            }
+        }
+    }));
+}
+
 /// Run the queued batch and account for each action in it.
 async fn flush(
     cx: &RunCx<'_>,
@@ -628,28 +727,19 @@ async fn flush(
             return Err(Stop::Failed(format!("{e}")));
         }
     };
-    if b.header.is_some()
-        && out.status.code() != Some(EXIT_LOCKED)
-        && !out.stdout_str().contains("K8SUP-DRIFT")
-    {
-        run.locked = true;
-        let s = session.clone();
-        let cmd = lock::refresh_sh(&cx.opts.identity);
-        let every = cx.opts.lock.refresh_every;
-        run.refresher = Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = s.exec(&cmd).await {
-                    tracing::warn!(host = %s.name(), error = %e, "could not refresh the run lock");
-                }
-            }
-        }));
-    }
     let stdout = out.stdout_str().into_owned();
     let stderr = out.stderr_str().into_owned();
+    if b.header.is_some() {
+        if let Some(reason) = header_refusal(&stdout) {
+            run.report.not_run += hp.actions.len() - *next;
+            return Err(Stop::Failed(format!("{host}: {reason}")));
+        }
+        if out.status.code() != Some(EXIT_LOCKED) {
+            mark_locked(cx, session, run);
+        }
+    }
     let mut failed: Option<(usize, String)> = None;
-    let mut lines = stdout.lines();
-    while let Some(line) = lines.next() {
+    for line in stdout.lines() {
         if let Some(i) = line
             .strip_prefix("K8SUP-OK ")
             .and_then(|s| s.trim().parse::<usize>().ok())
@@ -673,21 +763,6 @@ async fn flush(
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(*next);
             failed = Some((i, rest.split_whitespace().nth(1).unwrap_or("?").to_string()));
-        } else if line == "K8SUP-LOCKED" {
-            let holder = lines
-                .next()
-                .and_then(|l| lock::parse_observed(l).ok().flatten())
-                .map(|l| l.holder.to_string())
-                .unwrap_or_else(|| "another run".into());
-            run.report.not_run += hp.actions.len() - *next;
-            return Err(Stop::Failed(format!(
-                "{host}: another k8sup run took the lock first: {holder}; nothing was changed"
-            )));
-        } else if line == "K8SUP-DRIFT" {
-            run.report.not_run += hp.actions.len() - *next;
-            return Err(Stop::Failed(format!(
-                "{host}: the host changed since the plan was made (its fingerprint no longer matches); nothing was changed. Run plan again"
-            )));
         }
     }
     if let Some((i, rc)) = failed {

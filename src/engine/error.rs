@@ -92,6 +92,11 @@ pub enum EngineError {
     #[error("{} host(s) failed:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Hosts(Vec<EngineError>),
 
+    /// The lock-and-drift check before a host's first change refused to go on
+    /// (another run holds the lock, or the host drifted); nothing was changed.
+    #[error("{host}: {reason}")]
+    Refused { host: String, reason: String },
+
     /// The run was cancelled (Ctrl-C, or another host failed under fail-fast).
     #[error("{host}: stopped before finishing ({reason})")]
     Cancelled { host: String, reason: String },

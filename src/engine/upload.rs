@@ -51,8 +51,21 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
     }
 }
 
+/// The line a stream's command prints once its [`Lead`] passed.
+pub(crate) const GO: &str = "K8SUP-GO";
+
+/// The lock-and-drift check a host's first stream runs before its bytes, so
+/// that the stream needs no round trip of its own to wait for: the bytes queue
+/// in the channel meanwhile. `go` fires when it passed.
+pub(crate) struct Lead<'a> {
+    pub script: &'a str,
+    pub go: tokio::sync::oneshot::Sender<()>,
+}
+
 /// Stream `local` into `tmp` on the host; fail unless exactly `size` bytes
 /// were sent and the file still has the stamp it had when it was hashed.
+/// With a `lead`, its script runs first (stdin closed to it); a refusal is
+/// [`EngineError::Refused`], with `refusal` reading the command's stdout.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream(
     session: &Session,
@@ -61,6 +74,8 @@ pub(crate) async fn stream(
     dest: &str,
     tmp: &str,
     size: u64,
+    lead: Option<Lead<'_>>,
+    refusal: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     cancel: &CancellationToken,
     on_progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), EngineError> {
@@ -79,17 +94,35 @@ pub(crate) async fn stream(
         on_progress,
     };
     let (dir, _) = split(dest);
-    let cmd = format!(
+    let mut cmd = format!(
         "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; rm -f -- {t}; cat > {t}",
         d = quote(&dir),
         t = quote(tmp)
     );
+    let mut signal = None;
+    let led = lead.is_some();
+    if let Some(lead) = lead {
+        cmd = format!(
+            "sh -c {}",
+            quote(&format!(
+                "{{\n{}\n}} </dev/null\necho {GO}\n{cmd}",
+                lead.script
+            ))
+        );
+        signal = Some(k8sup_ssh::Signal {
+            line: GO,
+            seen: lead.go,
+        });
+    }
     let out = tokio::select! {
-        out = session.exec_with_stdin(&cmd, &mut tee) => out?,
+        out = session.exec_with_stdin_signalling(&cmd, &mut tee, signal) => out?,
         _ = cancel.cancelled() => {
             return Err(EngineError::Cancelled { host, reason: format!("interrupted while uploading {dest}; the old file is still in place") });
         }
     };
+    if led && let Some(reason) = refusal(&out.stdout_str()) {
+        return Err(EngineError::Refused { host, reason });
+    }
     if !out.success() {
         return Err(EngineError::remote(
             &host,

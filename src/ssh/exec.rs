@@ -118,6 +118,20 @@ pub(crate) enum Stdin<'a, R> {
     Stream(&'a [u8], R),
 }
 
+/// Tells a caller, while the command still runs, that it printed `line` (a
+/// whole line of stdout): a step inside a long command is done.
+pub struct Signal<'a> {
+    pub line: &'a str,
+    pub seen: tokio::sync::oneshot::Sender<()>,
+}
+
+fn has_line(out: &[u8], line: &str) -> bool {
+    out.split(|b| *b == b'\n')
+        .rev()
+        .skip(1) // the part after the last newline is not a whole line yet
+        .any(|l| l == line.as_bytes())
+}
+
 /// Why feeding stdin stopped.
 enum FeedError {
     /// Reading the local source failed: the command must not see a truncated input.
@@ -160,6 +174,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
     host: &str,
     command: &str,
     stdin: Stdin<'_, R>,
+    mut signal: Option<Signal<'_>>,
 ) -> Result<Output, SshError> {
     let channel = open_channel(handle, host).await?;
     channel
@@ -203,7 +218,15 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
         let mut status = None;
         while let Some(msg) = read.wait().await {
             match msg {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                ChannelMsg::Data { data } => {
+                    stdout.extend_from_slice(&data);
+                    if let Some(sig) = &signal
+                        && has_line(&stdout, sig.line)
+                        && let Some(sig) = signal.take()
+                    {
+                        let _ = sig.seen.send(());
+                    }
+                }
                 ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => {
                     status = Some(ExitStatus::Code(exit_status))
@@ -303,6 +326,13 @@ fn signal_name_str(sig: &russh::Sig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_lines_only() {
+        assert!(has_line(b"a\nGO\nb", "GO"));
+        assert!(!has_line(b"a\nGO", "GO"), "not yet a whole line");
+        assert!(!has_line(b"GONE\n", "GO"));
+    }
 
     #[test]
     fn shorten_and_tail() {

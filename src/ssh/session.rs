@@ -11,7 +11,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::config::{self, Target};
 use crate::error::{SshError, UnreachableCause};
-use crate::exec::{self, Output, Stdin};
+use crate::exec::{self, Output, Signal, Stdin};
 use crate::handler::{ClientHandler, HandlerError};
 use crate::known_hosts::KnownHosts;
 use crate::spec::{ConnectSpec, Sudo};
@@ -311,15 +311,29 @@ impl Session {
         cmd: &str,
         stdin: R,
     ) -> Result<Output, SshError> {
+        self.exec_with_stdin_signalling(cmd, stdin, None).await
+    }
+
+    /// [`Session::exec_with_stdin`], also sending `signal.seen` as soon as the
+    /// command prints `signal.line` (e.g. "locked, now streaming").
+    pub async fn exec_with_stdin_signalling<R: AsyncRead + Unpin + Send>(
+        &self,
+        cmd: &str,
+        stdin: R,
+        signal: Option<Signal<'_>>,
+    ) -> Result<Output, SshError> {
         let mode = self.sudo_mode().await?;
         let wrapped = sudo::wrap(mode, cmd);
         match (mode, &self.inner.sudo) {
             (SudoMode::Password, Sudo::Password(pw)) => {
                 let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
-                self.run(&wrapped, Stdin::Stream(line.as_bytes(), stdin))
+                self.run_signalling(&wrapped, Stdin::Stream(line.as_bytes(), stdin), signal)
                     .await
             }
-            _ => self.run(&wrapped, Stdin::Stream(&[], stdin)).await,
+            _ => {
+                self.run_signalling(&wrapped, Stdin::Stream(&[], stdin), signal)
+                    .await
+            }
         }
     }
 
@@ -350,6 +364,15 @@ impl Session {
         cmd: &str,
         stdin: Stdin<'_, R>,
     ) -> Result<Output, SshError> {
+        self.run_signalling(cmd, stdin, None).await
+    }
+
+    async fn run_signalling<R: AsyncRead + Unpin + Send>(
+        &self,
+        cmd: &str,
+        stdin: Stdin<'_, R>,
+        signal: Option<Signal<'_>>,
+    ) -> Result<Output, SshError> {
         let _permit = self
             .inner
             .channels
@@ -357,7 +380,7 @@ impl Session {
             .await
             .expect("the channel semaphore is never closed");
         let started = std::time::Instant::now();
-        let out = exec::run(&self.inner.handle, &self.inner.name, cmd, stdin).await;
+        let out = exec::run(&self.inner.handle, &self.inner.name, cmd, stdin, signal).await;
         if let Ok(o) = &out {
             tracing::trace!(host = %self.inner.name, command = %exec::shorten(cmd), status = %o.status,
                 ms = started.elapsed().as_millis() as u64, "exec");

@@ -1154,3 +1154,72 @@ async fn works_through_sudo_for_a_non_root_login() {
     );
     assert!(!plan(&desired, &sessions, 10).await.unwrap().has_changes());
 }
+
+/// Without a verification pass (`apply -i --yes`), a host's first stream
+/// takes the lock and checks for drift before its bytes. Another run's lock
+/// or a host changed since the plan stops that host before any change: no
+/// directory created, no temp file left, every action reported not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_stream_refuses_a_locked_or_drifted_host_before_any_change() {
+    require_root();
+    let _serial = SERIAL.lock().await;
+    let lab = TestLab::up("eng-lead", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = blob(dir.path(), "demo-bin", 8, 6);
+    let sessions = lab.sessions().await;
+    let hosts = lab.hosts();
+    let desired = workload(&lab, &bin, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
+    let p = plan(&desired, &sessions, 10).await.unwrap();
+    // After the plan: another run locks host 0; host 1 changes.
+    lab.sh(
+        &hosts[0],
+        "mkdir -p /var/lib/k8sup && printf 'run=other-run\\nworkstation=elsewhere\\npid=4242\\nstarted=1\\n' > /var/lib/k8sup/run.lock",
+    );
+    lab.sh(&hosts[1], &format!("mkdir -p {ROOT}/demo"));
+    let opts = ApplyOptions {
+        verify_first: false,
+        ..Default::default()
+    };
+    let report = apply(&p, &desired, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
+    let r0 = report.host(&hosts[0]).unwrap();
+    let e0 = r0.error.as_deref().unwrap_or_default();
+    assert!(
+        e0.contains("took the lock first") && e0.contains("other-run"),
+        "{r0:?}"
+    );
+    let r1 = report.host(&hosts[1]).unwrap();
+    assert!(
+        r1.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("changed since the plan was made"),
+        "{r1:?}"
+    );
+    for r in [r0, r1] {
+        assert_eq!((r.changed, r.not_run), (0, 10), "{r:?}");
+    }
+    assert_eq!(
+        lab.sh(
+            &hosts[0],
+            &format!("ls -A {ROOT} 2>/dev/null; cat /var/lib/k8sup/run.lock | head -1")
+        ),
+        "run=other-run",
+        "nothing created on the locked host, and its lock is untouched"
+    );
+    assert_eq!(
+        lab.sh(
+            &hosts[1],
+            &format!("ls -A {ROOT}/demo; ls /var/lib/k8sup/run.lock 2>/dev/null || echo unlocked")
+        ),
+        "unlocked",
+        "no temp file and no lock left on the drifted host"
+    );
+    // Host 2 was neither: it got everything.
+    let r2 = report.host(&hosts[2]).unwrap();
+    assert!(r2.error.is_none() && r2.changed == 10, "{r2:?}");
+}
