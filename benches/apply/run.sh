@@ -3,7 +3,11 @@
 # same lab machines in one run, next to the physical floor (a raw parallel
 # OpenSSH push of the 50 MB binary). Prints every time and the ratios.
 #
-#   bash benches/apply/run.sh [NODES]      (as root; default 10 machines)
+#   RUNS=5 bash benches/apply/run.sh [NODES]   (as root; default 10 machines, 3 runs)
+#
+# k8sup's first apply and the raw push run in pairs on freshly reset hosts;
+# besides wall times it prints the CPU seconds each used (the lab machines'
+# cgroup plus the workstation process), which other load moves far less.
 #
 # The workload: two directories, a 50 MB binary, three config files rendered
 # from one template that lists every host's address, a systemd unit, and the
@@ -21,6 +25,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --locked -p k8sup >&2
 k8sup="$CARGO_TARGET_DIR/release/k8sup"
 
+[ -x /usr/bin/time ] || apt-get install -y -q time >&2
 venv=/var/tmp/k8sup-bench-venv
 [ -x "$venv/bin/ansible-playbook" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q ansible-core; } >&2
 [ -x "$venv/bin/pyinfra" ] || "$venv/bin/pip" install -q pyinfra >&2
@@ -68,28 +73,53 @@ ssh_opts=(-i "$labdir/id_ed25519" -o "UserKnownHostsFile=$labdir/known_hosts" -o
 
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); python3 -c "print(round($t1 - $t0, 3))"; }
 median() { python3 -c "import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
-raw_push() { for a in $addresses; do ssh "${ssh_opts[@]}" "root@$a" 'cat > /tmp/raw-blob' < "$work/blob" & done; wait; }
+# The raw push as a script of its own, so that /usr/bin/time sees its ssh processes.
+printf '%s\n' "for a in $addresses; do ssh ${ssh_opts[*]} root@\$a 'cat > /tmp/raw-blob' < $work/blob & done; wait" > "$work/raw-push.sh"
+on_all() { for a in $addresses; do ssh "${ssh_opts[@]}" "root@$a" "$1" & done; wait; }
+# Back to a first apply for k8sup (and no raw blob): what the hosts had before.
+fresh() { on_all 'systemctl disable --now bench-k8sup 2>/dev/null; rm -rf /opt/bench-k8sup /etc/systemd/system/bench-k8sup.service /tmp/raw-blob; sync' >/dev/null 2>&1; }
+# CPU seconds the lab's machines (their cgroup) and the workstation command
+# used: unlike wall time, hardly moved by other load on this machine.
+cg=/sys/fs/cgroup/unified/k8sup-lab/$lab/cpu.stat; [ -e "$cg" ] || cg=/sys/fs/cgroup/k8sup-lab/$lab/cpu.stat
+lab_usec() { awk '/^usage_usec/ {print $2}' "$cg"; }
+# "wall cpu" of one run of a command.
+measure() {
+  local c0 c1 t0 t1
+  c0=$(lab_usec); t0=$(date +%s.%N)
+  /usr/bin/time -f '%U %S' -o "$work/time" "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log" >&2; echo "failed: $*" >&2; exit 1; }
+  t1=$(date +%s.%N); c1=$(lab_usec)
+  python3 -c "u, s = open('$work/time').read().split()[-2:]; print(round($t1 - $t0, 3), round(($c1 - $c0) / 1e6 + float(u) + float(s), 2))"
+}
 
 cd "$work"
-k8sup_first=$(seconds "$k8sup" apply -i k8sup.yaml --yes)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# k8sup's first apply against the raw push, in pairs on the same fresh hosts.
+kf=(); kc=(); raw=(); rc=(); pair=()
+for _ in $(seq "$runs"); do
+  fresh; read -r w c < <(measure "$k8sup" apply -i k8sup.yaml --yes); kf+=("$w"); kc+=("$c")
+  fresh; read -r rw r < <(measure bash "$work/raw-push.sh"); raw+=("$rw"); rc+=("$r")
+  pair+=("$(python3 -c "print($w / $rw)")")
+done
+"$k8sup" apply -i k8sup.yaml --yes >/dev/null
 ansible_first=$(seconds "$venv/bin/ansible-playbook" playbook.yml)
 pyinfra_first=$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)
-raw=(); k=(); a=(); p=()
+k=(); a=(); p=()
 for _ in $(seq "$runs"); do
-  raw+=("$(seconds raw_push)")
   k+=("$(seconds "$k8sup" apply -i k8sup.yaml --yes)")
   a+=("$(seconds "$venv/bin/ansible-playbook" playbook.yml)")
   p+=("$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)")
 done
 grep -q "No changes" <("$k8sup" apply -i k8sup.yaml --yes) || { echo "k8sup re-apply was not a no-op" >&2; exit 1; }
-raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
+k8sup_first=$(median "${kf[@]}"); raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-printf '%s machines, 50 MB binary; no-op and raw push: median of %s runs\n\n' "$nodes" "$runs"
+printf '%s machines, 50 MB binary; k8sup and raw push: median of %s runs; Ansible and pyinfra: one first apply, median of %s no-ops\n' "$nodes" "$runs" "$runs"
+printf 'load average: %s at the start, %s at the end\n\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-30s %10s %14s\n' tool "first apply" "no-op re-apply"
 printf '%-30s %9ss %13ss\n' "k8sup" "$k8sup_first" "$k_m"
 printf '%-30s %9ss %13ss\n' "Ansible (forks=$nodes, pipelining)" "$ansible_first" "$a_m"
 printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
 printf '%-30s %9ss\n\n' "raw parallel ssh cat push" "$raw_m"
-printf 'k8sup first apply / raw push:   %sx (target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")"
+printf 'k8sup first apply / raw push:   %sx (median of the paired runs: %sx; target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")" "$(python3 -c "import statistics; print(f'{statistics.median([${pair[*]// /,}]):.2f}')")"
+printf 'CPU seconds (hosts + workstation), median: k8sup first apply %s, raw push %s (%sx)\n' "$(median "${kc[@]}")" "$(median "${rc[@]}")" "$(ratio "$(median "${kc[@]}")" "$(median "${rc[@]}")")"
 printf 'Ansible / k8sup: first %sx, no-op %sx\n' "$(ratio "$ansible_first" "$k8sup_first")" "$(ratio "$a_m" "$k_m")"
 printf 'pyinfra / k8sup: first %sx, no-op %sx\n' "$(ratio "$pyinfra_first" "$k8sup_first")" "$(ratio "$p_m" "$k_m")"
