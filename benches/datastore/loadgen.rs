@@ -6,7 +6,11 @@
 //! Run: `cargo bench -p k8sup-datastore --bench loadgen`
 //! Env: `BENCH_SECS` (per point, default 10), `BENCH_KEYS` (memory test,
 //! default 100000), `BENCH_CHECK_PERF=1` to also run `etcdctl check perf
-//! --load=l` against both (60 s each), `BENCH_ONLY=k8sup|etcd`.
+//! --load=l` against both (60 s each), `BENCH_ONLY=k8sup|etcd`,
+//! `BENCH_WORKLOADS` (comma list of `put,range,watch,mem`; default all),
+//! `BENCH_K8SUP_BIN` (another k8sup-datastore binary, e.g. an older build
+//! to measure a change against). The load average is printed with each
+//! store's figures: on a shared machine, repeat a run taken under load.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,6 +109,26 @@ struct Point {
     ops: f64,
     p50: f64,
     p99: f64,
+    /// CPU time all members spent per operation, in microseconds: the
+    /// figure that the shared machine's load disturbs least.
+    cpu_us: f64,
+}
+
+/// User + system CPU seconds used so far by the cluster's processes.
+fn cpu_secs(c: &Cluster) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    c.procs
+        .iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.id())).unwrap_or_default();
+            // Fields after the command name (which may contain spaces).
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime and stime are fields 14 and 15 of stat; 12 and 13 here.
+            (t(11) + t(12)) / tick
+        })
+        .sum()
 }
 
 async fn drive<F, Fut>(chans: &[Channel], clients: usize, secs: f64, op: F) -> Point
@@ -140,7 +164,7 @@ where
     }
     let el = t0.elapsed().as_secs_f64();
     let ops = all.len() as f64 / el;
-    Point { ops, p50: pct(&mut all, 0.5), p99: pct(&mut all, 0.99) }
+    Point { ops, p50: pct(&mut all, 0.5), p99: pct(&mut all, 0.99), cpu_us: 0.0 }
 }
 
 async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
@@ -241,7 +265,12 @@ fn check_perf(c: &Cluster) -> String {
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    text.lines().filter(|l| l.contains("PASS") || l.contains("FAIL") || l.contains("Slowest")).collect::<Vec<_>>().join(" | ")
+    let verdict: Vec<&str> = text.lines().filter(|l| l.contains("PASS") || l.contains("FAIL") || l.contains("Slowest")).collect();
+    if verdict.is_empty() {
+        // etcdctl failed before judging: show why instead of an empty verdict.
+        return format!("no verdict (etcdctl exit {}): {}", out.status, text.lines().rev().take(3).collect::<Vec<_>>().join(" | "));
+    }
+    verdict.join(" | ")
 }
 
 #[derive(Default)]
@@ -252,27 +281,61 @@ struct Results {
     fanout: f64,
     rss: Vec<f64>,
     perf: String,
+    load_before: String,
+    load_after: String,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn wants(workload: &str) -> bool {
+    match std::env::var("BENCH_WORKLOADS") {
+        Ok(list) if !list.is_empty() => list.split(',').any(|w| w.trim() == workload),
+        _ => true,
+    }
 }
 
 async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
     let chans = channels(&c.urls, 4).await;
-    let mut r = Results::default();
+    let mut r = Results { load_before: loadavg(), ..Default::default() };
+    eprintln!("{}: load average {}", c.name, r.load_before);
     for clients in [1usize, 16, 128, 512] {
-        let p = put_point(&chans, clients, secs).await;
-        eprintln!("{}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms", c.name, p.ops, p.p50, p.p99);
+        if !wants("put") {
+            break;
+        }
+        let cpu0 = cpu_secs(c);
+        let t0 = Instant::now();
+        let mut p = put_point(&chans, clients, secs).await;
+        p.cpu_us = (cpu_secs(c) - cpu0) * 1e6 / (p.ops * t0.elapsed().as_secs_f64()).max(1.0);
+        eprintln!("{}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms, {:.0} us CPU/op", c.name, p.ops, p.p50, p.p99, p.cpu_us);
         r.puts.push((clients, p));
     }
-    r.range1 = range_point(&chans, 1, secs).await;
-    r.range128 = range_point(&chans, 128, secs).await;
-    eprintln!("{}: range x1 {:.0}/s, x128 {:.0}/s", c.name, r.range1.ops, r.range128.ops);
-    r.fanout = watch_fanout(&chans, 100, secs).await;
-    eprintln!("{}: watch fan-out {:.0} events/s", c.name, r.fanout);
-    r.rss = memory_after(&chans, c, keys).await;
-    eprintln!("{}: RSS after {keys} keys: {:?} MiB", c.name, r.rss);
+    if wants("range") {
+        r.range1 = range_point(&chans, 1, secs).await;
+        let cpu0 = cpu_secs(c);
+        let t0 = Instant::now();
+        r.range128 = range_point(&chans, 128, secs).await;
+        r.range128.cpu_us = (cpu_secs(c) - cpu0) * 1e6 / (r.range128.ops * t0.elapsed().as_secs_f64()).max(1.0);
+        eprintln!(
+            "{}: range x1 {:.0}/s p99 {:.2} ms, x128 {:.0}/s p99 {:.2} ms, {:.0} us CPU/op",
+            c.name, r.range1.ops, r.range1.p99, r.range128.ops, r.range128.p99, r.range128.cpu_us
+        );
+    }
+    if wants("watch") {
+        r.fanout = watch_fanout(&chans, 100, secs).await;
+        eprintln!("{}: watch fan-out {:.0} events/s", c.name, r.fanout);
+    }
+    if wants("mem") {
+        r.rss = memory_after(&chans, c, keys).await;
+        eprintln!("{}: RSS after {keys} keys: {:?} MiB", c.name, r.rss);
+    }
     if std::env::var("BENCH_CHECK_PERF").as_deref() == Ok("1") {
         r.perf = check_perf(c);
         eprintln!("{}: check perf --load=l: {}", c.name, r.perf);
     }
+    r.load_after = loadavg();
+    eprintln!("{}: load average {}", c.name, r.load_after);
     r
 }
 
@@ -286,7 +349,9 @@ fn main() {
     let keys: usize = std::env::var("BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
-    let ours_bin: PathBuf = PathBuf::from(env!("CARGO_BIN_EXE_k8sup-datastore"));
+    let ours_bin: PathBuf = std::env::var_os("BENCH_K8SUP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_k8sup-datastore")));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut etcd_r = None;
     let mut ours_r = None;
@@ -299,15 +364,20 @@ fn main() {
         ours_r = Some(rt.block_on(bench(&c, secs, keys)));
     }
     let (Some(e), Some(o)) = (etcd_r, ours_r) else { return };
+    println!("\nload average (1/5/15 min) before/after: etcd {} / {}, k8sup {} / {}", e.load_before, e.load_after, o.load_before, o.load_after);
     println!("\n| workload | etcd 3.4 | k8sup-datastore | k8sup/etcd |");
     println!("|---|---:|---:|---:|");
     for ((c, pe), (_, po)) in e.puts.iter().zip(o.puts.iter()) {
         println!("| put x{c} throughput | {:.0}/s | {:.0}/s | {} |", pe.ops, po.ops, ratio(po.ops, pe.ops));
         println!("| put x{c} p50 | {:.2} ms | {:.2} ms | {} |", pe.p50, po.p50, ratio(po.p50, pe.p50));
         println!("| put x{c} p99 | {:.2} ms | {:.2} ms | {} |", pe.p99, po.p99, ratio(po.p99, pe.p99));
+        println!("| put x{c} CPU per op (all members) | {:.0} us | {:.0} us | {} |", pe.cpu_us, po.cpu_us, ratio(po.cpu_us, pe.cpu_us));
     }
     println!("| linearizable range x1 | {:.0}/s | {:.0}/s | {} |", e.range1.ops, o.range1.ops, ratio(o.range1.ops, e.range1.ops));
+    println!("| linearizable range x1 p99 | {:.2} ms | {:.2} ms | {} |", e.range1.p99, o.range1.p99, ratio(o.range1.p99, e.range1.p99));
     println!("| linearizable range x128 | {:.0}/s | {:.0}/s | {} |", e.range128.ops, o.range128.ops, ratio(o.range128.ops, e.range128.ops));
+    println!("| linearizable range x128 p99 | {:.2} ms | {:.2} ms | {} |", e.range128.p99, o.range128.p99, ratio(o.range128.p99, e.range128.p99));
+    println!("| linearizable range x128 CPU per op | {:.0} us | {:.0} us | {} |", e.range128.cpu_us, o.range128.cpu_us, ratio(o.range128.cpu_us, e.range128.cpu_us));
     println!("| watch fan-out (1 writer, 100 watchers) | {:.0} ev/s | {:.0} ev/s | {} |", e.fanout, o.fanout, ratio(o.fanout, e.fanout));
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!("| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |", avg(&e.rss), avg(&o.rss), ratio(avg(&o.rss), avg(&e.rss)));

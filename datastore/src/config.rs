@@ -154,6 +154,14 @@ pub struct ServerArgs {
     /// Interval of watch progress notifications for watchers that asked for them, e.g. `10m`, `5s`.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: std::time::Duration,
+    /// Largest client request (a Put, Txn or DeleteRange as encoded) accepted,
+    /// in bytes; larger ones get `etcdserver: request is too large`. etcd's default.
+    #[arg(long, default_value_t = crate::limits::DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// Database size, in bytes, past which writes raise the NOSPACE alarm and are
+    /// refused until space is freed and the alarm disarmed; 0 = etcd's default, 2 GiB.
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: i64,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, default_value = "info")]
     pub log_level: String,

@@ -51,6 +51,12 @@ pub enum EtcdError {
     UnhealthyCluster,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     /// openraft refused a membership change (typically: another is in flight).
     #[error("etcdserver: membership change refused: {0} (only one voter change at a time; retry when the current one has finished)")]
     MembershipChange(String),
@@ -70,7 +76,9 @@ impl EtcdError {
             LeaseExists | LearnerNotReady | MemberNotLearner => Code::FailedPrecondition,
             LeaseTtlTooLarge => Code::OutOfRange,
             NoLeader | LeaderChanged | NotLeaderRetry | Timeout | UnhealthyCluster => Code::Unavailable,
-            PeerUrlExists | MembershipChange(_) => Code::FailedPrecondition,
+            PeerUrlExists | MembershipChange(_) | NotLeader => Code::FailedPrecondition,
+            NoSpace => Code::ResourceExhausted,
+            BadLeaderTransferee => Code::FailedPrecondition,
             Internal(_) => Code::Internal,
         }
     }

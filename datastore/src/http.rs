@@ -11,12 +11,18 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::leadership::has_leader;
+use crate::limits::Limits;
 use crate::node::Node;
 
-async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    match node.leader() {
-        Some(_) => (StatusCode::OK, [("content-type", "application/json")], r#"{"health":"true","reason":""}"#.to_string()),
-        None => (
+type AppState = (Arc<Node>, Limits);
+
+/// etcd's `/health`: healthy only with a leader (a leader that lost its
+/// quorum counts as none, see [`crate::leadership`]).
+async fn health(State((node, _)): State<AppState>) -> impl IntoResponse {
+    match has_leader(&node) {
+        true => (StatusCode::OK, [("content-type", "application/json")], r#"{"health":"true","reason":""}"#.to_string()),
+        false => (
             StatusCode::SERVICE_UNAVAILABLE,
             [("content-type", "application/json")],
             r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string(),
@@ -24,7 +30,8 @@ async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+async fn metrics(State((node, limits)): State<AppState>) -> impl IntoResponse {
+    let quota = limits.quota_backend_bytes;
     let m = node.raft.metrics().borrow().clone();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, v: f64| {
@@ -39,11 +46,18 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Estimated live data size.", node.mvcc.db_size_in_use() as f64);
     gauge("etcd_debugging_mvcc_current_revision", "Current store revision.", node.mvcc.current_rev() as f64);
     gauge("etcd_debugging_mvcc_compact_revision", "Last compacted revision.", node.mvcc.compact_rev() as f64);
+    gauge(
+        "k8sup_mvcc_physical_compact_revision",
+        "Revision up to which compacted history has been removed from RocksDB.",
+        node.mvcc.physical_compact_rev().unwrap_or(0) as f64,
+    );
+    gauge("etcd_server_quota_backend_bytes", "Backend quota (--quota-backend-bytes).", quota as f64);
     gauge("etcd_debugging_mvcc_watcher_total", "Live watchers.", node.hub.watcher_count() as f64);
+    gauge("etcd_debugging_mvcc_slow_watcher_total", "Watchers catching up from storage.", node.hub.slow_watcher_count() as f64);
     gauge("etcd_debugging_lease_total", "Leases tracked by this member.", node.leases.ids().len() as f64);
     (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], out)
 }
 
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(node)
+pub fn router(node: Arc<Node>, limits: Limits) -> Router {
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state((node, limits))
 }

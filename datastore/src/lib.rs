@@ -15,12 +15,16 @@
 // openraft's storage traits fix `StorageError` (large) as the error type.
 #![allow(clippy::result_large_err)]
 
+pub mod alarm;
 pub mod config;
 pub mod errors;
 pub mod grpc;
 pub mod h2authority;
+pub mod health;
 pub mod http;
 pub mod keycodec;
+pub mod leadership;
+pub mod limits;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
@@ -32,6 +36,9 @@ pub mod snapshot;
 pub mod tls;
 pub mod txn;
 pub mod watch;
+
+#[cfg(test)]
+mod compaction_tests;
 
 /// The etcd version we report in `Maintenance/Status`. kube-apiserver only
 /// trusts `RequestWatchProgress` from servers reporting at least 3.5.13, and

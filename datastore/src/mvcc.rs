@@ -43,7 +43,10 @@ pub const META_PHYSICAL_COMPACT: &[u8] = b"physical_compact_rev";
 /// One change in the revision log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevRecord {
+    /// `serde_bytes`: one copy instead of a `u8` at a time (same encoding).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create: i64,
     pub version: i64,
@@ -148,9 +151,25 @@ impl Mvcc {
         opts.increase_parallelism(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_total_wal_size(64 << 20);
+        // Bounded memory whatever the keyspace: all memtables together stay
+        // under 64 MiB (RocksDB's default is 64 MiB *per column family*,
+        // twice over), and the column families share one 64 MiB block cache
+        // instead of one default cache each.
+        opts.set_db_write_buffer_size(64 << 20);
+        // The Raft log is the durable record (see `raft::state_machine`):
+        // the state machine's WAL is buffered in-process and written out
+        // once per applied run of entries, not once per command. A crash
+        // loses at most a suffix, which openraft re-applies from the log;
+        // snapshots, restores and shutdown sync it explicitly.
+        opts.set_manual_wal_flush(true);
+        let cache = rocksdb::Cache::new_lru_cache(64 << 20);
         let cfs = ALL_CFS.iter().map(|n| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(16 << 20);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            o.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
@@ -188,6 +207,11 @@ impl Mvcc {
 
     pub fn compact_rev(&self) -> i64 {
         self.compacted.load(Ordering::Acquire)
+    }
+
+    /// The revision up to which [`Mvcc::physical_compact`] has removed history.
+    pub fn physical_compact_rev(&self) -> Result<i64, EtcdError> {
+        Ok(i64_from(self.db.get_cf(self.cf(CF_META), META_PHYSICAL_COMPACT)?))
     }
 
     /// Re-reads the counters after the database was replaced (snapshot install).
@@ -406,9 +430,16 @@ impl Mvcc {
     /// Removes the history a `Compact(target)` made unreachable: for every
     /// key changed since the previous physical compaction, every version
     /// older than its newest version at or below `target`, and that newest
-    /// version too when it is a tombstone. Keys untouched since then are
-    /// already in that state. Runs in the background; readers never see the
-    /// difference because they are refused below the compacted revision.
+    /// version too when it is a tombstone *older than* `target`. Keys
+    /// untouched since then are already in that state. Runs in the
+    /// background; readers never see the difference because they are refused
+    /// below the compacted revision.
+    ///
+    /// A tombstone written exactly at `target` is kept: a watch may start at
+    /// the compacted revision itself, and must then replay that delete
+    /// (etcd-io/etcd#18089, fixed in etcd 3.4.33 and 3.5.15 by keeping it).
+    /// The next compaction removes it, which is why the key scan starts at
+    /// the previous target rather than just after it.
     pub fn physical_compact(&self, target: i64) -> Result<u64, EtcdError> {
         let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let meta = self.cf(CF_META);
@@ -419,10 +450,11 @@ impl Mvcc {
         let rev_cf = self.cf(CF_REV);
         let index_cf = self.cf(CF_INDEX);
         let snap = self.db.snapshot();
-        // Keys changed in (done, target].
+        // Keys changed in [done, target]: `done` itself for the tombstones
+        // the previous compaction had to keep.
         let mut keys = std::collections::BTreeSet::new();
         let mut it = snap.raw_iterator_cf(rev_cf);
-        it.seek(keycodec::rev_key(done + 1, 0));
+        it.seek(keycodec::rev_key(done.max(1), 0));
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             let (main, _) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
             if main > target {
@@ -447,7 +479,7 @@ impl Mvcc {
                 }
                 let (_, main, sub) = keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
                 let entry: IndexEntry = dec(v, "index")?;
-                if !first || entry.tombstone {
+                if !first || (entry.tombstone && main < target) {
                     batch.delete_cf(index_cf, k);
                     batch.delete_cf(rev_cf, keycodec::rev_key(main, sub));
                     removed += 1;

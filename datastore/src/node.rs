@@ -20,6 +20,7 @@ use crate::proto::{self, ResponseHeader};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerClients;
 use crate::raft::state_machine::StateMachine;
+use crate::raft::proposer::{pack, unpack};
 use crate::raft::{Command, CommandResult, Member, Raft, decode, encode};
 use crate::watch::WatchHub;
 
@@ -34,6 +35,8 @@ pub enum LeaderCall {
     MemberPromote(u64),
     /// Answered by any member: used by a member joining an existing cluster.
     ClusterInfo,
+    /// etcd's MemberUpdate: new peer URLs for a member.
+    MemberUpdate { id: u64, peer_urls: Vec<String> },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +80,31 @@ pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// The leader's read index: openraft confirms leadership with a quorum
+/// heartbeat round and returns the index reads must wait for.
+async fn leader_read_index(raft: Raft) -> Result<u64, EtcdError> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+        Err(_) => Err(EtcdError::NotLeaderRetry),
+    }
+}
+
+/// One leader-only call over the peer link.
+async fn remote_leader_call(
+    mut client: proto::peerpb::peer_client::PeerClient<tonic::transport::Channel>,
+    leader: u64,
+    call: &LeaderCall,
+    timeout: Duration,
+) -> Result<LeaderReply, EtcdError> {
+    let mut req = tonic::Request::new(Blob { data: encode(call) });
+    req.set_timeout(timeout);
+    match client.leader_call(req).await {
+        Ok(r) => decode::<Result<LeaderReply, EtcdError>>(&r.into_inner().data)?,
+        Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
+        Err(s) => Err(EtcdError::Internal(format!("calling leader {leader:x}: {}", s.message()))),
+    }
+}
+
 pub struct Node {
     pub id: u64,
     pub cluster_id: u64,
@@ -95,6 +123,9 @@ pub struct Node {
     pub progress_every: Duration,
     pub request_timeout: Duration,
     pub read_index: crate::read_index::ReadIndexBatcher,
+    /// Group commit: the queue this member proposes from while it leads,
+    /// and the one it forwards to the leader from while it follows.
+    pub proposer: crate::raft::proposer::Proposer,
 }
 
 fn map_write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> EtcdError {
@@ -153,12 +184,37 @@ impl Node {
     }
 
     /// Proposes `cmd` on this member, which must be the leader.
+    /// A [`Command::Batch`] here comes from a follower's forwarding queue:
+    /// its commands join this leader's queue one by one, and their outcomes
+    /// (errors included) go back as one [`CommandResult::Batch`].
     pub async fn write_as_leader(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
-        match tokio::time::timeout(self.request_timeout, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(map_write_err(e)),
-            Err(_) => Err(EtcdError::Timeout),
+        match cmd {
+            Command::Batch(cmds) => {
+                let results = futures::future::join_all(cmds.into_iter().map(|c| self.propose(c))).await;
+                Ok(CommandResult::Batch(results.into_iter().map(|r| r.unwrap_or_else(CommandResult::Err)).collect()))
+            }
+            cmd => self.propose(cmd).await,
         }
+    }
+
+    /// Queues `cmd` for the leader's group commit.
+    async fn propose(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
+        let raft = self.raft.clone();
+        let timeout = self.request_timeout;
+        self.proposer
+            .local
+            .submit(cmd, move |cmds| {
+                let raft = raft.clone();
+                async move {
+                    let n = cmds.len();
+                    match tokio::time::timeout(timeout, raft.client_write(pack(cmds))).await {
+                        Ok(Ok(resp)) => unpack(n, resp.data),
+                        Ok(Err(e)) => Err(map_write_err(e)),
+                        Err(_) => Err(EtcdError::Timeout),
+                    }
+                }
+            })
+            .await
     }
 
     /// Executes a write through Raft, forwarding it to the leader if needed.
@@ -169,7 +225,7 @@ impl Node {
             let res = if leader == self.id {
                 self.write_as_leader(cmd.clone()).await
             } else {
-                self.forward(leader, &cmd).await
+                self.forward(leader, cmd.clone()).await
             };
             match res {
                 // Not proposed anywhere: safe to retry with the new leader.
@@ -183,16 +239,28 @@ impl Node {
         Err(last)
     }
 
-    async fn forward(&self, leader: u64, cmd: &Command) -> Result<CommandResult, EtcdError> {
-        let mut client = self.leader_client(leader)?;
-        let mut req = tonic::Request::new(Blob { data: encode(cmd) });
-        req.set_timeout(self.request_timeout);
-        match client.forward(req).await {
-            Ok(r) => decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)?,
-            Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
-            Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(EtcdError::Timeout),
-            Err(s) => Err(EtcdError::Internal(format!("forwarding to leader {leader:x}: {}", s.message()))),
-        }
+    /// Sends `cmd` to the leader through this member's forwarding queue:
+    /// writes that queue up meanwhile travel in the same peer call.
+    async fn forward(&self, leader: u64, cmd: Command) -> Result<CommandResult, EtcdError> {
+        let client = self.leader_client(leader)?;
+        let timeout = self.request_timeout;
+        self.proposer
+            .forward
+            .submit(cmd, move |cmds| {
+                let mut client = client.clone();
+                async move {
+                    let n = cmds.len();
+                    let mut req = tonic::Request::new(Blob { data: encode(&pack(cmds)) });
+                    req.set_timeout(timeout);
+                    match client.forward(req).await {
+                        Ok(r) => unpack(n, decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??),
+                        Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
+                        Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(EtcdError::Timeout),
+                        Err(s) => Err(EtcdError::Internal(format!("forwarding to leader {leader:x}: {}", s.message()))),
+                    }
+                }
+            })
+            .await
     }
 
     /// Runs `call` on the leader (locally if this member leads).
@@ -203,14 +271,43 @@ impl Node {
             let res = if leader == self.id {
                 self.handle_leader_call(call.clone()).await
             } else {
-                let mut client = self.leader_client(leader)?;
-                let mut req = tonic::Request::new(Blob { data: encode(&call) });
-                req.set_timeout(self.request_timeout);
-                match client.leader_call(req).await {
-                    Ok(r) => decode::<Result<LeaderReply, EtcdError>>(&r.into_inner().data)?,
-                    Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
-                    Err(s) => Err(EtcdError::Internal(format!("calling leader {leader:x}: {}", s.message()))),
+                remote_leader_call(self.leader_client(leader)?, leader, &call, self.request_timeout).await
+            };
+            match res {
+                Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
+                    last = EtcdError::LeaderChanged;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// A quorum-confirmed read index, from the batcher: on the leader one
+    /// heartbeat round, on a follower one `ReadIndex` call to the leader,
+    /// each shared by every read queued meanwhile.
+    async fn read_index(&self) -> Result<u64, EtcdError> {
+        let mut last = EtcdError::NoLeader;
+        for _ in 0..3 {
+            let leader = self.wait_leader().await?;
+            let res = if leader == self.id {
+                let raft = self.raft.clone();
+                self.read_index.read_index(move || leader_read_index(raft.clone())).await
+            } else {
+                let client = self.leader_client(leader)?;
+                let timeout = self.request_timeout;
+                self.read_index
+                    .read_index(move || {
+                        let client = client.clone();
+                        async move {
+                            match remote_leader_call(client, leader, &LeaderCall::ReadIndex, timeout).await? {
+                                LeaderReply::ReadIndex(i) => Ok(i),
+                                other => Err(EtcdError::Internal(format!("unexpected leader reply {other:?}"))),
+                            }
+                        }
+                    })
+                    .await
             };
             match res {
                 Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
@@ -226,10 +323,10 @@ impl Node {
     /// Waits until reads on this member reflect every write acknowledged
     /// before the call (etcd's linearizable read, via openraft's read index).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
-        let idx = match self.leader_call(LeaderCall::ReadIndex).await? {
-            LeaderReply::ReadIndex(i) => i,
-            other => return Err(EtcdError::Internal(format!("unexpected leader reply {other:?}"))),
-        };
+        let idx = self.read_index().await?;
+        if self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0) >= idx {
+            return Ok(());
+        }
         self.raft
             .wait(Some(self.request_timeout))
             .applied_index_at_least(Some(idx), "read index")
@@ -282,7 +379,8 @@ impl Node {
         }
         match call {
             LeaderCall::ReadIndex => {
-                Ok(LeaderReply::ReadIndex(self.read_index.read_index(&self.raft).await?))
+                let raft = self.raft.clone();
+                Ok(LeaderReply::ReadIndex(self.read_index.read_index(move || leader_read_index(raft.clone())).await?))
             }
             LeaderCall::KeepAlive(id) => Ok(LeaderReply::KeepAlive(self.leases.refresh(id).unwrap_or(0))),
             LeaderCall::TimeToLive { id, keys } => match self.leases.remaining(id) {
@@ -344,6 +442,17 @@ impl Node {
                 } else {
                     return Err(EtcdError::MemberNotFound);
                 };
+                self.raft.change_membership(change, false).await.map_err(map_write_err)?;
+                Ok(LeaderReply::Done)
+            }
+            LeaderCall::MemberUpdate { id, peer_urls } => {
+                let (_v, _l, nodes) = self.membership();
+                let mut node = nodes.get(&id).cloned().ok_or(EtcdError::MemberNotFound)?;
+                if nodes.iter().any(|(other, n)| *other != id && n.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                    return Err(EtcdError::PeerUrlExists);
+                }
+                node.peer_urls = peer_urls;
+                let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
                 self.raft.change_membership(change, false).await.map_err(map_write_err)?;
                 Ok(LeaderReply::Done)
             }

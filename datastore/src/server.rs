@@ -16,6 +16,7 @@ use crate::config::{ServerArgs, listen_addr, parse_initial_cluster, split_urls};
 use crate::h2authority::AuthorityFix;
 use crate::grpc::{cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService, peer::PeerService, watch::WatchService};
 use crate::lease::LeaseClock;
+use crate::limits::Limits;
 use crate::mvcc::Mvcc;
 use crate::node::{LeaderCall, LeaderReply, Node, cluster_id, member_id};
 use crate::proto::cluster_server::ClusterServer;
@@ -30,9 +31,6 @@ use crate::raft::network::{MAX_PEER_MESSAGE, Network, PeerClients};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Member, Raft, decode, encode};
 use crate::watch::WatchHub;
-
-/// etcd's request limit (1.5 MiB) plus gRPC overhead.
-const MAX_CLIENT_REQUEST: usize = (3 << 19) + (512 << 10);
 
 /// Who this member is, fixed at first start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,29 +226,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )?;
     // With `--initial-cluster-state new`, the initial members (IDs derived
     // from peer URLs and token, as etcd does) bootstrap an empty Raft log.
-    // This also covers a data directory made by `restore`.
+    // This also covers a data directory made by `restore`. A member that
+    // already has an identity does not need to find itself there: like
+    // etcd, it ignores `--initial-cluster` (its peer URLs may have moved
+    // with `member update`).
+    let stored = load_identity(&data_dir)?;
     let bootstrap: Option<(u64, BTreeMap<u64, Member>, u64)> = if args.initial_cluster_state == "new" {
         let ids: Vec<(u64, String, Vec<String>)> = initial
             .iter()
             .map(|(n, urls)| (member_id(urls, &args.initial_cluster_token, None), n.clone(), urls.clone()))
             .collect();
-        let me = ids.iter().find(|(_, _, urls)| same_urls(urls, &my_peer_urls)).ok_or_else(|| {
-            anyhow::anyhow!(
+        match ids.iter().find(|(_, _, urls)| same_urls(urls, &my_peer_urls)) {
+            Some(me) => {
+                let cid = cluster_id(&ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), &args.initial_cluster_token);
+                let members = ids
+                    .iter()
+                    .map(|(id, n, urls)| (*id, Member { name: n.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
+                    .collect();
+                Some((me.0, members, cid))
+            }
+            None if stored.is_some() => None,
+            None => anyhow::bail!(
                 "--initial-cluster has no entry whose peer URLs are {my_peer_urls:?} (--initial-advertise-peer-urls); add `{}={}`",
                 args.name,
                 my_peer_urls.join(",")
-            )
-        })?;
-        let cid = cluster_id(&ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), &args.initial_cluster_token);
-        let members = ids
-            .iter()
-            .map(|(id, n, urls)| (*id, Member { name: n.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
-            .collect();
-        Some((me.0, members, cid))
+            ),
+        }
     } else {
         None
     };
-    let identity = match load_identity(&data_dir)? {
+    let identity = match stored {
         Some(id) => id,
         None => match &bootstrap {
             Some((me, _, cid)) => Identity { member_id: *me, cluster_id: *cid, name: args.name.clone() },
@@ -279,7 +284,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         purge_batch_size: 256,
         install_snapshot_timeout: 30_000,
         snapshot_max_chunk_size: 8 << 20,
-        max_payload_entries: 1000,
+        // Entries are group-committed batches (up to 1 MiB each, see raft::proposer): 64 keeps one append under MAX_PEER_MESSAGE.
+        max_payload_entries: 64,
         ..Default::default()
     }
     .validate()
@@ -309,6 +315,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         progress_every: args.experimental_watch_progress_notify_interval,
         request_timeout: Duration::from_secs(7),
         read_index: Default::default(),
+        proposer: Default::default(),
     });
 
     // Background work.
@@ -329,6 +336,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(node.clone().run_lease_expiry());
+    let limits = Limits::new(args.max_request_bytes, args.quota_backend_bytes, mvcc.clone());
+    let health_service = crate::health::serve(node.clone());
     tokio::spawn(node.clone().run_publish());
 
     // Listeners.
@@ -340,12 +349,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         let n = node.clone();
+        let max_msg = limits.grpc_max_message();
         let router = b
-            .add_service(KvServer::new(KvService { node: n.clone() }).max_decoding_message_size(MAX_CLIENT_REQUEST).max_encoding_message_size(usize::MAX))
-            .add_service(WatchServer::new(WatchService { node: n.clone() }).max_decoding_message_size(MAX_CLIENT_REQUEST).max_encoding_message_size(usize::MAX))
-            .add_service(LeaseServer::new(LeaseService { node: n.clone() }))
+            .add_service(health_service.clone())
+            .add_service(KvServer::new(KvService { node: n.clone(), limits: limits.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
+            .add_service(WatchServer::new(WatchService { node: n.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
+            .add_service(LeaseServer::new(LeaseService { node: n.clone(), limits: limits.clone() }))
             .add_service(ClusterServer::new(ClusterService { node: n.clone() }))
-            .add_service(MaintenanceServer::new(MaintenanceService { node: n.clone() }).max_encoding_message_size(usize::MAX));
+            .add_service(MaintenanceServer::new(MaintenanceService { node: n.clone(), limits: limits.clone() }).max_encoding_message_size(usize::MAX));
         let mut rx = stop_rx.clone();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding client listener {addr}"))?;
         tracing::info!(%addr, tls, "serving clients");
@@ -368,7 +379,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding peer listener {addr}"))?;
         tracing::info!(%addr, tls, "serving peers");
         servers.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Nagle off on accepted peer sockets too (`Server::tcp_nodelay` only covers `serve`): 40 ms stalls otherwise.
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             router.serve_with_incoming_shutdown(incoming, async move { let _ = rx.changed().await; }).await
         }));
     }
@@ -378,7 +390,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             anyhow::bail!("--listen-metrics-urls {u}: the metrics endpoint serves plain http only");
         }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics listener {addr}"))?;
-        let app = crate::http::router(node.clone());
+        let app = crate::http::router(node.clone(), limits.clone());
         let mut rx = stop_rx.clone();
         tracing::info!(%addr, "serving /metrics and /health");
         tokio::spawn(async move {

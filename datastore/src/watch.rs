@@ -10,34 +10,73 @@
 //! delivered, which is what makes `RequestProgress` honest: a progress
 //! notification for revision R is only sent once every watcher on the stream
 //! has pushed all its events up to R into the stream.
+//!
+//! Memory stays bounded whatever the clients do, as in etcd: each watcher's
+//! queue of live revisions is capped ([`MAX_QUEUED_REVS`], [`MAX_QUEUED_BYTES`]).
+//! A watcher that falls that far behind (a client not reading its stream) is
+//! marked *lagging*: the hub stops queueing for it, and once it has drained
+//! its queue it catches up from RocksDB, like etcd's "unsynced" watchers. If
+//! a compaction removed the history it needs meanwhile, it is cancelled with
+//! the compacted revision, as etcd does.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use prost::Message;
+use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 
 use crate::errors::EtcdError;
 use crate::mvcc::{Mvcc, RangeEnd};
 use crate::proto::{Event, EventType, ResponseHeader, WatchResponse};
 
+/// Most live revisions queued for one watcher before it is left to catch
+/// up from storage.
+pub const MAX_QUEUED_REVS: usize = 1024;
+/// Most bytes of events queued for one watcher (revisions are shared between
+/// watchers, so this also bounds what the slowest watcher keeps alive).
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
+
 /// All events of one revision, with `prev_kv` filled in.
 pub struct RevEvents {
     pub rev: i64,
     pub events: Vec<Event>,
+    /// Encoded size of `events`: what queueing it costs.
+    pub bytes: usize,
 }
 
 #[derive(Clone)]
 pub enum HubMsg {
     Events(Arc<RevEvents>),
-    /// The store was replaced (snapshot install): re-read history.
-    Resync,
+}
+
+/// One watcher's queue, as the hub and the watcher both see it.
+#[derive(Default)]
+struct QueueState {
+    revs: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Set by the hub when the queue is full (or the store was replaced):
+    /// nothing more is queued until the watcher has caught up from storage.
+    lagging: AtomicBool,
+    wake: Notify,
+}
+
+impl QueueState {
+    fn lag(&self) {
+        self.lagging.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+struct Sub {
+    tx: mpsc::UnboundedSender<HubMsg>,
+    queue: Arc<QueueState>,
 }
 
 #[derive(Default)]
 struct HubInner {
-    subs: Vec<mpsc::UnboundedSender<HubMsg>>,
+    subs: Vec<Sub>,
     published: i64,
 }
 
@@ -56,24 +95,55 @@ impl WatchHub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<HubMsg> {
+    fn subscribe(&self) -> (mpsc::UnboundedReceiver<HubMsg>, Arc<QueueState>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().subs.push(tx);
-        rx
+        let queue = Arc::new(QueueState::default());
+        self.lock().subs.push(Sub { tx, queue: queue.clone() });
+        (rx, queue)
     }
 
     /// Called by the state machine after the revision is durable in RocksDB.
     pub fn publish(&self, rev: i64, events: Vec<Event>) {
-        let msg = HubMsg::Events(Arc::new(RevEvents { rev, events }));
+        let bytes = events.iter().map(|e| e.encoded_len()).sum();
+        let msg = HubMsg::Events(Arc::new(RevEvents { rev, events, bytes }));
         let mut inner = self.lock();
         inner.published = rev;
-        inner.subs.retain(|tx| tx.send(msg.clone()).is_ok());
+        inner.subs.retain(|s| {
+            if s.tx.is_closed() {
+                return false;
+            }
+            let q = &s.queue;
+            if q.lagging.load(Ordering::Acquire) {
+                return true;
+            }
+            let revs = q.revs.load(Ordering::Acquire);
+            if revs >= MAX_QUEUED_REVS || (revs > 0 && q.bytes.load(Ordering::Acquire) + bytes > MAX_QUEUED_BYTES) {
+                q.lag();
+                return true;
+            }
+            q.revs.fetch_add(1, Ordering::AcqRel);
+            q.bytes.fetch_add(bytes, Ordering::AcqRel);
+            s.tx.send(msg.clone()).is_ok()
+        });
     }
 
+    /// The store was replaced (snapshot install): every watcher re-reads
+    /// what it has not delivered yet from the new store.
     pub fn resync(&self, current: i64) {
         let mut inner = self.lock();
         inner.published = current;
-        inner.subs.retain(|tx| tx.send(HubMsg::Resync).is_ok());
+        inner.subs.retain(|s| !s.tx.is_closed());
+        for s in &inner.subs {
+            s.queue.lag();
+        }
+    }
+
+    /// Ends a watcher's lag: from now on revisions are queued for it again.
+    /// Returns the last revision published, which it must read from storage.
+    fn resume(&self, queue: &QueueState) -> i64 {
+        let inner = self.lock();
+        queue.lagging.store(false, Ordering::Release);
+        inner.published
     }
 
     /// The last revision handed to watchers.
@@ -82,7 +152,12 @@ impl WatchHub {
     }
 
     pub fn watcher_count(&self) -> usize {
-        self.lock().subs.len()
+        self.lock().subs.iter().filter(|s| !s.tx.is_closed()).count()
+    }
+
+    /// Watchers currently catching up from storage (etcd's "slow" watchers).
+    pub fn slow_watcher_count(&self) -> usize {
+        self.lock().subs.iter().filter(|s| !s.tx.is_closed() && s.queue.lagging.load(Ordering::Acquire)).count()
     }
 }
 
@@ -132,10 +207,16 @@ type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 
 /// Largest number of events per replay response (a revision is never split).
 const REPLAY_BATCH: usize = 1000;
+/// Largest encoded size of one replay response, give or take a revision:
+/// keeps what a stream holds in memory, and what clients must accept
+/// (tonic's default limit is 4 MiB), small.
+const REPLAY_BATCH_BYTES: usize = 1 << 20;
 
 struct Watcher {
     spec: WatchSpec,
     mvcc: Arc<Mvcc>,
+    hub: Arc<WatchHub>,
+    queue: Arc<QueueState>,
     out: Out,
     header: HeaderFn,
     delivered: Arc<AtomicI64>,
@@ -199,6 +280,7 @@ impl Watcher {
                 let mut events = Vec::new();
                 let mut last_rev = next - 1;
                 let mut stop_after: Option<i64> = None;
+                let mut bytes = 0usize;
                 mvcc.history(&snap, next, to, |main, _sub, mut ev| {
                     if let Some(stop) = stop_after
                         && main > stop {
@@ -216,8 +298,9 @@ impl Watcher {
                         if spec.prev_kv && !is_create && main > mvcc.compact_rev() {
                             ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main)?;
                         }
+                        bytes += ev.encoded_len();
                         events.push(ev);
-                        if events.len() >= REPLAY_BATCH && stop_after.is_none() {
+                        if (events.len() >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES) && stop_after.is_none() {
                             stop_after = Some(main);
                         }
                     }
@@ -247,6 +330,21 @@ impl Watcher {
         true
     }
 
+    /// Catches a lagging watcher up from storage. Called only with an empty
+    /// queue: while lagging nothing was queued, so after `resume` the queue
+    /// holds exactly the revisions after the one returned.
+    async fn catch_up(&self) -> bool {
+        self.synced.store(false, Ordering::Release);
+        let to = self.hub.resume(&self.queue);
+        let from = (self.delivered.load(Ordering::Acquire) + 1).max(self.spec.start_rev);
+        if !self.replay(from, to).await {
+            return false;
+        }
+        self.delivered.fetch_max(to, Ordering::AcqRel);
+        self.synced.store(true, Ordering::Release);
+        true
+    }
+
     async fn run(self, mut rx: mpsc::UnboundedReceiver<HubMsg>, progress_every: Duration) {
         let r0 = self.mvcc.current_rev();
         let start = self.spec.start_rev;
@@ -259,38 +357,34 @@ impl Watcher {
         let mut ticker = tokio::time::interval(progress_every);
         ticker.tick().await;
         loop {
+            if rx.is_empty() && self.queue.lagging.load(Ordering::Acquire) {
+                if !self.catch_up().await {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
                 msg = rx.recv() => {
-                    let Some(msg) = msg else { return };
-                    match msg {
-                        HubMsg::Events(batch) => {
-                            if batch.rev <= self.delivered.load(Ordering::Acquire) {
-                                continue;
-                            }
-                            let events: Vec<Event> = if batch.rev < start {
-                                Vec::new()
-                            } else {
-                                batch.events.iter().filter(|e| self.wants(e)).map(|e| self.shape(e)).collect()
-                            };
-                            if !self.send_events(batch.rev, events).await {
-                                return;
-                            }
-                            self.delivered.store(batch.rev, Ordering::Release);
-                        }
-                        HubMsg::Resync => {
-                            self.synced.store(false, Ordering::Release);
-                            let from = (self.delivered.load(Ordering::Acquire) + 1).max(start);
-                            let to = self.mvcc.current_rev();
-                            if !self.replay(from, to).await {
-                                return;
-                            }
-                            self.delivered.store(to, Ordering::Release);
-                            self.synced.store(true, Ordering::Release);
-                        }
+                    let Some(HubMsg::Events(batch)) = msg else { return };
+                    self.queue.revs.fetch_sub(1, Ordering::AcqRel);
+                    self.queue.bytes.fetch_sub(batch.bytes, Ordering::AcqRel);
+                    if batch.rev <= self.delivered.load(Ordering::Acquire) {
+                        continue;
                     }
+                    let events: Vec<Event> = if batch.rev < start {
+                        Vec::new()
+                    } else {
+                        batch.events.iter().filter(|e| self.wants(e)).map(|e| self.shape(e)).collect()
+                    };
+                    if !self.send_events(batch.rev, events).await {
+                        return;
+                    }
+                    self.delivered.store(batch.rev, Ordering::Release);
                 }
+                // The hub marked this watcher lagging: re-check at the top.
+                _ = self.queue.wake.notified() => {}
                 _ = ticker.tick(), if self.spec.progress_notify => {
-                    if rx.is_empty() {
+                    if rx.is_empty() && !self.queue.lagging.load(Ordering::Acquire) {
                         let rev = self.delivered.load(Ordering::Acquire);
                         let resp = WatchResponse { header: Some((self.header)(rev)), watch_id: self.spec.id, ..Default::default() };
                         if !self.send(resp).await {
@@ -306,17 +400,17 @@ impl Watcher {
 /// Starts a watcher. The caller has already sent the `created` response.
 pub fn spawn_watcher(
     mvcc: Arc<Mvcc>,
-    hub: &WatchHub,
+    hub: Arc<WatchHub>,
     spec: WatchSpec,
     out: Out,
     header: HeaderFn,
     progress_every: Duration,
 ) -> WatcherHandle {
-    let rx = hub.subscribe();
+    let (rx, queue) = hub.subscribe();
     let delivered = Arc::new(AtomicI64::new(0));
     let synced = Arc::new(AtomicBool::new(false));
     let id = spec.id;
-    let w = Watcher { spec, mvcc, out, header, delivered: delivered.clone(), synced: synced.clone() };
+    let w = Watcher { spec, mvcc, hub, queue, out, header, delivered: delivered.clone(), synced: synced.clone() };
     let task = tokio::spawn(w.run(rx, progress_every));
     WatcherHandle { id, delivered, synced, task }
 }

@@ -410,14 +410,17 @@ async fn run_seed(seed: u64, n: usize) {
     let mut b = Target::new(&our_urls, true).await;
     let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed), rev_hint: 1, compact_hint: 0, leases: Vec::new(), next_lease: 1000 };
     let mut history: Vec<String> = Vec::new();
-    let _ = &mut history;
+    let mut tolerated = 0usize;
     for step in 0..n {
         let op = g.op();
         history.push(format!("{step}: {op:?}"));
         let ra = a.run(&op, g.rev_hint).await;
         let rb = b.run(&op, g.rev_hint).await;
         history.push(format!("   -> {ra:?}"));
-        if ra != rb {
+        if ra != rb && etcd_lost_compacted_tombstones(&ra, &rb, g.compact_hint) {
+            history.push(format!("   (etcd 3.4.23 lost the deletes at the compacted revision {}: etcd-io/etcd#18089)", g.compact_hint));
+            tolerated += 1;
+        } else if ra != rb {
             if let Op::Range(r) = &op {
                 let full = Op::Range(RangeRequest { limit: 0, ..r.clone() });
                 eprintln!("full range on etcd: {:?}", a.run(&full, g.rev_hint).await);
@@ -430,6 +433,9 @@ async fn run_seed(seed: u64, n: usize) {
             );
         }
         update_hints(&mut g, &op, &ra);
+    }
+    if tolerated > 0 {
+        eprintln!("seed {seed}: {tolerated} watch(es) where etcd 3.4.23 lost deletes at the compacted revision (etcd-io/etcd#18089)");
     }
     // Final state: the whole keyspace, and HashKV agreement across our members.
     let all = Op::Range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() });
@@ -456,30 +462,59 @@ async fn run_seed(seed: u64, n: usize) {
     }
 }
 
+/// Debian's etcd 3.4.23 predates the fix for etcd-io/etcd#18089 (etcd PR
+/// #18274, in 3.4.33 and 3.5.15): its compaction at R removes the tombstones
+/// written at R, so a watch from R misses those deletes, though only once
+/// its backend has committed (up to 100 ms after the compaction; before that
+/// it still replays them). We keep them, as fixed etcd does. This accepts
+/// exactly that difference: our events equal etcd's once the Delete events
+/// at the compacted revision are removed from ours, and nothing else.
+fn etcd_lost_compacted_tombstones(etcd: &Outcome, ours: &Outcome, compact_rev: i64) -> bool {
+    let (
+        Outcome::Watch { created: c1, canceled: x1, compact_revision: r1, events: e1 },
+        Outcome::Watch { created: c2, canceled: x2, compact_revision: r2, events: e2 },
+    ) = (etcd, ours)
+    else {
+        return false;
+    };
+    let at_compaction = |e: &Event| {
+        e.r#type == EventType::Delete as i32 && e.kv.as_ref().map(|kv| kv.mod_revision) == Some(compact_rev)
+    };
+    let kept: Vec<&Event> = e2.iter().filter(|e| !at_compaction(e)).collect();
+    (c1, x1, r1) == (c2, x2, r2)
+        && kept.len() < e2.len()
+        && !e1.iter().any(at_compaction)
+        && kept == e1.iter().collect::<Vec<_>>()
+}
+
 fn ops() -> usize {
     std::env::var("DIFF_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000)
 }
 
+/// `DIFF_SEED=<n>` runs that one seed here instead of seed 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_etcd() {
-    let seeds: Vec<u64> = match std::env::var("DIFF_SEED") {
-        Ok(s) => vec![s.parse().expect("DIFF_SEED must be a number")],
-        Err(_) => vec![1],
-    };
-    for seed in seeds {
-        run_seed(seed, ops()).await;
+    let seed = std::env::var("DIFF_SEED").map(|s| s.parse().expect("DIFF_SEED must be a number")).unwrap_or(1);
+    run_seed(seed, ops()).await;
+}
+
+/// Seed 2 found lost watch events (step 677): a range delete at revision R,
+/// `Compact(R)`, then a watch from R did not replay the delete, because
+/// physical compaction removed tombstones written exactly at R (the bug etcd
+/// fixed as etcd-io/etcd#18089). Regression test at the store level:
+/// `compaction_tests` in the crate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_against_etcd_seed_2() {
+    if std::env::var("DIFF_SEED").is_err() {
+        run_seed(2, ops()).await;
     }
 }
 
-/// Seed 2 finds a real divergence that is not fixed yet: at step 677 a watch
-/// on one key from a past revision (274) does not replay that key's Delete,
-/// made by a range delete (`key >= k6`) of 5 keys at that revision, which
-/// etcd replays. It showed only in some runs until the harness waited for
-/// the replay by progress request instead of a 400 ms window; now it fails
-/// every run. Kept here, ignored, so the next session starts from it:
-/// `cargo test -p k8sup-datastore --test differential -- --ignored`.
+/// Seed 3 reaches the same case at a moment where etcd 3.4.23 has already
+/// lost the deletes (see [`etcd_lost_compacted_tombstones`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known divergence: watch replay misses a range-delete event (seed 2, step 677); see the doc comment"]
-async fn differential_against_etcd_seed_2_known_watch_divergence() {
-    run_seed(2, ops()).await;
+async fn differential_against_etcd_seed_3() {
+    if std::env::var("DIFF_SEED").is_err() {
+        run_seed(3, ops()).await;
+    }
 }

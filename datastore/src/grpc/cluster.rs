@@ -59,10 +59,18 @@ impl Cluster for ClusterService {
         Ok(Response::new(MemberRemoveResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), members }))
     }
 
-    async fn member_update(&self, _req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(
-            "k8sup-datastore: changing a member's peer URLs is not supported; remove the member and add it again",
-        ))
+    /// New peer URLs for a member (etcd's MemberUpdate, `etcdctl member
+    /// update`): replicated as a membership change; peers dial the new URLs
+    /// from then on. Restart the member listening on them.
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        let r = req.into_inner();
+        if r.peer_ur_ls.is_empty() {
+            return Err(Status::invalid_argument("etcdserver: member peer URLs are required"));
+        }
+        let (id, urls) = (r.id, r.peer_ur_ls);
+        self.node.leader_call(LeaderCall::MemberUpdate { id, peer_urls: urls.clone() }).await.map_err(st)?;
+        let members = self.settle(|ms| ms.iter().any(|m| m.id == id && m.peer_ur_ls == urls)).await?;
+        Ok(Response::new(MemberUpdateResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), members }))
     }
 
     async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {

@@ -11,6 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{decode_result, st};
+use crate::alarm;
+use crate::limits::Limits;
 use crate::node::Node;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
@@ -22,6 +24,7 @@ use crate::txn;
 
 pub struct KvService {
     pub node: Arc<Node>,
+    pub limits: Limits,
 }
 
 /// A read-only Txn skips the read barrier only when it has reads and all
@@ -94,6 +97,8 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = req.into_inner();
         txn::check_put(&r).map_err(st)?;
+        self.limits.check_size(r.encoded_len()).map_err(st)?;
+        self.limits.check_space(&self.node, alarm::cost(&r)).await.map_err(st)?;
         let res = self.node.write(Command::Put(r.encode_to_vec())).await.map_err(st)?;
         let mut resp: PutResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);
@@ -103,6 +108,7 @@ impl Kv for KvService {
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         txn::check_delete(&r).map_err(st)?;
+        self.limits.check_size(r.encoded_len()).map_err(st)?;
         let res = self.node.write(Command::DeleteRange(r.encode_to_vec())).await.map_err(st)?;
         let mut resp: DeleteRangeResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);
@@ -125,6 +131,10 @@ impl Kv for KvService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(st)?
         } else {
+            self.limits.check_size(r.encoded_len()).map_err(st)?;
+            if alarm::txn_writes_data(&r) {
+                self.limits.check_space(&self.node, alarm::cost(&r)).await.map_err(st)?;
+            }
             let res = self.node.write(Command::Txn(r.encode_to_vec())).await.map_err(st)?;
             decode_result(res)?
         };
@@ -132,10 +142,19 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
+    /// With `physical`, answers only once this member has removed the
+    /// compacted history from RocksDB (etcd waits for its backend the same
+    /// way), so the space is reclaimable by a Defragment that follows.
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let r = req.into_inner();
         let res = self.node.write(Command::Compact(r.revision)).await.map_err(st)?;
         let mut resp: CompactionResponse = decode_result(res)?;
+        if r.physical {
+            // The client's deadline bounds the wait (tonic drops this future).
+            while self.node.mvcc.physical_compact_rev().map_err(st)? < r.revision {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         self.node.fill(&mut resp.header);
         Ok(Response::new(resp))
     }

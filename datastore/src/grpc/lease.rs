@@ -23,6 +23,7 @@ use crate::raft::Command;
 
 pub struct LeaseService {
     pub node: Arc<Node>,
+    pub limits: crate::limits::Limits,
 }
 
 async fn keep_alive(node: &Node, id: i64) -> Result<LeaseKeepAliveResponse, EtcdError> {
@@ -43,6 +44,8 @@ impl Lease for LeaseService {
         }
         // etcd picks a random positive ID when the client leaves it 0.
         let id = if r.id == 0 { (rand::random::<u64>() >> 1).max(1) as i64 } else { r.id };
+        // etcd's quotaLeaseServer: a grant adds data, so NOSPACE refuses it.
+        self.limits.check_space(&self.node, crate::alarm::cost(&r)).await.map_err(st)?;
         let res = self.node.write(Command::LeaseGrant { id, ttl: r.ttl }).await.map_err(st)?;
         let mut resp: LeaseGrantResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);

@@ -1,6 +1,7 @@
 //! `etcdserverpb.Maintenance`: status (reporting an etcd version
-//! kube-apiserver trusts), alarms (none), defragment (RocksDB full
-//! compaction), hashes, and snapshots in our portable format.
+//! kube-apiserver trusts), alarms (replicated, see [`crate::alarm`]),
+//! defragment (RocksDB full compaction), hashes, leader transfer, and
+//! snapshots in our portable format.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,8 +10,14 @@ use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::st;
+use prost::Message;
+
+use super::{decode_result, st};
 use crate::EMULATED_ETCD_VERSION;
+use crate::alarm;
+use crate::proto::alarm_request::AlarmAction;
+use crate::proto::AlarmType;
+use crate::raft::Command;
 use crate::errors::EtcdError;
 use crate::mvcc::{CF_INDEX, CF_REV, Mvcc};
 use crate::node::Node;
@@ -24,21 +31,34 @@ use crate::snapshot;
 
 pub struct MaintenanceService {
     pub node: Arc<Node>,
+    pub limits: crate::limits::Limits,
 }
 
-/// CRC-32 of every change up to `rev`: equal on members with equal history.
+/// CRC-32 of every change up to `rev` that compaction keeps: equal on
+/// members with equal history, whether or not their background physical
+/// compaction has caught up (as etcd's HashKV, which hashes only what its
+/// compaction keeps). Below the compacted revision that is, per key, the
+/// newest version at or below it unless that is an older tombstone.
 pub fn hash_kv(mvcc: &Mvcc, rev: i64) -> Result<u32, EtcdError> {
     let snap = mvcc.snapshot();
+    let compacted = mvcc.compact_rev();
     let mut h = crc32fast::Hasher::new();
     let mut it = snap.raw_iterator_cf(mvcc.cf(CF_REV));
     it.seek_to_first();
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let (main, _) = crate::keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+        let (main, sub) = crate::keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
         if main > rev {
             break;
         }
-        h.update(k);
-        h.update(v);
+        let kept = main >= compacted || {
+            let rec: crate::mvcc::RevRecord = crate::mvcc::dec(v, "revision")?;
+            mvcc.get_meta(&snap, &rec.key, compacted)?
+                .is_some_and(|m| m.main == main && m.sub == sub && !m.entry.tombstone)
+        };
+        if kept {
+            h.update(k);
+            h.update(v);
+        }
         it.next();
     }
     it.status()?;
@@ -63,8 +83,22 @@ fn hash_all(mvcc: &Mvcc) -> Result<u32, EtcdError> {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Ok(Response::new(AlarmResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), alarms: Vec::new() }))
+    /// GET lists the replicated alarms (filtered by type unless NONE);
+    /// ACTIVATE and DEACTIVATE (`etcdctl alarm disarm`) go through Raft.
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let alarms = alarm::list(&self.node.mvcc)
+                .map_err(st)?
+                .into_iter()
+                .filter(|a| r.alarm == AlarmType::None as i32 || a.alarm == r.alarm)
+                .collect();
+            return Ok(Response::new(AlarmResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), alarms }));
+        }
+        let res = self.node.write(Command::Alarm(r.encode_to_vec())).await.map_err(st)?;
+        let mut resp: AlarmResponse = decode_result(res)?;
+        self.node.fill(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -74,6 +108,11 @@ impl Maintenance for MaintenanceService {
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
+        }
+        // etcd lists active alarms here too (`etcdctl endpoint status` ERRORS column).
+        for a in alarm::list(&n.mvcc).map_err(st)? {
+            let name = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
         }
         Ok(Response::new(StatusResponse {
             header: Some(n.header(n.mvcc.current_rev())),
@@ -87,7 +126,7 @@ impl Maintenance for MaintenanceService {
             db_size_in_use: n.mvcc.db_size_in_use(),
             is_learner,
             storage_version: "3.5.0".to_string(),
-            db_size_quota: 0,
+            db_size_quota: self.limits.quota_backend_bytes,
             downgrade_info: None,
         }))
     }
@@ -158,8 +197,28 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("k8sup-datastore: move-leader is not supported (openraft 0.9 has no leadership transfer)"))
+    /// etcd's checks come first (only the leader moves leadership; the
+    /// transferee must be a voting member), then, since openraft 0.9 cannot
+    /// hand leadership over (`Raft::trigger().transfer_leader` exists only
+    /// in 0.10), an explicit UNIMPLEMENTED rather than a pretend success. Moving to the current
+    /// leader succeeds, as in etcd.
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let n = &self.node;
+        if !n.is_leader() {
+            return Err(st(EtcdError::NotLeader));
+        }
+        let voters: Vec<u64> = n.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if !voters.contains(&target) {
+            return Err(st(EtcdError::BadLeaderTransferee));
+        }
+        if target == n.id {
+            return Ok(Response::new(MoveLeaderResponse { header: Some(n.header(n.mvcc.current_rev())) }));
+        }
+        Err(Status::unimplemented(
+            "k8sup-datastore: move-leader is not supported: openraft 0.9 has no leadership transfer; \
+             stopping the leader makes the others elect a new one",
+        ))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

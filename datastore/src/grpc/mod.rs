@@ -21,7 +21,7 @@ pub(crate) fn decode_result<M: prost::Message + Default>(res: CommandResult) -> 
             M::decode(body.as_slice()).map_err(|e| Status::internal(format!("decoding an applied response: {e}")))
         }
         CommandResult::Err(e) => Err(e.into()),
-        CommandResult::None => Err(Status::internal("empty result from the state machine")),
+        CommandResult::None | CommandResult::Batch(_) => Err(Status::internal("empty result from the state machine")),
     }
 }
 

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::errors::EtcdError;
+use crate::leadership::{has_leader, requires_leader};
 use crate::mvcc::RangeEnd;
 use crate::node::Node;
 use crate::proto::watch_create_request::FilterType;
@@ -25,6 +27,9 @@ pub struct WatchService {
 }
 
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
+
+/// Responses queued per stream before its watchers wait (etcd: 128).
+const OUTBOUND_RESPONSES: usize = 128;
 
 struct StreamState {
     node: Arc<Node>,
@@ -83,7 +88,7 @@ impl StreamState {
                 };
                 let h = spawn_watcher(
                     self.node.mvcc.clone(),
-                    &self.node.hub,
+                    self.node.hub.clone(),
                     spec,
                     self.out.clone(),
                     self.header.clone(),
@@ -135,8 +140,17 @@ impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        // `clientv3.WithRequireLeader` (kube-apiserver sets it on every
+        // watch): refuse without a leader, and end the stream if the leader
+        // is lost, so the client reconnects to a member that has one.
+        let require_leader = requires_leader(req.metadata());
+        if require_leader && !has_leader(&self.node) {
+            return Err(EtcdError::NoLeader.into());
+        }
         let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(1024);
+        // Small on purpose: a client that does not read holds at most this
+        // many responses here; its watchers then lag (see `crate::watch`).
+        let (tx, rx) = mpsc::channel(OUTBOUND_RESPONSES);
         let node = self.node.clone();
         let hn = node.clone();
         let header: HeaderFn = Arc::new(move |rev| hn.header(rev));
@@ -144,6 +158,8 @@ impl Watch for WatchService {
             StreamState { node, out: tx.clone(), header, watchers: HashMap::new(), next_id: 0, progress_pending: false };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut leader_check = tokio::time::interval((state.node.leader_wait / 3).max(Duration::from_millis(50)));
+            let mut leaderless_checks = 0;
             loop {
                 tokio::select! {
                     msg = inbound.message() => match msg {
@@ -156,6 +172,14 @@ impl Watch for WatchService {
                     },
                     _ = tick.tick(), if state.progress_pending => {
                         if !state.try_progress().await {
+                            break;
+                        }
+                    }
+                    _ = leader_check.tick(), if require_leader => {
+                        leaderless_checks = if has_leader(&state.node) { 0 } else { leaderless_checks + 1 };
+                        // Three checks in a row, like etcd's monitorLeader.
+                        if leaderless_checks >= 3 {
+                            let _ = tx.send(Err(EtcdError::NoLeader.into())).await;
                             break;
                         }
                     }

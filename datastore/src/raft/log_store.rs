@@ -38,7 +38,20 @@ impl LogStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_LOGS, CF_META].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        // The log is written once, read back while followers catch up, and
+        // purged behind snapshots: small memtables keep it from holding
+        // 64 MiB (RocksDB's default) of already-replicated entries in memory.
+        opts.set_db_write_buffer_size(32 << 20);
+        // A WAL file is deleted only once every column family with data in
+        // it is flushed; `meta` (the vote) is written too rarely to fill a
+        // memtable, so without a cap it pins every WAL file since its last
+        // write and the log directory grows without bound (compaction soak).
+        opts.set_max_total_wal_size(64 << 20);
+        let cfs = [CF_LOGS, CF_META].map(|n| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(16 << 20);
+            ColumnFamilyDescriptor::new(n, o)
+        });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| anyhow::anyhow!("opening the Raft log database {}: {e}", dir.display()))?;
         Ok(LogStore { db: Arc::new(db) })

@@ -18,26 +18,40 @@ pub struct Member {
 
 /// A state-machine command. Request bodies are etcd's own protobuf messages
 /// (prost-encoded), so the log carries exactly what the client sent.
+/// Byte fields go through `serde_bytes`: postcard then copies them in one
+/// piece instead of one `u8` element at a time (same encoding on disk).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
-    Put(Vec<u8>),
-    DeleteRange(Vec<u8>),
-    Txn(Vec<u8>),
+    Put(#[serde(with = "serde_bytes")] Vec<u8>),
+    DeleteRange(#[serde(with = "serde_bytes")] Vec<u8>),
+    Txn(#[serde(with = "serde_bytes")] Vec<u8>),
     Compact(i64),
     LeaseGrant { id: i64, ttl: i64 },
     LeaseRevoke { id: i64 },
     /// A member announces its name and client URLs after starting.
     PublishMember { id: u64, name: String, client_urls: Vec<String> },
+    /// Several client requests proposed as one entry by the leader's group
+    /// commit ([`super::proposer`]); applied one after the other, each with
+    /// its own revision and result. Never nested.
+    Batch(Vec<Command>),
+    /// etcd's `AlarmRequest` (ACTIVATE/DEACTIVATE), see [`crate::alarm`].
+    Alarm(Vec<u8>),
 }
 
 /// The result of applying a command: the revision after it and the
 /// prost-encoded etcd response, or the etcd error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CommandResult {
-    Ok { rev: i64, body: Vec<u8> },
+    Ok {
+        rev: i64,
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
     Err(EtcdError),
     /// Blank and membership entries.
     None,
+    /// The results of a [`Command::Batch`], in order.
+    Batch(Vec<CommandResult>),
 }
 
 openraft::declare_raft_types!(

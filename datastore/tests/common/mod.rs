@@ -2,6 +2,8 @@
 //! real `k8sup-datastore` processes, Debian's `etcd`, and the real `etcdctl`.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -96,18 +98,45 @@ pub struct MemberProc {
     pub data_dir: PathBuf,
     pub child: Option<Child>,
     pub args: Vec<String>,
+    /// The address it listens on: 127.0.0.1, or its own in a network namespace.
+    pub host: String,
+    /// The network namespace it runs in (see [`netns::NetLab`]), if any.
+    pub netns: Option<String>,
 }
 
 impl MemberProc {
+    fn new(name: &str, data_dir: PathBuf) -> MemberProc {
+        MemberProc {
+            name: name.into(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            metrics_port: free_port(),
+            data_dir,
+            child: None,
+            args: Vec::new(),
+            host: "127.0.0.1".into(),
+            netns: None,
+        }
+    }
     pub fn client_url(&self, tls: bool) -> String {
-        format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.client_port)
+        format!("{}://{}:{}", if tls { "https" } else { "http" }, self.host, self.client_port)
     }
     pub fn peer_url(&self, tls: bool) -> String {
-        format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, self.peer_port)
+        format!("{}://{}:{}", if tls { "https" } else { "http" }, self.host, self.peer_port)
     }
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_k8sup-datastore"))
+        let bin = env!("CARGO_BIN_EXE_k8sup-datastore");
+        // `ip netns exec` execs the binary: the child's PID is the member's.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -159,17 +188,22 @@ pub struct Cluster {
     pub token: String,
     pub snapshot_count: u64,
     pub catchup_entries: u64,
+    pub extra_args: Vec<String>,
 }
 
 pub struct Opts {
     pub tls: bool,
     pub snapshot_count: u64,
     pub catchup_entries: u64,
+    /// More flags for every member (e.g. `--quota-backend-bytes=...`).
+    pub extra_args: Vec<String>,
+    /// Run member i in `netlab`'s namespace i, on its address.
+    pub netlab: Option<std::sync::Arc<netns::NetLab>>,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { tls: true, snapshot_count: 10000, catchup_entries: 5000 }
+        Opts { tls: true, snapshot_count: 10000, catchup_entries: 5000, extra_args: Vec::new(), netlab: None }
     }
 }
 
@@ -216,23 +250,31 @@ impl Cluster {
         let pki = opts.tls.then(|| Pki::new(&dir.path().join("pki")));
         let token = format!("test-{}", free_port());
         let mut members: Vec<MemberProc> = (0..n)
-            .map(|i| MemberProc {
-                name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
-                metrics_port: free_port(),
-                data_dir: dir.path().join(format!("m{i}")),
-                child: None,
-                args: Vec::new(),
+            .map(|i| {
+                let mut m = MemberProc::new(&format!("m{i}"), dir.path().join(format!("m{i}")));
+                if let Some(lab) = &opts.netlab {
+                    m.host = lab.ip(i);
+                    m.netns = Some(lab.ns(i));
+                }
+                m
             })
             .collect();
         let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url(opts.tls))).collect();
         let initial = initial.join(",");
         for m in &mut members {
             m.args = member_args(m, opts.tls, pki.as_ref(), &initial, "new", &token, opts.snapshot_count, opts.catchup_entries);
+            m.args.extend(opts.extra_args.iter().cloned());
             m.start();
         }
-        let c = Cluster { dir, pki, members, token, snapshot_count: opts.snapshot_count, catchup_entries: opts.catchup_entries };
+        let c = Cluster {
+            dir,
+            pki,
+            members,
+            token,
+            snapshot_count: opts.snapshot_count,
+            catchup_entries: opts.catchup_entries,
+            extra_args: opts.extra_args,
+        };
         c.wait_healthy(Duration::from_secs(30));
         c
     }
@@ -317,15 +359,7 @@ impl Cluster {
 
     /// Adds a new member process (not started) for `member add`.
     pub fn new_member(&mut self, name: &str) -> usize {
-        let m = MemberProc {
-            name: name.into(),
-            client_port: free_port(),
-            peer_port: free_port(),
-            metrics_port: free_port(),
-            data_dir: self.dir.path().join(name),
-            child: None,
-            args: Vec::new(),
-        };
+        let m = MemberProc::new(name, self.dir.path().join(name));
         self.members.push(m);
         self.members.len() - 1
     }
@@ -334,7 +368,8 @@ impl Cluster {
     pub fn join(&mut self, i: usize) {
         let tls = self.tls();
         let initial: Vec<String> = self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url(tls))).collect();
-        let args = member_args(&self.members[i], tls, self.pki.as_ref(), &initial.join(","), "existing", &self.token, self.snapshot_count, self.catchup_entries);
+        let mut args = member_args(&self.members[i], tls, self.pki.as_ref(), &initial.join(","), "existing", &self.token, self.snapshot_count, self.catchup_entries);
+        args.extend(self.extra_args.iter().cloned());
         self.members[i].args = args;
         self.members[i].start();
     }

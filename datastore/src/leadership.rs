@@ -1,0 +1,34 @@
+//! Whether this member has a leader, as etcd's client-facing checks mean it:
+//! the `hasleader` guard on streams (`clientv3.WithRequireLeader`), the gRPC
+//! health service and `/health`.
+//!
+//! A follower knows it has lost its leader once it campaigns (openraft then
+//! clears `current_leader`). A leader cut off from its quorum does not step
+//! down in openraft 0.9, so it counts as leaderless once no quorum has
+//! acknowledged it for `leader_wait` (three election timeouts, the window
+//! etcd's `monitorLeader` allows before cancelling such streams).
+
+use crate::node::Node;
+
+/// gRPC metadata key of `clientv3.WithRequireLeader` (etcd `rpctypes.MetadataRequireLeaderKey`).
+pub const REQUIRE_LEADER_KEY: &str = "hasleader";
+
+/// True if the request asked to fail rather than run without a leader.
+pub fn requires_leader(md: &tonic::metadata::MetadataMap) -> bool {
+    md.get(REQUIRE_LEADER_KEY).and_then(|v| v.to_str().ok()) == Some("true")
+}
+
+/// True while this member follows a leader, or leads with a live quorum.
+pub fn has_leader(node: &Node) -> bool {
+    let m = node.raft.metrics().borrow().clone();
+    match m.current_leader {
+        None => false,
+        Some(l) if l == node.id => {
+            let limit = node.leader_wait.as_millis() as u64;
+            // A single-member cluster is its own quorum.
+            m.membership_config.membership().voter_ids().count() <= 1
+                || m.millis_since_quorum_ack.is_some_and(|ms| ms <= limit)
+        }
+        Some(_) => true,
+    }
+}
