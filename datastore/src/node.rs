@@ -255,7 +255,11 @@ impl Node {
                     match client.forward(req).await {
                         Ok(r) => unpack(n, decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??),
                         Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
-                        Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(EtcdError::Timeout),
+                        // tonic answers a request past its grpc-timeout with
+                        // Cancelled("Timeout expired"); to the client either is etcd's timeout.
+                        Err(s) if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled) => {
+                            Err(EtcdError::Timeout)
+                        }
                         Err(s) => Err(EtcdError::Internal(format!("forwarding to leader {leader:x}: {}", s.message()))),
                     }
                 }
