@@ -330,18 +330,39 @@ fn a_failing_command_is_reported_by_host_with_its_stderr_and_other_hosts_finish(
     );
 }
 
+/// Apply the lab's inventory plus one service `name` whose unit's
+/// `[Service]` section is `service_lines`: the inventory, exit code, and
+/// stdout + stderr.
+fn apply_one_service(
+    lab: &TestLab,
+    name: &str,
+    service_lines: &[&str],
+) -> (std::path::PathBuf, i32, String) {
+    let inv = lab.custom_inventory(&format!("{name}.yaml"), "", |_| String::new());
+    let mut text = std::fs::read_to_string(&inv).unwrap();
+    text.push_str(&format!(
+        "services:\n  - name: {name}\n    unit:\n      content: |\n        [Service]\n"
+    ));
+    for line in service_lines {
+        text.push_str(&format!("        {line}\n"));
+    }
+    std::fs::write(&inv, text).unwrap();
+    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
+    (inv, code, format!("{out}{err}"))
+}
+
 #[test]
 fn a_service_whose_binary_is_missing_fails_the_apply_instead_of_passing_unseen() {
     let lab = TestLab::up("e2e-unit", 1);
-    let inv = lab.custom_inventory("unit.yaml", "", |_| String::new());
-    let mut text = std::fs::read_to_string(&inv).unwrap();
-    text.push_str(
-        "services:\n  - name: broken\n    unit:\n      content: |\n        [Service]\n        ExecStart=/usr/local/bin/not-installed-yet\n        Restart=on-failure\n",
+    let (inv, code, all) = apply_one_service(
+        &lab,
+        "broken",
+        &[
+            "ExecStart=/usr/local/bin/not-installed-yet",
+            "Restart=on-failure",
+        ],
     );
-    std::fs::write(&inv, text).unwrap();
-    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
-    assert_eq!(code, 1, "{out}{err}");
-    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
     assert!(
         all.contains("e2e-unit-1") && all.contains("broken.service did not stay up"),
         "{all}"
@@ -371,15 +392,17 @@ fn a_service_whose_binary_is_missing_fails_the_apply_instead_of_passing_unseen()
 #[test]
 fn a_service_that_dies_after_starting_and_is_restarted_by_systemd_fails_the_apply() {
     let lab = TestLab::up("e2e-flaky", 1);
-    let inv = lab.custom_inventory("flaky.yaml", "", |_| String::new());
-    let mut text = std::fs::read_to_string(&inv).unwrap();
-    text.push_str(
-        "services:\n  - name: flaky\n    unit:\n      content: |\n        [Service]\n        ExecStart=/bin/sh -c 'sleep 0.1; exit 3'\n        Restart=always\n        RestartSec=10ms\n        StartLimitIntervalSec=0\n",
+    let (_, code, all) = apply_one_service(
+        &lab,
+        "flaky",
+        &[
+            "ExecStart=/bin/sh -c 'sleep 0.1; exit 3'",
+            "Restart=always",
+            "RestartSec=10ms",
+            "StartLimitIntervalSec=0",
+        ],
     );
-    std::fs::write(&inv, text).unwrap();
-    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
-    assert_eq!(code, 1, "{out}{err}");
-    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
     assert!(
         all.contains("e2e-flaky-1") && all.contains("flaky.service did not stay up"),
         "{all}"
