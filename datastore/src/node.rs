@@ -100,8 +100,19 @@ async fn remote_leader_call(
     req.set_timeout(timeout);
     match client.leader_call(req).await {
         Ok(r) => decode::<Result<LeaderReply, EtcdError>>(&r.into_inner().data)?,
-        Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
-        Err(s) => Err(EtcdError::Internal(format!("calling leader {leader:x}: {}", s.message()))),
+        Err(s) => Err(leader_call_error(&s, "calling", leader)),
+    }
+}
+
+/// What a failed peer call to the leader means to the client: no leader
+/// (retried), etcd's request timeout, or an internal error naming the call.
+fn leader_call_error(s: &tonic::Status, doing: &str, leader: u64) -> EtcdError {
+    match s.code() {
+        tonic::Code::Unavailable => EtcdError::NoLeader,
+        // tonic answers a request past its grpc-timeout with
+        // Cancelled("Timeout expired"); to the client either is etcd's timeout.
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => EtcdError::Timeout,
+        _ => EtcdError::Internal(format!("{doing} leader {leader:x}: {}", s.message())),
     }
 }
 
@@ -219,16 +230,31 @@ impl Node {
 
     /// Executes a write through Raft, forwarding it to the leader if needed.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
+        self.with_leader(|leader| {
+            let cmd = cmd.clone();
+            async move {
+                if leader == self.id {
+                    self.write_as_leader(cmd).await
+                } else {
+                    self.forward(leader, cmd).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `op` with the current leader's ID, up to three times while
+    /// leadership moves: an answer of "not leader" or "no leader" means
+    /// nothing was proposed anywhere, so a retry with the new leader is safe.
+    async fn with_leader<T, F, Fut>(&self, mut op: F) -> Result<T, EtcdError>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EtcdError>>,
+    {
         let mut last = EtcdError::NoLeader;
         for _ in 0..3 {
             let leader = self.wait_leader().await?;
-            let res = if leader == self.id {
-                self.write_as_leader(cmd.clone()).await
-            } else {
-                self.forward(leader, cmd.clone()).await
-            };
-            match res {
-                // Not proposed anywhere: safe to retry with the new leader.
+            match op(leader).await {
                 Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
                     last = EtcdError::LeaderChanged;
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -254,13 +280,7 @@ impl Node {
                     req.set_timeout(timeout);
                     match client.forward(req).await {
                         Ok(r) => unpack(n, decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??),
-                        Err(s) if s.code() == tonic::Code::Unavailable => Err(EtcdError::NoLeader),
-                        // tonic answers a request past its grpc-timeout with
-                        // Cancelled("Timeout expired"); to the client either is etcd's timeout.
-                        Err(s) if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled) => {
-                            Err(EtcdError::Timeout)
-                        }
-                        Err(s) => Err(EtcdError::Internal(format!("forwarding to leader {leader:x}: {}", s.message()))),
+                        Err(s) => Err(leader_call_error(&s, "forwarding to", leader)),
                     }
                 }
             })
@@ -269,23 +289,17 @@ impl Node {
 
     /// Runs `call` on the leader (locally if this member leads).
     pub async fn leader_call(&self, call: LeaderCall) -> Result<LeaderReply, EtcdError> {
-        let mut last = EtcdError::NoLeader;
-        for _ in 0..3 {
-            let leader = self.wait_leader().await?;
-            let res = if leader == self.id {
-                self.handle_leader_call(call.clone()).await
-            } else {
-                remote_leader_call(self.leader_client(leader)?, leader, &call, self.request_timeout).await
-            };
-            match res {
-                Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
-                    last = EtcdError::LeaderChanged;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        self.with_leader(|leader| {
+            let call = call.clone();
+            async move {
+                if leader == self.id {
+                    self.handle_leader_call(call).await
+                } else {
+                    remote_leader_call(self.leader_client(leader)?, leader, &call, self.request_timeout).await
                 }
-                other => return other,
             }
-        }
-        Err(last)
+        })
+        .await
     }
 
     /// A quorum-confirmed read index, from the batcher: on the leader one
