@@ -6,7 +6,7 @@ use crate::mvcc::{Mvcc, RangeEnd};
 use crate::proto::EventType;
 
 /// Commits one write transaction the way the Raft state machine does.
-fn commit(m: &Mvcc, f: impl FnOnce(&mut crate::mvcc::WriteTxn<'_>)) -> i64 {
+pub(crate) fn commit(m: &Mvcc, f: impl FnOnce(&mut crate::mvcc::WriteTxn<'_>)) -> i64 {
     let mut t = m.begin_write();
     f(&mut t);
     let (batch, rev, compacted, _) = t.finish();
@@ -35,7 +35,7 @@ fn history(m: &Mvcc, from: i64) -> Vec<(i64, EventType, String)> {
 
 fn index_entries(m: &Mvcc) -> usize {
     let snap = m.snapshot();
-    let mut it = snap.raw_iterator_cf(m.cf(crate::mvcc::CF_INDEX));
+    let mut it = m.index_iter(&snap, crate::mvcc::IndexSeek::ManyKeys);
     it.seek_to_first();
     let mut n = 0;
     while it.valid() {
@@ -59,7 +59,7 @@ fn a_tombstone_at_the_compaction_revision_is_kept_for_watches_from_it() {
         t.put(b"p/4", b"b".to_vec(), 0).unwrap();
     });
     let del = commit(&m, |t| {
-        assert_eq!(t.delete_range(b"k6", &RangeEnd::Unbounded).unwrap().len(), 2);
+        assert_eq!(t.delete_range(b"k6", &RangeEnd::Unbounded, false).unwrap().len(), 2);
     });
     commit(&m, |t| {
         t.put(b"other", b"x".to_vec(), 0).unwrap();
@@ -86,7 +86,7 @@ fn tombstones_kept_at_one_compaction_go_at_the_next() {
         t.put(b"a", b"1".to_vec(), 0).unwrap();
     });
     let del = commit(&m, |t| {
-        t.delete_range(b"a", &RangeEnd::Single).unwrap();
+        t.delete_range(b"a", &RangeEnd::Single, false).unwrap();
     });
     compact(&m, del);
     assert_eq!(index_entries(&m), 1, "only the tombstone at the compaction revision stays");
@@ -113,7 +113,7 @@ fn compaction_keeps_the_newest_live_version_and_drops_the_rest() {
         t.put(b"gone", b"x".to_vec(), 0).unwrap();
     });
     let del = commit(&m, |t| {
-        t.delete_range(b"gone", &RangeEnd::Single).unwrap();
+        t.delete_range(b"gone", &RangeEnd::Single, false).unwrap();
     });
     let top = commit(&m, |t| {
         t.put(b"k", b"4".to_vec(), 0).unwrap();
@@ -137,7 +137,7 @@ fn hash_kv_is_the_same_before_and_after_physical_compaction() {
         });
     }
     commit(&m, |t| {
-        t.delete_range(b"gone", &RangeEnd::Single).unwrap();
+        t.delete_range(b"gone", &RangeEnd::Single, false).unwrap();
     });
     let at = commit(&m, |t| {
         t.put(b"k", b"4".to_vec(), 0).unwrap();

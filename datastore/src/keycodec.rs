@@ -34,6 +34,20 @@ pub fn index_key(key: &[u8], main: i64, sub: u32) -> Vec<u8> {
     out
 }
 
+/// RocksDB prefix extractor of the key index: an index key without its
+/// revisions, i.e. `escape(key)`. Every version of one user key shares it,
+/// so a per-file prefix Bloom filter lets the lookup of a key's newest
+/// version skip every file (and memtable) that never held that key.
+pub fn index_prefix(raw: &[u8]) -> &[u8] {
+    &raw[..raw.len().saturating_sub(12)]
+}
+
+/// Which keys [`index_prefix`] applies to: whole index keys (an escaped
+/// key is at least its 2-byte terminator).
+pub fn index_prefix_in_domain(raw: &[u8]) -> bool {
+    raw.len() >= 14
+}
+
 /// Splits an index key into (user key, main revision, sub revision).
 pub fn decode_index_key(raw: &[u8]) -> Option<(Vec<u8>, i64, u32)> {
     if raw.len() < 14 {

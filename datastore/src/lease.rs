@@ -98,7 +98,7 @@ pub fn apply_revoke(txn: &mut WriteTxn<'_>, id: i64) -> Result<(), EtcdError> {
         return Err(EtcdError::LeaseNotFound);
     }
     for key in table.keys(id)? {
-        txn.delete_range(&key, &RangeEnd::Single)?;
+        txn.delete_range(&key, &RangeEnd::Single, false)?;
     }
     let mvcc = txn.mvcc();
     txn.batch.delete_cf(mvcc.cf(CF_LEASE), lease_key(id));

@@ -39,6 +39,8 @@ pub mod watch;
 
 #[cfg(test)]
 mod compaction_tests;
+#[cfg(test)]
+mod index_filter_tests;
 
 /// The etcd version we report in `Maintenance/Status`. kube-apiserver only
 /// trusts `RequestWatchProgress` from servers reporting at least 3.5.13, and

@@ -40,6 +40,13 @@ pub const META_REV: &[u8] = b"current_rev";
 pub const META_COMPACT: &[u8] = b"compact_rev";
 pub const META_PHYSICAL_COMPACT: &[u8] = b"physical_compact_rev";
 
+/// How an iterator over the key index will be used: see [`Mvcc::index_iter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSeek {
+    OneKey,
+    ManyKeys,
+}
+
 /// One change in the revision log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevRecord {
@@ -169,6 +176,23 @@ impl Mvcc {
             o.set_write_buffer_size(16 << 20);
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&cache);
+            if *n == CF_INDEX {
+                // Every write looks up its key's newest version (and every
+                // single-key read does): with a Bloom filter per file and
+                // per memtable on the key part of the index key, that seek
+                // skips whatever never held the key instead of searching
+                // every file's index (measured: a seventh of a member's CPU
+                // under `check perf`). Iterators over several keys must then
+                // ask for total order ([`Mvcc::index_iter`]).
+                o.set_prefix_extractor(rocksdb::SliceTransform::create(
+                    "k8sup.index.key",
+                    keycodec::index_prefix,
+                    Some(keycodec::index_prefix_in_domain),
+                ));
+                o.set_memtable_prefix_bloom_ratio(0.1);
+                table.set_bloom_filter(10.0, false);
+                table.set_whole_key_filtering(false);
+            }
             o.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*n, o)
         });
@@ -240,11 +264,33 @@ impl Mvcc {
         Ok(rev)
     }
 
+    /// Read options for an iterator that walks a whole column family
+    /// (snapshots, hashes): total order, whatever the family's prefix
+    /// filters.
+    pub fn whole_cf() -> rocksdb::ReadOptions {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_total_order_seek(true);
+        ro
+    }
+
+    /// An iterator over the key index at `snap`. `OneKey` iterators use the
+    /// prefix Bloom filters and stop at the end of the sought key's
+    /// versions; an iterator that walks from key to key must be `ManyKeys`
+    /// (total order), or it could silently skip keys in filtered-out files.
+    pub fn index_iter<'s>(&'s self, snap: &'s Snapshot<'_>, seek: IndexSeek) -> rocksdb::DBRawIteratorWithThreadMode<'s, DB> {
+        let mut ro = rocksdb::ReadOptions::default();
+        match seek {
+            IndexSeek::OneKey => ro.set_prefix_same_as_start(true),
+            IndexSeek::ManyKeys => ro.set_total_order_seek(true),
+        }
+        snap.raw_iterator_cf_opt(self.cf(CF_INDEX), ro)
+    }
+
     /// The newest version of `key` at or below `rev` (tombstones included).
     pub fn get_meta(&self, snap: &Snapshot<'_>, key: &[u8], rev: i64) -> Result<Option<KeyMeta>, EtcdError> {
         let prefix = keycodec::escape(key);
         let seek = keycodec::index_key(key, rev, u32::MAX);
-        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
+        let mut it = self.index_iter(snap, IndexSeek::OneKey);
         it.seek(&seek);
         if let (Some(k), Some(v)) = (it.key(), it.value())
             && k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
@@ -278,7 +324,7 @@ impl Mvcc {
             && e.as_slice() <= start {
                 return Ok(());
             }
-        let mut it = snap.raw_iterator_cf(self.cf(CF_INDEX));
+        let mut it = self.index_iter(snap, IndexSeek::ManyKeys);
         it.seek(keycodec::escape(start));
         let mut done_key: Option<Vec<u8>> = None;
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -470,7 +516,7 @@ impl Mvcc {
         let mut batch = WriteBatch::default();
         for key in keys {
             let prefix = keycodec::escape(&key);
-            let mut it = snap.raw_iterator_cf(index_cf);
+            let mut it = self.index_iter(&snap, IndexSeek::OneKey);
             it.seek(keycodec::index_key(&key, target, u32::MAX));
             let mut first = true;
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -576,7 +622,9 @@ pub struct WriteTxn<'a> {
     compact_rev: i64,
     sub: u32,
     overlay: BTreeMap<Vec<u8>, Pending>,
-    /// The changes so far, as watch events with `prev_kv` filled in.
+    /// The changes so far, as watch events. Their `prev_kv` is left empty:
+    /// as in etcd, only a watcher that asked for it reads it (at `rev - 1`),
+    /// so a write never reads a value nobody wants.
     pub events: Vec<Event>,
 }
 
@@ -673,24 +721,25 @@ impl<'a> WriteTxn<'a> {
         Ok(RangeResult { kvs, count })
     }
 
-    /// The state of `key` before this transaction (`current` if the
-    /// transaction has not touched it yet): an event's `prev_kv`.
-    fn prev_before_txn(&self, key: &[u8], current: Option<KeyValue>) -> Result<Option<KeyValue>, EtcdError> {
-        if !self.overlay.contains_key(key) {
-            return Ok(current);
+    /// What a put needs of the key's current state (this transaction's
+    /// changes included): its creation revision, version and lease, but
+    /// not its value, which stays on disk.
+    fn current_meta(&self, key: &[u8]) -> Result<Option<IndexEntry>, EtcdError> {
+        if let Some(p) = self.overlay.get(key) {
+            return Ok(match p {
+                Pending::Live(kv) => Some(IndexEntry { create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone: false }),
+                Pending::Deleted => None,
+            });
         }
-        match self.mvcc.get_meta(&self.snap, key, self.base_rev)? {
-            Some(m) if !m.entry.tombstone => Ok(self.mvcc.materialize(&self.snap, vec![m], false)?.pop()),
-            _ => Ok(None),
-        }
+        Ok(self.mvcc.get_meta(&self.snap, key, self.base_rev)?.map(|m| m.entry).filter(|e| !e.tombstone))
     }
 
     /// etcd's `Put`: returns the revision of the write.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, EtcdError> {
         let rev = self.base_rev + 1;
-        let prev = self.get(key)?;
+        let prev = self.current_meta(key)?;
         let (create, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+            Some(p) => (p.create, p.version + 1),
             None => (rev, 1),
         };
         let sub = self.sub;
@@ -699,7 +748,7 @@ impl<'a> WriteTxn<'a> {
         let entry = IndexEntry { create, version, lease, tombstone: false };
         self.batch.put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
         self.batch.put_cf(self.mvcc.cf(CF_INDEX), keycodec::index_key(key, rev, sub), enc(&entry));
-        let prev_lease = prev.as_ref().map(|p| p.lease).unwrap_or(0);
+        let prev_lease = prev.map(|p| p.lease).unwrap_or(0);
         if prev_lease != 0 && prev_lease != lease {
             self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev_lease, key));
         }
@@ -707,17 +756,16 @@ impl<'a> WriteTxn<'a> {
             self.batch.put_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(lease, key), b"");
         }
         let kv = KeyValue { key: key.to_vec(), create_revision: create, mod_revision: rev, version, value: rec.value, lease };
-        // etcd never gives a create event (version 1) a prev_kv, even when
-        // the key was deleted earlier in this same transaction.
-        let event_prev = if version == 1 { None } else { self.prev_before_txn(key, prev)? };
         self.overlay.insert(key.to_vec(), Pending::Live(kv.clone()));
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         Ok(rev)
     }
 
-    /// etcd's `DeleteRange`: returns the deleted key-values (before deletion).
-    pub fn delete_range(&mut self, start: &[u8], end: &RangeEnd) -> Result<Vec<KeyValue>, EtcdError> {
-        let live = self.range(start, end, 0, 0, false, false)?.kvs;
+    /// etcd's `DeleteRange`: returns the deleted keys as they were before
+    /// the deletion, with their values only if `with_values` (a request's
+    /// `prev_kv`): a delete of a large prefix then reads no value at all.
+    pub fn delete_range(&mut self, start: &[u8], end: &RangeEnd, with_values: bool) -> Result<Vec<KeyValue>, EtcdError> {
+        let live = self.range(start, end, 0, 0, false, !with_values)?.kvs;
         let rev = self.base_rev + 1;
         for prev in &live {
             let sub = self.sub;
@@ -729,12 +777,11 @@ impl<'a> WriteTxn<'a> {
             if prev.lease != 0 {
                 self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev.lease, &prev.key));
             }
-            let event_prev = self.prev_before_txn(&prev.key, Some(prev.clone()))?;
             self.overlay.insert(prev.key.clone(), Pending::Deleted);
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
                 kv: Some(KeyValue { key: prev.key.clone(), mod_revision: rev, ..Default::default() }),
-                prev_kv: event_prev,
+                prev_kv: None,
             });
         }
         Ok(live)

@@ -21,7 +21,7 @@ pub fn dump(mvcc: &Mvcc, snap: &Snapshot<'_>) -> Result<Vec<u8>, EtcdError> {
     let mut out = Vec::with_capacity(1 << 20);
     out.extend_from_slice(MAGIC);
     for (i, name) in ALL_CFS.iter().enumerate() {
-        let mut it = snap.raw_iterator_cf(mvcc.cf(name));
+        let mut it = snap.raw_iterator_cf_opt(mvcc.cf(name), Mvcc::whole_cf());
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             out.push(1);
@@ -94,7 +94,7 @@ pub fn load(mvcc: &Mvcc, data: &[u8]) -> Result<(), EtcdError> {
     for name in ALL_CFS {
         let cf = mvcc.cf(name);
         let mut batch = WriteBatch::default();
-        let mut it = db.raw_iterator_cf(cf);
+        let mut it = db.raw_iterator_cf_opt(cf, Mvcc::whole_cf());
         it.seek_to_first();
         while let Some(k) = it.key() {
             batch.delete_cf(cf, k);

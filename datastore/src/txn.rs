@@ -255,7 +255,7 @@ fn apply_put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse, Etcd
 /// The DeleteRange RPC (also used inside transactions).
 pub fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
     let end = RangeEnd::from_wire(&d.range_end);
-    let deleted = txn.delete_range(&d.key, &end)?;
+    let deleted = txn.delete_range(&d.key, &end, d.prev_kv)?;
     Ok(DeleteRangeResponse {
         header: header(txn.rev()),
         deleted: deleted.len() as i64,

@@ -38,7 +38,8 @@ pub const MAX_QUEUED_REVS: usize = 1024;
 /// watchers, so this also bounds what the slowest watcher keeps alive).
 pub const MAX_QUEUED_BYTES: usize = 8 << 20;
 
-/// All events of one revision, with `prev_kv` filled in.
+/// All events of one revision, without `prev_kv`: a watcher that wants
+/// it reads it from storage ([`fill_prev_kv`]), as etcd's watchers do.
 pub struct RevEvents {
     pub rev: i64,
     pub events: Vec<Event>,
@@ -233,12 +234,19 @@ impl Watcher {
         !(is_put && self.spec.no_put || !is_put && self.spec.no_delete)
     }
 
-    fn shape(&self, ev: &Event) -> Event {
-        let mut ev = ev.clone();
-        if !self.spec.prev_kv {
-            ev.prev_kv = None;
+    /// The live events of one revision this watcher wants, with `prev_kv`
+    /// read from storage if it asked for it.
+    fn shape(&self, rev: i64, events: &[Event]) -> Result<Vec<Event>, EtcdError> {
+        let mut out: Vec<Event> = events.iter().filter(|e| self.wants(e)).cloned().collect();
+        if self.spec.prev_kv && !out.is_empty() {
+            // A point read or two in RocksDB (memtable or block cache: the
+            // version was written moments ago), so inline.
+            let snap = self.mvcc.snapshot();
+            for ev in &mut out {
+                fill_prev_kv(&self.mvcc, &snap, rev, ev)?;
+            }
         }
-        ev
+        Ok(out)
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
@@ -292,11 +300,8 @@ impl Watcher {
                         && !(ev.r#type == EventType::Put as i32 && spec.no_put)
                         && !(ev.r#type == EventType::Delete as i32 && spec.no_delete);
                     if keep {
-                        // etcd reads the previous version at `rev - 1`, which
-                        // fails (no prev_kv) once that is below the compaction.
-                        let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
-                        if spec.prev_kv && !is_create && main > mvcc.compact_rev() {
-                            ev.prev_kv = mvcc.prev_kv(&snap, &kv.key.clone(), main)?;
+                        if spec.prev_kv {
+                            fill_prev_kv(&mvcc, &snap, main, &mut ev)?;
                         }
                         bytes += ev.encoded_len();
                         events.push(ev);
@@ -371,10 +376,16 @@ impl Watcher {
                     if batch.rev <= self.delivered.load(Ordering::Acquire) {
                         continue;
                     }
-                    let events: Vec<Event> = if batch.rev < start {
+                    let events = if batch.rev < start {
                         Vec::new()
                     } else {
-                        batch.events.iter().filter(|e| self.wants(e)).map(|e| self.shape(e)).collect()
+                        match self.shape(batch.rev, &batch.events) {
+                            Ok(events) => events,
+                            Err(e) => {
+                                let _ = self.out.send(Err(Status::from(e))).await;
+                                return;
+                            }
+                        }
                     };
                     if !self.send_events(batch.rev, events).await {
                         return;
@@ -395,6 +406,20 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Sets the `prev_kv` of an event of revision `rev`: the key as it was at
+/// `rev - 1`, as etcd reads it. A create (version 1) never has one, even
+/// when the key was deleted earlier in the same transaction, and none is
+/// given once `rev - 1` is below the compaction (etcd's read fails there).
+/// Live events and replayed history both come through here.
+fn fill_prev_kv(mvcc: &Mvcc, snap: &crate::mvcc::Snapshot<'_>, rev: i64, ev: &mut Event) -> Result<(), EtcdError> {
+    let Some(kv) = &ev.kv else { return Ok(()) };
+    let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
+    if !is_create && rev > mvcc.compact_rev() {
+        ev.prev_kv = mvcc.prev_kv(snap, &kv.key, rev)?;
+    }
+    Ok(())
 }
 
 /// Starts a watcher. The caller has already sent the `created` response.

@@ -69,7 +69,7 @@ fn hash_all(mvcc: &Mvcc) -> Result<u32, EtcdError> {
     let snap = mvcc.snapshot();
     let mut h = crc32fast::Hasher::new();
     for cf in [CF_REV, CF_INDEX] {
-        let mut it = snap.raw_iterator_cf(mvcc.cf(cf));
+        let mut it = snap.raw_iterator_cf_opt(mvcc.cf(cf), Mvcc::whole_cf());
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             h.update(k);
