@@ -7,7 +7,10 @@
 //! Env: `BENCH_SECS` (per point, default 10), `BENCH_KEYS` (memory test,
 //! default 100000), `BENCH_CHECK_PERF=1` to also run `etcdctl check perf
 //! --load=l` against both (60 s each), `BENCH_ONLY=k8sup|etcd`,
-//! `BENCH_WORKLOADS` (comma list of `put,range,watch,mem`; default all),
+//! `BENCH_VALUE_BYTES` (put value size, default 256),
+//! `BENCH_KEYS_SHAPE=check-perf` (a new zero-padded 256-byte key per put),
+//! `BENCH_CONNS_PER_MEMBER` (client connections to each member, default 4;
+//! `etcdctl check perf --load=l` opens 500 in all), `BENCH_WORKLOADS` (comma list of `put,range,watch,mem`; default all),
 //! `BENCH_K8SUP_BIN` (another k8sup-datastore binary, e.g. an older build
 //! to measure a change against). The load average is printed with each
 //! store's figures: on a shared machine, repeat a run taken under load.
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use k8sup_datastore::proto::kv_client::KvClient;
 use k8sup_datastore::proto::watch_client::WatchClient;
-use k8sup_datastore::proto::{PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
+use k8sup_datastore::proto::{DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
 use tonic::transport::Channel;
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -168,11 +171,21 @@ where
 }
 
 async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
-    let value = Arc::new(vec![b'x'; 256]);
+    let size = std::env::var("BENCH_VALUE_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let value = Arc::new(vec![b'x'; size]);
+    // `check-perf` keys: every write a new 256-byte key, zero-padded, as
+    // `etcdctl check perf` writes them; otherwise 100k keys rewritten.
+    let check_perf_keys = std::env::var("BENCH_KEYS_SHAPE").as_deref() == Ok("check-perf");
     drive(chans, clients, secs, move |mut kv, n| {
         let value = value.clone();
         async move {
-            let key = format!("/bench/put/{:08}", n % 100_000).into_bytes();
+            let key = if check_perf_keys {
+                let mut k = format!("/etcdctl-check-perf/{n:016x}").into_bytes();
+                if std::env::var("BENCH_NOPAD").is_err() { k.resize(20 + 256, 0); }
+                k
+            } else {
+                format!("/bench/put/{:08}", n % 100_000).into_bytes()
+            };
             kv.put(PutRequest { key, value: value.to_vec(), ..Default::default() }).await.is_ok()
         }
     })
@@ -258,6 +271,24 @@ async fn memory_after(chans: &[Channel], c: &Cluster, keys: usize) -> Vec<f64> {
     c.procs.iter().map(|p| rss_mib(p.id())).collect()
 }
 
+/// Seconds one DeleteRange of the memory test's keys takes (what
+/// `etcdctl check perf` does to clean up after itself).
+async fn delete_all(chans: &[Channel]) -> f64 {
+    let mut kv = KvClient::new(chans[0].clone());
+    let t0 = Instant::now();
+    let req = DeleteRangeRequest { key: b"/bench/mem/".to_vec(), range_end: b"/bench/mem0".to_vec(), ..Default::default() };
+    match kv.delete_range(req).await {
+        Ok(r) => {
+            eprintln!("deleted {} keys", r.into_inner().deleted);
+            t0.elapsed().as_secs_f64()
+        }
+        Err(e) => {
+            eprintln!("delete failed after {:.1} s: {e}", t0.elapsed().as_secs_f64());
+            f64::NAN
+        }
+    }
+}
+
 fn check_perf(c: &Cluster) -> String {
     let out = Command::new(ETCDCTL)
         .env("ETCDCTL_API", "3")
@@ -280,6 +311,7 @@ struct Results {
     range128: Point,
     fanout: f64,
     rss: Vec<f64>,
+    del_secs: f64,
     perf: String,
     load_before: String,
     load_after: String,
@@ -297,7 +329,8 @@ fn wants(workload: &str) -> bool {
 }
 
 async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
-    let chans = channels(&c.urls, 4).await;
+    let per_member = std::env::var("BENCH_CONNS_PER_MEMBER").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let chans = channels(&c.urls, per_member).await;
     let mut r = Results { load_before: loadavg(), ..Default::default() };
     eprintln!("{}: load average {}", c.name, r.load_before);
     for clients in [1usize, 16, 128, 512] {
@@ -329,6 +362,8 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
     if wants("mem") {
         r.rss = memory_after(&chans, c, keys).await;
         eprintln!("{}: RSS after {keys} keys: {:?} MiB", c.name, r.rss);
+        r.del_secs = delete_all(&chans).await;
+        eprintln!("{}: one DeleteRange of the {keys} keys: {:.2} s", c.name, r.del_secs);
     }
     if std::env::var("BENCH_CHECK_PERF").as_deref() == Ok("1") {
         r.perf = check_perf(c);
@@ -381,6 +416,7 @@ fn main() {
     println!("| watch fan-out (1 writer, 100 watchers) | {:.0} ev/s | {:.0} ev/s | {} |", e.fanout, o.fanout, ratio(o.fanout, e.fanout));
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!("| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |", avg(&e.rss), avg(&o.rss), ratio(avg(&o.rss), avg(&e.rss)));
+    println!("| one DeleteRange of those keys | {:.2} s | {:.2} s | {} |", e.del_secs, o.del_secs, ratio(o.del_secs, e.del_secs));
     if !e.perf.is_empty() {
         println!("\ncheck perf --load=l\n- etcd: {}\n- k8sup: {}", e.perf, o.perf);
     }
