@@ -36,20 +36,35 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
     let chan = ep.connect().await.map_err(|e| anyhow::anyhow!("connecting to {}: {e}", a.tls.endpoints))?;
     let mut client = MaintenanceClient::new(chan).max_decoding_message_size(usize::MAX);
     let mut stream = client.snapshot(SnapshotRequest {}).await?.into_inner();
-    let mut data = Vec::new();
-    while let Some(msg) = stream.message().await? {
-        data.extend_from_slice(&msg.blob);
+    // Written as it arrives (a snapshot is as large as the database), then
+    // checked whole before it takes the final name.
+    let part = a.file.with_extension("part");
+    let mut out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&part)
     }
-    k8sup_datastore::snapshot::unwrap_stream(&data).map_err(|e| anyhow::anyhow!("snapshot from {}: {e}", a.tls.endpoints))?;
-    k8sup_datastore::snapshot::write_file(&a.file, &data).map_err(|e| anyhow::anyhow!("writing {}: {e}", a.file.display()))?;
-    println!("Snapshot saved at {} ({} bytes)", a.file.display(), data.len());
+    .map_err(|e| anyhow::anyhow!("creating {}: {e}", part.display()))?;
+    let mut size = 0u64;
+    while let Some(msg) = stream.message().await? {
+        use std::io::Write;
+        out.write_all(&msg.blob).map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
+        size += msg.blob.len() as u64;
+    }
+    out.sync_all().map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
+    drop(out);
+    if let Err(e) = k8sup_datastore::snapshot::open_verified(&part) {
+        let _ = std::fs::remove_file(&part);
+        anyhow::bail!("snapshot from {}: {e}", a.tls.endpoints);
+    }
+    std::fs::rename(&part, &a.file).map_err(|e| anyhow::anyhow!("renaming {} to {}: {e}", part.display(), a.file.display()))?;
+    println!("Snapshot saved at {} ({size} bytes)", a.file.display());
     Ok(())
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     use k8sup_datastore::{mvcc::Mvcc, node, raft::state_machine::StateMachine, server, snapshot};
-    let data = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("reading {}: {e}", a.file.display()))?;
-    snapshot::unwrap_stream(&data).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    // Checked whole before anything is created.
+    snapshot::open_verified(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     if a.data_dir.exists() {
         anyhow::bail!("--data-dir {} already exists; restore only creates a new data directory", a.data_dir.display());
     }
@@ -59,7 +74,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&a.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let mvcc = Mvcc::open(&a.data_dir.join("kv"))?;
-    snapshot::load(&mvcc, &data).map_err(|e| anyhow::anyhow!("loading {}: {e}", a.file.display()))?;
+    snapshot::load_file(&mvcc, &a.file).map_err(|e| anyhow::anyhow!("loading {}: {e}", a.file.display()))?;
     StateMachine::clear_raft_position(&mvcc).map_err(|e| anyhow::anyhow!("{e}"))?;
     mvcc.db().flush_wal(true)?;
     let urls = k8sup_datastore::config::split_urls(&a.initial_advertise_peer_urls);

@@ -272,7 +272,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let hub = WatchHub::new(mvcc.current_rev());
     let leases = Arc::new(LeaseClock::default());
     let (compact_tx, mut compact_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
-    let sm = StateMachine::new(mvcc.clone(), hub.clone(), leases.clone(), compact_tx, data_dir.join("snapshot.bin"))
+    // Session 2 kept the last snapshot whole in `snapshot.bin`; it now
+    // lives in `snapshots/` as files (see `raft::state_machine`).
+    let _ = std::fs::remove_file(data_dir.join("snapshot.bin"));
+    let sm = StateMachine::new(mvcc.clone(), hub.clone(), leases.clone(), compact_tx, data_dir.join("snapshots"))
         .map_err(|e| anyhow::anyhow!("opening the state machine: {e}"))?;
     let config = openraft::Config {
         cluster_name: args.initial_cluster_token.clone(),

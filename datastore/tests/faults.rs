@@ -348,6 +348,14 @@ fn learner_catches_up_through_snapshot_after_log_compaction() {
     let out = c.etcdctl_at(&c.members[i].client_url(false), &["get", "s/", "--prefix", "--keys-only", "-w", "json", "--consistency=s"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["count"], 400);
+    // The snapshot arrived as a file and became the learner's own: one dump
+    // named by `current.meta`, nothing half-received left behind.
+    let files: Vec<String> = std::fs::read_dir(c.members[i].data_dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.iter().filter(|f| f.ends_with(".snap")).count(), 1, "{files:?}");
+    assert!(files.contains(&"current.meta".to_string()) && !files.iter().any(|f| f.ends_with(".part")), "{files:?}");
 
     // Graceful stop (SIGTERM) and restart of a member keeps it serving.
     c.members[0].terminate();

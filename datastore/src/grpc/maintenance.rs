@@ -166,30 +166,56 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
 
+    /// Streams a consistent dump in etcd's page format. The dump goes to an
+    /// unlinked file in the data directory first (a database can be
+    /// gigabytes; memory holds only the chunks in flight), so a client that
+    /// reads slowly never holds a RocksDB snapshot open.
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         let mvcc = self.node.mvcc.clone();
-        let data = tokio::task::spawn_blocking(move || {
+        let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), EtcdError> {
+            let kv_dir = mvcc.db().path().to_path_buf();
+            let path = kv_dir.parent().unwrap_or(&kv_dir).join(format!("maintenance-{}.snap", rand::random::<u32>()));
             let snap = mvcc.snapshot();
-            snapshot::dump(&mvcc, &snap).map(snapshot::wrap_for_stream)
+            let len = snapshot::dump_file(&mvcc, &snap, &path)?;
+            let file = std::fs::File::open(&path).map_err(|e| EtcdError::Internal(format!("{}: {e}", path.display())));
+            let _ = std::fs::remove_file(&path);
+            Ok((file?, len))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(st)?;
         let header = self.node.header(self.node.mvcc.current_rev());
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
             const CHUNK: usize = 64 * 1024;
-            let total = data.len();
-            let mut sent = 0;
-            for chunk in data.chunks(CHUNK) {
-                sent += chunk.len();
+            let mut r = snapshot::Wrapped::new(std::io::BufReader::with_capacity(CHUNK, file), len);
+            let mut remaining = r.len();
+            loop {
+                let mut blob = vec![0u8; CHUNK];
+                let mut n = 0;
+                while n < CHUNK {
+                    match r.read(&mut blob[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
+                            return;
+                        }
+                    }
+                }
+                if n == 0 {
+                    return;
+                }
+                blob.truncate(n);
+                remaining -= n as u64;
                 let msg = SnapshotResponse {
                     header: Some(header),
-                    remaining_bytes: (total - sent) as u64,
-                    blob: chunk.to_vec(),
+                    remaining_bytes: remaining,
+                    blob,
                     version: EMULATED_ETCD_VERSION.to_string(),
                 };
-                if tx.send(Ok(msg)).await.is_err() {
+                if tx.blocking_send(Ok(msg)).is_err() {
                     return;
                 }
             }

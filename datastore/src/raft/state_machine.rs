@@ -7,9 +7,14 @@
 //! ([`Command::Batch`]) is one batch per command plus a progress marker
 //! (see [`StateMachine::apply_batch`]). Before a snapshot is taken (and the
 //! log purged behind it) the WAL is synced.
+//!
+//! Raft snapshots are files in the snapshot directory, never whole in
+//! memory (a database can be gigabytes): `current.meta` names the last
+//! snapshot and `<id>.snap` is its dump ([`crate::snapshot`]). openraft
+//! reads the file in chunks to send it and writes received chunks into
+//! `incoming.part`, which is checked whole before it replaces the store.
 
-use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -50,8 +55,7 @@ enum Effect {
     Compacted(i64),
 }
 
-/// The last snapshot as kept on disk: its metadata and its bytes.
-type StoredSnapshot = (SnapshotMeta<NodeId, Member>, Vec<u8>);
+type Meta = SnapshotMeta<NodeId, Member>;
 
 #[derive(Clone)]
 pub struct StateMachine {
@@ -59,7 +63,7 @@ pub struct StateMachine {
     pub hub: Arc<WatchHub>,
     pub leases: Arc<LeaseClock>,
     compactor: mpsc::UnboundedSender<i64>,
-    snapshot_file: PathBuf,
+    snapshot_dir: PathBuf,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
@@ -76,9 +80,11 @@ impl StateMachine {
         hub: Arc<WatchHub>,
         leases: Arc<LeaseClock>,
         compactor: mpsc::UnboundedSender<i64>,
-        snapshot_file: PathBuf,
+        snapshot_dir: PathBuf,
     ) -> Result<Self, EtcdError> {
-        let sm = StateMachine { mvcc, hub, leases, compactor, snapshot_file };
+        create_private_dir(&snapshot_dir)
+            .map_err(|e| EtcdError::Internal(format!("creating {}: {e}", snapshot_dir.display())))?;
+        let sm = StateMachine { mvcc, hub, leases, compactor, snapshot_dir };
         sm.leases.reset_from(&LeaseTable(&sm.mvcc).all()?);
         Ok(sm)
     }
@@ -289,33 +295,64 @@ impl StateMachine {
         Ok(())
     }
 
-    fn load_snapshot_file(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        match std::fs::read(&self.snapshot_file) {
-            Ok(raw) => {
-                let v = postcard::from_bytes(&raw).map_err(|e| {
-                    StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, std::io::Error::other(e.to_string()))
-                })?;
-                Ok(Some(v))
-            }
+    fn meta_path(&self) -> PathBuf {
+        self.snapshot_dir.join("current.meta")
+    }
+
+    fn dump_path(&self, id: &str) -> PathBuf {
+        self.snapshot_dir.join(format!("{id}.snap"))
+    }
+
+    fn incoming_path(&self) -> PathBuf {
+        self.snapshot_dir.join("incoming.part")
+    }
+
+    fn load_snapshot_meta(&self) -> Result<Option<Meta>, StorageError> {
+        match std::fs::read(self.meta_path()) {
+            Ok(raw) => postcard::from_bytes(&raw).map(Some).map_err(|e| snap_err(ErrorVerb::Read, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+            Err(e) => Err(snap_err(ErrorVerb::Read, e)),
         }
     }
 
-    fn save_snapshot_file(&self, meta: &SnapshotMeta<NodeId, Member>, data: &[u8]) -> Result<(), StorageError> {
-        let raw = encode(&(meta, data));
-        snapshot::write_file(&self.snapshot_file, &raw)
-            .map_err(|e| StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))
+    /// Makes `meta` (whose dump is in place) the current snapshot, then
+    /// removes older dumps. A sender still reading one keeps its open file.
+    fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), StorageError> {
+        snapshot::write_file(&self.meta_path(), &encode(meta)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let keep = format!("{}.snap", meta.snapshot_id);
+        if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.ends_with(".snap") && name != keep {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
     }
+
+    async fn open_dump(&self, id: &str) -> Result<tokio::fs::File, StorageError> {
+        tokio::fs::File::open(self.dump_path(id)).await.map_err(|e| snap_err(ErrorVerb::Read, e))
+    }
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageError::from_io_error(ErrorSubject::Snapshot(None), verb, std::io::Error::other(e.to_string()))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let mvcc = self.mvcc.clone();
-        let (applied, membership, data) = tokio::task::spawn_blocking(move || -> Result<_, EtcdError> {
+        let dir = self.snapshot_dir.clone();
+        let (applied, membership, snapshot_id) = tokio::task::spawn_blocking(move || -> Result<_, EtcdError> {
             mvcc.db().flush_wal(true)?;
             let snap = mvcc.snapshot();
-            let data = snapshot::dump(&mvcc, &snap)?;
             let meta = mvcc.cf(CF_META);
             let applied = match snap.get_cf(meta, META_APPLIED)? {
                 Some(raw) => crate::mvcc::dec::<Option<LogId>>(&raw, "applied")?,
@@ -325,18 +362,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 Some(raw) => crate::mvcc::dec(&raw, "membership")?,
                 None => StoredMembership::default(),
             };
-            Ok((applied, membership, data))
+            let snapshot_id = match applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+                None => format!("0-0-{}", rand::random::<u32>()),
+            };
+            snapshot::dump_file(&mvcc, &snap, &dir.join(format!("{snapshot_id}.snap")))?;
+            Ok((applied, membership, snapshot_id))
         })
         .await
         .map_err(sm_err)?
         .map_err(sm_err)?;
-        let snapshot_id = match applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
-            None => format!("0-0-{}", rand::random::<u32>()),
-        };
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        self.save_snapshot_file(&meta, &data)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        self.save_snapshot_meta(&meta)?;
+        let file = self.open_dump(&meta.snapshot_id).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -366,22 +405,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(self.incoming_path())
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = snapshot;
+        file.flush().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        file.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        drop(file);
         let mvcc = self.mvcc.clone();
         let m = meta.clone();
-        let d = data.clone();
+        let incoming = self.incoming_path();
         tokio::task::spawn_blocking(move || -> Result<(), EtcdError> {
             let _guard = mvcc.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-            snapshot::load(&mvcc, &d)?;
+            // Checked whole before the store is cleared.
+            snapshot::load_file(&mvcc, &incoming)?;
             let cf = mvcc.cf(CF_META);
             let mut batch = rocksdb::WriteBatch::default();
             batch.put_cf(cf, META_APPLIED, encode(&m.last_log_id));
@@ -393,7 +442,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(sm_err)?
         .map_err(sm_err)?;
-        self.save_snapshot_file(meta, &data)?;
+        std::fs::rename(self.incoming_path(), self.dump_path(&meta.snapshot_id)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.save_snapshot_meta(meta)?;
         self.leases.reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
         self.hub.resync(self.mvcc.current_rev());
         tracing::info!(snapshot = %meta.snapshot_id, rev = self.mvcc.current_rev(), "installed snapshot from leader");
@@ -401,9 +451,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self
-            .load_snapshot_file()?
-            .map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let Some(meta) = self.load_snapshot_meta()? else { return Ok(None) };
+        let file = self.open_dump(&meta.snapshot_id).await?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 
@@ -416,7 +466,7 @@ mod tests {
         let mvcc = Mvcc::open(&dir.join("db")).expect("open");
         let hub = WatchHub::new(mvcc.current_rev());
         let (tx, _rx) = mpsc::unbounded_channel();
-        StateMachine::new(mvcc, hub, Arc::new(LeaseClock::default()), tx, dir.join("snap.bin")).expect("state machine")
+        StateMachine::new(mvcc, hub, Arc::new(LeaseClock::default()), tx, dir.join("snapshots")).expect("state machine")
     }
 
     fn put(key: &str) -> Command {

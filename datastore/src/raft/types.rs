@@ -1,7 +1,5 @@
 //! The Raft type configuration and the commands that travel through the log.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::errors::EtcdError;
@@ -62,7 +60,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
