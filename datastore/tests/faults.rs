@@ -116,26 +116,70 @@ fn spawn_watcher(urls: Vec<String>, seen: Seen, stop: Arc<AtomicBool>) -> tokio:
     })
 }
 
+/// What every fault test runs: writers that record each acknowledged
+/// write, and a watcher that resumes from its last revision wherever it
+/// can; [`Workload::verify`] then checks them against the cluster.
+struct Workload {
+    acks: Acks,
+    seen: Seen,
+    stop_writers: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    stop_watch: Arc<AtomicBool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Workload {
+    /// Starts the watcher and `n` writers (keys tagged `tag`), and lets
+    /// them run for two seconds.
+    async fn start(urls: &[String], n: usize, tag: &'static str) -> Workload {
+        let (acks, seen): (Acks, Seen) = Default::default();
+        let stop_watch = Arc::new(AtomicBool::new(false));
+        let watcher = spawn_watcher(urls.to_vec(), seen.clone(), stop_watch.clone());
+        let mut w = Workload { acks, seen, stop_writers: Default::default(), writers: Vec::new(), stop_watch, watcher };
+        w.write(urls, n, tag);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        w
+    }
+
+    /// Starts `n` more writers.
+    fn write(&mut self, urls: &[String], n: usize, tag: &'static str) {
+        self.stop_writers = Arc::new(AtomicBool::new(false));
+        self.writers = spawn_writers(urls.to_vec(), self.acks.clone(), self.stop_writers.clone(), n, tag);
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acks.lock().unwrap().len()
+    }
+
+    /// Stops the writers and waits until each has finished its request.
+    async fn stop(&mut self) {
+        self.stop_writers.store(true, Ordering::Relaxed);
+        for w in self.writers.drain(..) {
+            w.await.unwrap();
+        }
+    }
+
+    /// Stops the writers, then checks every member in `urls`.
+    async fn verify(mut self, urls: &[String]) {
+        self.stop().await;
+        verify_history(urls, &self.acks, &self.seen, &self.stop_watch, self.watcher).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
     let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
-    let acks: Acks = Arc::default();
-    let seen: Seen = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_watch = Arc::new(AtomicBool::new(false));
-    let watcher = spawn_watcher(urls.clone(), seen.clone(), stop_watch.clone());
-    let writers = spawn_writers(urls.clone(), acks.clone(), stop.clone(), 8, "a");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut load = Workload::start(&urls, 8, "a").await;
 
     // kill -9 the leader under load
     let l = leader_index(&urls).await.expect("a leader");
-    let before = acks.lock().unwrap().len();
+    let before = load.acknowledged();
     c.members[l].kill9();
     // A new leader is elected and writes are acknowledged again: within a
     // bound generous enough for a machine busy with the rest of the suite.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while acks.lock().unwrap().len() <= before {
+    while load.acknowledged() <= before {
         assert!(std::time::Instant::now() < deadline, "no write was acknowledged within 20 s after the leader was killed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -143,10 +187,7 @@ async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
     // restart it
     c.members[l].start();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
+    load.stop().await;
 
     // restart the whole cluster (kill -9 everyone at once)
     for m in &mut c.members {
@@ -173,15 +214,9 @@ async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
     })
     .await
     .unwrap();
-    let stop2 = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(urls.clone(), acks.clone(), stop2.clone(), 4, "b");
+    load.write(&urls, 4, "b");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop2.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
-
-    verify_history(&urls, &acks, &seen, &stop_watch, watcher).await;
+    load.verify(&urls).await;
 }
 
 /// Partitions, in separate network namespaces: the leader is cut off
@@ -193,20 +228,14 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
     let lab = Arc::new(common::netns::NetLab::new(3));
     let c = Cluster::start(3, Opts { tls: false, netlab: Some(lab.clone()), ..Default::default() });
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
-    let acks: Acks = Arc::default();
-    let seen: Seen = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_watch = Arc::new(AtomicBool::new(false));
-    let watcher = spawn_watcher(urls.clone(), seen.clone(), stop_watch.clone());
-    let writers = spawn_writers(urls.clone(), acks.clone(), stop.clone(), 8, "p");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = Workload::start(&urls, 8, "p").await;
 
     let l = leader_index(&urls).await.expect("a leader");
     lab.partition(l);
-    let cut_at = acks.lock().unwrap().len();
+    let cut_at = load.acknowledged();
     let t0 = Instant::now();
     // The majority elects a new leader and acknowledges writes again.
-    while leader_index(&urls).await.is_none_or(|n| n == l) || acks.lock().unwrap().len() <= cut_at + 20 {
+    while leader_index(&urls).await.is_none_or(|n| n == l) || load.acknowledged() <= cut_at + 20 {
         assert!(t0.elapsed() < Duration::from_secs(30), "the majority did not take over within 30 s of the leader's partition");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -221,12 +250,8 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     lab.heal(f);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
-    eprintln!("{} writes acknowledged across both partitions", acks.lock().unwrap().len());
-    verify_history(&urls, &acks, &seen, &stop_watch, watcher).await;
+    eprintln!("{} writes acknowledged across both partitions", load.acknowledged());
+    load.verify(&urls).await;
 }
 
 /// A learner added and promoted while writes keep coming: it catches up
@@ -236,13 +261,7 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
 async fn learner_added_and_promoted_under_load_loses_no_acknowledged_write() {
     let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
-    let acks: Acks = Arc::default();
-    let seen: Seen = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_watch = Arc::new(AtomicBool::new(false));
-    let watcher = spawn_watcher(urls.clone(), seen.clone(), stop_watch.clone());
-    let writers = spawn_writers(urls.clone(), acks.clone(), stop.clone(), 8, "l");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = Workload::start(&urls, 8, "l").await;
 
     let i = c.new_member("m3");
     let peer = c.members[i].peer_url(false);
@@ -250,7 +269,7 @@ async fn learner_added_and_promoted_under_load_loses_no_acknowledged_write() {
     let id = out.split_whitespace().nth(1).unwrap().to_string();
     c.join(i);
     let t0 = Instant::now();
-    let acked_before = acks.lock().unwrap().len();
+    let acked_before = load.acknowledged();
     loop {
         // Ask the voters: the learner itself may not know the leader yet.
         let out = tokio::task::block_in_place(|| c.etcdctl_at(&urls.join(","), &["member", "promote", &id]));
@@ -262,19 +281,15 @@ async fn learner_added_and_promoted_under_load_loses_no_acknowledged_write() {
         assert!(t0.elapsed() < Duration::from_secs(60), "learner not promotable within 60 s under load:\n{}", c.members[i].log());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let during = acks.lock().unwrap().len() - acked_before;
+    let during = load.acknowledged() - acked_before;
     eprintln!("learner promoted {:?} after joining; {during} writes acknowledged meanwhile", t0.elapsed());
     assert!(during > 0, "writes kept coming while the learner caught up");
     let list = String::from_utf8(tokio::task::block_in_place(|| c.etcdctl_at(&urls.join(","), &["member", "list"])).stdout).unwrap();
     assert!(list.lines().any(|l| l.starts_with(&id) && l.ends_with("false")), "m3 is a voter now:\n{list}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
     let mut all = urls.clone();
     all.push(c.members[i].client_url(false));
-    verify_history(&all, &acks, &seen, &stop_watch, watcher).await;
+    load.verify(&all).await;
 }
 
 /// The checks after every fault: at least 100 writes acknowledged; their
