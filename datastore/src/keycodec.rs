@@ -9,12 +9,13 @@
 /// Appends the escaped form of `key` (with terminator) to `out`.
 pub fn escape_into(key: &[u8], out: &mut Vec<u8>) {
     out.reserve(key.len() + 2);
-    for &b in key {
-        if b == 0 {
-            out.extend_from_slice(&[0, 0xFF]);
-        } else {
-            out.push(b);
-        }
+    let mut parts = key.split(|&b| b == 0);
+    if let Some(first) = parts.next() {
+        out.extend_from_slice(first);
+    }
+    for part in parts {
+        out.extend_from_slice(&[0, 0xFF]);
+        out.extend_from_slice(part);
     }
     out.extend_from_slice(&[0, 1]);
 }
@@ -56,22 +57,22 @@ pub fn decode_index_key(raw: &[u8]) -> Option<(Vec<u8>, i64, u32)> {
     let (esc, revs) = raw.split_at(raw.len() - 12);
     let main = !u64::from_be_bytes(revs[..8].try_into().ok()?) as i64;
     let sub = !u32::from_be_bytes(revs[8..].try_into().ok()?);
+    // Copy the runs between zero bytes whole: keys rarely hold a zero, and
+    // a scan decodes every index key it passes.
     let mut key = Vec::with_capacity(esc.len());
-    let mut i = 0;
-    while i < esc.len() {
-        if esc[i] == 0 {
-            match esc.get(i + 1) {
-                Some(0xFF) => key.push(0),
-                Some(1) if i + 2 == esc.len() => return Some((key, main, sub)),
-                _ => return None,
+    let mut rest = esc;
+    loop {
+        let z = rest.iter().position(|&b| b == 0)?;
+        key.extend_from_slice(&rest[..z]);
+        match rest.get(z + 1) {
+            Some(0xFF) => {
+                key.push(0);
+                rest = &rest[z + 2..];
             }
-            i += 2;
-        } else {
-            key.push(esc[i]);
-            i += 1;
+            Some(1) if z + 2 == rest.len() => return Some((key, main, sub)),
+            _ => return None,
         }
     }
-    None
 }
 
 /// Revision-log key: `main ++ sub`, big endian, so history is in order.
@@ -125,5 +126,21 @@ mod tests {
                 (b"b".to_vec(), 2, 0),
             ]
         );
+    }
+
+    #[test]
+    fn keys_with_zero_bytes_anywhere_round_trip_and_malformed_ones_are_refused() {
+        let mut padded = b"/etcdctl-check-perf/\x05".to_vec();
+        padded.resize(276, 0);
+        for key in [&b""[..], b"\0", b"\0\0\0", b"\0a", b"a\0", b"a\0\0b\0", &padded] {
+            let raw = index_key(key, 42, 7);
+            assert_eq!(decode_index_key(&raw), Some((key.to_vec(), 42, 7)), "{key:?}");
+            assert_eq!(index_prefix(&raw), escape(key).as_slice());
+        }
+        let revs = [0u8; 12];
+        for esc in [&b"ab"[..], b"a\0", b"a\0\x02", b"a\0\x01b", b"\0\x01\0\x01"] {
+            let raw = [esc, &revs].concat();
+            assert_eq!(decode_index_key(&raw), None, "{esc:?}");
+        }
     }
 }
