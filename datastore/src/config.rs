@@ -138,7 +138,9 @@ pub struct ServerArgs {
     /// Plain-HTTP URLs for /metrics and /health (comma separated; empty disables).
     #[arg(long, default_value = "")]
     pub listen_metrics_urls: String,
-    /// Raft heartbeat interval in milliseconds.
+    /// Raft heartbeat interval in milliseconds. openraft 0.9 also uses it as
+    /// the deadline of every replication message, so at least a quarter of
+    /// --election-timeout is used.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,
     /// Raft election timeout in milliseconds.

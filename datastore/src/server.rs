@@ -279,7 +279,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("opening the state machine: {e}"))?;
     let config = openraft::Config {
         cluster_name: args.initial_cluster_token.clone(),
-        heartbeat_interval: args.heartbeat_interval,
+        // openraft 0.9 gives every AppendEntries exactly one heartbeat
+        // interval to complete, then resends the same entries at once. At
+        // etcd's 100 ms a follower starved of CPU for a moment (or busy
+        // with a catch-up message) never answers in time and replication
+        // loops on timeouts: `check perf` on a loaded machine showed dozens
+        // a minute and requests timing out. A quarter of the election
+        // timeout keeps four heartbeats per election timeout; commits
+        // still reach followers at once (openraft pushes them).
+        heartbeat_interval: args.heartbeat_interval.max(args.election_timeout / 4),
         election_timeout_min: args.election_timeout,
         election_timeout_max: args.election_timeout * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(args.snapshot_count),
@@ -287,8 +295,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         purge_batch_size: 256,
         install_snapshot_timeout: 30_000,
         snapshot_max_chunk_size: 8 << 20,
-        // Entries are group-committed batches (up to 1 MiB each, see raft::proposer): 64 keeps one append under MAX_PEER_MESSAGE.
-        max_payload_entries: 64,
+        // Entries are group-committed batches (up to 256 KiB each, see
+        // raft::proposer): 16 keeps a catch-up append at a few MiB, which a
+        // follower can take within one heartbeat interval even when busy.
+        max_payload_entries: 16,
         ..Default::default()
     }
     .validate()

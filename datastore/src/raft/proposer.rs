@@ -34,10 +34,10 @@ const MAX_FLIGHTS: usize = 4;
 const MAX_BATCH: usize = 1024;
 /// Upper bound of the encoded request bytes in one batch (a single larger
 /// request still travels alone). With openraft's `max_payload_entries` of
-/// 64 (see `server.rs`) one append message stays far below the peer
-/// message limit ([`super::network::MAX_PEER_MESSAGE`]) even when a
-/// follower catches up on a backlog of full batches.
-const MAX_BATCH_BYTES: usize = 1 << 20;
+/// 16 (see `server.rs`) one append message stays at a few MiB, far below
+/// the peer message limit ([`super::network::MAX_PEER_MESSAGE`]) and
+/// quick to take, even when a follower catches up on full batches.
+const MAX_BATCH_BYTES: usize = 256 << 10;
 
 type Waiter = oneshot::Sender<Result<CommandResult, EtcdError>>;
 
