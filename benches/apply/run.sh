@@ -4,6 +4,7 @@
 # OpenSSH push of the 50 MB binary). Prints every time and the ratios.
 #
 #   RUNS=5 bash benches/apply/run.sh [NODES]   (as root; default 10 machines, 3 runs)
+#   OTHERS=0 RUNS=7 bash benches/apply/run.sh  (k8sup and the raw push only: a quick check)
 #
 # k8sup's first apply and the raw push run in pairs on freshly reset hosts;
 # besides wall times it prints the CPU seconds each used (the lab machines'
@@ -20,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 nodes="${1:-10}"
 runs="${RUNS:-3}"
+others="${OTHERS:-1}"
 lab=bench-apply
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --locked -p k8sup >&2
@@ -27,8 +29,12 @@ k8sup="$CARGO_TARGET_DIR/release/k8sup"
 
 [ -x /usr/bin/time ] || apt-get install -y -q time >&2
 venv=/var/tmp/k8sup-bench-venv
-[ -x "$venv/bin/ansible-playbook" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q ansible-core; } >&2
-[ -x "$venv/bin/pyinfra" ] || "$venv/bin/pip" install -q pyinfra >&2
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+"$venv/bin/python" -c 'import yaml' 2>/dev/null || "$venv/bin/pip" install -q pyyaml >&2
+if [ "$others" = 1 ]; then
+  [ -x "$venv/bin/ansible-playbook" ] || "$venv/bin/pip" install -q ansible-core >&2
+  [ -x "$venv/bin/pyinfra" ] || "$venv/bin/pip" install -q pyinfra >&2
+fi
 
 "$k8sup" lab down --name "$lab" >&2 2>&1 || true
 inventory=$("$k8sup" lab up --name "$lab" --nodes "$nodes")
@@ -94,32 +100,49 @@ measure() {
 cd "$work"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 # k8sup's first apply against the raw push, in pairs on the same fresh hosts.
-kf=(); kc=(); raw=(); rc=(); pair=()
+kf=(); kc=(); raw=(); rc=(); pair=(); loads=()
 for _ in $(seq "$runs"); do
+  loads+=("$(cut -d' ' -f1 /proc/loadavg)")
   fresh; read -r w c < <(measure "$k8sup" apply -i k8sup.yaml --yes); kf+=("$w"); kc+=("$c")
   fresh; read -r rw r < <(measure bash "$work/raw-push.sh"); raw+=("$rw"); rc+=("$r")
   pair+=("$(python3 -c "print($w / $rw)")")
 done
 "$k8sup" apply -i k8sup.yaml --yes >/dev/null
-ansible_first=$(seconds "$venv/bin/ansible-playbook" playbook.yml)
-pyinfra_first=$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)
-k=(); a=(); p=()
+ansible_first=0 pyinfra_first=0
+if [ "$others" = 1 ]; then
+  ansible_first=$(seconds "$venv/bin/ansible-playbook" playbook.yml)
+  pyinfra_first=$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)
+fi
+k=(); a=(0); p=(0)
 for _ in $(seq "$runs"); do
   k+=("$(seconds "$k8sup" apply -i k8sup.yaml --yes)")
-  a+=("$(seconds "$venv/bin/ansible-playbook" playbook.yml)")
-  p+=("$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)")
+  if [ "$others" = 1 ]; then
+    a+=("$(seconds "$venv/bin/ansible-playbook" playbook.yml)")
+    p+=("$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)")
+  fi
 done
+[ "$others" = 1 ] && { a=("${a[@]:1}"); p=("${p[@]:1}"); }
 grep -q "No changes" <("$k8sup" apply -i k8sup.yaml --yes) || { echo "k8sup re-apply was not a no-op" >&2; exit 1; }
 k8sup_first=$(median "${kf[@]}"); raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-printf '%s machines, 50 MB binary; k8sup and raw push: median of %s runs; Ansible and pyinfra: one first apply, median of %s no-ops\n' "$nodes" "$runs" "$runs"
+if [ "$others" = 1 ]; then
+  printf '%s machines, 50 MB binary; k8sup and raw push: median of %s runs; Ansible and pyinfra: one first apply, median of %s no-ops\n' "$nodes" "$runs" "$runs"
+else
+  printf '%s machines, 50 MB binary; k8sup and raw push: median of %s runs (Ansible and pyinfra not run: OTHERS=0)\n' "$nodes" "$runs"
+fi
 printf 'load average: %s at the start, %s at the end\n\n' "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-30s %10s %14s\n' tool "first apply" "no-op re-apply"
 printf '%-30s %9ss %13ss\n' "k8sup" "$k8sup_first" "$k_m"
-printf '%-30s %9ss %13ss\n' "Ansible (forks=$nodes, pipelining)" "$ansible_first" "$a_m"
-printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
+if [ "$others" = 1 ]; then
+  printf '%-30s %9ss %13ss\n' "Ansible (forks=$nodes, pipelining)" "$ansible_first" "$a_m"
+  printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
+fi
 printf '%-30s %9ss\n\n' "raw parallel ssh cat push" "$raw_m"
 printf 'k8sup first apply / raw push:   %sx (median of the paired runs: %sx; target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")" "$(ratio "$(median "${pair[@]}")" 1)"
 printf 'CPU seconds (hosts + workstation), median: k8sup first apply %s, raw push %s (%sx)\n' "$(median "${kc[@]}")" "$(median "${rc[@]}")" "$(ratio "$(median "${kc[@]}")" "$(median "${rc[@]}")")"
-printf 'Ansible / k8sup: first %sx, no-op %sx\n' "$(ratio "$ansible_first" "$k8sup_first")" "$(ratio "$a_m" "$k_m")"
-printf 'pyinfra / k8sup: first %sx, no-op %sx\n' "$(ratio "$pyinfra_first" "$k8sup_first")" "$(ratio "$p_m" "$k_m")"
+printf 'paired runs (k8sup / raw push, wall), each with the 1-minute load average before it:\n  %s\n' \
+  "$(python3 -c "import sys; n = len(sys.argv) // 2; print('  '.join(f'{float(r):.2f} (load {l})' for r, l in zip(sys.argv[1:n + 1], sys.argv[n + 1:])))" "${pair[@]}" "${loads[@]}")"
+if [ "$others" = 1 ]; then
+  printf 'Ansible / k8sup: first %sx, no-op %sx\n' "$(ratio "$ansible_first" "$k8sup_first")" "$(ratio "$a_m" "$k_m")"
+  printf 'pyinfra / k8sup: first %sx, no-op %sx\n' "$(ratio "$pyinfra_first" "$k8sup_first")" "$(ratio "$p_m" "$k_m")"
+fi

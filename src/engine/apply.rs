@@ -29,6 +29,7 @@ use crate::error::{EngineError, tail_lines};
 use crate::lock::{self, EXIT_LOCKED, LockSettings, RunIdentity};
 use crate::observe;
 use crate::ops;
+use crate::payload::{MEMORY_BUDGET, Payloads};
 use crate::plan::{Action, HostPlan, Op, Plan};
 use crate::planner;
 use crate::progress::{Event, Progress};
@@ -53,6 +54,10 @@ pub struct ApplyOptions {
     /// ago in the same process (`apply --yes`), to save that round trip.
     pub verify_first: bool,
     pub lock: LockSettings,
+    /// Bytes of local files (binaries) the run may hold in memory to send to
+    /// every host without reading them from disk again per host; files that do
+    /// not fit are streamed from disk (see `payload.rs`). Default 512 MiB.
+    pub hold_in_memory: u64,
     /// Written into the lock; a fresh one per run.
     pub identity: RunIdentity,
     /// Cancel to stop cleanly (Ctrl-C): scripts in flight finish, uploads
@@ -68,6 +73,7 @@ impl Default for ApplyOptions {
             break_stale_lock: false,
             verify_first: true,
             lock: LockSettings::default(),
+            hold_in_memory: MEMORY_BUDGET,
             identity: RunIdentity::new(),
             cancel: CancellationToken::new(),
         }
@@ -95,6 +101,8 @@ struct RunCx<'a> {
     /// The last step in which each host has actions: its final script there
     /// also releases the run lock, saving every host one more round trip.
     last_step: HashMap<String, String>,
+    /// Local files read once and sent to every host from memory.
+    payloads: Payloads,
 }
 
 /// Apply `plan`, whose contents come from `desired` (the same inputs the plan
@@ -214,6 +222,19 @@ pub async fn apply(
             .filter(|(_, h)| !h.actions.is_empty())
             .map(|(s, h)| (h.host.clone(), s.name.clone()))
             .collect(),
+        payloads: Payloads::choose(
+            plan.steps.iter().flat_map(|s| &s.hosts).flat_map(|h| {
+                let states = desired.states_of(&h.host);
+                h.actions
+                    .iter()
+                    .filter_map(|a| match source_of(&states, a) {
+                        Some(Source::Local(path, stamp)) => Some((path, stamp.len)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            }),
+            opts.hold_in_memory,
+        ),
     };
 
     // A later step builds on the earlier ones (join after bootstrap): after a
@@ -497,10 +518,19 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
                     total: u.size,
                 })
             };
+            let held = match cx.payloads.get(host, u.local, u.stamp).await {
+                None => None,
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
             let r = upload::stream(
                 session,
                 u.local,
                 u.stamp,
+                held,
                 u.path,
                 &u.tmp,
                 u.size,
@@ -647,7 +677,7 @@ fn header(
     let functions = observe::functions(&observe::manifest(states));
     format!(
         "{functions}\n{acquire}\
-         k8sup_fp=$(k8sup_observe | sha256sum | cut -c1-64)\n\
+         k8sup_fp=$(k8sup_observe | sha256sum)\nk8sup_fp=${{k8sup_fp%% *}}\n\
          if [ \"$k8sup_fp\" != {fp} ]; then rm -f -- \"$K8SUP_LOCK\"; echo K8SUP-DRIFT; exit 76; fi\n",
         acquire = lock::acquire_sh(&cx.opts.identity, break_run),
         fp = cx.fingerprints[host],

@@ -48,6 +48,7 @@ mod error;
 mod lock;
 mod observe;
 mod ops;
+mod payload;
 mod plan;
 mod planner;
 pub mod print;

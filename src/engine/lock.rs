@@ -158,8 +158,8 @@ pub(crate) fn acquire_sh(me: &RunIdentity, break_run: Option<&str>) -> String {
         None => String::new(),
     };
     format!(
-        "mkdir -p /var/lib/k8sup\n{breaker}\
-         if ! grep -qsx {mine} \"$K8SUP_LOCK\"; then\n\
+        "[ -d /var/lib/k8sup ] || mkdir -p /var/lib/k8sup\n{breaker}\
+         if [ ! -f \"$K8SUP_LOCK\" ] || ! grep -qsx {mine} \"$K8SUP_LOCK\"; then\n\
            k8sup_t=\"$K8SUP_LOCK.$$.tmp\"\n\
            printf '%s' {content} > \"$k8sup_t\"\n\
            if ! ln -- \"$k8sup_t\" \"$K8SUP_LOCK\" 2>/dev/null; then rm -f -- \"$k8sup_t\"; echo K8SUP-LOCKED; k8sup_lock; exit {EXIT_LOCKED}; fi\n\

@@ -8,7 +8,9 @@
 //! fsync, attributes, rename) is a fragment of a later apply script. The bytes
 //! sent are the bytes hashed if the local file's stamp (inode, size, mtime,
 //! ctime) is unchanged after the stream, which costs a stat instead of hashing
-//! the file again per host. SSH's MAC guards the transfer itself. Nothing ever
+//! the file again per host; a file the apply holds in memory (see
+//! [`crate::payload`]) was checked the same way once, when it was read. SSH's
+//! MAC guards the transfer itself. Nothing ever
 //! renames a temp file whose stream did not complete, so an interrupted run
 //! leaves the old file.
 
@@ -16,6 +18,8 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use futures::StreamExt;
 use k8sup_ssh::{Session, quote};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::content::FileStamp;
 use crate::error::EngineError;
 use crate::ops::split;
+use crate::payload::CHUNK;
 
 /// Counts what passes through, and reports progress.
 struct Tee<'a, R> {
@@ -51,6 +56,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
     }
 }
 
+/// Seconds between the flushes of a temp file while it is being written.
+const FLUSH_EVERY: &str = "0.5";
+
 /// The line a stream's command prints once its [`Lead`] passed.
 pub(crate) const GO: &str = "K8SUP-GO";
 
@@ -64,13 +72,17 @@ pub(crate) struct Lead<'a> {
 
 /// Stream `local` into `tmp` on the host; fail unless exactly `size` bytes
 /// were sent and the file still has the stamp it had when it was hashed.
-/// With a `lead`, its script runs first (stdin closed to it); a refusal is
-/// [`EngineError::Refused`], with `refusal` reading the command's stdout.
+/// `held` is the file's content when the apply holds it in memory (see
+/// [`crate::payload`], which checked the stamp when it read it); otherwise
+/// the file is read from disk. With a `lead`, its script runs first (stdin
+/// closed to it); a refusal is [`EngineError::Refused`], with `refusal`
+/// reading the command's stdout.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream(
     session: &Session,
     local: &Path,
     stamp: FileStamp,
+    held: Option<Bytes>,
     dest: &str,
     tmp: &str,
     size: u64,
@@ -80,22 +92,18 @@ pub(crate) async fn stream(
     on_progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), EngineError> {
     let host = session.name().to_string();
-    let file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| EngineError::Local {
-            path: local.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-    let mut tee = Tee {
-        inner: reader,
-        sent: 0,
-        reported: 0,
-        on_progress,
-    };
     let (dir, _) = split(dest);
+    // While `cat` writes, a background loop flushes what has arrived every
+    // half second, so that the install's `sync` finds little left to write:
+    // ten hosts finishing their streams together would otherwise all flush
+    // their whole file at once, and on a shared disk the last one waits for
+    // all of them. The loop ends with the stream, when its shell is gone, or
+    // when the temp file is (renamed or removed); its errors do not matter,
+    // the install's own `sync` is the one that is checked.
     let mut cmd = format!(
-        "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; rm -f -- {t}; cat > {t}",
+        "umask 077; [ -d {d} ] || mkdir -p -m 755 -- {d}; if [ -e {t} ] || [ -L {t} ]; then rm -f -- {t}; fi; \
+         ( while sleep {FLUSH_EVERY} && kill -0 $$ && sync -- {t}; do :; done ) </dev/null >/dev/null 2>&1 & k8sup_w=$!; \
+         cat > {t}; k8sup_rc=$?; kill $k8sup_w 2>/dev/null; exit $k8sup_rc",
         d = quote(&dir),
         t = quote(tmp)
     );
@@ -114,12 +122,99 @@ pub(crate) async fn stream(
             seen: lead.go,
         });
     }
+    let interrupted = || EngineError::Cancelled {
+        host: host.clone(),
+        reason: format!("interrupted while uploading {dest}; the old file is still in place"),
+    };
+    if let Some(bytes) = held {
+        let sent = bytes.len() as u64;
+        let out = tokio::select! {
+            out = session.exec_with_chunks_signalling(&cmd, chunks(bytes, on_progress), signal) => out?,
+            _ = cancel.cancelled() => return Err(interrupted()),
+        };
+        return finish(
+            session,
+            &out,
+            led,
+            refusal,
+            local,
+            dest,
+            tmp,
+            sent == size,
+            on_progress,
+            sent,
+        )
+        .await;
+    }
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| EngineError::Local {
+            path: local.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+    let mut tee = Tee {
+        inner: reader,
+        sent: 0,
+        reported: 0,
+        on_progress,
+    };
     let out = tokio::select! {
         out = session.exec_with_stdin_signalling(&cmd, &mut tee, signal) => out?,
-        _ = cancel.cancelled() => {
-            return Err(EngineError::Cancelled { host, reason: format!("interrupted while uploading {dest}; the old file is still in place") });
-        }
+        _ = cancel.cancelled() => return Err(interrupted()),
     };
+    let now = tokio::fs::metadata(local)
+        .await
+        .map(|m| FileStamp::of(&m))
+        .ok();
+    let intact = tee.sent == size && now == Some(stamp);
+    finish(
+        session,
+        &out,
+        led,
+        refusal,
+        local,
+        dest,
+        tmp,
+        intact,
+        on_progress,
+        tee.sent,
+    )
+    .await
+}
+
+/// `bytes` as the channel's chunks, reporting progress as they are taken.
+fn chunks<'a>(bytes: Bytes, on_progress: &'a (dyn Fn(u64) + Send + Sync)) -> k8sup_ssh::Chunks<'a> {
+    let len = bytes.len();
+    let mut reported = 0u64;
+    Box::pin(
+        futures::stream::iter((0..len).step_by(CHUNK)).map(move |start| {
+            let end = (start + CHUNK).min(len);
+            if end as u64 - reported >= 4 << 20 {
+                reported = end as u64;
+                on_progress(reported);
+            }
+            Ok(bytes.slice(start..end))
+        }),
+    )
+}
+
+/// What a finished stream means: refused by its lead, failed on the host,
+/// or complete only if `intact` (every byte sent, and they were the bytes hashed).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    session: &Session,
+    out: &k8sup_ssh::Output,
+    led: bool,
+    refusal: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    local: &Path,
+    dest: &str,
+    tmp: &str,
+    intact: bool,
+    on_progress: &(dyn Fn(u64) + Send + Sync),
+    sent: u64,
+) -> Result<(), EngineError> {
+    let host = session.name().to_string();
     if led && let Some(reason) = refusal(&out.stdout_str()) {
         return Err(EngineError::Refused { host, reason });
     }
@@ -130,11 +225,7 @@ pub(crate) async fn stream(
             &out.stderr_str(),
         ));
     }
-    let now = tokio::fs::metadata(local)
-        .await
-        .map(|m| FileStamp::of(&m))
-        .ok();
-    if tee.sent != size || now != Some(stamp) {
+    if !intact {
         let _ = session.exec(&format!("rm -f -- {}", quote(tmp))).await;
         return Err(EngineError::PlanMismatch {
             host,
@@ -144,6 +235,6 @@ pub(crate) async fn stream(
             ),
         });
     }
-    on_progress(tee.sent);
+    on_progress(sent);
     Ok(())
 }

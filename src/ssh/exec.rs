@@ -116,7 +116,15 @@ pub(crate) enum Stdin<'a, R> {
     Bytes(&'a [u8]),
     /// These bytes (possibly none), then the reader's content, then EOF.
     Stream(&'a [u8], R),
+    /// These bytes (possibly none), then each chunk as it comes, then EOF.
+    /// The chunks go to the channel as they are, without a copy: what a large
+    /// upload held in memory once for many hosts wants.
+    Chunks(&'a [u8], Chunks<'a>),
 }
+
+/// Stdin as a stream of byte chunks (see [`crate::Session::exec_with_chunks_signalling`]).
+/// An `Err` item stops the command, like a failing reader.
+pub type Chunks<'a> = futures::stream::BoxStream<'a, std::io::Result<bytes::Bytes>>;
 
 /// Tells a caller, while the command still runs, that it printed `line` (a
 /// whole line of stdout): a step inside a long command is done.
@@ -186,10 +194,11 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
     let write = guard.0.as_ref().expect("set just above");
 
     let feed = async {
-        let (prefix, reader) = match stdin {
-            Stdin::Empty => (&[][..], None),
-            Stdin::Bytes(b) => (b, None),
-            Stdin::Stream(b, r) => (b, Some(r)),
+        let (prefix, reader, chunks) = match stdin {
+            Stdin::Empty => (&[][..], None, None),
+            Stdin::Bytes(b) => (b, None, None),
+            Stdin::Stream(b, r) => (b, Some(r), None),
+            Stdin::Chunks(b, c) => (b, None, Some(c)),
         };
         if !prefix.is_empty() {
             write
@@ -206,6 +215,19 @@ pub(crate) async fn run<R: AsyncRead + Unpin + Send>(
                 }
                 write
                     .data_bytes(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    .await
+                    .map_err(|_| FeedError::Channel)?;
+            }
+        }
+        if let Some(mut chunks) = chunks {
+            use futures::StreamExt;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(FeedError::Local)?;
+                if chunk.is_empty() {
+                    continue;
+                }
+                write
+                    .data_bytes(chunk)
                     .await
                     .map_err(|_| FeedError::Channel)?;
             }

@@ -49,7 +49,7 @@ mod sudo;
 mod upload;
 
 pub use error::{SshError, UnreachableCause};
-pub use exec::{ExitStatus, Output, Signal};
+pub use exec::{Chunks, ExitStatus, Output, Signal};
 pub use fleet::connect_all;
 pub use session::Session;
 pub use shell::quote;

@@ -337,6 +337,34 @@ impl Session {
         }
     }
 
+    /// [`Session::exec_with_stdin_signalling`] with stdin given as chunks of
+    /// bytes that go to the channel without being copied: for content already
+    /// in memory (one large file sent to many hosts), where reading it through
+    /// an [`AsyncRead`] would copy every byte twice more per host.
+    pub async fn exec_with_chunks_signalling(
+        &self,
+        cmd: &str,
+        stdin: crate::exec::Chunks<'_>,
+        signal: Option<Signal<'_>>,
+    ) -> Result<Output, SshError> {
+        let mode = self.sudo_mode().await?;
+        let wrapped = sudo::wrap(mode, cmd);
+        let stdin = match (mode, &self.inner.sudo) {
+            (SudoMode::Password, Sudo::Password(pw)) => {
+                let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
+                return self
+                    .run_signalling(
+                        &wrapped,
+                        Stdin::<tokio::io::Empty>::Chunks(line.as_bytes(), stdin),
+                        signal,
+                    )
+                    .await;
+            }
+            _ => Stdin::<tokio::io::Empty>::Chunks(&[], stdin),
+        };
+        self.run_signalling(&wrapped, stdin, signal).await
+    }
+
     /// Copy a local file to `remote`, atomically, skipping it when the host already
     /// has the same content (SHA-256). See [`UploadOptions`].
     pub async fn upload(

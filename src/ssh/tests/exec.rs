@@ -155,6 +155,46 @@ async fn exec_with_stdin_streams_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_chunks_sends_every_chunk_in_order_and_stops_on_a_local_error() {
+    let sshd = Sshd::start("127.0.0.2");
+    let client = Client::new();
+    client.trust(&sshd);
+    sshd.authorize("root", &client.key);
+    let s = Session::connect(&client.spec(&sshd, "root")).await.unwrap();
+    // One buffer, sent as slices of it (what a file held once for many hosts is).
+    let data: bytes::Bytes = (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let chunks = |d: bytes::Bytes| -> k8sup_ssh::Chunks<'static> {
+        Box::pin(futures::stream::iter(
+            (0..d.len())
+                .step_by(1 << 20)
+                .map(move |o| Ok(d.slice(o..(o + (1 << 20)).min(d.len())))),
+        ))
+    };
+    let dest = tempfile::NamedTempFile::new().unwrap();
+    let cmd = format!("cat > {}; echo done", dest.path().display());
+    let out = s
+        .exec_with_chunks_signalling(&cmd, chunks(data.clone()), None)
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr_str());
+    assert_eq!(std::fs::read(dest.path()).unwrap(), &data[..]);
+
+    // A chunk that cannot be produced fails the call: the command must not
+    // act on a truncated input as if it were whole.
+    let failing: k8sup_ssh::Chunks<'static> = Box::pin(futures::stream::iter(vec![
+        Ok(bytes::Bytes::from_static(b"half")),
+        Err(std::io::Error::other("disk read failed")),
+    ]));
+    let r = s
+        .exec_with_chunks_signalling("cat > /dev/null; sleep 5", failing, None)
+        .await;
+    match r {
+        Err(SshError::Io { .. }) => {}
+        other => panic!("expected a local read error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_exec_stops_the_remote_command_and_frees_its_channel() {
     // sshd honours signal requests only on privilege-separated (non-root) logins;
     // for root logins the channel is still closed and its slot freed.
