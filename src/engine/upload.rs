@@ -126,48 +126,37 @@ pub(crate) async fn stream(
         host: host.clone(),
         reason: format!("interrupted while uploading {dest}; the old file is still in place"),
     };
-    if let Some(bytes) = held {
+    let (out, sent, intact) = if let Some(bytes) = held {
         let sent = bytes.len() as u64;
         let out = tokio::select! {
             out = session.exec_with_chunks_signalling(&cmd, chunks(bytes, on_progress), signal) => out?,
             _ = cancel.cancelled() => return Err(interrupted()),
         };
-        return finish(
-            session,
-            &out,
-            led,
-            refusal,
-            local,
-            dest,
-            tmp,
-            sent == size,
+        (out, sent, sent == size)
+    } else {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| EngineError::Local {
+                path: local.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
+        let mut tee = Tee {
+            inner: reader,
+            sent: 0,
+            reported: 0,
             on_progress,
-            sent,
-        )
-        .await;
-    }
-    let file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| EngineError::Local {
-            path: local.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let reader = tokio::io::BufReader::with_capacity(256 * 1024, file);
-    let mut tee = Tee {
-        inner: reader,
-        sent: 0,
-        reported: 0,
-        on_progress,
+        };
+        let out = tokio::select! {
+            out = session.exec_with_stdin_signalling(&cmd, &mut tee, signal) => out?,
+            _ = cancel.cancelled() => return Err(interrupted()),
+        };
+        let now = tokio::fs::metadata(local)
+            .await
+            .map(|m| FileStamp::of(&m))
+            .ok();
+        (out, tee.sent, tee.sent == size && now == Some(stamp))
     };
-    let out = tokio::select! {
-        out = session.exec_with_stdin_signalling(&cmd, &mut tee, signal) => out?,
-        _ = cancel.cancelled() => return Err(interrupted()),
-    };
-    let now = tokio::fs::metadata(local)
-        .await
-        .map(|m| FileStamp::of(&m))
-        .ok();
-    let intact = tee.sent == size && now == Some(stamp);
     finish(
         session,
         &out,
@@ -178,7 +167,7 @@ pub(crate) async fn stream(
         tmp,
         intact,
         on_progress,
-        tee.sent,
+        sent,
     )
     .await
 }
