@@ -86,8 +86,20 @@ impl Pki {
 
 /// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand
 /// it out again immediately).
+/// A port no one listens on, and never one this process handed out
+/// before: the kernel may return a just-released port again, and a
+/// cluster's ports are all chosen before its members bind them (two members
+/// once got the same metrics port, and one failed to start).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct MemberProc {
