@@ -573,7 +573,12 @@ impl Mvcc {
     /// an event's `prev_kv` (it reads at `rev - 1`, so a key created and
     /// deleted in one transaction has no prev_kv on its delete).
     pub fn prev_kv(&self, snap: &Snapshot<'_>, key: &[u8], main: i64) -> Result<Option<KeyValue>, EtcdError> {
-        match self.get_meta(snap, key, main - 1)? {
+        self.get_live(snap, key, main - 1)
+    }
+
+    /// `key` with its value as of `rev`, if it was live then.
+    pub fn get_live(&self, snap: &Snapshot<'_>, key: &[u8], rev: i64) -> Result<Option<KeyValue>, EtcdError> {
+        match self.get_meta(snap, key, rev)? {
             Some(m) if !m.entry.tombstone => Ok(self.materialize(snap, vec![m], false)?.pop()),
             _ => Ok(None),
         }
@@ -664,10 +669,7 @@ impl<'a> WriteTxn<'a> {
                 Pending::Deleted => None,
             });
         }
-        match self.mvcc.get_meta(&self.snap, key, self.base_rev)? {
-            Some(m) if !m.entry.tombstone => Ok(self.mvcc.materialize(&self.snap, vec![m], false)?.pop()),
-            _ => Ok(None),
-        }
+        self.mvcc.get_live(&self.snap, key, self.base_rev)
     }
 
     /// A range read inside the transaction (`rev` 0 = current, including

@@ -181,65 +181,65 @@ pub fn open_verified(path: &Path) -> Result<(File, u64), EtcdError> {
     if size < 13 || f.read_exact(&mut head).is_err() || &head != MAGIC {
         return Err(EtcdError::Internal("not a k8sup-datastore snapshot (bad magic)".into()));
     }
-    let mut dump_len = size;
-    if size % PAGE == 32 && size >= PAGE + 32 {
-        // Stream-wrapped: check the hash over the pages, then take the
-        // recorded length (a bare dump that merely looks wrapped fails this
-        // and is checked as bare below).
-        f.seek(SeekFrom::Start(0)).map_err(what)?;
-        let mut sha = sha2::Sha256::new();
-        std::io::copy(&mut (&mut f).take(size - 32), &mut ShaWriter(&mut sha)).map_err(what)?;
-        let mut hash = [0u8; 32];
-        f.read_exact(&mut hash).map_err(what)?;
-        f.seek(SeekFrom::Start(size - 40)).map_err(what)?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).map_err(what)?;
-        let len = u64::from_be_bytes(len);
-        if sha.finalize().as_slice() == hash && len <= size - 40 && crc_ok(&mut f, len).map_err(what)? {
-            dump_len = len;
-        } else if !crc_ok(&mut f, size).map_err(what)? {
-            return Err(EtcdError::internal("snapshot SHA-256 mismatch: the file is truncated or corrupt"));
+    // Stream-wrapped: the recorded length sits in the last 8 bytes of the
+    // pages. One pass checks the hash of the pages and the dump's CRC; a
+    // bare dump that merely looks wrapped fails it and is checked as bare.
+    let looks_wrapped = size % PAGE == 32 && size >= PAGE + 32;
+    if looks_wrapped {
+        let len = u64::from_be_bytes(read_at::<8>(&mut f, size - 40).map_err(what)?);
+        if (13..=size - 40).contains(&len) {
+            let (sha, crc) = checksums(&mut f, size - 32, len - 4, true).map_err(what)?;
+            let hash = read_at::<32>(&mut f, size - 32).map_err(what)?;
+            let stored = read_at::<4>(&mut f, len - 4).map_err(what)?;
+            if sha.as_ref() == Some(&hash) && crc == u32::from_be_bytes(stored) {
+                f.seek(SeekFrom::Start(0)).map_err(what)?;
+                return Ok((f, len));
+            }
         }
-    } else if !crc_ok(&mut f, size).map_err(what)? {
-        return Err(EtcdError::Internal("snapshot checksum mismatch: the file is truncated or corrupt".into()));
+    }
+    let (_, crc) = checksums(&mut f, size - 4, size - 4, false).map_err(what)?;
+    if crc != u32::from_be_bytes(read_at::<4>(&mut f, size - 4).map_err(what)?) {
+        return Err(EtcdError::internal(if looks_wrapped {
+            "snapshot SHA-256 mismatch: the file is truncated or corrupt"
+        } else {
+            "snapshot checksum mismatch: the file is truncated or corrupt"
+        }));
     }
     f.seek(SeekFrom::Start(0)).map_err(what)?;
-    Ok((f, dump_len))
+    Ok((f, size))
 }
 
-struct ShaWriter<'a>(&'a mut sha2::Sha256);
-
-impl Write for ShaWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// `N` bytes of `f` at `offset`.
+fn read_at<const N: usize>(f: &mut File, offset: u64) -> std::io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(&mut buf)?;
+    Ok(buf)
 }
 
-/// True if the first `len` bytes of `f` end in the CRC-32 of what precedes it.
-fn crc_ok(f: &mut File, len: u64) -> std::io::Result<bool> {
-    if len < 13 {
-        return Ok(false);
-    }
+/// One read of the first `upto` bytes of `f`: their SHA-256 (if `sha`)
+/// and the CRC-32 of the first `crc_len` of them.
+fn checksums(f: &mut File, upto: u64, crc_len: u64, sha: bool) -> std::io::Result<(Option<[u8; 32]>, u32)> {
     f.seek(SeekFrom::Start(0))?;
+    let mut hasher = sha.then(sha2::Sha256::new);
     let mut crc = crc32fast::Hasher::new();
-    let mut r = BufReader::with_capacity(1 << 20, (&mut *f).take(len - 4));
+    let mut pos = 0u64;
+    let mut r = BufReader::with_capacity(1 << 20, (&mut *f).take(upto));
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
             break;
         }
-        crc.update(buf);
+        let in_crc = (crc_len.saturating_sub(pos) as usize).min(buf.len());
+        crc.update(&buf[..in_crc]);
+        if let Some(h) = hasher.as_mut() {
+            h.update(buf);
+        }
         let n = buf.len();
+        pos += n as u64;
         r.consume(n);
     }
-    let mut want = [0u8; 4];
-    f.read_exact(&mut want)?;
-    Ok(crc.finalize() == u32::from_be_bytes(want))
+    Ok((hasher.map(|h| h.finalize().into()), crc.finalize()))
 }
 
 /// Replaces the whole state machine with the dump read from `r` (`len`
