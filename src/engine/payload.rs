@@ -35,7 +35,7 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// The local files of one apply that are held in memory, each read on first use.
 #[derive(Default)]
 pub(crate) struct Payloads {
-    held: HashMap<PathBuf, OnceCell<Result<Bytes, String>>>,
+    held: HashMap<PathBuf, OnceCell<Result<Bytes, ReadError>>>,
 }
 
 impl Payloads {
@@ -73,17 +73,17 @@ impl Payloads {
                 async move {
                     tokio::task::spawn_blocking(move || read_if_unchanged(&path, stamp))
                         .await
-                        .unwrap_or_else(|e| Err(format!("reading it failed: {e}")))
+                        .unwrap_or_else(|e| Err(ReadError::Io(format!("reading it failed: {e}"))))
                 }
             })
             .await;
         Some(match read {
             Ok(b) => Ok(b.clone()),
-            Err(reason) if reason.starts_with(CHANGED) => Err(EngineError::PlanMismatch {
+            Err(ReadError::Changed) => Err(EngineError::PlanMismatch {
                 host: host.to_string(),
-                reason: format!("{}: {reason}", path.display()),
+                reason: format!("{}: {CHANGED}", path.display()),
             }),
-            Err(reason) => Err(EngineError::Local {
+            Err(ReadError::Io(reason)) => Err(EngineError::Local {
                 path: path.to_path_buf(),
                 reason: reason.clone(),
             }),
@@ -91,22 +91,30 @@ impl Payloads {
     }
 }
 
-const CHANGED: &str = "changed since the plan was made";
+const CHANGED: &str = "changed since the plan was made (its size, times or inode differ)";
+
+/// Why a held file could not be read (kept, like the bytes, for every host).
+#[derive(Debug)]
+enum ReadError {
+    /// Not the version that was hashed: the plan no longer describes it.
+    Changed,
+    Io(String),
+}
 
 /// The whole file, provided it has `stamp` before and after the read.
-fn read_if_unchanged(path: &Path, stamp: FileStamp) -> Result<Bytes, String> {
+fn read_if_unchanged(path: &Path, stamp: FileStamp) -> Result<Bytes, ReadError> {
     use std::io::Read;
-    let changed = || format!("{CHANGED} (its size, times or inode differ)");
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let before = f.metadata().map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| ReadError::Io(e.to_string());
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let before = f.metadata().map_err(io)?;
     if FileStamp::of(&before) != stamp {
-        return Err(changed());
+        return Err(ReadError::Changed);
     }
     let mut buf = Vec::with_capacity(before.len() as usize);
-    f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    let after = f.metadata().map_err(|e| e.to_string())?;
+    f.read_to_end(&mut buf).map_err(io)?;
+    let after = f.metadata().map_err(io)?;
     if FileStamp::of(&after) != stamp || buf.len() as u64 != stamp.len {
-        return Err(changed());
+        return Err(ReadError::Changed);
     }
     Ok(Bytes::from(buf))
 }
