@@ -181,7 +181,7 @@ async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
         async move {
             let key = if check_perf_keys {
                 let mut k = format!("/etcdctl-check-perf/{n:016x}").into_bytes();
-                if std::env::var("BENCH_NOPAD").is_err() { k.resize(20 + 256, 0); }
+                k.resize(20 + 256, 0);
                 k
             } else {
                 format!("/bench/put/{:08}", n % 100_000).into_bytes()
