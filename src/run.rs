@@ -29,6 +29,7 @@ impl Run {
         // handshakes: both are on the critical path of a no-op apply.
         let (desired, connected) =
             tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts));
+        tracing::debug!("connected, desired state resolved");
         let mut sessions = Sessions::new();
         let mut failed = Vec::new();
         for (host, result) in connected {
@@ -70,7 +71,23 @@ impl Run {
 
     /// Observe every host (one round trip each) and compute the plan.
     pub async fn plan(&self) -> Result<Plan> {
-        Ok(k8sup_engine::plan(&self.desired, &self.sessions, self.concurrency()).await?)
+        let plan = k8sup_engine::plan(&self.desired, &self.sessions, self.concurrency()).await?;
+        tracing::debug!("every host observed, plan made");
+        Ok(plan)
+    }
+
+    /// [`Run::plan`] for an apply that goes on without asking: the hosts
+    /// certain to change are locked for `me` as they are observed (see
+    /// `k8sup_engine::plan_claiming`); returns those hosts too.
+    pub async fn plan_claiming(
+        &self,
+        me: &k8sup_engine::RunIdentity,
+    ) -> Result<(Plan, std::collections::BTreeSet<String>)> {
+        let planned =
+            k8sup_engine::plan_claiming(&self.desired, &self.sessions, self.concurrency(), me)
+                .await?;
+        tracing::debug!(locked = planned.1.len(), "every host observed, plan made");
+        Ok(planned)
     }
 
     pub fn concurrency(&self) -> usize {

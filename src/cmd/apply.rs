@@ -10,12 +10,13 @@
 //!    the plan's actions, restart notified services once, unlock;
 //! 6. report per host: changed, unchanged, failed.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use k8sup_engine::{ApplyOptions, ApplyReport, print};
+use k8sup_engine::{ApplyOptions, ApplyReport, RunIdentity, print};
 use serde::Serialize;
 
 use super::plan::{DisplayArgs, SavedPlan};
@@ -105,12 +106,19 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     runtime.block_on(async {
         let run = Run::prepare(&inventory, &hosts).await?;
         let from_file = saved.is_some();
-        let plan = match saved {
-            Some(s) => s.plan,
-            None => run.plan().await?,
+        let asked = !args.yes && std::io::stdin().is_terminal();
+        let identity = RunIdentity::new();
+        // An apply that goes on straight after planning locks the hosts that
+        // are certain to change while it observes them, saving each a second
+        // look under the lock before its first change.
+        let (plan, claimed) = match saved {
+            Some(s) => (s.plan, BTreeSet::new()),
+            None if !asked && !args.dry_run => run.plan_claiming(&identity).await?,
+            None => (run.plan().await?, BTreeSet::new()),
         };
         let shown = print::render(&plan, &args.display.print_options());
         if !plan.has_changes() || args.dry_run {
+            k8sup_engine::release_claims(&run.sessions, &claimed, &identity).await;
             if json {
                 println!("{}", plan.to_json());
             } else {
@@ -122,7 +130,6 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         if !json {
             print!("{shown}");
         }
-        let asked = !args.yes && std::io::stdin().is_terminal();
         if asked && !confirm(run.hosts.len())? {
             eprintln!("Apply cancelled; nothing was changed.");
             run.close().await;
@@ -133,10 +140,13 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             fail_fast: args.fail_fast,
             break_stale_lock: args.break_lock,
             // A plan made a moment ago in this process needs no second look
-            // before starting (each host is still re-checked under its lock);
-            // a saved plan, or one a person read first, is checked on every
-            // host before any is touched.
+            // before starting (each host is re-checked under its lock, unless
+            // its observation already took the lock); a saved plan, or one a
+            // person read first, is checked on every host before any is
+            // touched.
             verify_first: from_file || asked,
+            claimed,
+            identity,
             ..ApplyOptions::default()
         };
         let cancel = opts.cancel.clone();

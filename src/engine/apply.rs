@@ -4,7 +4,8 @@
 //! upload splits a script (its install becomes the first fragment of the
 //! next one). The first script that changes a host takes the run lock and
 //! re-runs the observation under it: if the host's fingerprint is not the
-//! plan's, nothing is changed. A host stops at its first failing action; the
+//! plan's, nothing is changed. A host whose plan was observed under this
+//! run's lock (`ApplyOptions::claimed`) needs no such second look. A host stops at its first failing action; the
 //! other hosts of the step go on, unless `fail_fast`; no later step starts
 //! after a step with a failure. Locks are released at the end.
 //!
@@ -13,7 +14,7 @@
 //! one of its hosts drifted or another run holds a lock. A plan without
 //! changes contacts no host at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -53,6 +54,10 @@ pub struct ApplyOptions {
     /// is found only when its turn comes. Turn off only for a plan made moments
     /// ago in the same process (`apply --yes`), to save that round trip.
     pub verify_first: bool,
+    /// Hosts whose run lock this run already holds: its observation took it
+    /// ([`crate::plan_claiming`]). They get no second look under the lock;
+    /// the apply refreshes and releases their locks like any other.
+    pub claimed: BTreeSet<String>,
     pub lock: LockSettings,
     /// Bytes of local files (binaries) the run may hold in memory to send to
     /// every host without reading them from disk again per host; files that do
@@ -72,6 +77,7 @@ impl Default for ApplyOptions {
             fail_fast: false,
             break_stale_lock: false,
             verify_first: true,
+            claimed: BTreeSet::new(),
             lock: LockSettings::default(),
             hold_in_memory: MEMORY_BUDGET,
             identity: RunIdentity::new(),
@@ -116,6 +122,145 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> Result<ApplyReport, EngineError> {
     let started = Instant::now();
+    let (fingerprints, mut runs) = match preflight(plan, desired, sessions, opts, progress).await {
+        Ok(r) => r,
+        Err(e) => {
+            crate::engine::release_claims(sessions, &opts.claimed, &opts.identity).await;
+            return Err(e);
+        }
+    };
+
+    // Every host of the plan gets a report, changed or not.
+    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
+        let run = runs.entry(h.host.clone()).or_default();
+        run.report.host = h.host.clone();
+        run.report.unchanged += h.unchanged;
+    }
+    let runs: HashMap<String, Mutex<HostRun>> =
+        runs.into_iter().map(|(k, v)| (k, Mutex::new(v))).collect();
+    let cx = RunCx {
+        desired,
+        sessions,
+        opts,
+        progress,
+        cancel: opts.cancel.child_token(),
+        fingerprints,
+        last_step: plan
+            .steps
+            .iter()
+            .flat_map(|s| s.hosts.iter().map(move |h| (s, h)))
+            .filter(|(_, h)| !h.actions.is_empty())
+            .map(|(s, h)| (h.host.clone(), s.name.clone()))
+            .collect(),
+        payloads: Payloads::choose(
+            plan.steps.iter().flat_map(|s| &s.hosts).flat_map(|h| {
+                let states = desired.states_of(&h.host);
+                h.actions
+                    .iter()
+                    .filter_map(|a| match source_of(&states, a) {
+                        Some(Source::Local(path, stamp)) => Some((path, stamp.len)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            }),
+            opts.hold_in_memory,
+        ),
+    };
+
+    // Locks taken by the plan's observation are kept fresh from now on.
+    for host in &opts.claimed {
+        if let (Some(run), Ok(s)) = (runs.get(host), session(sessions, host)) {
+            mark_locked(&cx, s, &mut *run.lock().await);
+        }
+    }
+
+    // A later step builds on the earlier ones (join after bootstrap): after a
+    // step in which a host failed, no further step starts.
+    let mut failed_step: Option<String> = None;
+    for step in &plan.steps {
+        let work: Vec<&HostPlan> = step
+            .hosts
+            .iter()
+            .filter(|h| !h.actions.is_empty())
+            .collect();
+        if work.is_empty() {
+            continue;
+        }
+        if let Some(failed) = &failed_step {
+            for hp in work {
+                let mut run = runs[&hp.host].lock().await;
+                run.report.not_run += hp.actions.len();
+                if run.report.error.is_none() {
+                    run.report.error = Some(format!(
+                        "{}: step {:?} not run: step {failed:?} failed",
+                        hp.host, step.name
+                    ));
+                }
+            }
+            continue;
+        }
+        progress.event(Event::StepStarted {
+            step: &step.name,
+            hosts: work.len(),
+        });
+        let tasks: Vec<_> = work
+            .iter()
+            .map(|hp| run_locked(&cx, &runs, &step.name, hp))
+            .collect();
+        stream::iter(tasks)
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect::<Vec<()>>()
+            .await;
+        for hp in &work {
+            if runs[&hp.host].lock().await.stopped {
+                failed_step = Some(step.name.clone());
+            }
+        }
+    }
+
+    // Release the locks (also after failures and cancellation).
+    let release = lock::release_sh(&opts.identity);
+    let mut order: Vec<String> = Vec::new();
+    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
+        if !order.contains(&h.host) {
+            order.push(h.host.clone());
+        }
+    }
+    // All hosts at once: one round trip, not one per host.
+    let releases = order.iter().map(|host| {
+        let (runs, release) = (&runs, &release);
+        async move {
+            let mut run = runs[host].lock().await;
+            if let Some(t) = run.refresher.take() {
+                t.abort();
+            }
+            if run.locked
+                && let Ok(s) = session(sessions, host)
+                && let Err(e) = s.exec(release).await
+            {
+                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+            }
+            std::mem::take(&mut run.report)
+        }
+    });
+    let hosts = futures::future::join_all(releases).await;
+    Ok(ApplyReport {
+        hosts,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Everything an apply checks before it touches a host: the plan matches the
+/// inputs, every host with work has a session, and (unless the plan was made
+/// moments ago in this process) no host drifted or is locked by another run.
+/// Returns each host's planned fingerprint and its starting state.
+async fn preflight(
+    plan: &Plan,
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    opts: &ApplyOptions,
+    progress: &dyn Progress,
+) -> Result<(HashMap<String, String>, HashMap<String, HostRun>), EngineError> {
     // Every host of the plan, with the fingerprint of its first appearance.
     let mut fingerprints: HashMap<String, String> = HashMap::new();
     let mut verify: Vec<String> = Vec::new();
@@ -200,117 +345,10 @@ pub async fn apply(
         }
     }
 
-    // Every host of the plan gets a report, changed or not.
-    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
-        let run = runs.entry(h.host.clone()).or_default();
-        run.report.host = h.host.clone();
-        run.report.unchanged += h.unchanged;
+    for host in &opts.claimed {
+        runs.entry(host.clone()).or_default().locked = true;
     }
-    let runs: HashMap<String, Mutex<HostRun>> =
-        runs.into_iter().map(|(k, v)| (k, Mutex::new(v))).collect();
-    let cx = RunCx {
-        desired,
-        sessions,
-        opts,
-        progress,
-        cancel: opts.cancel.child_token(),
-        fingerprints,
-        last_step: plan
-            .steps
-            .iter()
-            .flat_map(|s| s.hosts.iter().map(move |h| (s, h)))
-            .filter(|(_, h)| !h.actions.is_empty())
-            .map(|(s, h)| (h.host.clone(), s.name.clone()))
-            .collect(),
-        payloads: Payloads::choose(
-            plan.steps.iter().flat_map(|s| &s.hosts).flat_map(|h| {
-                let states = desired.states_of(&h.host);
-                h.actions
-                    .iter()
-                    .filter_map(|a| match source_of(&states, a) {
-                        Some(Source::Local(path, stamp)) => Some((path, stamp.len)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            }),
-            opts.hold_in_memory,
-        ),
-    };
-
-    // A later step builds on the earlier ones (join after bootstrap): after a
-    // step in which a host failed, no further step starts.
-    let mut failed_step: Option<String> = None;
-    for step in &plan.steps {
-        let work: Vec<&HostPlan> = step
-            .hosts
-            .iter()
-            .filter(|h| !h.actions.is_empty())
-            .collect();
-        if work.is_empty() {
-            continue;
-        }
-        if let Some(failed) = &failed_step {
-            for hp in work {
-                let mut run = runs[&hp.host].lock().await;
-                run.report.not_run += hp.actions.len();
-                if run.report.error.is_none() {
-                    run.report.error = Some(format!(
-                        "{}: step {:?} not run: step {failed:?} failed",
-                        hp.host, step.name
-                    ));
-                }
-            }
-            continue;
-        }
-        progress.event(Event::StepStarted {
-            step: &step.name,
-            hosts: work.len(),
-        });
-        let tasks: Vec<_> = work
-            .iter()
-            .map(|hp| run_locked(&cx, &runs, &step.name, hp))
-            .collect();
-        stream::iter(tasks)
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect::<Vec<()>>()
-            .await;
-        for hp in &work {
-            if runs[&hp.host].lock().await.stopped {
-                failed_step = Some(step.name.clone());
-            }
-        }
-    }
-
-    // Release the locks (also after failures and cancellation).
-    let release = lock::release_sh(&opts.identity);
-    let mut order: Vec<String> = Vec::new();
-    for h in plan.steps.iter().flat_map(|s| &s.hosts) {
-        if !order.contains(&h.host) {
-            order.push(h.host.clone());
-        }
-    }
-    // All hosts at once: one round trip, not one per host.
-    let releases = order.iter().map(|host| {
-        let (runs, release) = (&runs, &release);
-        async move {
-            let mut run = runs[host].lock().await;
-            if let Some(t) = run.refresher.take() {
-                t.abort();
-            }
-            if run.locked
-                && let Ok(s) = session(sessions, host)
-                && let Err(e) = s.exec(release).await
-            {
-                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
-            }
-            std::mem::take(&mut run.report)
-        }
-    });
-    let hosts = futures::future::join_all(releases).await;
-    Ok(ApplyReport {
-        hosts,
-        elapsed: started.elapsed(),
-    })
+    Ok((fingerprints, runs))
 }
 
 /// What a batch is made of: the header (lock and drift check) and actions.
@@ -518,14 +556,8 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
                     total: u.size,
                 })
             };
-            let held = match cx.payloads.get(host, u.local, u.stamp).await {
-                None => None,
-                Some(Ok(bytes)) => Some(bytes),
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
+            let held = cx.payloads.get(u.local, u.stamp);
+            tracing::debug!(host, path = u.path, held = held.is_some(), "stream started");
             let r = upload::stream(
                 session,
                 u.local,
@@ -540,6 +572,7 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
                 &report,
             )
             .await;
+            tracing::debug!(host, path = u.path, ok = r.is_ok(), "stream finished");
             let _ = tx.send(r);
         });
     }
@@ -713,6 +746,7 @@ fn header_refusal(stdout: &str) -> Option<String> {
 
 /// The host is locked for this run: keep the lock fresh until it is released.
 fn mark_locked(cx: &RunCx<'_>, session: &Session, run: &mut HostRun) {
+    tracing::debug!(host = %session.name(), "locked, fingerprint unchanged");
     run.locked = true;
     let s = session.clone();
     let cmd = lock::refresh_sh(&cx.opts.identity);
@@ -750,13 +784,21 @@ async fn flush(
             action: &hp.actions[*i],
         });
     }
-    let out = match script::run(session, &b.script()).await {
+    let script = b.script();
+    tracing::debug!(
+        host,
+        actions = b.items.len(),
+        bytes = script.len(),
+        "script started"
+    );
+    let out = match script::run(session, &script).await {
         Ok(o) => o,
         Err(e) => {
             run.report.not_run += hp.actions.len() - *next;
             return Err(Stop::Failed(format!("{e}")));
         }
     };
+    tracing::debug!(host, code = ?out.status.code(), "script finished");
     let stdout = out.stdout_str().into_owned();
     let stderr = out.stderr_str().into_owned();
     if b.header.is_some() {
@@ -856,7 +898,17 @@ pub async fn plan_and_apply(
     opts: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<(Plan, ApplyReport), EngineError> {
-    let plan = crate::engine::plan(desired, sessions, opts.concurrency).await?;
-    let report = apply(&plan, desired, sessions, opts, progress).await?;
+    if opts.verify_first {
+        let plan = crate::engine::plan(desired, sessions, opts.concurrency).await?;
+        let report = apply(&plan, desired, sessions, opts, progress).await?;
+        return Ok((plan, report));
+    }
+    let (plan, claimed) =
+        crate::engine::plan_claiming(desired, sessions, opts.concurrency, &opts.identity).await?;
+    let opts = ApplyOptions {
+        claimed,
+        ..opts.clone()
+    };
+    let report = apply(&plan, desired, sessions, &opts, progress).await?;
     Ok((plan, report))
 }

@@ -1,11 +1,12 @@
 //! Observing many hosts and planning a rollout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use futures::stream::{self, StreamExt};
 use k8sup_ssh::Session;
 
 use crate::error::EngineError;
+use crate::lock::{self, RunIdentity};
 use crate::observe::{self, Observation};
 use crate::plan::{Plan, StepPlan};
 use crate::planner;
@@ -28,10 +29,20 @@ pub async fn observe_hosts(
     hosts: &[String],
     concurrency: usize,
 ) -> Vec<(String, Result<Observation, EngineError>)> {
+    observe_all(desired, sessions, hosts, concurrency, None).await
+}
+
+async fn observe_all(
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    hosts: &[String],
+    concurrency: usize,
+    claim: Option<&RunIdentity>,
+) -> Vec<(String, Result<Observation, EngineError>)> {
     stream::iter(hosts.iter().cloned())
         .map(|host| async move {
             let result = match session(sessions, &host) {
-                Ok(s) => observe::observe(s, &desired.states_of(&host)).await,
+                Ok(s) => observe::observe_claiming(s, &desired.states_of(&host), claim).await,
                 Err(e) => Err(e),
             };
             (host, result)
@@ -49,9 +60,65 @@ pub async fn plan(
     concurrency: usize,
 ) -> Result<Plan, EngineError> {
     let hosts = desired.hosts();
+    plan_from(
+        desired,
+        observe_all(desired, sessions, &hosts, concurrency, None).await,
+    )
+}
+
+/// [`plan`] for an apply that starts right after it: each host certain to
+/// change is locked for `me` by its observation (see
+/// [`observe::observe_claiming`]). Returns the plan and the hosts locked;
+/// pass them to the apply as [`crate::ApplyOptions::claimed`], or release
+/// them with [`release_claims`] if it does not run. On an error, what was
+/// locked is released before returning.
+pub async fn plan_claiming(
+    desired: &ResolvedRollout,
+    sessions: &Sessions,
+    concurrency: usize,
+    me: &RunIdentity,
+) -> Result<(Plan, BTreeSet<String>), EngineError> {
+    let hosts = desired.hosts();
+    let observed = observe_all(desired, sessions, &hosts, concurrency, Some(me)).await;
+    let claimed: BTreeSet<String> = observed
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(o) if o.claimed))
+        .map(|(h, _)| h.clone())
+        .collect();
+    match plan_from(desired, observed) {
+        Ok(plan) => Ok((plan, claimed)),
+        Err(e) => {
+            release_claims(sessions, &claimed, me).await;
+            Err(e)
+        }
+    }
+}
+
+/// Release the locks a [`plan_claiming`] took, all hosts at once, when no
+/// apply follows (an error, or nothing to do). Best effort: a lock that
+/// cannot be removed goes stale (its pid is gone) and is reported as such.
+pub async fn release_claims(sessions: &Sessions, claimed: &BTreeSet<String>, me: &RunIdentity) {
+    let release = lock::release_sh(me);
+    let releases = claimed.iter().map(|host| {
+        let release = &release;
+        async move {
+            if let Ok(s) = session(sessions, host)
+                && let Err(e) = s.exec(release).await
+            {
+                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+            }
+        }
+    });
+    futures::future::join_all(releases).await;
+}
+
+fn plan_from(
+    desired: &ResolvedRollout,
+    observations: Vec<(String, Result<Observation, EngineError>)>,
+) -> Result<Plan, EngineError> {
     let mut observed = HashMap::new();
     let mut errors = Vec::new();
-    for (host, r) in observe_hosts(desired, sessions, &hosts, concurrency).await {
+    for (host, r) in observations {
         match r {
             Ok(o) => {
                 observed.insert(host, o);

@@ -12,7 +12,8 @@
 //!   reason, diff, observed fingerprint and the exact ops apply will run.
 //!   Printing ([`mod@print`]) is separate.
 //! - **Apply**: exactly the plan's ops, batched into as few scripts as possible
-//!   per host, under a run lock that also re-checks the host's fingerprint;
+//!   per host, under a run lock that also re-checks the host's fingerprint
+//!   (or was already taken by the observation the plan came from);
 //!   uploads are atomic; notified services restart once, after their files.
 //!
 //! What the engine leaves on a host: `/var/lib/k8sup/run.lock` while a run
@@ -63,10 +64,10 @@ mod upload;
 pub use apply::{ApplyOptions, apply, plan_and_apply};
 pub use content::{Body, Content, FileStamp, Resolved};
 pub use desired::{DesiredState, ResolvedResource, ResolvedState};
-pub use engine::{Sessions, observe_hosts, plan};
+pub use engine::{Sessions, observe_hosts, plan, plan_claiming, release_claims};
 pub use error::EngineError;
 pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
-pub use observe::{GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe};
+pub use observe::{GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming};
 pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
 pub use planner::{DAEMON_RELOAD_ID, plan_host};
 pub use print::PrintOptions;

@@ -2,7 +2,9 @@
 //!
 //! `/var/lib/k8sup/run.lock` holds `run=`, `workstation=`, `pid=` and
 //! `started=` lines. It is created with `ln` (atomic, fails if the file
-//! exists) by the first apply script that changes the host, refreshed (mtime)
+//! exists) by the first apply script that changes the host, or earlier, by
+//! the observation of an apply that will not stop to ask, when the host is
+//! certain to change (`observe::observe_claiming`); it is refreshed (mtime)
 //! every [`LockSettings::refresh_every`] while the run lasts, and removed at the
 //! end. It is *read* by every observation, so a no-op apply costs no extra
 //! round trip, and a second apply is refused before it changes anything.

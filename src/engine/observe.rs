@@ -15,7 +15,7 @@ use k8sup_ssh::Session;
 use crate::content::sha256_hex;
 use crate::desired::ResolvedState;
 use crate::error::EngineError;
-use crate::lock::ObservedLock;
+use crate::lock::{ObservedLock, RunIdentity};
 use crate::resource::{Guard, Spec};
 use crate::script;
 
@@ -109,6 +109,9 @@ pub struct Observation {
     /// SHA-256 of the observation output (lock line excluded).
     pub fingerprint: String,
     pub lock: Option<ObservedLock>,
+    /// This run took the host's lock in this observation (see
+    /// [`observe_claiming`]); `lock` is then `None`.
+    pub claimed: bool,
     pub paths: HashMap<String, PathState>,
     /// Current content of differing small files.
     pub contents: HashMap<String, Vec<u8>>,
@@ -188,9 +191,33 @@ pub async fn observe(
     session: &Session,
     states: &[&ResolvedState],
 ) -> Result<Observation, EngineError> {
+    observe_claiming(session, states, None).await
+}
+
+/// Observe one host (one exec); with `claim`, that run first takes the
+/// host's lock if the host is certain to change (a file it must have does
+/// not exist), so that the observation is made under the lock.
+///
+/// Why: an apply re-observes each host under its lock before changing it,
+/// because another run may have changed the host since the plan. A host
+/// observed under the lock needs no second look, which on a first apply (a
+/// new node) was the longest wait before its upload could start. Only an
+/// apply that goes on straight after planning may claim (`apply --yes`,
+/// `plan_and_apply`): one that waits for a person re-checks under the lock,
+/// as the person may take minutes. A host with nothing certain to change is
+/// never locked here, so a no-op apply still writes nothing to any host.
+pub async fn observe_claiming(
+    session: &Session,
+    states: &[&ResolvedState],
+    claim: Option<&RunIdentity>,
+) -> Result<Observation, EngineError> {
     let host = session.name().to_string();
     let manifest = manifest(states);
-    let script = format!("{}\nk8sup_lock\nk8sup_observe\n", functions(&manifest));
+    let claim_sh = claim.map(claim_sh).unwrap_or_default();
+    let script = format!(
+        "{}\n{claim_sh}k8sup_lock\nk8sup_observe\n",
+        functions(&manifest)
+    );
     let out = script::run(session, &script).await?;
     if !out.success() {
         return Err(EngineError::remote(
@@ -199,7 +226,24 @@ pub async fn observe(
             &out.stderr_str(),
         ));
     }
-    parse(&host, &out.stdout, states)
+    let mut obs = parse(&host, &out.stdout, states)?;
+    if let (Some(me), Some(l)) = (claim, &obs.lock)
+        && l.holder.run_id == me.holder.run_id
+    {
+        obs.lock = None;
+        obs.claimed = true;
+    }
+    Ok(obs)
+}
+
+/// Shell that takes the run lock for `me` when the host is certain to
+/// change; a lock already there (another run's) is left alone and is
+/// reported by `k8sup_lock` as usual.
+fn claim_sh(me: &RunIdentity) -> String {
+    format!(
+        "if k8sup_wants_new; then ( {} ) >/dev/null 2>&1; fi\n",
+        crate::lock::acquire_sh(me, None)
+    )
 }
 
 /// Read the observation output.

@@ -20,6 +20,19 @@ k8sup_lock() {
   fi
 }
 
+# Succeeds when a file the manifest wants with some content does not exist
+# yet: the host is certain to change. An apply that will not stop to ask
+# takes the run lock right then, before observing (see `observe::claim_sh`),
+# instead of observing the host a second time under the lock. Builtins only.
+k8sup_wants_new() {
+  while IFS='	' read -r k8sup_k k8sup_a k8sup_b k8sup_c; do
+    if [ "$k8sup_k" = P ] && [ "$k8sup_b" != - ] && [ ! -e "$k8sup_a" ] && [ ! -L "$k8sup_a" ]; then return 0; fi
+  done <<K8SUP_M
+$K8SUP_MANIFEST
+K8SUP_M
+  return 1
+}
+
 # How the observation stays cheap: every fork costs a millisecond or more on a
 # busy host, and ten hosts share the workstation's cores while planning. So all
 # existing paths are stat'ed by ONE `stat` call, all small files hashed by ONE

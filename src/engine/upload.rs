@@ -16,10 +16,10 @@
 
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use futures::StreamExt;
 use k8sup_ssh::{Session, quote};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::content::FileStamp;
 use crate::error::EngineError;
 use crate::ops::split;
-use crate::payload::CHUNK;
+use crate::payload::Held;
 
 /// Counts what passes through, and reports progress.
 struct Tee<'a, R> {
@@ -73,8 +73,8 @@ pub(crate) struct Lead<'a> {
 /// Stream `local` into `tmp` on the host; fail unless exactly `size` bytes
 /// were sent and the file still has the stamp it had when it was hashed.
 /// `held` is the file's content when the apply holds it in memory (see
-/// [`crate::payload`], which checked the stamp when it read it); otherwise
-/// the file is read from disk. With a `lead`, its script runs first (stdin
+/// [`crate::payload`], whose verdict on the stamp is awaited before this
+/// returns); otherwise the file is read from disk. With a `lead`, its script runs first (stdin
 /// closed to it); a refusal is [`EngineError::Refused`], with `refusal`
 /// reading the command's stdout.
 #[allow(clippy::too_many_arguments)]
@@ -82,7 +82,7 @@ pub(crate) async fn stream(
     session: &Session,
     local: &Path,
     stamp: FileStamp,
-    held: Option<Bytes>,
+    held: Option<Arc<Held>>,
     dest: &str,
     tmp: &str,
     size: u64,
@@ -126,13 +126,18 @@ pub(crate) async fn stream(
         host: host.clone(),
         reason: format!("interrupted while uploading {dest}; the old file is still in place"),
     };
-    let (out, sent, intact) = if let Some(bytes) = held {
-        let sent = bytes.len() as u64;
+    let (out, sent, intact) = if let Some(held) = held {
+        let counted = AtomicU64::new(0);
         let out = tokio::select! {
-            out = session.exec_with_chunks_signalling(&cmd, chunks(bytes, on_progress), signal) => out?,
+            out = session.exec_with_chunks_signalling(&cmd, held.chunks(&counted, on_progress), signal) => out,
             _ = cancel.cancelled() => return Err(interrupted()),
         };
-        (out, sent, sent == size)
+        // The read's verdict first: a file that changed is the reason the
+        // stream failed (it ends the input with an error), and a complete
+        // stream of it must not be installed either.
+        held.verdict(&host, local).await?;
+        let sent = counted.load(Ordering::Relaxed);
+        (out?, sent, sent == size)
     } else {
         let file = tokio::fs::File::open(local)
             .await
@@ -170,22 +175,6 @@ pub(crate) async fn stream(
         sent,
     )
     .await
-}
-
-/// `bytes` as the channel's chunks, reporting progress as they are taken.
-fn chunks<'a>(bytes: Bytes, on_progress: &'a (dyn Fn(u64) + Send + Sync)) -> k8sup_ssh::Chunks<'a> {
-    let len = bytes.len();
-    let mut reported = 0u64;
-    Box::pin(
-        futures::stream::iter((0..len).step_by(CHUNK)).map(move |start| {
-            let end = (start + CHUNK).min(len);
-            if end as u64 - reported >= 4 << 20 {
-                reported = end as u64;
-                on_progress(reported);
-            }
-            Ok(bytes.slice(start..end))
-        }),
-    )
 }
 
 /// What a finished stream means: refused by its lead, failed on the host,

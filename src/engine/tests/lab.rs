@@ -1230,3 +1230,136 @@ async fn the_first_stream_refuses_a_locked_or_drifted_host_before_any_change() {
     let r2 = report.host(&hosts[2]).unwrap();
     assert!(r2.error.is_none() && r2.changed == 10, "{r2:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apply_that_does_not_ask_locks_hosts_certain_to_change_while_observing() {
+    require_root();
+    let _serial = SERIAL.lock().await;
+    let lab = TestLab::up("eng-claim", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = blob(dir.path(), "demo-bin", 4, 7);
+    let sessions = lab.sessions().await;
+    let hosts = lab.hosts();
+    let desired = workload(&lab, &bin, &BTreeMap::new())
+        .resolve()
+        .await
+        .unwrap();
+    let lock_of = |h: &str| {
+        lab.sh(
+            h,
+            "head -1 /var/lib/k8sup/run.lock 2>/dev/null || echo unlocked",
+        )
+    };
+
+    // New hosts: the observation itself takes each lock for this run.
+    let me = k8sup_engine::RunIdentity::new();
+    let (p, claimed) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &me)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().cloned().collect::<Vec<_>>(), {
+        let mut h = hosts.clone();
+        h.sort();
+        h
+    });
+    for h in &hosts {
+        assert_eq!(lock_of(h), format!("run={}", me.holder.run_id));
+        let hp = p.steps[0].hosts.iter().find(|x| &x.host == h).unwrap();
+        assert_eq!(
+            hp.locked_by, None,
+            "our own lock is not shown as another run's"
+        );
+    }
+    // Another run planning now sees the hosts locked and claims nothing.
+    let other = k8sup_engine::RunIdentity::new();
+    let (p2, claimed2) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &other)
+        .await
+        .unwrap();
+    assert!(claimed2.is_empty(), "{claimed2:?}");
+    assert!(
+        p2.steps[0].hosts.iter().all(|h| h
+            .locked_by
+            .as_deref()
+            .is_some_and(|l| l.contains(&me.holder.run_id))),
+        "{p2:?}"
+    );
+    // An apply that does not follow releases them.
+    k8sup_engine::release_claims(&sessions, &claimed, &me).await;
+    for h in &hosts {
+        assert_eq!(lock_of(h), "unlocked");
+    }
+
+    // An apply refused before it starts (the inputs changed since the plan)
+    // releases what its plan locked.
+    let (p, claimed) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &me)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let changed = workload(&lab, &bin, &ports(&hosts[0], 9191))
+        .resolve()
+        .await
+        .unwrap();
+    let opts = ApplyOptions {
+        verify_first: false,
+        claimed: claimed.clone(),
+        identity: me.clone(),
+        ..Default::default()
+    };
+    let refused = apply(&p, &changed, &sessions, &opts, &NoProgress).await;
+    assert!(
+        matches!(refused, Err(EngineError::PlanMismatch { .. })),
+        "{refused:?}"
+    );
+    for h in &hosts {
+        assert_eq!(lock_of(h), "unlocked");
+    }
+
+    // The real thing: claimed hosts are changed without a second look, and
+    // their locks are gone afterwards.
+    let (p, claimed) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &me)
+        .await
+        .unwrap();
+    let opts = ApplyOptions {
+        verify_first: false,
+        claimed,
+        identity: me.clone(),
+        ..Default::default()
+    };
+    let report = apply(&p, &desired, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    for h in &hosts {
+        assert_eq!(report.host(h).unwrap().changed, 10);
+        assert_eq!(lock_of(h), "unlocked");
+    }
+
+    // Nothing to change: nothing is locked, nothing is written (the lock's
+    // directory is not even touched).
+    let before = lab.sh(&hosts[0], "stat -c %y /var/lib/k8sup");
+    let (p, claimed) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &me)
+        .await
+        .unwrap();
+    assert!(!p.has_changes() && claimed.is_empty(), "{claimed:?}");
+    assert_eq!(lab.sh(&hosts[0], "stat -c %y /var/lib/k8sup"), before);
+
+    // A host missing one of its files is locked; one that also holds another
+    // run's (stale) lock is left alone: the lock is neither taken over nor
+    // broken here (that is `--break-stale-lock`'s job, with its own check).
+    for h in &hosts {
+        lab.sh(h, &format!("rm -f {ROOT}/demo/conf.d/app.conf"));
+    }
+    lab.sh(
+        &hosts[1],
+        "printf 'run=dead-run\\nworkstation=elsewhere\\npid=1\\nstarted=1\\n' > /var/lib/k8sup/run.lock",
+    );
+    let (_, claimed) = k8sup_engine::plan_claiming(&desired, &sessions, 10, &me)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().cloned().collect::<Vec<_>>(),
+        vec![hosts[0].clone()]
+    );
+    assert_eq!(lock_of(&hosts[1]), "run=dead-run");
+    k8sup_engine::release_claims(&sessions, &claimed, &me).await;
+    assert_eq!(lock_of(&hosts[0]), "unlocked");
+}
