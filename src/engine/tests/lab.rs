@@ -53,14 +53,14 @@ fn executed_of(plan: &Plan, host: &str) -> Vec<Executed> {
 async fn fresh_apply_then_noop() {
     require_root();
     let _serial = SERIAL.lock().await;
-    let lab = TestLab::up("eng-fresh", 3);
-    let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "demo-bin", 8, 1);
-    let sessions = lab.sessions().await;
-    let desired = workload(&lab, &bin, &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
+    let Demo {
+        lab,
+        sessions,
+        hosts: _,
+        bin: _,
+        desired,
+        dir: _dir,
+    } = Demo::up("eng-fresh", 3, 8, 1).await;
 
     let p = plan(&desired, &sessions, 10).await.unwrap();
     let text = print::render(&p, &PrintOptions::default());
@@ -234,14 +234,14 @@ fn lines_without(footprint: &str, needles: &[&str]) -> Vec<String> {
 async fn template_variable_change_updates_one_file_and_restarts_once() {
     require_root();
     let _serial = SERIAL.lock().await;
-    let lab = TestLab::up("eng-tmpl", 3);
-    let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "demo-bin", 4, 2);
-    let sessions = lab.sessions().await;
-    let first = workload(&lab, &bin, &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
+    let Demo {
+        lab,
+        sessions,
+        hosts: _,
+        bin,
+        desired: first,
+        dir: _dir,
+    } = Demo::up("eng-tmpl", 3, 4, 2).await;
     let p = plan(&first, &sessions, 10).await.unwrap();
     assert!(
         apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
@@ -392,14 +392,14 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
 async fn drifted_host_refuses_the_plan() {
     require_root();
     let _serial = SERIAL.lock().await;
-    let lab = TestLab::up("eng-drift", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "demo-bin", 2, 3);
-    let sessions = lab.sessions().await;
-    let first = workload(&lab, &bin, &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
+    let Demo {
+        lab,
+        sessions,
+        hosts: _,
+        bin,
+        desired: first,
+        dir: _dir,
+    } = Demo::up("eng-drift", 2, 2, 3).await;
     let p = plan(&first, &sessions, 10).await.unwrap();
     assert!(
         apply(&p, &first, &sessions, &ApplyOptions::default(), &NoProgress)
@@ -1170,15 +1170,14 @@ async fn works_through_sudo_for_a_non_root_login() {
 async fn the_first_stream_refuses_a_locked_or_drifted_host_before_any_change() {
     require_root();
     let _serial = SERIAL.lock().await;
-    let lab = TestLab::up("eng-lead", 3);
-    let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "demo-bin", 8, 6);
-    let sessions = lab.sessions().await;
-    let hosts = lab.hosts();
-    let desired = workload(&lab, &bin, &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
+    let Demo {
+        lab,
+        sessions,
+        hosts,
+        bin: _,
+        desired,
+        dir: _dir,
+    } = Demo::up("eng-lead", 3, 8, 6).await;
     let p = plan(&desired, &sessions, 10).await.unwrap();
     // After the plan: another run locks host 0; host 1 changes.
     lab.sh(
@@ -1235,15 +1234,14 @@ async fn the_first_stream_refuses_a_locked_or_drifted_host_before_any_change() {
 async fn an_apply_that_does_not_ask_locks_hosts_certain_to_change_while_observing() {
     require_root();
     let _serial = SERIAL.lock().await;
-    let lab = TestLab::up("eng-claim", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let bin = blob(dir.path(), "demo-bin", 4, 7);
-    let sessions = lab.sessions().await;
-    let hosts = lab.hosts();
-    let desired = workload(&lab, &bin, &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
+    let Demo {
+        lab,
+        sessions,
+        hosts,
+        bin,
+        desired,
+        dir: _dir,
+    } = Demo::up("eng-claim", 2, 4, 7).await;
     let lock_of = |h: &str| {
         lab.sh(
             h,

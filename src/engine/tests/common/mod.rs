@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8sup_engine::{Content, DesiredState, Guard, Resource, Rollout, Sessions, TemplateContext};
+use k8sup_engine::{
+    Content, DesiredState, Guard, ResolvedRollout, Resource, Rollout, Sessions, TemplateContext,
+};
 use k8sup_lab::{Lab, LabInfo, UpOptions};
 use k8sup_ssh::{ConnectSpec, HostKeyPolicy, Session, Sudo};
 use serde_json::json;
@@ -245,4 +247,37 @@ pub fn service_started_at(lab: &TestLab, host: &str) -> String {
         host,
         &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {UNIT}"),
     )
+}
+
+/// A lab with the demo workload resolved for it: where most end-to-end
+/// tests start. Bind `dir` when destructuring: the binary lives in it.
+pub struct Demo {
+    pub sessions: Sessions,
+    pub desired: ResolvedRollout,
+    pub hosts: Vec<String>,
+    pub bin: PathBuf,
+    pub lab: TestLab,
+    pub dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// `nodes` machines for the lab `name`, and a `mb` MiB demo binary made from `seed`.
+    pub async fn up(name: &str, nodes: usize, mb: usize, seed: u64) -> Demo {
+        let lab = TestLab::up(name, nodes);
+        let dir = tempfile::tempdir().unwrap();
+        let bin = blob(dir.path(), "demo-bin", mb, seed);
+        let sessions = lab.sessions().await;
+        let desired = workload(&lab, &bin, &BTreeMap::new())
+            .resolve()
+            .await
+            .unwrap();
+        Demo {
+            sessions,
+            desired,
+            hosts: lab.hosts(),
+            bin,
+            lab,
+            dir,
+        }
+    }
 }
