@@ -17,6 +17,7 @@
 
 pub mod alarm;
 pub mod config;
+pub mod durable;
 pub mod errors;
 pub mod grpc;
 pub mod h2authority;

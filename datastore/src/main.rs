@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
+use k8sup_datastore::durable::AtomicFile;
 use k8sup_datastore::config::{Cli, RestoreArgs, SaveArgs, SnapshotOp, Sub};
 use k8sup_datastore::proto::SnapshotRequest;
 use k8sup_datastore::proto::maintenance_client::MaintenanceClient;
@@ -38,25 +39,18 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
     let mut stream = client.snapshot(SnapshotRequest {}).await?.into_inner();
     // Written as it arrives (a snapshot is as large as the database), then
     // checked whole before it takes the final name.
-    let part = a.file.with_extension("part");
-    let mut out = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&part)
-    }
-    .map_err(|e| anyhow::anyhow!("creating {}: {e}", part.display()))?;
+    let mut out = AtomicFile::create(&a.file).map_err(|e| anyhow::anyhow!("creating {}: {e}", a.file.display()))?;
+    let part = out.part_path().to_path_buf();
     let mut size = 0u64;
     while let Some(msg) = stream.message().await? {
         use std::io::Write;
         out.write_all(&msg.blob).map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
         size += msg.blob.len() as u64;
     }
-    out.sync_all().map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;
-    drop(out);
-    if let Err(e) = k8sup_datastore::snapshot::open_verified(&part) {
-        let _ = std::fs::remove_file(&part);
-        anyhow::bail!("snapshot from {}: {e}", a.tls.endpoints);
-    }
-    std::fs::rename(&part, &a.file).map_err(|e| anyhow::anyhow!("renaming {} to {}: {e}", part.display(), a.file.display()))?;
+    out.commit_checked(|p| {
+        k8sup_datastore::snapshot::open_verified(p).map(|_| ()).map_err(|e| anyhow::anyhow!("snapshot from {}: {e}", a.tls.endpoints))
+    })
+    .map_err(|e| anyhow::anyhow!("saving {}: {e:#}", a.file.display()))?;
     println!("Snapshot saved at {} ({size} bytes)", a.file.display());
     Ok(())
 }

@@ -46,7 +46,7 @@ pub fn identity_path(data_dir: &Path) -> PathBuf {
 
 pub fn save_identity(data_dir: &Path, id: &Identity) -> anyhow::Result<()> {
     let raw = serde_json::to_vec_pretty(id)?;
-    crate::snapshot::write_file(&identity_path(data_dir), &raw)
+    crate::durable::write_file(&identity_path(data_dir), &raw)
         .with_context(|| format!("writing {}", identity_path(data_dir).display()))
 }
 

@@ -19,6 +19,7 @@ use std::path::Path;
 use rocksdb::WriteBatch;
 use sha2::Digest;
 
+use crate::durable::AtomicFile;
 use crate::errors::EtcdError;
 use crate::mvcc::{ALL_CFS, Mvcc, Snapshot};
 
@@ -83,19 +84,12 @@ pub fn dump_to(mvcc: &Mvcc, snap: &Snapshot<'_>, w: impl Write) -> Result<u64, E
 /// 0600, fsynced; a `.part` file renamed into place, so `path` is always
 /// whole). Returns its size.
 pub fn dump_file(mvcc: &Mvcc, snap: &Snapshot<'_>, path: &Path) -> Result<u64, EtcdError> {
-    let tmp = path.with_extension("part");
-    let f = create_private(&tmp).map_err(|e| io(&format!("creating {}", tmp.display()), e))?;
+    let f = AtomicFile::create(path).map_err(|e| io(&format!("creating {}", path.display()), e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let len = dump_to(mvcc, snap, &mut w)?;
     let f = w.into_inner().map_err(|e| io("writing the snapshot", e.into_error()))?;
-    f.sync_all().map_err(|e| io("syncing the snapshot", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(&format!("renaming {}", tmp.display()), e))?;
+    f.commit().map_err(|e| io(&format!("saving {}", path.display()), e))?;
     Ok(len)
-}
-
-fn create_private(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).mode(0o600).open(path)
 }
 
 /// A dump wrapped for `Maintenance/Snapshot`, read as a stream. etcdctl 3.4
@@ -300,15 +294,6 @@ pub fn load_from(mvcc: &Mvcc, r: impl Read, len: u64) -> Result<(), EtcdError> {
 pub fn load_file(mvcc: &Mvcc, path: &Path) -> Result<(), EtcdError> {
     let (f, len) = open_verified(path)?;
     load_from(mvcc, f, len)
-}
-
-/// Writes `data` to `path` durably (temp file, fsync, rename), mode 0600.
-pub fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("part");
-    let mut f = create_private(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

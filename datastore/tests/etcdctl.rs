@@ -209,6 +209,26 @@ fn etcdctl_suite_on_three_member_tls_cluster() {
     let snap = c.dir.path().join("etcdctl.snap");
     let out = c.etcdctl_at(&c.members[0].client_url(true), &["snapshot", "save", snap.to_str().unwrap()]);
     assert!(out.status.success(), "snapshot save: {}", String::from_utf8_lossy(&out.stderr));
+    // ... and with our own `snapshot save`: the same bytes, checked before
+    // they take the file's name, private to the owner.
+    let ours = c.dir.path().join("ours.snap");
+    let p = c.pki.as_ref().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_k8sup-datastore"))
+        .args(["snapshot", "save", ours.to_str().unwrap()])
+        .arg(format!("--endpoints={}", c.members[0].client_url(true)))
+        .arg(format!("--cacert={}", p.ca.display()))
+        .arg(format!("--cert={}", p.client_cert.display()))
+        .arg(format!("--key={}", p.client_key.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "k8sup-datastore snapshot save: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Snapshot saved at"));
+    assert!(std::fs::read(&ours).unwrap() == std::fs::read(&snap).unwrap(), "our snapshot differs from etcdctl's");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&ours).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(!c.dir.path().join("ours.part").exists(), "a .part file was left behind");
     let restored = c.dir.path().join("restored");
     let port = common::free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_k8sup-datastore"))

@@ -318,7 +318,7 @@ impl StateMachine {
     /// Makes `meta` (whose dump is in place) the current snapshot, then
     /// removes older dumps. A sender still reading one keeps its open file.
     fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), StorageError> {
-        snapshot::write_file(&self.meta_path(), &encode(meta)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        crate::durable::write_file(&self.meta_path(), &encode(meta)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let keep = format!("{}.snap", meta.snapshot_id);
         if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
             for e in dir.flatten() {
