@@ -6,6 +6,9 @@
 #   RUNS=5 bash benches/apply/run.sh [NODES]   (as root; default 10 machines, 3 runs)
 #   OTHERS=0 RUNS=7 bash benches/apply/run.sh  (k8sup and the raw push only: a quick check)
 #
+# Next to the no-op: OpenSSH logging in to every host at once to run `true`,
+# which any agentless no-op must at least do.
+#
 # k8sup's first apply and the raw push run in pairs on freshly reset hosts;
 # besides wall times it prints the CPU seconds each used (the lab machines'
 # cgroup plus the workstation process), which other load moves far less.
@@ -81,6 +84,8 @@ seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >"$work/last.log" 2>&1 || { cat
 median() { python3 -c "import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 # The raw push as a script of its own, so that /usr/bin/time sees its ssh processes.
 printf '%s\n' "for a in $addresses; do ssh ${ssh_opts[*]} root@\$a 'cat > /tmp/raw-blob' < $work/blob & done; wait" > "$work/raw-push.sh"
+# The floor of a no-op: OpenSSH logging in to every host at once and running `true`.
+printf '%s\n' "for a in $addresses; do ssh ${ssh_opts[*]} root@\$a true & done; wait" > "$work/raw-true.sh"
 on_all() { for a in $addresses; do ssh "${ssh_opts[@]}" "root@$a" "$1" & done; wait; }
 # Back to a first apply for k8sup (and no raw blob): what the hosts had before.
 fresh() { on_all 'systemctl disable --now bench-k8sup 2>/dev/null; rm -rf /opt/bench-k8sup /etc/systemd/system/bench-k8sup.service /tmp/raw-blob; sync' >/dev/null 2>&1; }
@@ -113,9 +118,10 @@ if [ "$others" = 1 ]; then
   ansible_first=$(seconds "$venv/bin/ansible-playbook" playbook.yml)
   pyinfra_first=$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)
 fi
-k=(); a=(0); p=(0)
+k=(); a=(0); p=(0); t=()
 for _ in $(seq "$runs"); do
   k+=("$(seconds "$k8sup" apply -i k8sup.yaml --yes)")
+  t+=("$(seconds bash "$work/raw-true.sh")")
   if [ "$others" = 1 ]; then
     a+=("$(seconds "$venv/bin/ansible-playbook" playbook.yml)")
     p+=("$(seconds "$venv/bin/pyinfra" -y pyinfra_inventory.py deploy.py)")
@@ -123,7 +129,7 @@ for _ in $(seq "$runs"); do
 done
 [ "$others" = 1 ] && { a=("${a[@]:1}"); p=("${p[@]:1}"); }
 grep -q "No changes" <("$k8sup" apply -i k8sup.yaml --yes) || { echo "k8sup re-apply was not a no-op" >&2; exit 1; }
-k8sup_first=$(median "${kf[@]}"); raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
+k8sup_first=$(median "${kf[@]}"); raw_m=$(median "${raw[@]}"); k_m=$(median "${k[@]}"); t_m=$(median "${t[@]}"); a_m=$(median "${a[@]}"); p_m=$(median "${p[@]}")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 if [ "$others" = 1 ]; then
   printf '%s machines, 50 MB binary; k8sup and raw push: median of %s runs; Ansible and pyinfra: one first apply, median of %s no-ops\n' "$nodes" "$runs" "$runs"
@@ -137,7 +143,7 @@ if [ "$others" = 1 ]; then
   printf '%-30s %9ss %13ss\n' "Ansible (forks=$nodes, pipelining)" "$ansible_first" "$a_m"
   printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
 fi
-printf '%-30s %9ss\n\n' "raw parallel ssh cat push" "$raw_m"
+printf '%-30s %9ss %13ss\n\n' "raw parallel ssh (cat; true)" "$raw_m" "$t_m"
 printf 'k8sup first apply / raw push:   %sx (median of the paired runs: %sx; target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")" "$(ratio "$(median "${pair[@]}")" 1)"
 printf 'CPU seconds (hosts + workstation), median: k8sup first apply %s, raw push %s (%sx)\n' "$(median "${kc[@]}")" "$(median "${rc[@]}")" "$(ratio "$(median "${kc[@]}")" "$(median "${rc[@]}")")"
 printf 'paired runs (k8sup / raw push, wall), each with the 1-minute load average before it:\n  %s\n' \
