@@ -308,6 +308,59 @@ fn a_second_concurrent_apply_is_refused_by_the_lock() {
 }
 
 #[test]
+fn ctrl_c_while_planning_releases_the_locks_taken_and_changes_nothing() {
+    let lab = TestLab::up("e2e-int", 1);
+    // A slow guard keeps the observation (which takes the lock of this new
+    // host for `apply --yes`) busy for a while.
+    let inv = workload(
+        &lab,
+        "work.yaml",
+        None,
+        "  - { name: slowcheck, run: 'true', unless: 'sleep 4; false' }\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["apply", "-i", inv.to_str().unwrap(), "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab
+        .root(0, "test -e /var/lib/k8sup/run.lock && echo held || true")
+        .trim()
+        != "held"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the observation never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Ctrl-C, as a terminal sends it.
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(
+        lab.root(
+            0,
+            "ls /var/lib/k8sup/run.lock 2>/dev/null || echo unlocked; ls /opt/demo 2>/dev/null || echo absent"
+        )
+        .trim(),
+        "unlocked\nabsent",
+        "the lock released and nothing created"
+    );
+    // And the next apply goes ahead, with no stale lock to break.
+    let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn a_failing_command_is_reported_by_host_with_its_stderr_and_other_hosts_finish() {
     let lab = TestLab::up("e2e-fail", 2);
     let inv = workload(

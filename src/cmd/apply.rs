@@ -113,7 +113,13 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         // look under the lock before its first change.
         let (plan, claimed) = match saved {
             Some(s) => (s.plan, BTreeSet::new()),
-            None if !asked && !args.dry_run => run.plan_claiming(&identity).await?,
+            None if !asked && !args.dry_run => match claiming_plan(&run, &identity).await? {
+                Some(planned) => planned,
+                None => {
+                    run.close().await;
+                    return Ok(ExitCode::from(130));
+                }
+            },
             None => (run.plan().await?, BTreeSet::new()),
         };
         let shown = print::render(&plan, &args.display.print_options());
@@ -174,6 +180,30 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         }
         Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
+}
+
+/// [`Run::plan_claiming`], stoppable with Ctrl-C: the observations under
+/// way finish (each takes a moment), then every lock they took is released
+/// and the run ends having changed nothing (`None`). A second Ctrl-C quits
+/// at once; locks left then are this process's, stale once it is gone.
+async fn claiming_plan(
+    run: &Run,
+    identity: &RunIdentity,
+) -> Result<Option<(k8sup_engine::Plan, BTreeSet<String>)>> {
+    let planning = run.plan_claiming(identity);
+    tokio::pin!(planning);
+    tokio::select! {
+        planned = &mut planning => return planned.map(Some),
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("\nstopping: waiting for the hosts being observed, then releasing their locks");
+    let claimed = tokio::select! {
+        planned = planning => planned.map(|(_, c)| c).unwrap_or_default(),
+        _ = tokio::signal::ctrl_c() => std::process::exit(130),
+    };
+    k8sup_engine::release_claims(&run.sessions, &claimed, identity).await;
+    eprintln!("Apply stopped before any change; nothing was changed.");
+    Ok(None)
 }
 
 fn confirm(hosts: usize) -> Result<bool> {
