@@ -993,7 +993,7 @@ async fn kill_child() {
 /// starts), and no step starts after a step in which a host failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn steps_run_in_order_and_stop_after_a_failed_step() {
-    use k8sup_engine::{DesiredState, Guard, Resource, Rollout, Step};
+    use k8sup_engine::{Content, DesiredState, Guard, Resource, Rollout, Step};
     require_root();
     let _serial = SERIAL.lock().await;
     let lab = TestLab::up("eng-steps", 3);
@@ -1049,21 +1049,27 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
         "echo 'first step broke' >&2; exit 1",
         Guard::Unless("false".into()),
     ));
+    // The later hosts each want a new file: an apply that does not ask
+    // locks them while planning, and must release them although their step
+    // never runs.
+    let with_file = |h: &str| {
+        stamp(h, &write).with(
+            Resource::file(format!("{ROOT}/conf"), Content::text("x\n"))
+                .depends_on(format!("dir:{ROOT}")),
+        )
+    };
     let rollout = Rollout::single("first", vec![broken]).then(Step::new(
         "others",
-        vec![stamp(&hosts[1], &write), stamp(&hosts[2], &write)],
+        vec![with_file(&hosts[1]), with_file(&hosts[2])],
     ));
     let desired = rollout.resolve().await.unwrap();
-    let p = plan(&desired, &sessions, 10).await.unwrap();
-    let report = apply(
-        &p,
-        &desired,
-        &sessions,
-        &ApplyOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let opts = ApplyOptions {
+        verify_first: false,
+        ..Default::default()
+    };
+    let (_, report) = k8sup_engine::plan_and_apply(&desired, &sessions, &opts, &NoProgress)
+        .await
+        .unwrap();
     assert!(
         report
             .host(&hosts[0])
@@ -1075,7 +1081,7 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
     );
     for h in &hosts[1..] {
         let r = report.host(h).unwrap();
-        assert_eq!((r.changed, r.not_run), (0, 2), "{r:?}");
+        assert_eq!((r.changed, r.not_run), (0, 3), "{r:?}");
         assert!(
             r.error
                 .as_deref()
@@ -1084,8 +1090,13 @@ async fn steps_run_in_order_and_stop_after_a_failed_step() {
             "{r:?}"
         );
         assert_eq!(
-            lab.sh(h, &format!("ls {ROOT} 2>/dev/null || echo untouched")),
-            "untouched"
+            lab.sh(
+                h,
+                &format!(
+                    "ls {ROOT} 2>/dev/null || echo untouched; ls /var/lib/k8sup/run.lock 2>/dev/null || echo unlocked"
+                )
+            ),
+            "untouched\nunlocked"
         );
     }
 }
