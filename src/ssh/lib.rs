@@ -42,6 +42,7 @@ mod exec;
 mod fleet;
 mod handler;
 mod known_hosts;
+mod quickack;
 mod session;
 mod shell;
 mod spec;

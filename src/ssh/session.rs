@@ -162,7 +162,7 @@ async fn establish(
     };
     let mut handle = match via {
         None => {
-            let stream = tcp_connect(&target.host, target.port).await?;
+            let stream = crate::quickack::QuickAck(tcp_connect(&target.host, target.port).await?);
             client::connect_stream(config, stream, handler)
                 .await
                 .map_err(handshake_error)?
