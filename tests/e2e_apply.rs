@@ -263,6 +263,30 @@ fn a_saved_plan_is_refused_when_a_host_drifted_and_applied_when_not() {
     assert_eq!(lab.root(0, "systemctl is-active demo").trim(), "active");
 }
 
+/// Starts `k8sup apply -i INV --yes` in the background and returns once it
+/// holds the run lock on the lab's first host.
+fn apply_holding_the_lock(lab: &TestLab, inv: &Path) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["apply", "-i", inv.to_str().unwrap(), "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab
+        .root(0, "test -e /var/lib/k8sup/run.lock && echo held || true")
+        .trim()
+        != "held"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
 #[test]
 fn a_second_concurrent_apply_is_refused_by_the_lock() {
     let lab = TestLab::up("e2e-lock", 1);
@@ -273,25 +297,7 @@ fn a_second_concurrent_apply_is_refused_by_the_lock() {
         None,
         "  - { name: slow, run: 'sleep 6; touch /opt/demo/.slow', creates: /opt/demo/.slow }\n",
     );
-    let first = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
-        .args(["apply", "-i", inv.to_str().unwrap(), "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the first run holds the lock on the host.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while lab
-        .root(0, "test -e /var/lib/k8sup/run.lock && echo held || true")
-        .trim()
-        != "held"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first apply never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let first = apply_holding_the_lock(&lab, &inv);
     let (code, out, err) = run(&["apply", "-i", inv.to_str().unwrap(), "--yes"]);
     assert_ne!(code, 0, "{out}");
     let all = format!("{out}{err}");
@@ -318,24 +324,7 @@ fn ctrl_c_while_planning_releases_the_locks_taken_and_changes_nothing() {
         None,
         "  - { name: slowcheck, run: 'true', unless: 'sleep 4; false' }\n",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
-        .args(["apply", "-i", inv.to_str().unwrap(), "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while lab
-        .root(0, "test -e /var/lib/k8sup/run.lock && echo held || true")
-        .trim()
-        != "held"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the observation never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let child = apply_holding_the_lock(&lab, &inv);
     // Ctrl-C, as a terminal sends it.
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

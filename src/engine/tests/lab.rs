@@ -56,10 +56,8 @@ async fn fresh_apply_then_noop() {
     let Demo {
         lab,
         sessions,
-        hosts: _,
-        bin: _,
         desired,
-        dir: _dir,
+        ..
     } = Demo::up("eng-fresh", 3, 8, 1).await;
 
     let p = plan(&desired, &sessions, 10).await.unwrap();
@@ -237,10 +235,9 @@ async fn template_variable_change_updates_one_file_and_restarts_once() {
     let Demo {
         lab,
         sessions,
-        hosts: _,
         bin,
         desired: first,
-        dir: _dir,
+        ..
     } = Demo::up("eng-tmpl", 3, 4, 2).await;
     let p = plan(&first, &sessions, 10).await.unwrap();
     assert!(
@@ -395,10 +392,9 @@ async fn drifted_host_refuses_the_plan() {
     let Demo {
         lab,
         sessions,
-        hosts: _,
         bin,
         desired: first,
-        dir: _dir,
+        ..
     } = Demo::up("eng-drift", 2, 2, 3).await;
     let p = plan(&first, &sessions, 10).await.unwrap();
     assert!(
@@ -1185,9 +1181,8 @@ async fn the_first_stream_refuses_a_locked_or_drifted_host_before_any_change() {
         lab,
         sessions,
         hosts,
-        bin: _,
         desired,
-        dir: _dir,
+        ..
     } = Demo::up("eng-lead", 3, 8, 6).await;
     let p = plan(&desired, &sessions, 10).await.unwrap();
     // After the plan: another run locks host 0; host 1 changes.
@@ -1251,7 +1246,7 @@ async fn an_apply_that_does_not_ask_locks_hosts_certain_to_change_while_observin
         hosts,
         bin,
         desired,
-        dir: _dir,
+        ..
     } = Demo::up("eng-claim", 2, 4, 7).await;
     let lock_of = |h: &str| {
         lab.sh(

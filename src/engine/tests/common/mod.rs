@@ -250,22 +250,26 @@ pub fn service_started_at(lab: &TestLab, host: &str) -> String {
 }
 
 /// A lab with the demo workload resolved for it: where most end-to-end
-/// tests start. Bind `dir` when destructuring: the binary lives in it.
+/// tests start. The demo binary lives in the lab's directory, so it lasts
+/// as long as the lab.
 pub struct Demo {
     pub sessions: Sessions,
     pub desired: ResolvedRollout,
     pub hosts: Vec<String>,
     pub bin: PathBuf,
     pub lab: TestLab,
-    pub dir: tempfile::TempDir,
 }
 
 impl Demo {
     /// `nodes` machines for the lab `name`, and a `mb` MiB demo binary made from `seed`.
     pub async fn up(name: &str, nodes: usize, mb: usize, seed: u64) -> Demo {
         let lab = TestLab::up(name, nodes);
-        let dir = tempfile::tempdir().unwrap();
-        let bin = blob(dir.path(), "demo-bin", mb, seed);
+        let dir = lab
+            .info
+            .inventory
+            .parent()
+            .expect("the lab has a directory");
+        let bin = blob(dir, "demo-bin", mb, seed);
         let sessions = lab.sessions().await;
         let desired = workload(&lab, &bin, &BTreeMap::new())
             .resolve()
@@ -277,7 +281,6 @@ impl Demo {
             hosts: lab.hosts(),
             bin,
             lab,
-            dir,
         }
     }
 }
