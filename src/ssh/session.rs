@@ -287,16 +287,24 @@ impl Session {
     /// Run `cmd` as root: directly when logged in as root, else through sudo (see
     /// [`Sudo`]). A non-zero exit is returned in the [`Output`], not as an error.
     pub async fn exec(&self, cmd: &str) -> Result<Output, SshError> {
+        let (wrapped, password) = self.as_root(cmd).await?;
+        self.run(
+            &wrapped,
+            Stdin::<tokio::io::Empty>::Bytes(password.as_bytes()),
+        )
+        .await
+    }
+
+    /// `cmd` wrapped to run as root on this connection, and what its stdin
+    /// must start with: the sudo password line when sudo wants one (empty
+    /// otherwise). The password never reaches a command line.
+    async fn as_root(&self, cmd: &str) -> Result<(String, zeroize::Zeroizing<String>), SshError> {
         let mode = self.sudo_mode().await?;
-        let wrapped = sudo::wrap(mode, cmd);
-        match (mode, &self.inner.sudo) {
-            (SudoMode::Password, Sudo::Password(pw)) => {
-                let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
-                self.run(&wrapped, Stdin::<tokio::io::Empty>::Bytes(line.as_bytes()))
-                    .await
-            }
-            _ => self.run(&wrapped, Stdin::<tokio::io::Empty>::Empty).await,
-        }
+        let password = match (mode, &self.inner.sudo) {
+            (SudoMode::Password, Sudo::Password(pw)) => pw.stdin_line(),
+            _ => zeroize::Zeroizing::new(String::new()),
+        };
+        Ok((sudo::wrap(mode, cmd), password))
     }
 
     /// [`Session::exec`], with a non-zero exit turned into [`SshError::CommandFailed`]
@@ -322,19 +330,9 @@ impl Session {
         stdin: R,
         signal: Option<Signal<'_>>,
     ) -> Result<Output, SshError> {
-        let mode = self.sudo_mode().await?;
-        let wrapped = sudo::wrap(mode, cmd);
-        match (mode, &self.inner.sudo) {
-            (SudoMode::Password, Sudo::Password(pw)) => {
-                let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
-                self.run_signalling(&wrapped, Stdin::Stream(line.as_bytes(), stdin), signal)
-                    .await
-            }
-            _ => {
-                self.run_signalling(&wrapped, Stdin::Stream(&[], stdin), signal)
-                    .await
-            }
-        }
+        let (wrapped, password) = self.as_root(cmd).await?;
+        self.run_signalling(&wrapped, Stdin::Stream(password.as_bytes(), stdin), signal)
+            .await
     }
 
     /// [`Session::exec_with_stdin_signalling`] with stdin given as chunks of
@@ -347,22 +345,13 @@ impl Session {
         stdin: crate::exec::Chunks<'_>,
         signal: Option<Signal<'_>>,
     ) -> Result<Output, SshError> {
-        let mode = self.sudo_mode().await?;
-        let wrapped = sudo::wrap(mode, cmd);
-        let stdin = match (mode, &self.inner.sudo) {
-            (SudoMode::Password, Sudo::Password(pw)) => {
-                let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
-                return self
-                    .run_signalling(
-                        &wrapped,
-                        Stdin::<tokio::io::Empty>::Chunks(line.as_bytes(), stdin),
-                        signal,
-                    )
-                    .await;
-            }
-            _ => Stdin::<tokio::io::Empty>::Chunks(&[], stdin),
-        };
-        self.run_signalling(&wrapped, stdin, signal).await
+        let (wrapped, password) = self.as_root(cmd).await?;
+        self.run_signalling(
+            &wrapped,
+            Stdin::<tokio::io::Empty>::Chunks(password.as_bytes(), stdin),
+            signal,
+        )
+        .await
     }
 
     /// Copy a local file to `remote`, atomically, skipping it when the host already
@@ -453,7 +442,7 @@ impl Session {
                 self.inner.target.user
             )));
         };
-        let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
+        let line = pw.stdin_line();
         let check = self
             .run(
                 sudo::PROBE_PASSWORD,

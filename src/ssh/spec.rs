@@ -34,6 +34,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret as one line for a program's stdin (`sudo -S`), wiped
+    /// from memory when dropped.
+    pub(crate) fn stdin_line(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("{}\n", self.expose()))
+    }
 }
 
 impl fmt::Debug for Secret {

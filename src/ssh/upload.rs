@@ -327,7 +327,7 @@ async fn write_sftp(
             let pw = session
                 .sudo_password()
                 .ok_or_else(|| Failed("no sudo password".into()))?;
-            let line = zeroize::Zeroizing::new(format!("{}\n", pw.expose()));
+            let line = pw.stdin_line();
             channel
                 .data_bytes(bytes::Bytes::copy_from_slice(line.as_bytes()))
                 .await
