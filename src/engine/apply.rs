@@ -5,9 +5,10 @@
 //! next one). The first script that changes a host takes the run lock and
 //! re-runs the observation under it: if the host's fingerprint is not the
 //! plan's, nothing is changed. A host whose plan was observed under this
-//! run's lock (`ApplyOptions::claimed`) needs no such second look. A host stops at its first failing action; the
-//! other hosts of the step go on, unless `fail_fast`; no later step starts
-//! after a step with a failure. Locks are released at the end.
+//! run's lock (`ApplyOptions::claimed`) needs no such second look. A host
+//! stops at its first failing action; the other hosts of the step go on,
+//! unless `fail_fast`; no later step starts after a step with a failure.
+//! Locks are released at the end.
 //!
 //! Before anything, every host of a plan with changes is observed once more,
 //! so that a plan made earlier (`apply plan.json`) is refused as a whole when
@@ -167,7 +168,8 @@ pub async fn apply(
         ),
     };
 
-    // Locks taken by the plan's observation are kept fresh from now on.
+    // Locks taken by the plan's observation are this run's from now on:
+    // kept fresh, and released at the end like any other.
     for host in &opts.claimed {
         if let (Some(run), Ok(s)) = (runs.get(host), session(sessions, host)) {
             mark_locked(&cx, s, &mut *run.lock().await);
@@ -234,11 +236,8 @@ pub async fn apply(
             if let Some(t) = run.refresher.take() {
                 t.abort();
             }
-            if run.locked
-                && let Ok(s) = session(sessions, host)
-                && let Err(e) = s.exec(release).await
-            {
-                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+            if run.locked {
+                crate::engine::release_lock(sessions, host, release).await;
             }
             std::mem::take(&mut run.report)
         }
@@ -345,9 +344,6 @@ async fn preflight(
         }
     }
 
-    for host in &opts.claimed {
-        runs.entry(host.clone()).or_default().locked = true;
-    }
     Ok((fingerprints, runs))
 }
 
@@ -898,13 +894,12 @@ pub async fn plan_and_apply(
     opts: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<(Plan, ApplyReport), EngineError> {
-    if opts.verify_first {
+    let (plan, claimed) = if opts.verify_first {
         let plan = crate::engine::plan(desired, sessions, opts.concurrency).await?;
-        let report = apply(&plan, desired, sessions, opts, progress).await?;
-        return Ok((plan, report));
-    }
-    let (plan, claimed) =
-        crate::engine::plan_claiming(desired, sessions, opts.concurrency, &opts.identity).await?;
+        (plan, BTreeSet::new())
+    } else {
+        crate::engine::plan_claiming(desired, sessions, opts.concurrency, &opts.identity).await?
+    };
     let opts = ApplyOptions {
         claimed,
         ..opts.clone()

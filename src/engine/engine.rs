@@ -99,17 +99,22 @@ pub async fn plan_claiming(
 /// cannot be removed goes stale (its pid is gone) and is reported as such.
 pub async fn release_claims(sessions: &Sessions, claimed: &BTreeSet<String>, me: &RunIdentity) {
     let release = lock::release_sh(me);
-    let releases = claimed.iter().map(|host| {
-        let release = &release;
-        async move {
-            if let Ok(s) = session(sessions, host)
-                && let Err(e) = s.exec(release).await
-            {
-                tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
-            }
-        }
-    });
-    futures::future::join_all(releases).await;
+    futures::future::join_all(
+        claimed
+            .iter()
+            .map(|host| release_lock(sessions, host, &release)),
+    )
+    .await;
+}
+
+/// Runs `release` (a [`lock::release_sh`]) on `host`. Best effort: a lock
+/// left behind goes stale and is reported as such by the next run.
+pub(crate) async fn release_lock(sessions: &Sessions, host: &str, release: &str) {
+    if let Ok(s) = session(sessions, host)
+        && let Err(e) = s.exec(release).await
+    {
+        tracing::warn!(host = %host, error = %e, "could not release the run lock; it will go stale");
+    }
 }
 
 fn plan_from(

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -72,7 +72,6 @@ impl Payloads {
         Some(
             cell.get_or_init(|| {
                 let held = Arc::new(Held {
-                    chunks: RwLock::new(Vec::new()),
                     fill: watch::channel(Fill::default()).0,
                 });
                 let (h, path) = (held.clone(), path.to_path_buf());
@@ -89,14 +88,12 @@ impl Payloads {
 
 /// A held file: the chunks read so far, and the read's verdict once it ended.
 pub(crate) struct Held {
-    chunks: RwLock<Vec<Bytes>>,
     fill: watch::Sender<Fill>,
 }
 
 #[derive(Default)]
 struct Fill {
-    /// Chunks in `Held::chunks`.
-    ready: usize,
+    chunks: Vec<Bytes>,
     done: Option<Result<(), ReadError>>,
 }
 
@@ -116,9 +113,10 @@ impl Held {
             (self.clone(), rx, 0usize, 0u64),
             move |(held, mut rx, i, mut reported)| async move {
                 loop {
-                    let (ready, failed, finished) = {
+                    let (next, failed, finished) = {
                         let f = rx.borrow_and_update();
-                        (f.ready, matches!(f.done, Some(Err(_))), f.done.is_some())
+                        let failed = matches!(f.done, Some(Err(_)));
+                        (f.chunks.get(i).cloned(), failed, f.done.is_some())
                     };
                     if failed {
                         // One error ends the stream (`i` marks it given).
@@ -129,12 +127,10 @@ impl Held {
                             std::io::Error::other("the local file could not be read as planned");
                         return Some((Err(e), (held, rx, usize::MAX, reported)));
                     }
-                    if i < ready {
-                        let chunk =
-                            held.chunks.read().unwrap_or_else(|p| p.into_inner())[i].clone();
+                    if let Some(chunk) = next {
                         let total = sent.fetch_add(chunk.len() as u64, Ordering::Relaxed)
                             + chunk.len() as u64;
-                        if total - reported >= 4 << 20 {
+                        if total - reported >= crate::upload::PROGRESS_EVERY {
                             reported = total;
                             on_progress(total);
                         }
@@ -207,11 +203,7 @@ fn read_if_unchanged(path: &Path, stamp: FileStamp, held: &Held) -> Result<(), R
         if total > stamp.len {
             return Err(ReadError::Changed);
         }
-        held.chunks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Bytes::from(buf));
-        held.fill.send_modify(|f| f.ready += 1);
+        held.fill.send_modify(|f| f.chunks.push(Bytes::from(buf)));
     }
     let after = f.metadata().map_err(io)?;
     if FileStamp::of(&after) != stamp || total != stamp.len {
@@ -281,7 +273,7 @@ mod tests {
             "both hosts get every byte, in order"
         );
         assert_eq!(sent_a, data.len() as u64);
-        assert_eq!(a.chunks.read().unwrap().len(), 3, "1 MiB chunks");
+        assert_eq!(a.fill.borrow().chunks.len(), 3, "1 MiB chunks");
         a.verdict("h", &path).await.unwrap();
         // A file that is not held is left to the disk stream.
         assert!(p.get(Path::new("/elsewhere"), stamp).is_none());

@@ -9,10 +9,9 @@
 //! sent are the bytes hashed if the local file's stamp (inode, size, mtime,
 //! ctime) is unchanged after the stream, which costs a stat instead of hashing
 //! the file again per host; a file the apply holds in memory (see
-//! [`crate::payload`]) was checked the same way once, when it was read. SSH's
-//! MAC guards the transfer itself. Nothing ever
-//! renames a temp file whose stream did not complete, so an interrupted run
-//! leaves the old file.
+//! [`crate::payload`]) is checked the same way once, around its one read.
+//! SSH's MAC guards the transfer itself. Nothing ever renames a temp file
+//! whose stream did not complete, so an interrupted run leaves the old file.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -28,6 +27,9 @@ use crate::content::FileStamp;
 use crate::error::EngineError;
 use crate::ops::split;
 use crate::payload::Held;
+
+/// Bytes between two progress reports of one upload.
+pub(crate) const PROGRESS_EVERY: u64 = 4 << 20;
 
 /// Counts what passes through, and reports progress.
 struct Tee<'a, R> {
@@ -47,7 +49,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tee<'_, R> {
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &res {
             self.sent += (buf.filled().len() - before) as u64;
-            if self.sent - self.reported >= 4 << 20 {
+            if self.sent - self.reported >= PROGRESS_EVERY {
                 self.reported = self.sent;
                 (self.on_progress)(self.sent);
             }
@@ -74,9 +76,9 @@ pub(crate) struct Lead<'a> {
 /// were sent and the file still has the stamp it had when it was hashed.
 /// `held` is the file's content when the apply holds it in memory (see
 /// [`crate::payload`], whose verdict on the stamp is awaited before this
-/// returns); otherwise the file is read from disk. With a `lead`, its script runs first (stdin
-/// closed to it); a refusal is [`EngineError::Refused`], with `refusal`
-/// reading the command's stdout.
+/// returns); otherwise the file is read from disk. With a `lead`, its script
+/// runs first (stdin closed to it); a refusal is [`EngineError::Refused`],
+/// with `refusal` reading the command's stdout.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream(
     session: &Session,
