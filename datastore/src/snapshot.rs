@@ -291,6 +291,28 @@ pub fn load_from(mvcc: &Mvcc, r: impl Read, len: u64) -> Result<(), EtcdError> {
 }
 
 /// Checks the snapshot file at `path` whole, then loads it.
+/// Dumps the state machine as of `snap` into a scratch file in `dir`, for a
+/// reader that streams it away (`Maintenance/Snapshot`): unlinked as soon as
+/// it is created, so nothing is left behind even after a crash, and not
+/// fsynced, since nothing keeps it. Returns the file, rewound, and its size.
+pub fn dump_scratch(mvcc: &Mvcc, snap: &Snapshot<'_>, dir: &Path) -> Result<(File, u64), EtcdError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(format!("maintenance-{}.snap", rand::random::<u32>()));
+    let f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io(&format!("creating {}", path.display()), e))?;
+    let _ = std::fs::remove_file(&path);
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let len = dump_to(mvcc, snap, &mut w)?;
+    let mut f = w.into_inner().map_err(|e| io("writing the snapshot", e.into_error()))?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| io("rewinding the snapshot", e))?;
+    Ok((f, len))
+}
+
 pub fn load_file(mvcc: &Mvcc, path: &Path) -> Result<(), EtcdError> {
     let (f, len) = open_verified(path)?;
     load_from(mvcc, f, len)

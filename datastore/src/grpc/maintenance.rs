@@ -174,12 +174,7 @@ impl Maintenance for MaintenanceService {
         let mvcc = self.node.mvcc.clone();
         let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), EtcdError> {
             let kv_dir = mvcc.db().path().to_path_buf();
-            let path = kv_dir.parent().unwrap_or(&kv_dir).join(format!("maintenance-{}.snap", rand::random::<u32>()));
-            let snap = mvcc.snapshot();
-            let len = snapshot::dump_file(&mvcc, &snap, &path)?;
-            let file = std::fs::File::open(&path).map_err(|e| EtcdError::Internal(format!("{}: {e}", path.display())));
-            let _ = std::fs::remove_file(&path);
-            Ok((file?, len))
+            snapshot::dump_scratch(&mvcc, &mvcc.snapshot(), kv_dir.parent().unwrap_or(&kv_dir))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
