@@ -23,14 +23,20 @@ use std::time::{Duration, Instant};
 
 use k8sup_datastore::proto::kv_client::KvClient;
 use k8sup_datastore::proto::watch_client::WatchClient;
-use k8sup_datastore::proto::{DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request};
+use k8sup_datastore::proto::{
+    DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request,
+};
 use tonic::transport::Channel;
 
 const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Cluster {
@@ -50,7 +56,11 @@ impl Drop for Cluster {
 
 fn start(name: &'static str, bin: &str, dir: &Path, extra: &[&str]) -> Cluster {
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}")).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("n{i}=http://127.0.0.1:{p}"))
+        .collect();
     let initial = initial.join(",");
     let mut procs = Vec::new();
     let mut urls = Vec::new();
@@ -68,7 +78,10 @@ fn start(name: &'static str, bin: &str, dir: &Path, extra: &[&str]) -> Cluster {
             "--initial-cluster-state=new".into(),
         ]);
         cmd.args(extra).stdout(Stdio::null()).stderr(log);
-        procs.push(cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}")));
+        procs.push(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("starting {bin}: {e}")),
+        );
         urls.push(format!("http://127.0.0.1:{c}"));
     }
     let c = Cluster { name, procs, urls };
@@ -76,14 +89,21 @@ fn start(name: &'static str, bin: &str, dir: &Path, extra: &[&str]) -> Cluster {
     loop {
         let ok = Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
-            .args([&format!("--endpoints={}", c.urls.join(",")), "endpoint", "health"])
+            .args([
+                &format!("--endpoints={}", c.urls.join(",")),
+                "endpoint",
+                "health",
+            ])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
         if ok {
             return c;
         }
-        assert!(Instant::now() < deadline, "{name} cluster did not become healthy");
+        assert!(
+            Instant::now() < deadline,
+            "{name} cluster did not become healthy"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -92,7 +112,14 @@ async fn channels(urls: &[String], per_endpoint: usize) -> Vec<Channel> {
     let mut out = Vec::new();
     for _ in 0..per_endpoint {
         for u in urls {
-            out.push(tonic::transport::Endpoint::from_shared(u.clone()).unwrap().tcp_nodelay(true).connect().await.unwrap());
+            out.push(
+                tonic::transport::Endpoint::from_shared(u.clone())
+                    .unwrap()
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .unwrap(),
+            );
         }
     }
     out
@@ -123,7 +150,8 @@ fn cpu_secs(c: &Cluster) -> f64 {
     c.procs
         .iter()
         .map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.id())).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", p.id())).unwrap_or_default();
             // Fields after the command name (which may contain spaces).
             let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
             let f: Vec<&str> = rest.split_whitespace().collect();
@@ -167,11 +195,19 @@ where
     }
     let el = t0.elapsed().as_secs_f64();
     let ops = all.len() as f64 / el;
-    Point { ops, p50: pct(&mut all, 0.5), p99: pct(&mut all, 0.99), cpu_us: 0.0 }
+    Point {
+        ops,
+        p50: pct(&mut all, 0.5),
+        p99: pct(&mut all, 0.99),
+        cpu_us: 0.0,
+    }
 }
 
 async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
-    let size = std::env::var("BENCH_VALUE_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let size = std::env::var("BENCH_VALUE_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
     let value = Arc::new(vec![b'x'; size]);
     // `check-perf` keys: every write a new 256-byte key, zero-padded, as
     // `etcdctl check perf` writes them; otherwise 100k keys rewritten.
@@ -186,7 +222,13 @@ async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
             } else {
                 format!("/bench/put/{:08}", n % 100_000).into_bytes()
             };
-            kv.put(PutRequest { key, value: value.to_vec(), ..Default::default() }).await.is_ok()
+            kv.put(PutRequest {
+                key,
+                value: value.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .is_ok()
         }
     })
     .await
@@ -195,7 +237,12 @@ async fn put_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
 async fn range_point(chans: &[Channel], clients: usize, secs: f64) -> Point {
     drive(chans, clients, secs, |mut kv, n| async move {
         let key = format!("/bench/put/{:08}", n % 1000).into_bytes();
-        kv.range(RangeRequest { key, ..Default::default() }).await.is_ok()
+        kv.range(RangeRequest {
+            key,
+            ..Default::default()
+        })
+        .await
+        .is_ok()
     })
     .await
 }
@@ -207,15 +254,21 @@ async fn watch_fanout(chans: &[Channel], watchers: usize, secs: f64) -> f64 {
         let mut client = WatchClient::new(chans[w % chans.len()].clone());
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tx.send(WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-                key: b"/bench/fan/".to_vec(),
-                range_end: b"/bench/fan0".to_vec(),
-                ..Default::default()
-            })),
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"/bench/fan/".to_vec(),
+                    range_end: b"/bench/fan0".to_vec(),
+                    ..Default::default()
+                },
+            )),
         })
         .await
         .unwrap();
-        let mut stream = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut stream = client
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         let received = received.clone();
         keep.push(tx);
         tokio::spawn(async move {
@@ -231,7 +284,13 @@ async fn watch_fanout(chans: &[Channel], watchers: usize, secs: f64) -> f64 {
     let mut n = 0u64;
     while t0.elapsed().as_secs_f64() < secs {
         let key = format!("/bench/fan/{}", n % 100).into_bytes();
-        let _ = kv.put(PutRequest { key, value: vec![b'y'; 256], ..Default::default() }).await;
+        let _ = kv
+            .put(PutRequest {
+                key,
+                value: vec![b'y'; 256],
+                ..Default::default()
+            })
+            .await;
         n += 1;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -260,7 +319,13 @@ async fn memory_after(chans: &[Channel], c: &Cluster, keys: usize) -> Vec<f64> {
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 let key = format!("/bench/mem/{t:03}/{i:06}").into_bytes();
-                let _ = kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await;
+                let _ = kv
+                    .put(PutRequest {
+                        key,
+                        value: value.clone(),
+                        ..Default::default()
+                    })
+                    .await;
             }
         }));
     }
@@ -276,14 +341,21 @@ async fn memory_after(chans: &[Channel], c: &Cluster, keys: usize) -> Vec<f64> {
 async fn delete_all(chans: &[Channel]) -> f64 {
     let mut kv = KvClient::new(chans[0].clone());
     let t0 = Instant::now();
-    let req = DeleteRangeRequest { key: b"/bench/mem/".to_vec(), range_end: b"/bench/mem0".to_vec(), ..Default::default() };
+    let req = DeleteRangeRequest {
+        key: b"/bench/mem/".to_vec(),
+        range_end: b"/bench/mem0".to_vec(),
+        ..Default::default()
+    };
     match kv.delete_range(req).await {
         Ok(r) => {
             eprintln!("deleted {} keys", r.into_inner().deleted);
             t0.elapsed().as_secs_f64()
         }
         Err(e) => {
-            eprintln!("delete failed after {:.1} s: {e}", t0.elapsed().as_secs_f64());
+            eprintln!(
+                "delete failed after {:.1} s: {e}",
+                t0.elapsed().as_secs_f64()
+            );
             f64::NAN
         }
     }
@@ -292,14 +364,30 @@ async fn delete_all(chans: &[Channel]) -> f64 {
 fn check_perf(c: &Cluster) -> String {
     let out = Command::new(ETCDCTL)
         .env("ETCDCTL_API", "3")
-        .args([&format!("--endpoints={}", c.urls.join(",")), "check", "perf", "--load=l"])
+        .args([
+            &format!("--endpoints={}", c.urls.join(",")),
+            "check",
+            "perf",
+            "--load=l",
+        ])
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let verdict: Vec<&str> = text.lines().filter(|l| l.contains("PASS") || l.contains("FAIL") || l.contains("Slowest")).collect();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("PASS") || l.contains("FAIL") || l.contains("Slowest"))
+        .collect();
     if verdict.is_empty() {
         // etcdctl failed before judging: show why instead of an empty verdict.
-        return format!("no verdict (etcdctl exit {}): {}", out.status, text.lines().rev().take(3).collect::<Vec<_>>().join(" | "));
+        return format!(
+            "no verdict (etcdctl exit {}): {}",
+            out.status,
+            text.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+        );
     }
     verdict.join(" | ")
 }
@@ -318,7 +406,12 @@ struct Results {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn wants(workload: &str) -> bool {
@@ -329,9 +422,15 @@ fn wants(workload: &str) -> bool {
 }
 
 async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
-    let per_member = std::env::var("BENCH_CONNS_PER_MEMBER").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let per_member = std::env::var("BENCH_CONNS_PER_MEMBER")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
     let chans = channels(&c.urls, per_member).await;
-    let mut r = Results { load_before: loadavg(), ..Default::default() };
+    let mut r = Results {
+        load_before: loadavg(),
+        ..Default::default()
+    };
     eprintln!("{}: load average {}", c.name, r.load_before);
     for clients in [1usize, 16, 128, 512] {
         if !wants("put") {
@@ -341,7 +440,10 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
         let t0 = Instant::now();
         let mut p = put_point(&chans, clients, secs).await;
         p.cpu_us = (cpu_secs(c) - cpu0) * 1e6 / (p.ops * t0.elapsed().as_secs_f64()).max(1.0);
-        eprintln!("{}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms, {:.0} us CPU/op", c.name, p.ops, p.p50, p.p99, p.cpu_us);
+        eprintln!(
+            "{}: put x{clients}: {:.0}/s p50 {:.2} ms p99 {:.2} ms, {:.0} us CPU/op",
+            c.name, p.ops, p.p50, p.p99, p.cpu_us
+        );
         r.puts.push((clients, p));
     }
     if wants("range") {
@@ -349,7 +451,8 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
         let cpu0 = cpu_secs(c);
         let t0 = Instant::now();
         r.range128 = range_point(&chans, 128, secs).await;
-        r.range128.cpu_us = (cpu_secs(c) - cpu0) * 1e6 / (r.range128.ops * t0.elapsed().as_secs_f64()).max(1.0);
+        r.range128.cpu_us =
+            (cpu_secs(c) - cpu0) * 1e6 / (r.range128.ops * t0.elapsed().as_secs_f64()).max(1.0);
         eprintln!(
             "{}: range x1 {:.0}/s p99 {:.2} ms, x128 {:.0}/s p99 {:.2} ms, {:.0} us CPU/op",
             c.name, r.range1.ops, r.range1.p99, r.range128.ops, r.range128.p99, r.range128.cpu_us
@@ -363,7 +466,10 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
         r.rss = memory_after(&chans, c, keys).await;
         eprintln!("{}: RSS after {keys} keys: {:?} MiB", c.name, r.rss);
         r.del_secs = delete_all(&chans).await;
-        eprintln!("{}: one DeleteRange of the {keys} keys: {:.2} s", c.name, r.del_secs);
+        eprintln!(
+            "{}: one DeleteRange of the {keys} keys: {:.2} s",
+            c.name, r.del_secs
+        );
     }
     if std::env::var("BENCH_CHECK_PERF").as_deref() == Ok("1") {
         r.perf = check_perf(c);
@@ -375,19 +481,32 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b == 0.0 { "-".into() } else { format!("{:.2}x", a / b) }
+    if b == 0.0 {
+        "-".into()
+    } else {
+        format!("{:.2}x", a / b)
+    }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    let keys: usize = std::env::var("BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let secs: f64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
+    let keys: usize = std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let ours_bin: PathBuf = std::env::var_os("BENCH_K8SUP_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_k8sup-datastore")));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut etcd_r = None;
     let mut ours_r = None;
     if only != "k8sup" {
@@ -395,29 +514,102 @@ fn main() {
         etcd_r = Some(rt.block_on(bench(&c, secs, keys)));
     }
     if only != "etcd" {
-        let c = start("k8sup", ours_bin.to_str().unwrap(), dir.path(), &["--insecure", "--log-level=warn"]);
+        let c = start(
+            "k8sup",
+            ours_bin.to_str().unwrap(),
+            dir.path(),
+            &["--insecure", "--log-level=warn"],
+        );
         ours_r = Some(rt.block_on(bench(&c, secs, keys)));
     }
-    let (Some(e), Some(o)) = (etcd_r, ours_r) else { return };
-    println!("\nload average (1/5/15 min) before/after: etcd {} / {}, k8sup {} / {}", e.load_before, e.load_after, o.load_before, o.load_after);
+    let (Some(e), Some(o)) = (etcd_r, ours_r) else {
+        return;
+    };
+    println!(
+        "\nload average (1/5/15 min) before/after: etcd {} / {}, k8sup {} / {}",
+        e.load_before, e.load_after, o.load_before, o.load_after
+    );
     println!("\n| workload | etcd 3.4 | k8sup-datastore | k8sup/etcd |");
     println!("|---|---:|---:|---:|");
     for ((c, pe), (_, po)) in e.puts.iter().zip(o.puts.iter()) {
-        println!("| put x{c} throughput | {:.0}/s | {:.0}/s | {} |", pe.ops, po.ops, ratio(po.ops, pe.ops));
-        println!("| put x{c} p50 | {:.2} ms | {:.2} ms | {} |", pe.p50, po.p50, ratio(po.p50, pe.p50));
-        println!("| put x{c} p99 | {:.2} ms | {:.2} ms | {} |", pe.p99, po.p99, ratio(po.p99, pe.p99));
-        println!("| put x{c} CPU per op (all members) | {:.0} us | {:.0} us | {} |", pe.cpu_us, po.cpu_us, ratio(po.cpu_us, pe.cpu_us));
+        println!(
+            "| put x{c} throughput | {:.0}/s | {:.0}/s | {} |",
+            pe.ops,
+            po.ops,
+            ratio(po.ops, pe.ops)
+        );
+        println!(
+            "| put x{c} p50 | {:.2} ms | {:.2} ms | {} |",
+            pe.p50,
+            po.p50,
+            ratio(po.p50, pe.p50)
+        );
+        println!(
+            "| put x{c} p99 | {:.2} ms | {:.2} ms | {} |",
+            pe.p99,
+            po.p99,
+            ratio(po.p99, pe.p99)
+        );
+        println!(
+            "| put x{c} CPU per op (all members) | {:.0} us | {:.0} us | {} |",
+            pe.cpu_us,
+            po.cpu_us,
+            ratio(po.cpu_us, pe.cpu_us)
+        );
     }
-    println!("| linearizable range x1 | {:.0}/s | {:.0}/s | {} |", e.range1.ops, o.range1.ops, ratio(o.range1.ops, e.range1.ops));
-    println!("| linearizable range x1 p99 | {:.2} ms | {:.2} ms | {} |", e.range1.p99, o.range1.p99, ratio(o.range1.p99, e.range1.p99));
-    println!("| linearizable range x128 | {:.0}/s | {:.0}/s | {} |", e.range128.ops, o.range128.ops, ratio(o.range128.ops, e.range128.ops));
-    println!("| linearizable range x128 p99 | {:.2} ms | {:.2} ms | {} |", e.range128.p99, o.range128.p99, ratio(o.range128.p99, e.range128.p99));
-    println!("| linearizable range x128 CPU per op | {:.0} us | {:.0} us | {} |", e.range128.cpu_us, o.range128.cpu_us, ratio(o.range128.cpu_us, e.range128.cpu_us));
-    println!("| watch fan-out (1 writer, 100 watchers) | {:.0} ev/s | {:.0} ev/s | {} |", e.fanout, o.fanout, ratio(o.fanout, e.fanout));
+    println!(
+        "| linearizable range x1 | {:.0}/s | {:.0}/s | {} |",
+        e.range1.ops,
+        o.range1.ops,
+        ratio(o.range1.ops, e.range1.ops)
+    );
+    println!(
+        "| linearizable range x1 p99 | {:.2} ms | {:.2} ms | {} |",
+        e.range1.p99,
+        o.range1.p99,
+        ratio(o.range1.p99, e.range1.p99)
+    );
+    println!(
+        "| linearizable range x128 | {:.0}/s | {:.0}/s | {} |",
+        e.range128.ops,
+        o.range128.ops,
+        ratio(o.range128.ops, e.range128.ops)
+    );
+    println!(
+        "| linearizable range x128 p99 | {:.2} ms | {:.2} ms | {} |",
+        e.range128.p99,
+        o.range128.p99,
+        ratio(o.range128.p99, e.range128.p99)
+    );
+    println!(
+        "| linearizable range x128 CPU per op | {:.0} us | {:.0} us | {} |",
+        e.range128.cpu_us,
+        o.range128.cpu_us,
+        ratio(o.range128.cpu_us, e.range128.cpu_us)
+    );
+    println!(
+        "| watch fan-out (1 writer, 100 watchers) | {:.0} ev/s | {:.0} ev/s | {} |",
+        e.fanout,
+        o.fanout,
+        ratio(o.fanout, e.fanout)
+    );
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    println!("| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |", avg(&e.rss), avg(&o.rss), ratio(avg(&o.rss), avg(&e.rss)));
-    println!("| one DeleteRange of those keys | {:.2} s | {:.2} s | {} |", e.del_secs, o.del_secs, ratio(o.del_secs, e.del_secs));
+    println!(
+        "| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |",
+        avg(&e.rss),
+        avg(&o.rss),
+        ratio(avg(&o.rss), avg(&e.rss))
+    );
+    println!(
+        "| one DeleteRange of those keys | {:.2} s | {:.2} s | {} |",
+        e.del_secs,
+        o.del_secs,
+        ratio(o.del_secs, e.del_secs)
+    );
     if !e.perf.is_empty() {
-        println!("\ncheck perf --load=l\n- etcd: {}\n- k8sup: {}", e.perf, o.perf);
+        println!(
+            "\ncheck perf --load=l\n- etcd: {}\n- k8sup: {}",
+            e.perf, o.perf
+        );
     }
 }

@@ -14,7 +14,9 @@ use prost::Message;
 use crate::errors::EtcdError;
 use crate::mvcc::{CF_META, Mvcc, WriteTxn};
 use crate::proto::alarm_request::AlarmAction;
-use crate::proto::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType, ResponseHeader, TxnRequest, request_op};
+use crate::proto::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, ResponseHeader, TxnRequest, request_op,
+};
 
 const PREFIX: &[u8] = b"alarm/";
 
@@ -36,9 +38,20 @@ pub fn list(mvcc: &Mvcc) -> Result<Vec<AlarmMember>, EtcdError> {
         }
         let rest = &k[PREFIX.len()..];
         let (member, alarm) = rest.split_at(8);
-        let member = u64::from_be_bytes(member.try_into().map_err(|_| EtcdError::internal("corrupt alarm key"))?);
-        let alarm = i32::from_be_bytes(alarm.try_into().map_err(|_| EtcdError::internal("corrupt alarm key"))?);
-        out.push(AlarmMember { member_id: member, alarm });
+        let member = u64::from_be_bytes(
+            member
+                .try_into()
+                .map_err(|_| EtcdError::internal("corrupt alarm key"))?,
+        );
+        let alarm = i32::from_be_bytes(
+            alarm
+                .try_into()
+                .map_err(|_| EtcdError::internal("corrupt alarm key"))?,
+        );
+        out.push(AlarmMember {
+            member_id: member,
+            alarm,
+        });
         it.next();
     }
     it.status()?;
@@ -47,7 +60,9 @@ pub fn list(mvcc: &Mvcc) -> Result<Vec<AlarmMember>, EtcdError> {
 
 /// True while any member's NOSPACE alarm is active.
 pub fn no_space(mvcc: &Mvcc) -> Result<bool, EtcdError> {
-    Ok(list(mvcc)?.iter().any(|a| a.alarm == AlarmType::Nospace as i32))
+    Ok(list(mvcc)?
+        .iter()
+        .any(|a| a.alarm == AlarmType::Nospace as i32))
 }
 
 /// Applies an ACTIVATE or DEACTIVATE (Raft state machine). As in etcd the
@@ -56,7 +71,10 @@ pub fn apply(t: &mut WriteTxn<'_>, req: &AlarmRequest) -> Result<AlarmResponse, 
     let cf = t.mvcc().cf(CF_META);
     let k = key(req.member_id, req.alarm);
     let exists = t.mvcc().db().get_cf(cf, &k)?.is_some();
-    let changed = AlarmMember { member_id: req.member_id, alarm: req.alarm };
+    let changed = AlarmMember {
+        member_id: req.member_id,
+        alarm: req.alarm,
+    };
     let alarms = match AlarmAction::try_from(req.action) {
         Ok(AlarmAction::Activate) if req.alarm != AlarmType::None as i32 => {
             t.batch.put_cf(cf, &k, b"");
@@ -68,17 +86,26 @@ pub fn apply(t: &mut WriteTxn<'_>, req: &AlarmRequest) -> Result<AlarmResponse, 
         }
         _ => Vec::new(),
     };
-    Ok(AlarmResponse { header: Some(ResponseHeader { revision: t.rev(), ..Default::default() }), alarms })
+    Ok(AlarmResponse {
+        header: Some(ResponseHeader {
+            revision: t.rev(),
+            ..Default::default()
+        }),
+        alarms,
+    })
 }
 
 /// Does this request add data, so that NOSPACE refuses it? (etcd's
 /// `applierV3Capped`: Put, and Txn containing a Put at any depth.)
 pub fn txn_writes_data(t: &TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
-        Some(request_op::Request::RequestPut(_)) => true,
-        Some(request_op::Request::RequestTxn(t)) => txn_writes_data(t),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => txn_writes_data(t),
+            _ => false,
+        })
 }
 
 /// The size a request adds to the Raft log and store, as etcd's quota counts it.

@@ -26,7 +26,11 @@ fn history(m: &Mvcc, from: i64) -> Vec<(i64, EventType, String)> {
     let mut out = Vec::new();
     m.history(&snap, from, m.current_rev(), |main, _, ev| {
         let kv = ev.kv.unwrap();
-        out.push((main, EventType::try_from(ev.r#type).unwrap(), String::from_utf8(kv.key).unwrap()));
+        out.push((
+            main,
+            EventType::try_from(ev.r#type).unwrap(),
+            String::from_utf8(kv.key).unwrap(),
+        ));
         Ok(true)
     })
     .unwrap();
@@ -59,7 +63,12 @@ fn a_tombstone_at_the_compaction_revision_is_kept_for_watches_from_it() {
         t.put(b"p/4", b"b".to_vec(), 0).unwrap();
     });
     let del = commit(&m, |t| {
-        assert_eq!(t.delete_range(b"k6", &RangeEnd::Unbounded, false).unwrap().len(), 2);
+        assert_eq!(
+            t.delete_range(b"k6", &RangeEnd::Unbounded, false)
+                .unwrap()
+                .len(),
+            2
+        );
     });
     commit(&m, |t| {
         t.put(b"other", b"x".to_vec(), 0).unwrap();
@@ -89,13 +98,21 @@ fn tombstones_kept_at_one_compaction_go_at_the_next() {
         t.delete_range(b"a", &RangeEnd::Single, false).unwrap();
     });
     compact(&m, del);
-    assert_eq!(index_entries(&m), 1, "only the tombstone at the compaction revision stays");
+    assert_eq!(
+        index_entries(&m),
+        1,
+        "only the tombstone at the compaction revision stays"
+    );
     let later = commit(&m, |t| {
         t.put(b"b", b"1".to_vec(), 0).unwrap();
     });
     compact(&m, later);
     assert_eq!(history(&m, 1), vec![(later, EventType::Put, "b".into())]);
-    assert_eq!(index_entries(&m), 1, "the old tombstone is gone, only b's version remains");
+    assert_eq!(
+        index_entries(&m),
+        1,
+        "the old tombstone is gone, only b's version remains"
+    );
 }
 
 /// Puts at R and older tombstones behave as before: the newest version at or
@@ -149,5 +166,8 @@ fn hash_kv_is_the_same_before_and_after_physical_compaction() {
     let rev = m.current_rev();
     let logical_only = crate::grpc::maintenance::hash_kv(&m, rev).unwrap();
     m.physical_compact(at).unwrap();
-    assert_eq!(crate::grpc::maintenance::hash_kv(&m, rev).unwrap(), logical_only);
+    assert_eq!(
+        crate::grpc::maintenance::hash_kv(&m, rev).unwrap(),
+        logical_only
+    );
 }

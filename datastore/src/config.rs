@@ -174,7 +174,9 @@ pub struct ServerArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 10m"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 10m"))?;
     Ok(match unit {
         "ms" => std::time::Duration::from_millis(n),
         "s" | "" => std::time::Duration::from_secs(n),
@@ -185,24 +187,37 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn split_urls(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// A listen URL resolved to a socket address and whether it is TLS.
 pub fn listen_addr(url: &str, flag: &str) -> anyhow::Result<(SocketAddr, bool)> {
-    let u = url::Url::parse(url).map_err(|e| anyhow::anyhow!("--{flag}: `{url}` is not a URL: {e}"))?;
+    let u =
+        url::Url::parse(url).map_err(|e| anyhow::anyhow!("--{flag}: `{url}` is not a URL: {e}"))?;
     let tls = match u.scheme() {
         "https" => true,
         "http" => false,
-        other => anyhow::bail!("--{flag}: `{url}` has scheme `{other}`; use https (or http with --insecure)"),
+        other => anyhow::bail!(
+            "--{flag}: `{url}` has scheme `{other}`; use https (or http with --insecure)"
+        ),
     };
-    let host = u.host_str().ok_or_else(|| anyhow::anyhow!("--{flag}: `{url}` has no host"))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("--{flag}: `{url}` has no host"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = u.port().ok_or_else(|| anyhow::anyhow!("--{flag}: `{url}` has no port"))?;
+    let port = u
+        .port()
+        .ok_or_else(|| anyhow::anyhow!("--{flag}: `{url}` has no port"))?;
     let ip: std::net::IpAddr = if host == "localhost" {
         std::net::Ipv4Addr::LOCALHOST.into()
     } else {
-        host.parse().map_err(|_| anyhow::anyhow!("--{flag}: `{url}`: listen on an IP address, not a host name"))?
+        host.parse().map_err(|_| {
+            anyhow::anyhow!("--{flag}: `{url}`: listen on an IP address, not a host name")
+        })?
     };
     Ok((SocketAddr::new(ip, port), tls))
 }

@@ -30,7 +30,11 @@ impl AtomicFile {
             .write(true)
             .mode(0o600)
             .open(&part)?;
-        Ok(AtomicFile { file, part, path: path.to_path_buf() })
+        Ok(AtomicFile {
+            file,
+            part,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Where the bytes go until the commit.
@@ -89,7 +93,10 @@ mod tests {
         let path = dir.path().join("current.meta");
         write_file(&path, b"one").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         // Refused by the check: the old content stays, no .part is left.
         let mut f = AtomicFile::create(&path).unwrap();

@@ -58,7 +58,9 @@ pub enum EtcdError {
     #[error("etcdserver: not leader")]
     NotLeader,
     /// openraft refused a membership change (typically: another is in flight).
-    #[error("etcdserver: membership change refused: {0} (only one voter change at a time; retry when the current one has finished)")]
+    #[error(
+        "etcdserver: membership change refused: {0} (only one voter change at a time; retry when the current one has finished)"
+    )]
     MembershipChange(String),
     /// Anything else: an internal failure, reported with its cause.
     #[error("{0}")]
@@ -71,11 +73,14 @@ impl EtcdError {
         use EtcdError::*;
         match self {
             Compacted | FutureRev => Code::OutOfRange,
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge => Code::InvalidArgument,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | RequestTooLarge => Code::InvalidArgument,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists | LearnerNotReady | MemberNotLearner => Code::FailedPrecondition,
             LeaseTtlTooLarge => Code::OutOfRange,
-            NoLeader | LeaderChanged | NotLeaderRetry | Timeout | UnhealthyCluster => Code::Unavailable,
+            NoLeader | LeaderChanged | NotLeaderRetry | Timeout | UnhealthyCluster => {
+                Code::Unavailable
+            }
             PeerUrlExists | MembershipChange(_) | NotLeader => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             BadLeaderTransferee => Code::FailedPrecondition,

@@ -56,7 +56,15 @@ pub struct AuthorityFix<S> {
 
 impl<S> AuthorityFix<S> {
     pub fn new(inner: S) -> Self {
-        AuthorityFix { inner, phase: Phase::Preface, input: Vec::new(), output: Vec::new(), out_pos: 0, pending: None, eof: false }
+        AuthorityFix {
+            inner,
+            phase: Phase::Preface,
+            input: Vec::new(),
+            output: Vec::new(),
+            out_pos: 0,
+            pending: None,
+            eof: false,
+        }
     }
 
     fn process(&mut self) {
@@ -82,7 +90,9 @@ impl<S> AuthorityFix<S> {
                     if self.input.len() < 9 {
                         return;
                     }
-                    let len = (self.input[0] as usize) << 16 | (self.input[1] as usize) << 8 | self.input[2] as usize;
+                    let len = (self.input[0] as usize) << 16
+                        | (self.input[1] as usize) << 8
+                        | self.input[2] as usize;
                     if self.input.len() < 9 + len {
                         return;
                     }
@@ -102,7 +112,9 @@ impl<S> AuthorityFix<S> {
                 let mut p = payload;
                 let mut pad = 0usize;
                 if flags & FLAG_PADDED != 0 {
-                    let Some((&n, rest)) = p.split_first() else { return self.output.extend(frame) };
+                    let Some((&n, rest)) = p.split_first() else {
+                        return self.output.extend(frame);
+                    };
                     pad = n as usize;
                     p = rest;
                 }
@@ -118,7 +130,12 @@ impl<S> AuthorityFix<S> {
                     return self.output.extend(frame);
                 }
                 let block = p[..p.len() - pad].to_vec();
-                self.pending = Some(Pending { stream, flags, priority, block });
+                self.pending = Some(Pending {
+                    stream,
+                    flags,
+                    priority,
+                    block,
+                });
                 if flags & FLAG_END_HEADERS != 0 {
                     self.flush_headers();
                 }
@@ -159,7 +176,8 @@ impl<S> AuthorityFix<S> {
 
     fn emit(&mut self, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
         let len = payload.len();
-        self.output.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
+        self.output
+            .extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags]);
         self.output.extend_from_slice(&stream.to_be_bytes());
         self.output.extend_from_slice(payload);
     }
@@ -195,7 +213,9 @@ fn string(b: &[u8]) -> Option<(bool, &[u8], usize)> {
 }
 
 fn valid_authority(v: &[u8]) -> bool {
-    !v.is_empty() && v.iter().all(|c| c.is_ascii_alphanumeric() || b".-_:[]%".contains(c))
+    !v.is_empty()
+        && v.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b".-_:[]%".contains(c))
 }
 
 /// Rewrites bad `:authority` values in a header block; None if the block
@@ -245,7 +265,11 @@ fn rewrite_block(block: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.out_pos < this.output.len() {
@@ -284,7 +308,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -293,7 +321,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {

@@ -22,7 +22,11 @@ pub fn serve(node: Arc<Node>) -> HealthServer<impl Health> {
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let status = if has_leader(&node) { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if has_leader(&node) {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             if last != Some(status) {
                 reporter.set_service_status("", status).await;
                 last = Some(status);

@@ -19,22 +19,42 @@ fn lookups_and_scans_see_keys_in_every_file() {
     for f in 0..10u8 {
         commit(&m, |t| {
             for k in 0..20u8 {
-                t.put(format!("registry/pods/ns/{f:02}/{k:02}").as_bytes(), vec![f, k], 0).unwrap();
+                t.put(
+                    format!("registry/pods/ns/{f:02}/{k:02}").as_bytes(),
+                    vec![f, k],
+                    0,
+                )
+                .unwrap();
             }
             t.put(b"shared", vec![f], 0).unwrap();
         });
         flush(&m);
     }
     commit(&m, |t| {
-        t.put(b"registry/pods/ns/05/07", b"newest".to_vec(), 0).unwrap();
+        t.put(b"registry/pods/ns/05/07", b"newest".to_vec(), 0)
+            .unwrap();
     });
     let snap = m.snapshot();
     let rev = m.current_rev();
     // Every key of every file, in order, from one scan.
     // (The start is long enough to look like an index key to the filter.)
-    let all = m.range(&snap, b"registry/pods/", &RangeEnd::Until(b"registry/pods0".to_vec()), rev, 0, false, false).unwrap();
+    let all = m
+        .range(
+            &snap,
+            b"registry/pods/",
+            &RangeEnd::Until(b"registry/pods0".to_vec()),
+            rev,
+            0,
+            false,
+            false,
+        )
+        .unwrap();
     assert_eq!(all.count, 200);
-    let keys: Vec<String> = all.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect();
+    let keys: Vec<String> = all
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
@@ -42,10 +62,16 @@ fn lookups_and_scans_see_keys_in_every_file() {
     // key rewritten in every file (newest and an older revision), a
     // missing key.
     let get = |key: &[u8], rev: i64| m.get_meta(&snap, key, rev).unwrap();
-    assert_eq!(get(b"registry/pods/ns/00/00", rev).unwrap().entry.version, 1);
+    assert_eq!(
+        get(b"registry/pods/ns/00/00", rev).unwrap().entry.version,
+        1
+    );
     let newest = get(b"registry/pods/ns/05/07", rev).unwrap();
     assert_eq!((newest.main, newest.entry.version), (rev, 2));
-    assert_eq!(m.materialize(&snap, vec![newest], false).unwrap()[0].value, b"newest");
+    assert_eq!(
+        m.materialize(&snap, vec![newest], false).unwrap()[0].value,
+        b"newest"
+    );
     assert_eq!(get(b"shared", rev).unwrap().entry.version, 10);
     let first = get(b"shared", 2).unwrap();
     assert_eq!((first.main, first.entry.version), (2, 1));
@@ -56,6 +82,16 @@ fn lookups_and_scans_see_keys_in_every_file() {
         t.put(b"registry/pods/", b"p".to_vec(), 0).unwrap();
     });
     let snap = m.snapshot();
-    assert_eq!(m.get_meta(&snap, b"registry/pods/", m.current_rev()).unwrap().unwrap().key, b"registry/pods/");
-    assert!(m.get_meta(&snap, b"registry/pods", m.current_rev()).unwrap().is_none());
+    assert_eq!(
+        m.get_meta(&snap, b"registry/pods/", m.current_rev())
+            .unwrap()
+            .unwrap()
+            .key,
+        b"registry/pods/"
+    );
+    assert!(
+        m.get_meta(&snap, b"registry/pods", m.current_rev())
+            .unwrap()
+            .is_none()
+    );
 }

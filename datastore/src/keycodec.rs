@@ -107,12 +107,14 @@ mod tests {
 
     #[test]
     fn index_keys_sort_by_user_key_then_newest_first() {
-        let mut keys = [index_key(b"a", 5, 0),
+        let mut keys = [
+            index_key(b"a", 5, 0),
             index_key(b"a\0", 1, 0),
             index_key(b"a", 7, 0),
             index_key(b"", 3, 0),
             index_key(b"b", 2, 0),
-            index_key(b"a\x01", 2, 0)];
+            index_key(b"a\x01", 2, 0),
+        ];
         keys.sort();
         let decoded: Vec<_> = keys.iter().map(|k| decode_index_key(k).unwrap()).collect();
         assert_eq!(
@@ -132,9 +134,21 @@ mod tests {
     fn keys_with_zero_bytes_anywhere_round_trip_and_malformed_ones_are_refused() {
         let mut padded = b"/etcdctl-check-perf/\x05".to_vec();
         padded.resize(276, 0);
-        for key in [&b""[..], b"\0", b"\0\0\0", b"\0a", b"a\0", b"a\0\0b\0", &padded] {
+        for key in [
+            &b""[..],
+            b"\0",
+            b"\0\0\0",
+            b"\0a",
+            b"a\0",
+            b"a\0\0b\0",
+            &padded,
+        ] {
             let raw = index_key(key, 42, 7);
-            assert_eq!(decode_index_key(&raw), Some((key.to_vec(), 42, 7)), "{key:?}");
+            assert_eq!(
+                decode_index_key(&raw),
+                Some((key.to_vec(), 42, 7)),
+                "{key:?}"
+            );
             assert_eq!(index_prefix(&raw), escape(key).as_slice());
         }
         let revs = [0u8; 12];

@@ -46,7 +46,10 @@ impl LeaseTable<'_> {
         let mut it = self.0.db().raw_iterator_cf(self.0.cf(CF_LEASE));
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let id = u64::from_be_bytes(k.try_into().map_err(|_| EtcdError::internal("corrupt lease key"))?) as i64;
+            let id = u64::from_be_bytes(
+                k.try_into()
+                    .map_err(|_| EtcdError::internal("corrupt lease key"))?,
+            ) as i64;
             out.push((id, dec(v, "lease")?));
             it.next();
         }
@@ -87,7 +90,11 @@ pub fn apply_grant(txn: &mut WriteTxn<'_>, id: i64, ttl: i64) -> Result<i64, Etc
     let ttl = ttl.max(MIN_TTL);
     let rec = LeaseRecord { ttl };
     let cf = txn.mvcc().cf(CF_LEASE);
-    txn.batch.put_cf(cf, lease_key(id), postcard::to_allocvec(&rec).expect("plain struct"));
+    txn.batch.put_cf(
+        cf,
+        lease_key(id),
+        postcard::to_allocvec(&rec).expect("plain struct"),
+    );
     Ok(ttl)
 }
 
@@ -105,7 +112,10 @@ pub fn apply_revoke(txn: &mut WriteTxn<'_>, id: i64) -> Result<(), EtcdError> {
     // Attachment records of keys that were re-attached elsewhere are
     // already gone; drop whatever is left under this lease.
     for key in LeaseTable(mvcc).keys(id)? {
-        txn.batch.delete_cf(mvcc.cf(CF_LEASE_KEYS), crate::keycodec::lease_key_key(id, &key));
+        txn.batch.delete_cf(
+            mvcc.cf(CF_LEASE_KEYS),
+            crate::keycodec::lease_key_key(id, &key),
+        );
     }
     Ok(())
 }
@@ -123,7 +133,8 @@ impl LeaseClock {
     }
 
     pub fn granted(&self, id: i64, ttl: i64) {
-        self.map().insert(id, (Instant::now() + Duration::from_secs(ttl as u64), ttl));
+        self.map()
+            .insert(id, (Instant::now() + Duration::from_secs(ttl as u64), ttl));
     }
 
     pub fn revoked(&self, id: i64) {
@@ -160,7 +171,11 @@ impl LeaseClock {
     /// Leases whose countdown has run out.
     pub fn expired(&self) -> Vec<i64> {
         let now = Instant::now();
-        self.map().iter().filter(|(_, (d, _))| *d <= now).map(|(id, _)| *id).collect()
+        self.map()
+            .iter()
+            .filter(|(_, (d, _))| *d <= now)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// On becoming leader (or after a snapshot install): restart every

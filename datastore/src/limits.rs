@@ -49,7 +49,11 @@ impl Limits {
     /// From the flags; a quota of 0 means etcd's default, as in etcd.
     /// Keeps the cached space figures fresh for as long as the runtime lives.
     pub fn new(max_request_bytes: usize, quota_backend_bytes: i64, mvcc: Arc<Mvcc>) -> Self {
-        let quota = if quota_backend_bytes <= 0 { DEFAULT_QUOTA_BACKEND_BYTES } else { quota_backend_bytes };
+        let quota = if quota_backend_bytes <= 0 {
+            DEFAULT_QUOTA_BACKEND_BYTES
+        } else {
+            quota_backend_bytes
+        };
         let space = Arc::new(Space::default());
         let s = space.clone();
         tokio::spawn(async move {
@@ -62,7 +66,11 @@ impl Limits {
                 tokio::time::sleep(REFRESH).await;
             }
         });
-        Limits { max_request_bytes, quota_backend_bytes: quota, space }
+        Limits {
+            max_request_bytes,
+            quota_backend_bytes: quota,
+            space,
+        }
     }
 
     /// The gRPC decoding limit for client services.
@@ -71,7 +79,11 @@ impl Limits {
     }
 
     pub fn check_size(&self, encoded_len: usize) -> Result<(), EtcdError> {
-        if encoded_len > self.max_request_bytes { Err(EtcdError::RequestTooLarge) } else { Ok(()) }
+        if encoded_len > self.max_request_bytes {
+            Err(EtcdError::RequestTooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     /// Refuses a write that adds `cost` bytes when the NOSPACE alarm is
@@ -108,6 +120,12 @@ impl Limits {
 /// Proposes this member's NOSPACE alarm through Raft.
 pub async fn raise_no_space(node: &Node) -> Result<(), EtcdError> {
     use prost::Message;
-    let req = AlarmRequest { action: AlarmAction::Activate as i32, member_id: node.id, alarm: AlarmType::Nospace as i32 };
-    node.write(Command::Alarm(req.encode_to_vec())).await.map(|_| ())
+    let req = AlarmRequest {
+        action: AlarmAction::Activate as i32,
+        member_id: node.id,
+        alarm: AlarmType::Nospace as i32,
+    };
+    node.write(Command::Alarm(req.encode_to_vec()))
+        .await
+        .map(|_| ())
 }

@@ -142,11 +142,14 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(crate) fn dec<'a, T: Deserialize<'a>>(raw: &'a [u8], what: &str) -> Result<T, EtcdError> {
-    postcard::from_bytes(raw).map_err(|e| EtcdError::Internal(format!("corrupt {what} record: {e}")))
+    postcard::from_bytes(raw)
+        .map_err(|e| EtcdError::Internal(format!("corrupt {what} record: {e}")))
 }
 
 fn i64_from(raw: Option<Vec<u8>>) -> i64 {
-    raw.and_then(|v| v.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0)
+    raw.and_then(|v| v.try_into().ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(0)
 }
 
 impl Mvcc {
@@ -196,8 +199,9 @@ impl Mvcc {
             o.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*n, o)
         });
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)
-            .map_err(|e| anyhow::anyhow!("opening the state-machine database {}: {e}", dir.display()))?;
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
+            anyhow::anyhow!("opening the state-machine database {}: {e}", dir.display())
+        })?;
         let db = Arc::new(db);
         let meta = db.cf_handle(CF_META).expect("meta cf");
         let mut current = i64_from(db.get_cf(meta, META_REV)?);
@@ -222,7 +226,9 @@ impl Mvcc {
     }
 
     pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -235,7 +241,9 @@ impl Mvcc {
 
     /// The revision up to which [`Mvcc::physical_compact`] has removed history.
     pub fn physical_compact_rev(&self) -> Result<i64, EtcdError> {
-        Ok(i64_from(self.db.get_cf(self.cf(CF_META), META_PHYSICAL_COMPACT)?))
+        Ok(i64_from(
+            self.db.get_cf(self.cf(CF_META), META_PHYSICAL_COMPACT)?,
+        ))
     }
 
     /// Re-reads the counters after the database was replaced (snapshot install).
@@ -277,7 +285,11 @@ impl Mvcc {
     /// prefix Bloom filters and stop at the end of the sought key's
     /// versions; an iterator that walks from key to key must be `ManyKeys`
     /// (total order), or it could silently skip keys in filtered-out files.
-    pub fn index_iter<'s>(&'s self, snap: &'s Snapshot<'_>, seek: IndexSeek) -> rocksdb::DBRawIteratorWithThreadMode<'s, DB> {
+    pub fn index_iter<'s>(
+        &'s self,
+        snap: &'s Snapshot<'_>,
+        seek: IndexSeek,
+    ) -> rocksdb::DBRawIteratorWithThreadMode<'s, DB> {
         let mut ro = rocksdb::ReadOptions::default();
         match seek {
             IndexSeek::OneKey => ro.set_prefix_same_as_start(true),
@@ -287,18 +299,30 @@ impl Mvcc {
     }
 
     /// The newest version of `key` at or below `rev` (tombstones included).
-    pub fn get_meta(&self, snap: &Snapshot<'_>, key: &[u8], rev: i64) -> Result<Option<KeyMeta>, EtcdError> {
+    pub fn get_meta(
+        &self,
+        snap: &Snapshot<'_>,
+        key: &[u8],
+        rev: i64,
+    ) -> Result<Option<KeyMeta>, EtcdError> {
         let prefix = keycodec::escape(key);
         let seek = keycodec::index_key(key, rev, u32::MAX);
         let mut it = self.index_iter(snap, IndexSeek::OneKey);
         it.seek(&seek);
         if let (Some(k), Some(v)) = (it.key(), it.value())
-            && k.len() == prefix.len() + 12 && k.starts_with(&prefix) {
-                let (_, main, sub) = keycodec::decode_index_key(k)
-                    .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
-                let entry: IndexEntry = dec(v, "index")?;
-                return Ok(Some(KeyMeta { key: key.to_vec(), main, sub, entry }));
-            }
+            && k.len() == prefix.len() + 12
+            && k.starts_with(&prefix)
+        {
+            let (_, main, sub) = keycodec::decode_index_key(k)
+                .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+            let entry: IndexEntry = dec(v, "index")?;
+            return Ok(Some(KeyMeta {
+                key: key.to_vec(),
+                main,
+                sub,
+                entry,
+            }));
+        }
         it.status()?;
         Ok(None)
     }
@@ -315,21 +339,23 @@ impl Mvcc {
     ) -> Result<(), EtcdError> {
         if *end == RangeEnd::Single {
             if let Some(m) = self.get_meta(snap, start, rev)?
-                && !m.entry.tombstone {
-                    visit(m);
-                }
+                && !m.entry.tombstone
+            {
+                visit(m);
+            }
             return Ok(());
         }
         if let RangeEnd::Until(e) = end
-            && e.as_slice() <= start {
-                return Ok(());
-            }
+            && e.as_slice() <= start
+        {
+            return Ok(());
+        }
         let mut it = self.index_iter(snap, IndexSeek::ManyKeys);
         it.seek(keycodec::escape(start));
         let mut done_key: Option<Vec<u8>> = None;
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let (key, main, sub) =
-                keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+            let (key, main, sub) = keycodec::decode_index_key(k)
+                .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
             if end.is_past(start, &key) {
                 break;
             }
@@ -337,7 +363,14 @@ impl Mvcc {
                 let entry: IndexEntry = dec(v, "index")?;
                 let live = !entry.tombstone;
                 done_key = Some(key.clone());
-                if live && !visit(KeyMeta { key, main, sub, entry }) {
+                if live
+                    && !visit(KeyMeta {
+                        key,
+                        main,
+                        sub,
+                        entry,
+                    })
+                {
                     return Ok(());
                 }
             }
@@ -351,23 +384,40 @@ impl Mvcc {
     pub fn record(&self, snap: &Snapshot<'_>, main: i64, sub: u32) -> Result<RevRecord, EtcdError> {
         let raw = snap
             .get_cf(self.cf(CF_REV), keycodec::rev_key(main, sub))?
-            .ok_or_else(|| EtcdError::Internal(format!("revision {main}.{sub} is indexed but missing")))?;
+            .ok_or_else(|| {
+                EtcdError::Internal(format!("revision {main}.{sub} is indexed but missing"))
+            })?;
         dec(&raw, "revision")
     }
 
     /// Turns key metadata into full key-values (values fetched in one batch).
-    pub fn materialize(&self, snap: &Snapshot<'_>, metas: Vec<KeyMeta>, keys_only: bool) -> Result<Vec<KeyValue>, EtcdError> {
+    pub fn materialize(
+        &self,
+        snap: &Snapshot<'_>,
+        metas: Vec<KeyMeta>,
+        keys_only: bool,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
         let values: Vec<Vec<u8>> = if keys_only {
             vec![Vec::new(); metas.len()]
         } else {
             let cf = self.cf(CF_REV);
-            let keys: Vec<[u8; 12]> = metas.iter().map(|m| keycodec::rev_key(m.main, m.sub)).collect();
+            let keys: Vec<[u8; 12]> = metas
+                .iter()
+                .map(|m| keycodec::rev_key(m.main, m.sub))
+                .collect();
             let mut ro = rocksdb::ReadOptions::default();
             ro.set_snapshot(snap);
-            let got = self.db.batched_multi_get_cf_opt(cf, keys.iter(), false, &ro);
+            let got = self
+                .db
+                .batched_multi_get_cf_opt(cf, keys.iter(), false, &ro);
             let mut out = Vec::with_capacity(metas.len());
             for (m, r) in metas.iter().zip(got) {
-                let raw = r?.ok_or_else(|| EtcdError::Internal(format!("revision {}.{} is indexed but missing", m.main, m.sub)))?;
+                let raw = r?.ok_or_else(|| {
+                    EtcdError::Internal(format!(
+                        "revision {}.{} is indexed but missing",
+                        m.main, m.sub
+                    ))
+                })?;
                 let rec: RevRecord = dec(&raw, "revision")?;
                 out.push(rec.value);
             }
@@ -409,7 +459,11 @@ impl Mvcc {
             }
             true
         })?;
-        let kvs = if count_only { Vec::new() } else { self.materialize(snap, metas, keys_only)? };
+        let kvs = if count_only {
+            Vec::new()
+        } else {
+            self.materialize(snap, metas, keys_only)?
+        };
         Ok(RangeResult { kvs, count })
     }
 
@@ -448,8 +502,16 @@ impl Mvcc {
         let mut total = 0u64;
         for name in ALL_CFS {
             let cf = self.cf(name);
-            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
-                total += self.db.property_int_value_cf(cf, prop).ok().flatten().unwrap_or(0);
+            for prop in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                total += self
+                    .db
+                    .property_int_value_cf(cf, prop)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
             }
         }
         total as i64
@@ -460,8 +522,18 @@ impl Mvcc {
         let mut total = 0u64;
         for name in ALL_CFS {
             let cf = self.cf(name);
-            total += self.db.property_int_value_cf(cf, "rocksdb.estimate-live-data-size").ok().flatten().unwrap_or(0);
-            total += self.db.property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0);
+            total += self
+                .db
+                .property_int_value_cf(cf, "rocksdb.estimate-live-data-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            total += self
+                .db
+                .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0);
         }
         total as i64
     }
@@ -469,7 +541,8 @@ impl Mvcc {
     /// Full manual compaction of every column family: etcd's `defrag`.
     pub fn defragment(&self) {
         for name in ALL_CFS {
-            self.db.compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
     }
 
@@ -502,7 +575,8 @@ impl Mvcc {
         let mut it = snap.raw_iterator_cf(rev_cf);
         it.seek(keycodec::rev_key(done.max(1), 0));
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let (main, _) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+            let (main, _) = keycodec::decode_rev_key(k)
+                .ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
             if main > target {
                 break;
             }
@@ -523,7 +597,8 @@ impl Mvcc {
                 if !(k.len() == prefix.len() + 12 && k.starts_with(&prefix)) {
                     break;
                 }
-                let (_, main, sub) = keycodec::decode_index_key(k).ok_or_else(|| EtcdError::internal("corrupt index key"))?;
+                let (_, main, sub) = keycodec::decode_index_key(k)
+                    .ok_or_else(|| EtcdError::internal("corrupt index key"))?;
                 let entry: IndexEntry = dec(v, "index")?;
                 if !first || (entry.tombstone && main < target) {
                     batch.delete_cf(index_cf, k);
@@ -535,7 +610,8 @@ impl Mvcc {
             }
             it.status()?;
             if batch.len() >= 20_000 {
-                self.db.write_opt(std::mem::take(&mut batch), &self.nosync)?;
+                self.db
+                    .write_opt(std::mem::take(&mut batch), &self.nosync)?;
             }
         }
         batch.put_cf(meta, META_PHYSICAL_COMPACT, target.to_be_bytes());
@@ -555,7 +631,8 @@ impl Mvcc {
         let mut it = snap.raw_iterator_cf(self.cf(CF_REV));
         it.seek(keycodec::rev_key(from.max(1), 0));
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let (main, sub) = keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+            let (main, sub) = keycodec::decode_rev_key(k)
+                .ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
             if main > to {
                 break;
             }
@@ -572,12 +649,22 @@ impl Mvcc {
     /// `key` as it was at revision `main - 1`, if live: what etcd reports as
     /// an event's `prev_kv` (it reads at `rev - 1`, so a key created and
     /// deleted in one transaction has no prev_kv on its delete).
-    pub fn prev_kv(&self, snap: &Snapshot<'_>, key: &[u8], main: i64) -> Result<Option<KeyValue>, EtcdError> {
+    pub fn prev_kv(
+        &self,
+        snap: &Snapshot<'_>,
+        key: &[u8],
+        main: i64,
+    ) -> Result<Option<KeyValue>, EtcdError> {
         self.get_live(snap, key, main - 1)
     }
 
     /// `key` with its value as of `rev`, if it was live then.
-    pub fn get_live(&self, snap: &Snapshot<'_>, key: &[u8], rev: i64) -> Result<Option<KeyValue>, EtcdError> {
+    pub fn get_live(
+        &self,
+        snap: &Snapshot<'_>,
+        key: &[u8],
+        rev: i64,
+    ) -> Result<Option<KeyValue>, EtcdError> {
         match self.get_meta(snap, key, rev)? {
             Some(m) if !m.entry.tombstone => Ok(self.materialize(snap, vec![m], false)?.pop()),
             _ => Ok(None),
@@ -591,7 +678,11 @@ pub fn record_event(main: i64, rec: RevRecord) -> Event {
     if rec.tombstone {
         Event {
             r#type: EventType::Delete as i32,
-            kv: Some(KeyValue { key: rec.key, mod_revision: main, ..Default::default() }),
+            kv: Some(KeyValue {
+                key: rec.key,
+                mod_revision: main,
+                ..Default::default()
+            }),
             prev_kv: None,
         }
     } else {
@@ -641,7 +732,11 @@ impl<'a> WriteTxn<'a> {
     /// The revision this transaction reads at: etcd reports the new
     /// revision once the transaction has written something.
     pub fn rev(&self) -> i64 {
-        if self.overlay.is_empty() { self.base_rev } else { self.base_rev + 1 }
+        if self.overlay.is_empty() {
+            self.base_rev
+        } else {
+            self.base_rev + 1
+        }
     }
 
     pub fn base_rev(&self) -> i64 {
@@ -658,7 +753,8 @@ impl<'a> WriteTxn<'a> {
 
     pub fn set_compact_rev(&mut self, rev: i64) {
         self.compact_rev = rev;
-        self.batch.put_cf(self.mvcc.cf(CF_META), META_COMPACT, rev.to_be_bytes());
+        self.batch
+            .put_cf(self.mvcc.cf(CF_META), META_COMPACT, rev.to_be_bytes());
     }
 
     /// The current value of `key`, including this transaction's changes.
@@ -693,11 +789,25 @@ impl<'a> WriteTxn<'a> {
         }
         let touched = self.overlay.keys().any(|k| end.contains(start, k));
         if rev <= self.base_rev || !touched {
-            return self.mvcc.range(&self.snap, start, end, rev.min(self.base_rev), limit, count_only, keys_only);
+            return self.mvcc.range(
+                &self.snap,
+                start,
+                end,
+                rev.min(self.base_rev),
+                limit,
+                count_only,
+                keys_only,
+            );
         }
         // Slow path: merge this transaction's own changes into the result.
-        let base = self.mvcc.range(&self.snap, start, end, self.base_rev, 0, false, keys_only)?;
-        let mut merged: BTreeMap<Vec<u8>, KeyValue> = base.kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        let base = self
+            .mvcc
+            .range(&self.snap, start, end, self.base_rev, 0, false, keys_only)?;
+        let mut merged: BTreeMap<Vec<u8>, KeyValue> = base
+            .kvs
+            .into_iter()
+            .map(|kv| (kv.key.clone(), kv))
+            .collect();
         for (k, p) in &self.overlay {
             if end.contains(start, k) {
                 match p {
@@ -718,7 +828,10 @@ impl<'a> WriteTxn<'a> {
         let kvs = if count_only {
             Vec::new()
         } else {
-            merged.into_values().take(if limit == 0 { usize::MAX } else { limit }).collect()
+            merged
+                .into_values()
+                .take(if limit == 0 { usize::MAX } else { limit })
+                .collect()
         };
         Ok(RangeResult { kvs, count })
     }
@@ -729,11 +842,20 @@ impl<'a> WriteTxn<'a> {
     fn current_meta(&self, key: &[u8]) -> Result<Option<IndexEntry>, EtcdError> {
         if let Some(p) = self.overlay.get(key) {
             return Ok(match p {
-                Pending::Live(kv) => Some(IndexEntry { create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone: false }),
+                Pending::Live(kv) => Some(IndexEntry {
+                    create: kv.create_revision,
+                    version: kv.version,
+                    lease: kv.lease,
+                    tombstone: false,
+                }),
                 Pending::Deleted => None,
             });
         }
-        Ok(self.mvcc.get_meta(&self.snap, key, self.base_rev)?.map(|m| m.entry).filter(|e| !e.tombstone))
+        Ok(self
+            .mvcc
+            .get_meta(&self.snap, key, self.base_rev)?
+            .map(|m| m.entry)
+            .filter(|e| !e.tombstone))
     }
 
     /// etcd's `Put`: returns the revision of the write.
@@ -746,43 +868,107 @@ impl<'a> WriteTxn<'a> {
         };
         let sub = self.sub;
         self.sub += 1;
-        let rec = RevRecord { key: key.to_vec(), value, create, version, lease, tombstone: false };
-        let entry = IndexEntry { create, version, lease, tombstone: false };
-        self.batch.put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
-        self.batch.put_cf(self.mvcc.cf(CF_INDEX), keycodec::index_key(key, rev, sub), enc(&entry));
+        let rec = RevRecord {
+            key: key.to_vec(),
+            value,
+            create,
+            version,
+            lease,
+            tombstone: false,
+        };
+        let entry = IndexEntry {
+            create,
+            version,
+            lease,
+            tombstone: false,
+        };
+        self.batch
+            .put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
+        self.batch.put_cf(
+            self.mvcc.cf(CF_INDEX),
+            keycodec::index_key(key, rev, sub),
+            enc(&entry),
+        );
         let prev_lease = prev.map(|p| p.lease).unwrap_or(0);
         if prev_lease != 0 && prev_lease != lease {
-            self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev_lease, key));
+            self.batch.delete_cf(
+                self.mvcc.cf(CF_LEASE_KEYS),
+                keycodec::lease_key_key(prev_lease, key),
+            );
         }
         if lease != 0 {
-            self.batch.put_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(lease, key), b"");
+            self.batch.put_cf(
+                self.mvcc.cf(CF_LEASE_KEYS),
+                keycodec::lease_key_key(lease, key),
+                b"",
+            );
         }
-        let kv = KeyValue { key: key.to_vec(), create_revision: create, mod_revision: rev, version, value: rec.value, lease };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: create,
+            mod_revision: rev,
+            version,
+            value: rec.value,
+            lease,
+        };
         self.overlay.insert(key.to_vec(), Pending::Live(kv.clone()));
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: None,
+        });
         Ok(rev)
     }
 
     /// etcd's `DeleteRange`: returns the deleted keys as they were before
     /// the deletion, with their values only if `with_values` (a request's
     /// `prev_kv`): a delete of a large prefix then reads no value at all.
-    pub fn delete_range(&mut self, start: &[u8], end: &RangeEnd, with_values: bool) -> Result<Vec<KeyValue>, EtcdError> {
+    pub fn delete_range(
+        &mut self,
+        start: &[u8],
+        end: &RangeEnd,
+        with_values: bool,
+    ) -> Result<Vec<KeyValue>, EtcdError> {
         let live = self.range(start, end, 0, 0, false, !with_values)?.kvs;
         let rev = self.base_rev + 1;
         for prev in &live {
             let sub = self.sub;
             self.sub += 1;
-            let rec = RevRecord { key: prev.key.clone(), value: Vec::new(), create: 0, version: 0, lease: 0, tombstone: true };
-            let entry = IndexEntry { create: 0, version: 0, lease: 0, tombstone: true };
-            self.batch.put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
-            self.batch.put_cf(self.mvcc.cf(CF_INDEX), keycodec::index_key(&prev.key, rev, sub), enc(&entry));
+            let rec = RevRecord {
+                key: prev.key.clone(),
+                value: Vec::new(),
+                create: 0,
+                version: 0,
+                lease: 0,
+                tombstone: true,
+            };
+            let entry = IndexEntry {
+                create: 0,
+                version: 0,
+                lease: 0,
+                tombstone: true,
+            };
+            self.batch
+                .put_cf(self.mvcc.cf(CF_REV), keycodec::rev_key(rev, sub), enc(&rec));
+            self.batch.put_cf(
+                self.mvcc.cf(CF_INDEX),
+                keycodec::index_key(&prev.key, rev, sub),
+                enc(&entry),
+            );
             if prev.lease != 0 {
-                self.batch.delete_cf(self.mvcc.cf(CF_LEASE_KEYS), keycodec::lease_key_key(prev.lease, &prev.key));
+                self.batch.delete_cf(
+                    self.mvcc.cf(CF_LEASE_KEYS),
+                    keycodec::lease_key_key(prev.lease, &prev.key),
+                );
             }
             self.overlay.insert(prev.key.clone(), Pending::Deleted);
             self.events.push(Event {
                 r#type: EventType::Delete as i32,
-                kv: Some(KeyValue { key: prev.key.clone(), mod_revision: rev, ..Default::default() }),
+                kv: Some(KeyValue {
+                    key: prev.key.clone(),
+                    mod_revision: rev,
+                    ..Default::default()
+                }),
                 prev_kv: None,
             });
         }
@@ -794,7 +980,8 @@ impl<'a> WriteTxn<'a> {
     pub fn finish(mut self) -> (WriteBatch, i64, i64, Vec<Event>) {
         let rev = self.rev();
         if self.has_changes() {
-            self.batch.put_cf(self.mvcc.cf(CF_META), META_REV, rev.to_be_bytes());
+            self.batch
+                .put_cf(self.mvcc.cf(CF_META), META_REV, rev.to_be_bytes());
         }
         (self.batch, rev, self.compact_rev, self.events)
     }

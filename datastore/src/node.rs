@@ -19,8 +19,8 @@ use crate::proto::peerpb::Blob;
 use crate::proto::{self, ResponseHeader};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerClients;
-use crate::raft::state_machine::StateMachine;
 use crate::raft::proposer::{pack, unpack};
+use crate::raft::state_machine::StateMachine;
 use crate::raft::{Command, CommandResult, Member, Raft, decode, encode};
 use crate::watch::WatchHub;
 
@@ -29,14 +29,23 @@ use crate::watch::WatchHub;
 pub enum LeaderCall {
     ReadIndex,
     KeepAlive(i64),
-    TimeToLive { id: i64, keys: bool },
-    MemberAdd { peer_urls: Vec<String>, learner: bool },
+    TimeToLive {
+        id: i64,
+        keys: bool,
+    },
+    MemberAdd {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
     MemberRemove(u64),
     MemberPromote(u64),
     /// Answered by any member: used by a member joining an existing cluster.
     ClusterInfo,
     /// etcd's MemberUpdate: new peer URLs for a member.
-    MemberUpdate { id: u64, peer_urls: Vec<String> },
+    MemberUpdate {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,10 +54,17 @@ pub enum LeaderReply {
     /// TTL after the keep-alive; 0 when the lease does not exist.
     KeepAlive(i64),
     /// `ttl` is -1 when the lease does not exist.
-    TimeToLive { ttl: i64, granted: i64, keys: Vec<Vec<u8>> },
+    TimeToLive {
+        ttl: i64,
+        granted: i64,
+        keys: Vec<Vec<u8>>,
+    },
     MemberAdded(u64),
     Done,
-    ClusterInfo { cluster_id: u64, members: Vec<(u64, Member, bool)> },
+    ClusterInfo {
+        cluster_id: u64,
+        members: Vec<(u64, Member, bool)>,
+    },
 }
 
 /// Derives a member ID from its peer URLs like etcd does (a hash of the
@@ -142,7 +158,9 @@ pub struct Node {
 fn map_write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::LeaderChanged,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => EtcdError::MembershipChange(e.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            EtcdError::MembershipChange(e.to_string())
+        }
         RaftError::Fatal(f) => EtcdError::Internal(format!("raft stopped: {f}")),
     }
 }
@@ -159,7 +177,11 @@ impl Node {
 
     /// Fills etcd's top-level header fields, keeping the revision given.
     pub fn fill(&self, h: &mut Option<ResponseHeader>) {
-        let rev = h.as_ref().map(|h| h.revision).filter(|r| *r != 0).unwrap_or_else(|| self.mvcc.current_rev());
+        let rev = h
+            .as_ref()
+            .map(|h| h.revision)
+            .filter(|r| *r != 0)
+            .unwrap_or_else(|| self.mvcc.current_rev());
         *h = Some(self.header(rev));
     }
 
@@ -172,7 +194,13 @@ impl Node {
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
-        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
     }
 
     /// Waits (briefly) for a known leader.
@@ -183,13 +211,19 @@ impl Node {
             if let Some(l) = rx.borrow_and_update().current_leader {
                 return Ok(l);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return Err(EtcdError::NoLeader);
             }
         }
     }
 
-    fn leader_client(&self, leader: u64) -> Result<proto::peerpb::peer_client::PeerClient<tonic::transport::Channel>, EtcdError> {
+    fn leader_client(
+        &self,
+        leader: u64,
+    ) -> Result<proto::peerpb::peer_client::PeerClient<tonic::transport::Channel>, EtcdError> {
         let m = self.member(leader).ok_or(EtcdError::NoLeader)?;
         self.peers.for_member(&m)
     }
@@ -201,8 +235,14 @@ impl Node {
     pub async fn write_as_leader(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
         match cmd {
             Command::Batch(cmds) => {
-                let results = futures::future::join_all(cmds.into_iter().map(|c| self.propose(c))).await;
-                Ok(CommandResult::Batch(results.into_iter().map(|r| r.unwrap_or_else(CommandResult::Err)).collect()))
+                let results =
+                    futures::future::join_all(cmds.into_iter().map(|c| self.propose(c))).await;
+                Ok(CommandResult::Batch(
+                    results
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(CommandResult::Err))
+                        .collect(),
+                ))
             }
             cmd => self.propose(cmd).await,
         }
@@ -276,10 +316,15 @@ impl Node {
                 let mut client = client.clone();
                 async move {
                     let n = cmds.len();
-                    let mut req = tonic::Request::new(Blob { data: encode(&pack(cmds)) });
+                    let mut req = tonic::Request::new(Blob {
+                        data: encode(&pack(cmds)),
+                    });
                     req.set_timeout(timeout);
                     match client.forward(req).await {
-                        Ok(r) => unpack(n, decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??),
+                        Ok(r) => unpack(
+                            n,
+                            decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??,
+                        ),
                         Err(s) => Err(leader_call_error(&s, "forwarding to", leader)),
                     }
                 }
@@ -295,7 +340,13 @@ impl Node {
                 if leader == self.id {
                     self.handle_leader_call(call).await
                 } else {
-                    remote_leader_call(self.leader_client(leader)?, leader, &call, self.request_timeout).await
+                    remote_leader_call(
+                        self.leader_client(leader)?,
+                        leader,
+                        &call,
+                        self.request_timeout,
+                    )
+                    .await
                 }
             }
         })
@@ -311,7 +362,9 @@ impl Node {
             let leader = self.wait_leader().await?;
             let res = if leader == self.id {
                 let raft = self.raft.clone();
-                self.read_index.read_index(move || leader_read_index(raft.clone())).await
+                self.read_index
+                    .read_index(move || leader_read_index(raft.clone()))
+                    .await
             } else {
                 let client = self.leader_client(leader)?;
                 let timeout = self.request_timeout;
@@ -319,9 +372,18 @@ impl Node {
                     .read_index(move || {
                         let client = client.clone();
                         async move {
-                            match remote_leader_call(client, leader, &LeaderCall::ReadIndex, timeout).await? {
+                            match remote_leader_call(
+                                client,
+                                leader,
+                                &LeaderCall::ReadIndex,
+                                timeout,
+                            )
+                            .await?
+                            {
                                 LeaderReply::ReadIndex(i) => Ok(i),
-                                other => Err(EtcdError::Internal(format!("unexpected leader reply {other:?}"))),
+                                other => Err(EtcdError::Internal(format!(
+                                    "unexpected leader reply {other:?}"
+                                ))),
                             }
                         }
                     })
@@ -342,7 +404,15 @@ impl Node {
     /// before the call (etcd's linearizable read, via openraft's read index).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
         let idx = self.read_index().await?;
-        if self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0) >= idx {
+        if self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+            >= idx
+        {
             return Ok(());
         }
         self.raft
@@ -366,7 +436,9 @@ impl Node {
     /// Members with their published names and client URLs (etcd's MemberList).
     pub fn members(&self) -> Result<Vec<proto::Member>, EtcdError> {
         let (_voters, learners, nodes) = self.membership();
-        let attrs: BTreeMap<u64, _> = StateMachine::member_attrs(&self.mvcc)?.into_iter().collect();
+        let attrs: BTreeMap<u64, _> = StateMachine::member_attrs(&self.mvcc)?
+            .into_iter()
+            .collect();
         Ok(nodes
             .into_iter()
             .map(|(id, n)| {
@@ -375,7 +447,9 @@ impl Node {
                     id,
                     name: a.map(|a| a.name.clone()).unwrap_or_else(|| n.name.clone()),
                     peer_ur_ls: n.peer_urls.clone(),
-                    client_ur_ls: a.map(|a| a.client_urls.clone()).unwrap_or_else(|| n.client_urls.clone()),
+                    client_ur_ls: a
+                        .map(|a| a.client_urls.clone())
+                        .unwrap_or_else(|| n.client_urls.clone()),
                     is_learner: learners.contains(&id),
                 }
             })
@@ -389,7 +463,10 @@ impl Node {
             let (_v, learners, nodes) = self.membership();
             return Ok(LeaderReply::ClusterInfo {
                 cluster_id: self.cluster_id,
-                members: nodes.into_iter().map(|(id, n)| (id, n, learners.contains(&id))).collect(),
+                members: nodes
+                    .into_iter()
+                    .map(|(id, n)| (id, n, learners.contains(&id)))
+                    .collect(),
             });
         }
         if !self.is_leader() {
@@ -398,25 +475,56 @@ impl Node {
         match call {
             LeaderCall::ReadIndex => {
                 let raft = self.raft.clone();
-                Ok(LeaderReply::ReadIndex(self.read_index.read_index(move || leader_read_index(raft.clone())).await?))
+                Ok(LeaderReply::ReadIndex(
+                    self.read_index
+                        .read_index(move || leader_read_index(raft.clone()))
+                        .await?,
+                ))
             }
-            LeaderCall::KeepAlive(id) => Ok(LeaderReply::KeepAlive(self.leases.refresh(id).unwrap_or(0))),
+            LeaderCall::KeepAlive(id) => {
+                Ok(LeaderReply::KeepAlive(self.leases.refresh(id).unwrap_or(0)))
+            }
             LeaderCall::TimeToLive { id, keys } => match self.leases.remaining(id) {
                 Some((left, granted)) => {
-                    let keys = if keys { LeaseTable(&self.mvcc).keys(id)? } else { Vec::new() };
-                    Ok(LeaderReply::TimeToLive { ttl: left, granted, keys })
+                    let keys = if keys {
+                        LeaseTable(&self.mvcc).keys(id)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok(LeaderReply::TimeToLive {
+                        ttl: left,
+                        granted,
+                        keys,
+                    })
                 }
-                None => Ok(LeaderReply::TimeToLive { ttl: -1, granted: 0, keys: Vec::new() }),
+                None => Ok(LeaderReply::TimeToLive {
+                    ttl: -1,
+                    granted: 0,
+                    keys: Vec::new(),
+                }),
             },
             LeaderCall::MemberAdd { peer_urls, learner } => {
                 let (_v, _l, nodes) = self.membership();
-                if nodes.values().any(|n| n.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                if nodes
+                    .values()
+                    .any(|n| n.peer_urls.iter().any(|u| peer_urls.contains(u)))
+                {
                     return Err(EtcdError::PeerUrlExists);
                 }
-                let salt = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                let salt = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
                 let id = member_id(&peer_urls, &self.token, Some(salt));
-                let node = Member { name: String::new(), peer_urls, client_urls: Vec::new() };
-                self.raft.add_learner(id, node, false).await.map_err(map_write_err)?;
+                let node = Member {
+                    name: String::new(),
+                    peer_urls,
+                    client_urls: Vec::new(),
+                };
+                self.raft
+                    .add_learner(id, node, false)
+                    .await
+                    .map_err(map_write_err)?;
                 if !learner {
                     self.raft
                         .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -460,18 +568,26 @@ impl Node {
                 } else {
                     return Err(EtcdError::MemberNotFound);
                 };
-                self.raft.change_membership(change, false).await.map_err(map_write_err)?;
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(map_write_err)?;
                 Ok(LeaderReply::Done)
             }
             LeaderCall::MemberUpdate { id, peer_urls } => {
                 let (_v, _l, nodes) = self.membership();
                 let mut node = nodes.get(&id).cloned().ok_or(EtcdError::MemberNotFound)?;
-                if nodes.iter().any(|(other, n)| *other != id && n.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+                if nodes.iter().any(|(other, n)| {
+                    *other != id && n.peer_urls.iter().any(|u| peer_urls.contains(u))
+                }) {
                     return Err(EtcdError::PeerUrlExists);
                 }
                 node.peer_urls = peer_urls;
                 let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
-                self.raft.change_membership(change, false).await.map_err(map_write_err)?;
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(map_write_err)?;
                 Ok(LeaderReply::Done)
             }
             LeaderCall::ClusterInfo => unreachable!("handled above"),
@@ -500,7 +616,9 @@ impl Node {
                 self.leases.postpone(id, Duration::from_secs(2));
                 match self.write_as_leader(Command::LeaseRevoke { id }).await {
                     Ok(_) => tracing::debug!(lease = id, "lease expired and revoked"),
-                    Err(e) => tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry")
+                    }
                 }
             }
         }
@@ -510,18 +628,28 @@ impl Node {
     /// keeps trying until it is committed.
     pub async fn run_publish(self: Arc<Self>) {
         loop {
-            let current = StateMachine::member_attrs(&self.mvcc)
-                .ok()
-                .and_then(|all| all.into_iter().find(|(id, _)| *id == self.id).map(|(_, a)| a));
-            let up_to_date = current.map(|a| a.name == self.name && a.client_urls == self.client_urls).unwrap_or(false);
+            let current = StateMachine::member_attrs(&self.mvcc).ok().and_then(|all| {
+                all.into_iter()
+                    .find(|(id, _)| *id == self.id)
+                    .map(|(_, a)| a)
+            });
+            let up_to_date = current
+                .map(|a| a.name == self.name && a.client_urls == self.client_urls)
+                .unwrap_or(false);
             if up_to_date {
                 return;
             }
             if self.member(self.id).is_some() {
-                let cmd = Command::PublishMember { id: self.id, name: self.name.clone(), client_urls: self.client_urls.clone() };
+                let cmd = Command::PublishMember {
+                    id: self.id,
+                    name: self.name.clone(),
+                    client_urls: self.client_urls.clone(),
+                };
                 match self.write(cmd).await {
                     Ok(_) => continue,
-                    Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "publishing member attributes; will retry")
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -13,8 +13,11 @@ use tokio::sync::watch;
 use tonic::transport::{ClientTlsConfig, Server, ServerTlsConfig};
 
 use crate::config::{ServerArgs, listen_addr, parse_initial_cluster, split_urls};
+use crate::grpc::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    peer::PeerService, watch::WatchService,
+};
 use crate::h2authority::AuthorityFix;
-use crate::grpc::{cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService, peer::PeerService, watch::WatchService};
 use crate::lease::LeaseClock;
 use crate::limits::Limits;
 use crate::mvcc::Mvcc;
@@ -53,7 +56,9 @@ pub fn save_identity(data_dir: &Path, id: &Identity) -> anyhow::Result<()> {
 fn load_identity(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
     let p = identity_path(data_dir);
     match std::fs::read(&p) {
-        Ok(raw) => Ok(Some(serde_json::from_slice(&raw).with_context(|| format!("{} is corrupt", p.display()))?)),
+        Ok(raw) => Ok(Some(
+            serde_json::from_slice(&raw).with_context(|| format!("{} is corrupt", p.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("reading {}: {e}", p.display())),
     }
@@ -68,7 +73,12 @@ fn same_urls(a: &[String], b: &[String]) -> bool {
 }
 
 /// Asks the members listed in `--initial-cluster` who we are (after `member add`).
-async fn discover(peers: &PeerClients, cluster: &[(String, Vec<String>)], mine: &[String], args: &ServerArgs) -> anyhow::Result<Identity> {
+async fn discover(
+    peers: &PeerClients,
+    cluster: &[(String, Vec<String>)],
+    mine: &[String],
+    args: &ServerArgs,
+) -> anyhow::Result<Identity> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut last_err = String::from("no other member listed in --initial-cluster");
     loop {
@@ -76,14 +86,30 @@ async fn discover(peers: &PeerClients, cluster: &[(String, Vec<String>)], mine: 
             if same_urls(urls, mine) {
                 continue;
             }
-            let Ok(mut client) = peers.client(&urls[0]) else { continue };
-            let mut req = tonic::Request::new(Blob { data: encode(&LeaderCall::ClusterInfo) });
+            let Ok(mut client) = peers.client(&urls[0]) else {
+                continue;
+            };
+            let mut req = tonic::Request::new(Blob {
+                data: encode(&LeaderCall::ClusterInfo),
+            });
             req.set_timeout(Duration::from_secs(3));
             match client.leader_call(req).await {
-                Ok(r) => match decode::<Result<LeaderReply, crate::errors::EtcdError>>(&r.into_inner().data)? {
-                    Ok(LeaderReply::ClusterInfo { cluster_id, members }) => {
-                        if let Some((id, _, _)) = members.iter().find(|(_, m, _)| same_urls(&m.peer_urls, mine)) {
-                            return Ok(Identity { member_id: *id, cluster_id, name: args.name.clone() });
+                Ok(r) => match decode::<Result<LeaderReply, crate::errors::EtcdError>>(
+                    &r.into_inner().data,
+                )? {
+                    Ok(LeaderReply::ClusterInfo {
+                        cluster_id,
+                        members,
+                    }) => {
+                        if let Some((id, _, _)) = members
+                            .iter()
+                            .find(|(_, m, _)| same_urls(&m.peer_urls, mine))
+                        {
+                            return Ok(Identity {
+                                member_id: *id,
+                                cluster_id,
+                                name: args.name.clone(),
+                            });
                         }
                         last_err = format!(
                             "member at {} does not list peer URLs {mine:?}: run `etcdctl member add {} --peer-urls={}` first",
@@ -99,7 +125,9 @@ async fn discover(peers: &PeerClients, cluster: &[(String, Vec<String>)], mine: 
             }
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("--initial-cluster-state existing: could not learn this member's ID: {last_err}");
+            anyhow::bail!(
+                "--initial-cluster-state existing: could not learn this member's ID: {last_err}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -138,17 +166,20 @@ fn client_connections(
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let io: Box<dyn ClientIo> = match acceptor {
-                    Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await {
-                        Ok(Ok(s)) => Box::new(s),
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "client TLS handshake refused");
-                            return;
+                    Some(acc) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await
+                        {
+                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "client TLS handshake refused");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(%peer, "client TLS handshake timed out");
+                                return;
+                            }
                         }
-                        Err(_) => {
-                            tracing::info!(%peer, "client TLS handshake timed out");
-                            return;
-                        }
-                    },
+                    }
                     None => Box::new(sock),
                 };
                 let _ = tx.send(Ok(AuthorityFix::new(io))).await;
@@ -170,8 +201,12 @@ async fn shutdown_signal() {
 
 /// Runs a member until SIGTERM/SIGINT.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating --data-dir {}", data_dir.display()))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating --data-dir {}", data_dir.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
@@ -181,13 +216,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Listeners and TLS.
     let client_urls = split_urls(&args.listen_client_urls);
     let peer_listen = split_urls(&args.listen_peer_urls);
-    let advertise_client = args.advertise_client_urls.as_deref().map(split_urls).unwrap_or_else(|| client_urls.clone());
-    let my_peer_urls = args.initial_advertise_peer_urls.as_deref().map(split_urls).unwrap_or_else(|| peer_listen.clone());
+    let advertise_client = args
+        .advertise_client_urls
+        .as_deref()
+        .map(split_urls)
+        .unwrap_or_else(|| client_urls.clone());
+    let my_peer_urls = args
+        .initial_advertise_peer_urls
+        .as_deref()
+        .map(split_urls)
+        .unwrap_or_else(|| peer_listen.clone());
     let mut client_addrs = Vec::new();
     for u in &client_urls {
         let (addr, tls) = listen_addr(u, "listen-client-urls")?;
         if !tls && !args.insecure {
-            anyhow::bail!("--listen-client-urls {u}: plaintext is refused; use https:// with --cert-file/--key-file/--trusted-ca-file (or --insecure for tests)");
+            anyhow::bail!(
+                "--listen-client-urls {u}: plaintext is refused; use https:// with --cert-file/--key-file/--trusted-ca-file (or --insecure for tests)"
+            );
         }
         client_addrs.push((addr, tls));
     }
@@ -195,7 +240,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for u in &peer_listen {
         let (addr, tls) = listen_addr(u, "listen-peer-urls")?;
         if !tls && !args.insecure {
-            anyhow::bail!("--listen-peer-urls {u}: plaintext is refused; use https:// with --peer-cert-file/--peer-key-file/--peer-trusted-ca-file (or --insecure for tests)");
+            anyhow::bail!(
+                "--listen-peer-urls {u}: plaintext is refused; use https:// with --peer-cert-file/--peer-key-file/--peer-trusted-ca-file (or --insecure for tests)"
+            );
         }
         peer_addrs.push((addr, tls));
     }
@@ -210,20 +257,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     let (peer_server_tls, peer_client_tls): (Option<ServerTlsConfig>, Option<ClientTlsConfig>) =
-        if peer_addrs.iter().any(|(_, t)| *t) || my_peer_urls.iter().any(|u| u.starts_with("https://")) {
-            let (Some(c), Some(k), Some(ca)) = (&args.peer_cert_file, &args.peer_key_file, &args.peer_trusted_ca_file) else {
-                anyhow::bail!("https peer URLs need --peer-cert-file, --peer-key-file and --peer-trusted-ca-file (peer traffic is always mutual TLS)");
+        if peer_addrs.iter().any(|(_, t)| *t)
+            || my_peer_urls.iter().any(|u| u.starts_with("https://"))
+        {
+            let (Some(c), Some(k), Some(ca)) = (
+                &args.peer_cert_file,
+                &args.peer_key_file,
+                &args.peer_trusted_ca_file,
+            ) else {
+                anyhow::bail!(
+                    "https peer URLs need --peer-cert-file, --peer-key-file and --peer-trusted-ca-file (peer traffic is always mutual TLS)"
+                );
             };
-            (Some(crate::tls::server(Some(c), Some(k), Some(ca), true, "peer-")?), Some(crate::tls::peer_client(c, k, ca)?))
+            (
+                Some(crate::tls::server(
+                    Some(c),
+                    Some(k),
+                    Some(ca),
+                    true,
+                    "peer-",
+                )?),
+                Some(crate::tls::peer_client(c, k, ca)?),
+            )
         } else {
             (None, None)
         };
     let peers = PeerClients::new(peer_client_tls);
 
     // Identity.
-    let initial = parse_initial_cluster(
-        &args.initial_cluster.clone().unwrap_or_else(|| format!("{}={}", args.name, my_peer_urls.join(&format!(",{}=", args.name)))),
-    )?;
+    let initial = parse_initial_cluster(&args.initial_cluster.clone().unwrap_or_else(|| {
+        format!(
+            "{}={}",
+            args.name,
+            my_peer_urls.join(&format!(",{}=", args.name))
+        )
+    }))?;
     // With `--initial-cluster-state new`, the initial members (IDs derived
     // from peer URLs and token, as etcd does) bootstrap an empty Raft log.
     // This also covers a data directory made by `restore`. A member that
@@ -231,17 +299,40 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // etcd, it ignores `--initial-cluster` (its peer URLs may have moved
     // with `member update`).
     let stored = load_identity(&data_dir)?;
-    let bootstrap: Option<(u64, BTreeMap<u64, Member>, u64)> = if args.initial_cluster_state == "new" {
+    let bootstrap: Option<(u64, BTreeMap<u64, Member>, u64)> = if args.initial_cluster_state
+        == "new"
+    {
         let ids: Vec<(u64, String, Vec<String>)> = initial
             .iter()
-            .map(|(n, urls)| (member_id(urls, &args.initial_cluster_token, None), n.clone(), urls.clone()))
+            .map(|(n, urls)| {
+                (
+                    member_id(urls, &args.initial_cluster_token, None),
+                    n.clone(),
+                    urls.clone(),
+                )
+            })
             .collect();
-        match ids.iter().find(|(_, _, urls)| same_urls(urls, &my_peer_urls)) {
+        match ids
+            .iter()
+            .find(|(_, _, urls)| same_urls(urls, &my_peer_urls))
+        {
             Some(me) => {
-                let cid = cluster_id(&ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), &args.initial_cluster_token);
+                let cid = cluster_id(
+                    &ids.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(),
+                    &args.initial_cluster_token,
+                );
                 let members = ids
                     .iter()
-                    .map(|(id, n, urls)| (*id, Member { name: n.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
+                    .map(|(id, n, urls)| {
+                        (
+                            *id,
+                            Member {
+                                name: n.clone(),
+                                peer_urls: urls.clone(),
+                                client_urls: Vec::new(),
+                            },
+                        )
+                    })
                     .collect();
                 Some((me.0, members, cid))
             }
@@ -258,11 +349,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let identity = match stored {
         Some(id) => id,
         None => match &bootstrap {
-            Some((me, _, cid)) => Identity { member_id: *me, cluster_id: *cid, name: args.name.clone() },
+            Some((me, _, cid)) => Identity {
+                member_id: *me,
+                cluster_id: *cid,
+                name: args.name.clone(),
+            },
             None => discover(&peers, &initial, &my_peer_urls, &args).await?,
         },
     };
-    let bootstrap = bootstrap.filter(|(me, _, _)| *me == identity.member_id).map(|(_, m, _)| m);
+    let bootstrap = bootstrap
+        .filter(|(me, _, _)| *me == identity.member_id)
+        .map(|(_, m, _)| m);
     save_identity(&data_dir, &identity)?;
     tracing::info!(member_id = format!("{:x}", identity.member_id), cluster_id = format!("{:x}", identity.cluster_id), name = %identity.name, data_dir = %data_dir.display(), "starting member");
 
@@ -275,8 +372,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Session 2 kept the last snapshot whole in `snapshot.bin`; it now
     // lives in `snapshots/` as files (see `raft::state_machine`).
     let _ = std::fs::remove_file(data_dir.join("snapshot.bin"));
-    let sm = StateMachine::new(mvcc.clone(), hub.clone(), leases.clone(), compact_tx, data_dir.join("snapshots"))
-        .map_err(|e| anyhow::anyhow!("opening the state machine: {e}"))?;
+    let sm = StateMachine::new(
+        mvcc.clone(),
+        hub.clone(),
+        leases.clone(),
+        compact_tx,
+        data_dir.join("snapshots"),
+    )
+    .map_err(|e| anyhow::anyhow!("opening the state machine: {e}"))?;
     let config = openraft::Config {
         cluster_name: args.initial_cluster_token.clone(),
         // openraft 0.9 gives every AppendEntries exactly one heartbeat
@@ -303,14 +406,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("Raft timing flags")?;
-    let raft = Raft::new(identity.member_id, Arc::new(config), Network { peers: peers.clone() }, log.clone(), sm)
-        .await
-        .context("starting Raft")?;
+    let raft = Raft::new(
+        identity.member_id,
+        Arc::new(config),
+        Network {
+            peers: peers.clone(),
+        },
+        log.clone(),
+        sm,
+    )
+    .await
+    .context("starting Raft")?;
     if let Some(members) = bootstrap
         && !raft.is_initialized().await?
-            && let Err(e) = raft.initialize(members).await {
-                tracing::warn!(error = %e, "initializing the cluster (already initialized elsewhere?)");
-            }
+        && let Err(e) = raft.initialize(members).await
+    {
+        tracing::warn!(error = %e, "initializing the cluster (already initialized elsewhere?)");
+    }
 
     let node = Arc::new(Node {
         id: identity.member_id,
@@ -341,15 +453,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
                 let m = mvcc.clone();
                 match tokio::task::spawn_blocking(move || m.physical_compact(target)).await {
-                    Ok(Ok(n)) => tracing::info!(revision = target, removed = n, "compaction finished"),
-                    Ok(Err(e)) => tracing::error!(revision = target, error = %e, "compaction failed"),
+                    Ok(Ok(n)) => {
+                        tracing::info!(revision = target, removed = n, "compaction finished")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(revision = target, error = %e, "compaction failed")
+                    }
                     Err(e) => tracing::error!(error = %e, "compaction task panicked"),
                 }
             }
         });
     }
     tokio::spawn(node.clone().run_lease_expiry());
-    let limits = Limits::new(args.max_request_bytes, args.quota_backend_bytes, mvcc.clone());
+    let limits = Limits::new(
+        args.max_request_bytes,
+        args.quota_backend_bytes,
+        mvcc.clone(),
+    );
     let health_service = crate::health::serve(node.clone());
     tokio::spawn(node.clone().run_publish());
 
@@ -365,17 +485,47 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let max_msg = limits.grpc_max_message();
         let router = b
             .add_service(health_service.clone())
-            .add_service(KvServer::new(KvService { node: n.clone(), limits: limits.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
-            .add_service(WatchServer::new(WatchService { node: n.clone() }).max_decoding_message_size(max_msg).max_encoding_message_size(usize::MAX))
-            .add_service(LeaseServer::new(LeaseService { node: n.clone(), limits: limits.clone() }))
+            .add_service(
+                KvServer::new(KvService {
+                    node: n.clone(),
+                    limits: limits.clone(),
+                })
+                .max_decoding_message_size(max_msg)
+                .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(WatchService { node: n.clone() })
+                    .max_decoding_message_size(max_msg)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(LeaseServer::new(LeaseService {
+                node: n.clone(),
+                limits: limits.clone(),
+            }))
             .add_service(ClusterServer::new(ClusterService { node: n.clone() }))
-            .add_service(MaintenanceServer::new(MaintenanceService { node: n.clone(), limits: limits.clone() }).max_encoding_message_size(usize::MAX));
+            .add_service(
+                MaintenanceServer::new(MaintenanceService {
+                    node: n.clone(),
+                    limits: limits.clone(),
+                })
+                .max_encoding_message_size(usize::MAX),
+            );
         let mut rx = stop_rx.clone();
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding client listener {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding client listener {addr}"))?;
         tracing::info!(%addr, tls, "serving clients");
-        let incoming = client_connections(listener, if tls { client_tls.clone() } else { None }, stop_rx.clone());
+        let incoming = client_connections(
+            listener,
+            if tls { client_tls.clone() } else { None },
+            stop_rx.clone(),
+        );
         servers.push(tokio::spawn(async move {
-            router.serve_with_incoming_shutdown(incoming, async move { let _ = rx.changed().await; }).await
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.changed().await;
+                })
+                .await
         }));
     }
     for (addr, tls) in peer_addrs {
@@ -389,12 +539,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
         let mut rx = stop_rx.clone();
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding peer listener {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding peer listener {addr}"))?;
         tracing::info!(%addr, tls, "serving peers");
         servers.push(tokio::spawn(async move {
             // Nagle off on accepted peer sockets too (`Server::tcp_nodelay` only covers `serve`): 40 ms stalls otherwise.
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, async move { let _ = rx.changed().await; }).await
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.changed().await;
+                })
+                .await
         }));
     }
     for u in split_urls(&args.listen_metrics_urls) {
@@ -402,12 +559,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         if tls {
             anyhow::bail!("--listen-metrics-urls {u}: the metrics endpoint serves plain http only");
         }
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics listener {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics listener {addr}"))?;
         let app = crate::http::router(node.clone(), limits.clone());
         let mut rx = stop_rx.clone();
         tracing::info!(%addr, "serving /metrics and /health");
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { let _ = rx.changed().await; }).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                })
+                .await;
         });
     }
 

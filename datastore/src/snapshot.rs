@@ -56,7 +56,11 @@ fn io(what: &str, e: std::io::Error) -> EtcdError {
 
 /// Writes the state machine as of `snap` to `w`; returns the bytes written.
 pub fn dump_to(mvcc: &Mvcc, snap: &Snapshot<'_>, w: impl Write) -> Result<u64, EtcdError> {
-    let mut out = Crc { inner: w, crc: crc32fast::Hasher::new(), len: 0 };
+    let mut out = Crc {
+        inner: w,
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
     let wr = |e| io("writing the snapshot", e);
     out.write_all(MAGIC).map_err(wr)?;
     for (i, name) in ALL_CFS.iter().enumerate() {
@@ -87,8 +91,11 @@ pub fn dump_file(mvcc: &Mvcc, snap: &Snapshot<'_>, path: &Path) -> Result<u64, E
     let f = AtomicFile::create(path).map_err(|e| io(&format!("creating {}", path.display()), e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let len = dump_to(mvcc, snap, &mut w)?;
-    let f = w.into_inner().map_err(|e| io("writing the snapshot", e.into_error()))?;
-    f.commit().map_err(|e| io(&format!("saving {}", path.display()), e))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| io("writing the snapshot", e.into_error()))?;
+    f.commit()
+        .map_err(|e| io(&format!("saving {}", path.display()), e))?;
     Ok(len)
 }
 
@@ -109,7 +116,14 @@ pub struct Wrapped<R> {
 impl<R: Read> Wrapped<R> {
     pub fn new(dump: R, dump_len: u64) -> Self {
         let total_pages = (dump_len + 8).div_ceil(PAGE) * PAGE;
-        Wrapped { dump, dump_len, pos: 0, total_pages, sha: sha2::Sha256::new(), tail: Vec::new() }
+        Wrapped {
+            dump,
+            dump_len,
+            pos: 0,
+            total_pages,
+            sha: sha2::Sha256::new(),
+            tail: Vec::new(),
+        }
     }
 
     /// Bytes the stream yields in all: pages and hash.
@@ -131,7 +145,10 @@ impl<R: Read> Read for Wrapped<R> {
             let want = buf.len().min((self.dump_len - self.pos) as usize);
             let n = self.dump.read(&mut buf[..want])?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "snapshot dump shorter than announced"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "snapshot dump shorter than announced",
+                ));
             }
             n
         } else if self.pos < self.total_pages - 8 {
@@ -173,7 +190,9 @@ pub fn open_verified(path: &Path) -> Result<(File, u64), EtcdError> {
     let size = f.metadata().map_err(what)?.len();
     let mut head = [0u8; 8];
     if size < 13 || f.read_exact(&mut head).is_err() || &head != MAGIC {
-        return Err(EtcdError::Internal("not a k8sup-datastore snapshot (bad magic)".into()));
+        return Err(EtcdError::Internal(
+            "not a k8sup-datastore snapshot (bad magic)".into(),
+        ));
     }
     // Stream-wrapped: the recorded length sits in the last 8 bytes of the
     // pages. One pass checks the hash of the pages and the dump's CRC; a
@@ -213,7 +232,12 @@ fn read_at<const N: usize>(f: &mut File, offset: u64) -> std::io::Result<[u8; N]
 
 /// One read of the first `upto` bytes of `f`: their SHA-256 (if `sha`)
 /// and the CRC-32 of the first `crc_len` of them.
-fn checksums(f: &mut File, upto: u64, crc_len: u64, sha: bool) -> std::io::Result<(Option<[u8; 32]>, u32)> {
+fn checksums(
+    f: &mut File,
+    upto: u64,
+    crc_len: u64,
+    sha: bool,
+) -> std::io::Result<(Option<[u8; 32]>, u32)> {
     f.seek(SeekFrom::Start(0))?;
     let mut hasher = sha.then(sha2::Sha256::new);
     let mut crc = crc32fast::Hasher::new();
@@ -245,7 +269,9 @@ pub fn load_from(mvcc: &Mvcc, r: impl Read, len: u64) -> Result<(), EtcdError> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(|_| truncated())?;
     if &magic != MAGIC {
-        return Err(EtcdError::Internal("not a k8sup-datastore snapshot (bad magic)".into()));
+        return Err(EtcdError::Internal(
+            "not a k8sup-datastore snapshot (bad magic)".into(),
+        ));
     }
     // Clear everything first.
     for name in ALL_CFS {
@@ -273,7 +299,9 @@ pub fn load_from(mvcc: &Mvcc, r: impl Read, len: u64) -> Result<(), EtcdError> {
         }
         let mut hdr = [0u8; 5];
         r.read_exact(&mut hdr).map_err(|_| truncated())?;
-        let cf = *ALL_CFS.get(hdr[0] as usize).ok_or_else(|| EtcdError::internal("snapshot names an unknown column family"))?;
+        let cf = *ALL_CFS
+            .get(hdr[0] as usize)
+            .ok_or_else(|| EtcdError::internal("snapshot names an unknown column family"))?;
         let klen = u32::from_be_bytes(hdr[1..5].try_into().expect("4")) as usize;
         buf.resize(klen + 4, 0);
         r.read_exact(&mut buf).map_err(|_| truncated())?;
@@ -295,7 +323,11 @@ pub fn load_from(mvcc: &Mvcc, r: impl Read, len: u64) -> Result<(), EtcdError> {
 /// reader that streams it away (`Maintenance/Snapshot`): unlinked as soon as
 /// it is created, so nothing is left behind even after a crash, and not
 /// fsynced, since nothing keeps it. Returns the file, rewound, and its size.
-pub fn dump_scratch(mvcc: &Mvcc, snap: &Snapshot<'_>, dir: &Path) -> Result<(File, u64), EtcdError> {
+pub fn dump_scratch(
+    mvcc: &Mvcc,
+    snap: &Snapshot<'_>,
+    dir: &Path,
+) -> Result<(File, u64), EtcdError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(format!("maintenance-{}.snap", rand::random::<u32>()));
     let f = std::fs::OpenOptions::new()
@@ -308,8 +340,11 @@ pub fn dump_scratch(mvcc: &Mvcc, snap: &Snapshot<'_>, dir: &Path) -> Result<(Fil
     let _ = std::fs::remove_file(&path);
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let len = dump_to(mvcc, snap, &mut w)?;
-    let mut f = w.into_inner().map_err(|e| io("writing the snapshot", e.into_error()))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| io("rewinding the snapshot", e))?;
+    let mut f = w
+        .into_inner()
+        .map_err(|e| io("writing the snapshot", e.into_error()))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| io("rewinding the snapshot", e))?;
     Ok((f, len))
 }
 
@@ -327,7 +362,8 @@ mod tests {
         let m = Mvcc::open(dir).unwrap();
         for i in 0..n {
             commit(&m, |t| {
-                t.put(format!("key/{i:04}").as_bytes(), vec![b'v'; 300 + i % 7], 0).unwrap();
+                t.put(format!("key/{i:04}").as_bytes(), vec![b'v'; 300 + i % 7], 0)
+                    .unwrap();
             });
         }
         m
@@ -335,8 +371,21 @@ mod tests {
 
     fn all(m: &Mvcc) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
         let snap = m.snapshot();
-        let r = m.range(&snap, &[0], &crate::mvcc::RangeEnd::Unbounded, m.current_rev(), 0, false, false).unwrap();
-        r.kvs.into_iter().map(|kv| (kv.key, kv.value, kv.mod_revision)).collect()
+        let r = m
+            .range(
+                &snap,
+                &[0],
+                &crate::mvcc::RangeEnd::Unbounded,
+                m.current_rev(),
+                0,
+                false,
+                false,
+            )
+            .unwrap();
+        r.kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision))
+            .collect()
     }
 
     #[test]
@@ -348,7 +397,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&bare).unwrap().len(), len);
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&bare).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&bare).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // What `etcdctl snapshot save` receives and writes.
         let mut wrapped = Vec::new();
@@ -387,7 +439,10 @@ mod tests {
         let before = all(&dst);
         let mut flipped = bytes.clone();
         flipped[bytes.len() / 2] ^= 0x40;
-        for (name, data) in [("flipped", flipped), ("truncated", bytes[..bytes.len() - 100].to_vec())] {
+        for (name, data) in [
+            ("flipped", flipped),
+            ("truncated", bytes[..bytes.len() - 100].to_vec()),
+        ] {
             let p = dir.path().join(name);
             std::fs::write(&p, data).unwrap();
             let err = load_file(&dst, &p).unwrap_err().to_string();

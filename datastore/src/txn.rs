@@ -8,16 +8,19 @@ use std::cmp::Ordering;
 use crate::errors::EtcdError;
 use crate::mvcc::{Mvcc, RangeEnd, WriteTxn};
 use crate::proto::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse, compare, range_request,
-    request_op, response_op,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, range_request, request_op, response_op,
 };
 
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
 
 fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 // ---------------------------------------------------------------- validation
@@ -93,14 +96,20 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), 
         .filter_map(|r| match &r.request {
             Some(request_op::Request::RequestDeleteRange(d)) => Some(Interval(
                 d.key.clone(),
-                if d.range_end.is_empty() { None } else { Some(d.range_end.clone()) },
+                if d.range_end.is_empty() {
+                    None
+                } else {
+                    Some(d.range_end.clone())
+                },
             )),
             _ => None,
         })
         .collect();
     let mut puts: Vec<Vec<u8>> = Vec::new();
     for r in reqs {
-        let Some(request_op::Request::RequestTxn(t)) = &r.request else { continue };
+        let Some(request_op::Request::RequestTxn(t)) = &r.request else {
+            continue;
+        };
         let (puts_then, dels_then) = check_intervals(&t.success)?;
         let (puts_else, dels_else) = check_intervals(&t.failure)?;
         for k in &puts_then {
@@ -122,7 +131,9 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Interval>), 
         dels.extend(dels_else);
     }
     for r in reqs {
-        let Some(request_op::Request::RequestPut(p)) = &r.request else { continue };
+        let Some(request_op::Request::RequestPut(p)) = &r.request else {
+            continue;
+        };
         if puts.contains(&p.key) || dels.iter().any(|d| d.contains(&p.key)) {
             return Err(EtcdError::DuplicateKey);
         }
@@ -152,7 +163,11 @@ fn needs_full_fetch(r: &RangeRequest) -> bool {
 /// The mvcc-level limit for a request: everything when filtering or
 /// sorting, else one more than asked so `more` can be told.
 fn fetch_limit(r: &RangeRequest) -> usize {
-    if needs_full_fetch(r) || r.limit <= 0 { 0 } else { r.limit as usize + 1 }
+    if needs_full_fetch(r) || r.limit <= 0 {
+        0
+    } else {
+        r.limit as usize + 1
+    }
 }
 
 /// Filters, sorts and truncates a fetched range into etcd's response.
@@ -169,8 +184,10 @@ fn finish_range(r: &RangeRequest, mut kvs: Vec<KeyValue>, count: i64, rev: i64) 
     if r.min_create_revision != 0 {
         kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
     }
-    let target = range_request::SortTarget::try_from(r.sort_target).unwrap_or(range_request::SortTarget::Key);
-    let mut order = range_request::SortOrder::try_from(r.sort_order).unwrap_or(range_request::SortOrder::None);
+    let target = range_request::SortTarget::try_from(r.sort_target)
+        .unwrap_or(range_request::SortTarget::Key);
+    let mut order =
+        range_request::SortOrder::try_from(r.sort_order).unwrap_or(range_request::SortOrder::None);
     if target != range_request::SortTarget::Key && order == range_request::SortOrder::None {
         // etcd: results are key-ordered already; other targets default to ascending.
         order = range_request::SortOrder::Ascend;
@@ -203,7 +220,12 @@ fn finish_range(r: &RangeRequest, mut kvs: Vec<KeyValue>, count: i64, rev: i64) 
             kv.value.clear();
         }
     }
-    RangeResponse { header: header(rev), kvs, more, count }
+    RangeResponse {
+        header: header(rev),
+        kvs,
+        more,
+        count,
+    }
 }
 
 /// A Range outside any transaction, at the store's current revision.
@@ -212,7 +234,15 @@ pub fn range(mvcc: &Mvcc, r: &RangeRequest) -> Result<RangeResponse, EtcdError> 
     let snap = mvcc.snapshot();
     let rev = mvcc.resolve_read_rev(r.revision, current)?;
     let end = RangeEnd::from_wire(&r.range_end);
-    let res = mvcc.range(&snap, &r.key, &end, rev, fetch_limit(r), r.count_only, r.keys_only && !needs_value_for_sort(r))?;
+    let res = mvcc.range(
+        &snap,
+        &r.key,
+        &end,
+        rev,
+        fetch_limit(r),
+        r.count_only,
+        r.keys_only && !needs_value_for_sort(r),
+    )?;
     Ok(finish_range(r, res.kvs, res.count, current))
 }
 
@@ -222,7 +252,14 @@ fn needs_value_for_sort(r: &RangeRequest) -> bool {
 
 fn txn_range(txn: &WriteTxn<'_>, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
     let end = RangeEnd::from_wire(&r.range_end);
-    let res = txn.range(&r.key, &end, r.revision, fetch_limit(r), r.count_only, r.keys_only && !needs_value_for_sort(r))?;
+    let res = txn.range(
+        &r.key,
+        &end,
+        r.revision,
+        fetch_limit(r),
+        r.count_only,
+        r.keys_only && !needs_value_for_sort(r),
+    )?;
     Ok(finish_range(r, res.kvs, res.count, txn.rev()))
 }
 
@@ -234,7 +271,11 @@ pub trait LeaseLookup {
 }
 
 /// The Put RPC (outside a transaction).
-pub fn put(txn: &mut WriteTxn<'_>, leases: &dyn LeaseLookup, p: &PutRequest) -> Result<PutResponse, EtcdError> {
+pub fn put(
+    txn: &mut WriteTxn<'_>,
+    leases: &dyn LeaseLookup,
+    p: &PutRequest,
+) -> Result<PutResponse, EtcdError> {
     if p.lease != 0 && !leases.lease_exists(p.lease)? {
         return Err(EtcdError::LeaseNotFound);
     }
@@ -242,18 +283,36 @@ pub fn put(txn: &mut WriteTxn<'_>, leases: &dyn LeaseLookup, p: &PutRequest) -> 
 }
 
 fn apply_put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { txn.get(&p.key)? } else { None };
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
+        txn.get(&p.key)?
+    } else {
+        None
+    };
     if (p.ignore_value || p.ignore_lease) && prev.is_none() {
         return Err(EtcdError::KeyNotFound);
     }
-    let value = if p.ignore_value { prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value.clone() };
-    let lease = if p.ignore_lease { prev.as_ref().map(|kv| kv.lease).unwrap_or(0) } else { p.lease };
+    let value = if p.ignore_value {
+        prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default()
+    } else {
+        p.value.clone()
+    };
+    let lease = if p.ignore_lease {
+        prev.as_ref().map(|kv| kv.lease).unwrap_or(0)
+    } else {
+        p.lease
+    };
     let rev = txn.put(&p.key, value, lease)?;
-    Ok(PutResponse { header: header(rev), prev_kv: if p.prev_kv { prev } else { None } })
+    Ok(PutResponse {
+        header: header(rev),
+        prev_kv: if p.prev_kv { prev } else { None },
+    })
 }
 
 /// The DeleteRange RPC (also used inside transactions).
-pub fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+pub fn delete_range(
+    txn: &mut WriteTxn<'_>,
+    d: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, EtcdError> {
     let end = RangeEnd::from_wire(&d.range_end);
     let deleted = txn.delete_range(&d.key, &end, d.prev_kv)?;
     Ok(DeleteRangeResponse {
@@ -277,19 +336,31 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             kv.value.as_slice().cmp(v)
         }
         CompareTarget::Create => {
-            let r = match c.target_union { Some(TargetUnion::CreateRevision(r)) => r, _ => 0 };
+            let r = match c.target_union {
+                Some(TargetUnion::CreateRevision(r)) => r,
+                _ => 0,
+            };
             kv.create_revision.cmp(&r)
         }
         CompareTarget::Mod => {
-            let r = match c.target_union { Some(TargetUnion::ModRevision(r)) => r, _ => 0 };
+            let r = match c.target_union {
+                Some(TargetUnion::ModRevision(r)) => r,
+                _ => 0,
+            };
             kv.mod_revision.cmp(&r)
         }
         CompareTarget::Version => {
-            let r = match c.target_union { Some(TargetUnion::Version(r)) => r, _ => 0 };
+            let r = match c.target_union {
+                Some(TargetUnion::Version(r)) => r,
+                _ => 0,
+            };
             kv.version.cmp(&r)
         }
         CompareTarget::Lease => {
-            let r = match c.target_union { Some(TargetUnion::Lease(r)) => r, _ => 0 };
+            let r = match c.target_union {
+                Some(TargetUnion::Lease(r)) => r,
+                _ => 0,
+            };
             kv.lease.cmp(&r)
         }
     };
@@ -304,7 +375,9 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 fn apply_compare(txn: &WriteTxn<'_>, c: &Compare) -> bool {
     // etcd's mkGteRange: "\0" means every key >= key.
     let end = RangeEnd::from_wire(&c.range_end);
-    let Ok(res) = txn.range(&c.key, &end, 0, 0, false, false) else { return false };
+    let Ok(res) = txn.range(&c.key, &end, 0, 0, false, false) else {
+        return false;
+    };
     if res.kvs.is_empty() {
         if c.target == compare::CompareTarget::Value as i32 {
             // etcd: a value compare on a missing key always fails.
@@ -329,11 +402,14 @@ fn compare_to_path(txn: &WriteTxn<'_>, rt: &TxnRequest, path: &mut Vec<bool>) {
 }
 
 fn is_read_only(rt: &TxnRequest) -> bool {
-    rt.success.iter().chain(rt.failure.iter()).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(_)) => true,
-        Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
-        _ => false,
-    })
+    rt.success
+        .iter()
+        .chain(rt.failure.iter())
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => is_read_only(t),
+            _ => false,
+        })
 }
 
 /// etcd's `checkRequests`: lease existence and ignore_* preconditions for
@@ -359,15 +435,14 @@ fn check_requests(
                     return Err(EtcdError::LeaseNotFound);
                 }
             }
-            Some(request_op::Request::RequestRange(r)) if !check_puts
-                && r.revision != 0 => {
-                    if r.revision > txn.base_rev() {
-                        return Err(EtcdError::FutureRev);
-                    }
-                    if r.revision < txn.compact_rev() {
-                        return Err(EtcdError::Compacted);
-                    }
+            Some(request_op::Request::RequestRange(r)) if !check_puts && r.revision != 0 => {
+                if r.revision > txn.base_rev() {
+                    return Err(EtcdError::FutureRev);
                 }
+                if r.revision < txn.compact_rev() {
+                    return Err(EtcdError::Compacted);
+                }
+            }
             Some(request_op::Request::RequestTxn(t)) => {
                 consumed += check_requests(txn, leases, t, &path[consumed..], check_puts)?;
             }
@@ -377,15 +452,23 @@ fn check_requests(
     Ok(consumed)
 }
 
-fn run_txn(txn: &mut WriteTxn<'_>, rt: &TxnRequest, path: &[bool]) -> Result<(TxnResponse, usize), EtcdError> {
+fn run_txn(
+    txn: &mut WriteTxn<'_>,
+    rt: &TxnRequest,
+    path: &[bool],
+) -> Result<(TxnResponse, usize), EtcdError> {
     let succeeded = path[0];
     let ops = if succeeded { &rt.success } else { &rt.failure };
     let mut consumed = 1;
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let resp = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => response_op::Response::ResponseRange(txn_range(txn, r)?),
-            Some(request_op::Request::RequestPut(p)) => response_op::Response::ResponsePut(apply_put(txn, p)?),
+            Some(request_op::Request::RequestRange(r)) => {
+                response_op::Response::ResponseRange(txn_range(txn, r)?)
+            }
+            Some(request_op::Request::RequestPut(p)) => {
+                response_op::Response::ResponsePut(apply_put(txn, p)?)
+            }
             Some(request_op::Request::RequestDeleteRange(d)) => {
                 response_op::Response::ResponseDeleteRange(delete_range(txn, d)?)
             }
@@ -396,14 +479,27 @@ fn run_txn(txn: &mut WriteTxn<'_>, rt: &TxnRequest, path: &[bool]) -> Result<(Tx
             }
             None => return Err(EtcdError::KeyNotFound),
         };
-        responses.push(ResponseOp { response: Some(resp) });
+        responses.push(ResponseOp {
+            response: Some(resp),
+        });
     }
     // Nested transactions carry an empty header, as in etcd.
-    Ok((TxnResponse { header: Some(ResponseHeader::default()), succeeded, responses }, consumed))
+    Ok((
+        TxnResponse {
+            header: Some(ResponseHeader::default()),
+            succeeded,
+            responses,
+        },
+        consumed,
+    ))
 }
 
 /// The Txn RPC.
-pub fn txn(txn: &mut WriteTxn<'_>, leases: &dyn LeaseLookup, rt: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+pub fn txn(
+    txn: &mut WriteTxn<'_>,
+    leases: &dyn LeaseLookup,
+    rt: &TxnRequest,
+) -> Result<TxnResponse, EtcdError> {
     let mut path = Vec::new();
     compare_to_path(txn, rt, &mut path);
     if !is_read_only(rt) {

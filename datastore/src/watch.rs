@@ -89,7 +89,12 @@ pub struct WatchHub {
 
 impl WatchHub {
     pub fn new(current: i64) -> Arc<Self> {
-        Arc::new(WatchHub { inner: Mutex::new(HubInner { subs: Vec::new(), published: current }) })
+        Arc::new(WatchHub {
+            inner: Mutex::new(HubInner {
+                subs: Vec::new(),
+                published: current,
+            }),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HubInner> {
@@ -99,7 +104,10 @@ impl WatchHub {
     fn subscribe(&self) -> (mpsc::UnboundedReceiver<HubMsg>, Arc<QueueState>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(QueueState::default());
-        self.lock().subs.push(Sub { tx, queue: queue.clone() });
+        self.lock().subs.push(Sub {
+            tx,
+            queue: queue.clone(),
+        });
         (rx, queue)
     }
 
@@ -118,7 +126,9 @@ impl WatchHub {
                 return true;
             }
             let revs = q.revs.load(Ordering::Acquire);
-            if revs >= MAX_QUEUED_REVS || (revs > 0 && q.bytes.load(Ordering::Acquire) + bytes > MAX_QUEUED_BYTES) {
+            if revs >= MAX_QUEUED_REVS
+                || (revs > 0 && q.bytes.load(Ordering::Acquire) + bytes > MAX_QUEUED_BYTES)
+            {
                 q.lag();
                 return true;
             }
@@ -153,12 +163,20 @@ impl WatchHub {
     }
 
     pub fn watcher_count(&self) -> usize {
-        self.lock().subs.iter().filter(|s| !s.tx.is_closed()).count()
+        self.lock()
+            .subs
+            .iter()
+            .filter(|s| !s.tx.is_closed())
+            .count()
     }
 
     /// Watchers currently catching up from storage (etcd's "slow" watchers).
     pub fn slow_watcher_count(&self) -> usize {
-        self.lock().subs.iter().filter(|s| !s.tx.is_closed() && s.queue.lagging.load(Ordering::Acquire)).count()
+        self.lock()
+            .subs
+            .iter()
+            .filter(|s| !s.tx.is_closed() && s.queue.lagging.load(Ordering::Acquire))
+            .count()
     }
 }
 
@@ -257,8 +275,13 @@ impl Watcher {
         if events.is_empty() {
             return true;
         }
-        self.send(WatchResponse { header: Some((self.header)(rev)), watch_id: self.spec.id, events, ..Default::default() })
-            .await
+        self.send(WatchResponse {
+            header: Some((self.header)(rev)),
+            watch_id: self.spec.id,
+            events,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Replays `[from, to]`. Returns false if the stream is gone or the
@@ -283,37 +306,41 @@ impl Watcher {
         while next <= to {
             let mvcc = self.mvcc.clone();
             let spec = self.spec.clone();
-            let chunk = tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, i64), EtcdError> {
-                let snap = mvcc.snapshot();
-                let mut events = Vec::new();
-                let mut last_rev = next - 1;
-                let mut stop_after: Option<i64> = None;
-                let mut bytes = 0usize;
-                mvcc.history(&snap, next, to, |main, _sub, mut ev| {
-                    if let Some(stop) = stop_after
-                        && main > stop {
+            let chunk =
+                tokio::task::spawn_blocking(move || -> Result<(Vec<Event>, i64), EtcdError> {
+                    let snap = mvcc.snapshot();
+                    let mut events = Vec::new();
+                    let mut last_rev = next - 1;
+                    let mut stop_after: Option<i64> = None;
+                    let mut bytes = 0usize;
+                    mvcc.history(&snap, next, to, |main, _sub, mut ev| {
+                        if let Some(stop) = stop_after
+                            && main > stop
+                        {
                             return Ok(false);
                         }
-                    last_rev = main;
-                    let kv = ev.kv.as_ref().expect("history events carry a kv");
-                    let keep = spec.end.contains(&spec.key, &kv.key)
-                        && !(ev.r#type == EventType::Put as i32 && spec.no_put)
-                        && !(ev.r#type == EventType::Delete as i32 && spec.no_delete);
-                    if keep {
-                        if spec.prev_kv {
-                            fill_prev_kv(&mvcc, &snap, main, &mut ev)?;
+                        last_rev = main;
+                        let kv = ev.kv.as_ref().expect("history events carry a kv");
+                        let keep = spec.end.contains(&spec.key, &kv.key)
+                            && !(ev.r#type == EventType::Put as i32 && spec.no_put)
+                            && !(ev.r#type == EventType::Delete as i32 && spec.no_delete);
+                        if keep {
+                            if spec.prev_kv {
+                                fill_prev_kv(&mvcc, &snap, main, &mut ev)?;
+                            }
+                            bytes += ev.encoded_len();
+                            events.push(ev);
+                            if (events.len() >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES)
+                                && stop_after.is_none()
+                            {
+                                stop_after = Some(main);
+                            }
                         }
-                        bytes += ev.encoded_len();
-                        events.push(ev);
-                        if (events.len() >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES) && stop_after.is_none() {
-                            stop_after = Some(main);
-                        }
-                    }
-                    Ok(true)
-                })?;
-                Ok((events, if stop_after.is_some() { last_rev } else { to }))
-            })
-            .await;
+                        Ok(true)
+                    })?;
+                    Ok((events, if stop_after.is_some() { last_rev } else { to }))
+                })
+                .await;
             let (events, upto) = match chunk {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
@@ -321,11 +348,18 @@ impl Watcher {
                     return false;
                 }
                 Err(e) => {
-                    let _ = self.out.send(Err(Status::internal(format!("watch replay failed: {e}")))).await;
+                    let _ = self
+                        .out
+                        .send(Err(Status::internal(format!("watch replay failed: {e}"))))
+                        .await;
                     return false;
                 }
             };
-            let rev = events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).unwrap_or(upto);
+            let rev = events
+                .last()
+                .and_then(|e| e.kv.as_ref())
+                .map(|kv| kv.mod_revision)
+                .unwrap_or(upto);
             if !self.send_events(rev, events).await {
                 return false;
             }
@@ -413,7 +447,12 @@ impl Watcher {
 /// when the key was deleted earlier in the same transaction, and none is
 /// given once `rev - 1` is below the compaction (etcd's read fails there).
 /// Live events and replayed history both come through here.
-fn fill_prev_kv(mvcc: &Mvcc, snap: &crate::mvcc::Snapshot<'_>, rev: i64, ev: &mut Event) -> Result<(), EtcdError> {
+fn fill_prev_kv(
+    mvcc: &Mvcc,
+    snap: &crate::mvcc::Snapshot<'_>,
+    rev: i64,
+    ev: &mut Event,
+) -> Result<(), EtcdError> {
     let Some(kv) = &ev.kv else { return Ok(()) };
     let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
     if !is_create && rev > mvcc.compact_rev() {
@@ -435,7 +474,21 @@ pub fn spawn_watcher(
     let delivered = Arc::new(AtomicI64::new(0));
     let synced = Arc::new(AtomicBool::new(false));
     let id = spec.id;
-    let w = Watcher { spec, mvcc, hub, queue, out, header, delivered: delivered.clone(), synced: synced.clone() };
+    let w = Watcher {
+        spec,
+        mvcc,
+        hub,
+        queue,
+        out,
+        header,
+        delivered: delivered.clone(),
+        synced: synced.clone(),
+    };
     let task = tokio::spawn(w.run(rx, progress_every));
-    WatcherHandle { id, delivered, synced, task }
+    WatcherHandle {
+        id,
+        delivered,
+        synced,
+        task,
+    }
 }

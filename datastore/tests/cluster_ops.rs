@@ -14,12 +14,21 @@ use tonic_health::pb::health_client::HealthClient;
 
 async fn health(url: &str) -> ServingStatus {
     let ch = common::channel(url, None).await;
-    let r = HealthClient::new(ch).check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let r = HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     ServingStatus::try_from(r.status).unwrap()
 }
 
 fn http_health(port: u16) -> String {
-    let out = std::process::Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/health")]).output().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/health")])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -28,12 +37,22 @@ fn http_health(port: u16) -> String {
 /// so does etcd's `/health`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_health_is_serving_only_with_a_leader() {
-    let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     // The status follows leadership every 200 ms.
     let t0 = Instant::now();
     for m in &c.members {
         while health(&m.client_url(false)).await != ServingStatus::Serving {
-            assert!(t0.elapsed() < Duration::from_secs(10), "{} not SERVING with a leader", m.name);
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{} not SERVING with a leader",
+                m.name
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -46,7 +65,10 @@ async fn grpc_health_is_serving_only_with_a_leader() {
     let url = c.members[leader].client_url(false);
     let t0 = Instant::now();
     while health(&url).await == ServingStatus::Serving {
-        assert!(t0.elapsed() < Duration::from_secs(15), "still SERVING 15 s after losing quorum");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "still SERVING 15 s after losing quorum"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("NOT_SERVING {:?} after losing quorum", t0.elapsed());
@@ -58,10 +80,17 @@ async fn grpc_health_is_serving_only_with_a_leader() {
 /// listening there: the cluster replicates to it at its new address.
 #[test]
 fn member_update_moves_a_members_peer_url() {
-    let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let leader = c.leader_index().unwrap();
     let f = (leader + 1) % 3;
-    let list: serde_json::Value = serde_json::from_str(&c.ctl(&["member", "list", "-w", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&c.ctl(&["member", "list", "-w", "json"])).unwrap();
     let old_url = c.members[f].peer_url(false);
     let id = list["members"]
         .as_array()
@@ -73,9 +102,17 @@ fn member_update_moves_a_members_peer_url() {
         .unwrap();
     let new_port = common::free_port();
     let new_url = format!("http://127.0.0.1:{new_port}");
-    let out = c.ctl(&["member", "update", &format!("{id:x}"), &format!("--peer-urls={new_url}")]);
+    let out = c.ctl(&[
+        "member",
+        "update",
+        &format!("{id:x}"),
+        &format!("--peer-urls={new_url}"),
+    ]);
     // etcdctl prints IDs as `%16x`: space-padded when the ID has a leading zero digit.
-    assert!(out.contains(&format!("Member {id:16x} updated in cluster")), "{out}");
+    assert!(
+        out.contains(&format!("Member {id:16x} updated in cluster")),
+        "{out}"
+    );
     // The moved member itself only learns it once restarted (the leader now
     // dials the new URL), as in etcd: ask the leader.
     let leader_url = c.members[leader].client_url(false);
@@ -83,12 +120,29 @@ fn member_update_moves_a_members_peer_url() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&new_url));
     // Conflicts are refused as in etcd (asked of the leader: the moved
     // member is cut off until it restarts).
-    let dup = c.etcdctl_at(&leader_url, &["member", "update", &format!("{id:x}"), &format!("--peer-urls={}", c.members[leader].peer_url(false))]);
+    let dup = c.etcdctl_at(
+        &leader_url,
+        &[
+            "member",
+            "update",
+            &format!("{id:x}"),
+            &format!("--peer-urls={}", c.members[leader].peer_url(false)),
+        ],
+    );
     let dup = String::from_utf8_lossy(&dup.stderr).to_string();
-    assert!(dup.contains("etcdserver: Peer URLs already exists"), "{dup}");
-    let missing = c.etcdctl_at(&leader_url, &["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"]);
+    assert!(
+        dup.contains("etcdserver: Peer URLs already exists"),
+        "{dup}"
+    );
+    let missing = c.etcdctl_at(
+        &leader_url,
+        &["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"],
+    );
     let missing = String::from_utf8_lossy(&missing.stderr).to_string();
-    assert!(missing.contains("etcdserver: member not found"), "{missing}");
+    assert!(
+        missing.contains("etcdserver: member not found"),
+        "{missing}"
+    );
 
     // Restart the member on its new peer URL. Like etcd, a member with data
     // ignores `--initial-cluster`, so only its own peer flags change.
@@ -101,14 +155,31 @@ fn member_update_moves_a_members_peer_url() {
     }
     c.members[f].start();
     let f_url = c.members[f].client_url(false);
-    assert_eq!(c.etcdctl_at(&leader_url, &["put", "after-update", "v"]).status.code(), Some(0));
+    assert_eq!(
+        c.etcdctl_at(&leader_url, &["put", "after-update", "v"])
+            .status
+            .code(),
+        Some(0)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = c.etcdctl_at(&f_url, &["get", "after-update", "--consistency=s", "--print-value-only"]);
+        let got = c.etcdctl_at(
+            &f_url,
+            &[
+                "get",
+                "after-update",
+                "--consistency=s",
+                "--print-value-only",
+            ],
+        );
         if String::from_utf8_lossy(&got.stdout).trim() == "v" {
             break;
         }
-        assert!(Instant::now() < deadline, "the moved member did not receive the write: {}", c.members[f].log());
+        assert!(
+            Instant::now() < deadline,
+            "the moved member did not receive the write: {}",
+            c.members[f].log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -118,16 +189,38 @@ fn member_update_moves_a_members_peer_url() {
 /// with UNIMPLEMENTED and the reason (openraft 0.9 cannot transfer).
 #[test]
 fn move_leader_answers_etcds_errors() {
-    let c = Cluster::start(3, Opts { tls: false, ..Default::default() });
+    let c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let bad = c.etcdctl(&["move-leader", "1234"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("Error: etcdserver: bad leader transferee"), "{}", String::from_utf8_lossy(&bad.stderr));
-    let list: serde_json::Value = serde_json::from_str(&c.ctl(&["member", "list", "-w", "json"])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("Error: etcdserver: bad leader transferee"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&c.ctl(&["member", "list", "-w", "json"])).unwrap();
     let leader = c.leader_index().unwrap();
     let leader_peer = c.members[leader].peer_url(false);
-    let other = list["members"].as_array().unwrap().iter().find(|m| m["peerURLs"][0] != leader_peer.as_str()).unwrap()["ID"].as_u64().unwrap();
+    let other = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["peerURLs"][0] != leader_peer.as_str())
+        .unwrap()["ID"]
+        .as_u64()
+        .unwrap();
     let out = c.etcdctl(&["move-leader", &format!("{other:x}")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("code = Unimplemented") && err.contains("openraft 0.9 has no leadership transfer"), "{err}");
+    assert!(
+        err.contains("code = Unimplemented")
+            && err.contains("openraft 0.9 has no leadership transfer"),
+        "{err}"
+    );
     assert_eq!(c.leader_index(), Some(leader), "leadership unchanged");
 }

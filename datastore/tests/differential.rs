@@ -23,7 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tonic::transport::Channel;
 
-const KEYS: &[&str] = &["k0", "k1", "k2", "k3", "k4", "k5", "k6", "p/0", "p/1", "p/2", "p/3", "p/4"];
+const KEYS: &[&str] = &[
+    "k0", "k1", "k2", "k3", "k4", "k5", "k6", "p/0", "p/1", "p/2", "p/3", "p/4",
+];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -47,7 +49,9 @@ struct Gen {
 
 impl Gen {
     fn key(&mut self) -> Vec<u8> {
-        KEYS[self.rng.random_range(0..KEYS.len())].as_bytes().to_vec()
+        KEYS[self.rng.random_range(0..KEYS.len())]
+            .as_bytes()
+            .to_vec()
     }
 
     fn value(&mut self) -> Vec<u8> {
@@ -69,14 +73,20 @@ impl Gen {
 
     fn rev(&mut self) -> i64 {
         match self.rng.random_range(0..4) {
-            0 => self.rng.random_range((self.compact_hint - 1).max(1)..=self.rev_hint + 1),
+            0 => self
+                .rng
+                .random_range((self.compact_hint - 1).max(1)..=self.rev_hint + 1),
             _ => 0,
         }
     }
 
     fn range(&mut self, in_txn: bool) -> RangeRequest {
         let (key, range_end) = self.range_span();
-        let mut r = RangeRequest { key, range_end, ..Default::default() };
+        let mut r = RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        };
         if self.rng.random_bool(0.3) {
             r.limit = self.rng.random_range(1..4);
         }
@@ -102,7 +112,12 @@ impl Gen {
     }
 
     fn put(&mut self) -> PutRequest {
-        let mut p = PutRequest { key: self.key(), value: self.value(), prev_kv: self.rng.random_bool(0.4), ..Default::default() };
+        let mut p = PutRequest {
+            key: self.key(),
+            value: self.value(),
+            prev_kv: self.rng.random_bool(0.4),
+            ..Default::default()
+        };
         if self.rng.random_bool(0.15) && !self.leases.is_empty() {
             p.lease = self.leases[self.rng.random_range(0..self.leases.len())];
         } else if self.rng.random_bool(0.02) {
@@ -121,7 +136,11 @@ impl Gen {
 
     fn delete(&mut self) -> DeleteRangeRequest {
         let (key, range_end) = self.range_span();
-        DeleteRangeRequest { key, range_end, prev_kv: self.rng.random_bool(0.5) }
+        DeleteRangeRequest {
+            key,
+            range_end,
+            prev_kv: self.rng.random_bool(0.5),
+        }
     }
 
     fn compare(&mut self) -> Compare {
@@ -129,14 +148,38 @@ impl Gen {
         let target = self.rng.random_range(0..5);
         let union = match CompareTarget::try_from(target).unwrap() {
             CompareTarget::Version => TargetUnion::Version(self.rng.random_range(0..3)),
-            CompareTarget::Create => TargetUnion::CreateRevision(self.rng.random_range(0..=self.rev_hint)),
-            CompareTarget::Mod => TargetUnion::ModRevision(self.rng.random_range(0..=self.rev_hint)),
+            CompareTarget::Create => {
+                TargetUnion::CreateRevision(self.rng.random_range(0..=self.rev_hint))
+            }
+            CompareTarget::Mod => {
+                TargetUnion::ModRevision(self.rng.random_range(0..=self.rev_hint))
+            }
             CompareTarget::Value => TargetUnion::Value(self.value()),
-            CompareTarget::Lease => TargetUnion::Lease(if self.leases.is_empty() || self.rng.random_bool(0.5) { 0 } else { self.leases[0] }),
+            CompareTarget::Lease => {
+                TargetUnion::Lease(if self.leases.is_empty() || self.rng.random_bool(0.5) {
+                    0
+                } else {
+                    self.leases[0]
+                })
+            }
         };
-        let range_end = if self.rng.random_bool(0.1) { b"p0".to_vec() } else { Vec::new() };
-        let key = if range_end.is_empty() { self.key() } else { b"p/".to_vec() };
-        Compare { result: self.rng.random_range(0..4), target, key, range_end, target_union: Some(union) }
+        let range_end = if self.rng.random_bool(0.1) {
+            b"p0".to_vec()
+        } else {
+            Vec::new()
+        };
+        let key = if range_end.is_empty() {
+            self.key()
+        } else {
+            b"p/".to_vec()
+        };
+        Compare {
+            result: self.rng.random_range(0..4),
+            target,
+            key,
+            range_end,
+            target_union: Some(union),
+        }
     }
 
     fn ops(&mut self, depth: u32) -> Vec<RequestOp> {
@@ -157,7 +200,11 @@ impl Gen {
 
     fn txn(&mut self, depth: u32) -> TxnRequest {
         let nc = self.rng.random_range(0..3);
-        TxnRequest { compare: (0..nc).map(|_| self.compare()).collect(), success: self.ops(depth), failure: self.ops(depth) }
+        TxnRequest {
+            compare: (0..nc).map(|_| self.compare()).collect(),
+            success: self.ops(depth),
+            failure: self.ops(depth),
+        }
     }
 
     fn op(&mut self) -> Op {
@@ -166,20 +213,39 @@ impl Gen {
             25..=49 => Op::Put(self.put()),
             50..=59 => Op::Delete(self.delete()),
             60..=84 => Op::Txn(self.txn(0)),
-            85..=87 => Op::Compact(self.rng.random_range((self.compact_hint - 1).max(1)..=self.rev_hint + 1)),
+            85..=87 => Op::Compact(
+                self.rng
+                    .random_range((self.compact_hint - 1).max(1)..=self.rev_hint + 1),
+            ),
             88..=90 => {
                 self.next_lease += 1;
-                let id = if self.rng.random_bool(0.1) && !self.leases.is_empty() { self.leases[0] } else { self.next_lease };
+                let id = if self.rng.random_bool(0.1) && !self.leases.is_empty() {
+                    self.leases[0]
+                } else {
+                    self.next_lease
+                };
                 Op::Grant(id, self.rng.random_range(600..3600)) // long: expiry timing is not compared
             }
             91..=92 => {
-                let id = if self.leases.is_empty() || self.rng.random_bool(0.2) { 999_999 } else { self.leases[self.rng.random_range(0..self.leases.len())] };
+                let id = if self.leases.is_empty() || self.rng.random_bool(0.2) {
+                    999_999
+                } else {
+                    self.leases[self.rng.random_range(0..self.leases.len())]
+                };
                 Op::Revoke(id)
             }
             _ => {
                 let (key, range_end) = self.range_span();
-                let start = self.rng.random_range((self.compact_hint - 1).max(1)..=self.rev_hint.max(1));
-                Op::Watch(WatchCreateRequest { key, range_end, start_revision: start, prev_kv: self.rng.random_bool(0.5), ..Default::default() })
+                let start = self
+                    .rng
+                    .random_range((self.compact_hint - 1).max(1)..=self.rev_hint.max(1));
+                Op::Watch(WatchCreateRequest {
+                    key,
+                    range_end,
+                    start_revision: start,
+                    prev_kv: self.rng.random_bool(0.5),
+                    ..Default::default()
+                })
             }
         }
     }
@@ -215,7 +281,12 @@ enum Outcome {
     Compact(CompactionResponse),
     Grant(i64, i64, i64),
     Revoke(Option<ResponseHeader>),
-    Watch { created: bool, canceled: bool, compact_revision: i64, events: Vec<Event> },
+    Watch {
+        created: bool,
+        canceled: bool,
+        compact_revision: i64,
+        events: Vec<Event>,
+    },
     Err(tonic::Code, String),
 }
 
@@ -244,7 +315,14 @@ impl Target {
             watch.push(WatchClient::new(ch.clone()));
             lease.get_or_insert_with(|| LeaseClient::new(ch));
         }
-        Target { chans, kv, lease: lease.unwrap(), watch, next: 0, synced_progress }
+        Target {
+            chans,
+            kv,
+            lease: lease.unwrap(),
+            watch,
+            next: 0,
+            synced_progress,
+        }
     }
 
     async fn leader(&mut self) -> usize {
@@ -301,7 +379,13 @@ impl Target {
                 }
                 Err(s) => err(s),
             },
-            Op::Compact(rev) => match self.kv[i].compact(CompactionRequest { revision: rev, physical: false }).await {
+            Op::Compact(rev) => match self.kv[i]
+                .compact(CompactionRequest {
+                    revision: rev,
+                    physical: false,
+                })
+                .await
+            {
                 Ok(r) => {
                     let mut r = r.into_inner();
                     strip(&mut r.header);
@@ -309,7 +393,8 @@ impl Target {
                 }
                 Err(s) => err(s),
             },
-            Op::Grant(id, ttl) => match self.lease.lease_grant(LeaseGrantRequest { ttl, id }).await {
+            Op::Grant(id, ttl) => match self.lease.lease_grant(LeaseGrantRequest { ttl, id }).await
+            {
                 Ok(r) => {
                     let r = r.into_inner();
                     Outcome::Grant(r.id, r.ttl, r.header.map(|h| h.revision).unwrap_or(0))
@@ -336,12 +421,20 @@ impl Target {
     /// Watches from a past revision and collects events up to `current_rev`.
     async fn watch(&mut self, i: usize, c: WatchCreateRequest, current_rev: i64) -> Outcome {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(c)) }).await.unwrap();
-        let mut stream = match self.watch[i].watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(c)),
+        })
+        .await
+        .unwrap();
+        let mut stream = match self.watch[i]
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
             Ok(s) => s.into_inner(),
             Err(s) => return Outcome::Err(s.code(), s.message().to_string()),
         };
-        let (mut created, mut canceled, mut compact_revision, mut events) = (false, false, 0, Vec::new());
+        let (mut created, mut canceled, mut compact_revision, mut events) =
+            (false, false, 0, Vec::new());
         let mut asked_progress = false;
         loop {
             // Once the watch is created, a progress request makes "caught up"
@@ -355,7 +448,8 @@ impl Target {
             let next = tokio::time::timeout(Duration::from_millis(wait), stream.message()).await;
             match next {
                 Ok(Ok(Some(r))) => {
-                    let progress = asked_progress && !r.created && !r.canceled && r.events.is_empty();
+                    let progress =
+                        asked_progress && !r.created && !r.canceled && r.events.is_empty();
                     created |= r.created;
                     canceled |= r.canceled;
                     compact_revision = compact_revision.max(r.compact_revision);
@@ -366,13 +460,21 @@ impl Target {
                     if self.synced_progress && created && !asked_progress && !canceled {
                         asked_progress = true;
                         let req = WatchRequest {
-                            request_union: Some(watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})),
+                            request_union: Some(watch_request::RequestUnion::ProgressRequest(
+                                WatchProgressRequest {},
+                            )),
                         };
                         if tx.send(req).await.is_err() {
                             break;
                         }
                     }
-                    if canceled || events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision >= current_rev).unwrap_or(false) {
+                    if canceled
+                        || events
+                            .last()
+                            .and_then(|e| e.kv.as_ref())
+                            .map(|kv| kv.mod_revision >= current_rev)
+                            .unwrap_or(false)
+                    {
                         break;
                     }
                 }
@@ -380,7 +482,12 @@ impl Target {
             }
         }
         drop(tx);
-        Outcome::Watch { created, canceled, compact_revision, events }
+        Outcome::Watch {
+            created,
+            canceled,
+            compact_revision,
+            events,
+        }
     }
 }
 
@@ -396,9 +503,22 @@ struct LiveWatch {
 impl LiveWatch {
     async fn start(mut client: WatchClient<Channel>) -> LiveWatch {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let create = WatchCreateRequest { key: vec![0], range_end: vec![0], prev_kv: true, ..Default::default() };
-        tx.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) }).await.unwrap();
-        let mut stream = client.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let create = WatchCreateRequest {
+            key: vec![0],
+            range_end: vec![0],
+            prev_kv: true,
+            ..Default::default()
+        };
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .unwrap();
+        let mut stream = client
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         let first = stream.message().await.unwrap().unwrap();
         assert!(first.created, "live watch not created: {first:?}");
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -409,11 +529,21 @@ impl LiveWatch {
             }
         });
         let created_at = first.header.map(|h| h.revision).unwrap_or(0);
-        LiveWatch { events, created_at, _keep: tx }
+        LiveWatch {
+            events,
+            created_at,
+            _keep: tx,
+        }
     }
 
     fn delivered(&self) -> i64 {
-        self.events.lock().unwrap().last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).unwrap_or(self.created_at)
+        self.events
+            .lock()
+            .unwrap()
+            .last()
+            .and_then(|e| e.kv.as_ref())
+            .map(|kv| kv.mod_revision)
+            .unwrap_or(self.created_at)
     }
 
     /// Waits until every event up to `rev` arrived. Called before each
@@ -422,7 +552,11 @@ impl LiveWatch {
     async fn wait_for(&self, rev: i64, side: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while self.delivered() < rev {
-            assert!(std::time::Instant::now() < deadline, "{side}: live watch stuck at revision {} (wanted {rev})", self.delivered());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{side}: live watch stuck at revision {} (wanted {rev})",
+                self.delivered()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -452,11 +586,23 @@ fn update_hints(g: &mut Gen, op: &Op, out: &Outcome) {
 
 async fn run_seed(seed: u64, n: usize) {
     let etcd = common::Etcd::start();
-    let ours = common::Cluster::start(3, common::Opts { tls: false, ..Default::default() });
+    let ours = common::Cluster::start(
+        3,
+        common::Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let our_urls: Vec<String> = ours.members.iter().map(|m| m.client_url(false)).collect();
     let mut a = Target::new(&[etcd.url()], false).await;
     let mut b = Target::new(&our_urls, true).await;
-    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed), rev_hint: 1, compact_hint: 0, leases: Vec::new(), next_lease: 1000 };
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        rev_hint: 1,
+        compact_hint: 0,
+        leases: Vec::new(),
+        next_lease: 1000,
+    };
     let live_a = LiveWatch::start(a.watch[0].clone()).await;
     // A follower's: it applies after the leader, so this also checks that
     // every member publishes every revision.
@@ -478,12 +624,25 @@ async fn run_seed(seed: u64, n: usize) {
             tolerated += 1;
         } else if ra != rb {
             if let Op::Range(r) = &op {
-                let full = Op::Range(RangeRequest { limit: 0, ..r.clone() });
+                let full = Op::Range(RangeRequest {
+                    limit: 0,
+                    ..r.clone()
+                });
                 eprintln!("full range on etcd: {:?}", a.run(&full, g.rev_hint).await);
                 eprintln!("full range on ours: {:?}", b.run(&full, g.rev_hint).await);
             }
-            let _ = std::fs::write(std::env::temp_dir().join(format!("k8sup-diff-seed{seed}.log")), history.join("\n"));
-            let tail = history.iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n");
+            let _ = std::fs::write(
+                std::env::temp_dir().join(format!("k8sup-diff-seed{seed}.log")),
+                history.join("\n"),
+            );
+            let tail = history
+                .iter()
+                .rev()
+                .take(40)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n");
             panic!(
                 "seed {seed}, step {step}: responses differ\nop: {op:?}\netcd: {ra:?}\nours: {rb:?}\n\nlast operations:\n{tail}\n\nreplay with DIFF_SEED={seed}"
             );
@@ -491,19 +650,38 @@ async fn run_seed(seed: u64, n: usize) {
         update_hints(&mut g, &op, &ra);
     }
     if tolerated > 0 {
-        eprintln!("seed {seed}: {tolerated} watch(es) where etcd 3.4.23 lost deletes at the compacted revision (etcd-io/etcd#18089)");
+        eprintln!(
+            "seed {seed}: {tolerated} watch(es) where etcd 3.4.23 lost deletes at the compacted revision (etcd-io/etcd#18089)"
+        );
     }
     // The live watchers saw the same events, `prev_kv`s included.
     live_a.wait_for(g.rev_hint, "etcd").await;
     live_b.wait_for(g.rev_hint, "ours").await;
-    let (ea, eb) = (live_a.events.lock().unwrap().clone(), live_b.events.lock().unwrap().clone());
+    let (ea, eb) = (
+        live_a.events.lock().unwrap().clone(),
+        live_b.events.lock().unwrap().clone(),
+    );
     if let Some(i) = (0..ea.len().max(eb.len())).find(|&i| ea.get(i) != eb.get(i)) {
-        panic!("seed {seed}: live watch events differ at event {i} of {}/{}:\netcd: {:?}\nours: {:?}", ea.len(), eb.len(), ea.get(i), eb.get(i));
+        panic!(
+            "seed {seed}: live watch events differ at event {i} of {}/{}:\netcd: {:?}\nours: {:?}",
+            ea.len(),
+            eb.len(),
+            ea.get(i),
+            eb.get(i)
+        );
     }
     eprintln!("seed {seed}: {} live watch events equal", ea.len());
     // Final state: the whole keyspace, and HashKV agreement across our members.
-    let all = Op::Range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() });
-    assert_eq!(a.run(&all, 0).await, b.run(&all, 0).await, "seed {seed}: final keyspace differs");
+    let all = Op::Range(RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    });
+    assert_eq!(
+        a.run(&all, 0).await,
+        b.run(&all, 0).await,
+        "seed {seed}: final keyspace differs"
+    );
     // Followers apply a moment after the leader: compare hashes taken at the
     // same revision, waiting (bounded) until every member has reached it. A
     // difference at one revision is a real divergence and fails at once.
@@ -512,16 +690,27 @@ async fn run_seed(seed: u64, n: usize) {
         let mut seen = Vec::new();
         for u in &our_urls {
             let mut m = MaintenanceClient::new(common::channel(u, None).await);
-            let r = m.hash_kv(HashKvRequest { revision: 0 }).await.unwrap().into_inner();
+            let r = m
+                .hash_kv(HashKvRequest { revision: 0 })
+                .await
+                .unwrap()
+                .into_inner();
             seen.push((r.header.map(|h| h.revision).unwrap_or(0), r.hash));
         }
         let revs: std::collections::BTreeSet<i64> = seen.iter().map(|(r, _)| *r).collect();
         if revs.len() == 1 {
             let hashes: std::collections::BTreeSet<u32> = seen.iter().map(|(_, h)| *h).collect();
-            assert_eq!(hashes.len(), 1, "seed {seed}: members' HashKV differ at the same revision: {seen:?}");
+            assert_eq!(
+                hashes.len(),
+                1,
+                "seed {seed}: members' HashKV differ at the same revision: {seen:?}"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "seed {seed}: members did not reach one revision within 15 s: {seen:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed {seed}: members did not reach one revision within 15 s: {seen:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -535,14 +724,25 @@ async fn run_seed(seed: u64, n: usize) {
 /// at the compacted revision are removed from ours, and nothing else.
 fn etcd_lost_compacted_tombstones(etcd: &Outcome, ours: &Outcome, compact_rev: i64) -> bool {
     let (
-        Outcome::Watch { created: c1, canceled: x1, compact_revision: r1, events: e1 },
-        Outcome::Watch { created: c2, canceled: x2, compact_revision: r2, events: e2 },
+        Outcome::Watch {
+            created: c1,
+            canceled: x1,
+            compact_revision: r1,
+            events: e1,
+        },
+        Outcome::Watch {
+            created: c2,
+            canceled: x2,
+            compact_revision: r2,
+            events: e2,
+        },
     ) = (etcd, ours)
     else {
         return false;
     };
     let at_compaction = |e: &Event| {
-        e.r#type == EventType::Delete as i32 && e.kv.as_ref().map(|kv| kv.mod_revision) == Some(compact_rev)
+        e.r#type == EventType::Delete as i32
+            && e.kv.as_ref().map(|kv| kv.mod_revision) == Some(compact_rev)
     };
     let kept: Vec<&Event> = e2.iter().filter(|e| !at_compaction(e)).collect();
     (c1, x1, r1) == (c2, x2, r2)
@@ -552,13 +752,18 @@ fn etcd_lost_compacted_tombstones(etcd: &Outcome, ours: &Outcome, compact_rev: i
 }
 
 fn ops() -> usize {
-    std::env::var("DIFF_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000)
+    std::env::var("DIFF_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000)
 }
 
 /// `DIFF_SEED=<n>` runs that one seed here instead of seed 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_etcd() {
-    let seed = std::env::var("DIFF_SEED").map(|s| s.parse().expect("DIFF_SEED must be a number")).unwrap_or(1);
+    let seed = std::env::var("DIFF_SEED")
+        .map(|s| s.parse().expect("DIFF_SEED must be a number"))
+        .unwrap_or(1);
     run_seed(seed, ops()).await;
 }
 

@@ -19,14 +19,26 @@ use k8sup_datastore::proto::watch_client::WatchClient;
 use k8sup_datastore::proto::*;
 
 async fn kv(url: &str) -> Option<KvClient<tonic::transport::Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.timeout(Duration::from_secs(5)).connect_timeout(Duration::from_secs(1));
+    let ep = tonic::transport::Endpoint::from_shared(url.to_string())
+        .ok()?
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1));
     Some(KvClient::new(ep.connect_lazy()))
 }
 
 async fn leader_index(urls: &[String]) -> Option<usize> {
     for (i, u) in urls.iter().enumerate() {
-        let Ok(ep) = tonic::transport::Endpoint::from_shared(u.clone()) else { continue };
-        let Ok(ch) = ep.timeout(Duration::from_secs(2)).connect_timeout(Duration::from_secs(1)).connect().await else { continue };
+        let Ok(ep) = tonic::transport::Endpoint::from_shared(u.clone()) else {
+            continue;
+        };
+        let Ok(ch) = ep
+            .timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+        else {
+            continue;
+        };
         if let Ok(s) = MaintenanceClient::new(ch).status(StatusRequest {}).await {
             let s = s.into_inner();
             if s.leader != 0 && Some(s.leader) == s.header.map(|h| h.member_id) {
@@ -40,7 +52,13 @@ async fn leader_index(urls: &[String]) -> Option<usize> {
 /// Acknowledged writes: key → revision.
 type Acks = Arc<Mutex<BTreeMap<String, i64>>>;
 
-fn spawn_writers(urls: Vec<String>, acks: Acks, stop: Arc<AtomicBool>, writers: usize, tag: &'static str) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_writers(
+    urls: Vec<String>,
+    acks: Acks,
+    stop: Arc<AtomicBool>,
+    writers: usize,
+    tag: &'static str,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..writers)
         .map(|w| {
             let urls = urls.clone();
@@ -57,10 +75,20 @@ fn spawn_writers(urls: Vec<String>, acks: Acks, stop: Arc<AtomicBool>, writers: 
                     let key = format!("f/{tag}/{w}/{seq:06}");
                     let c = &mut clients[(seq as usize + w) % urls.len()];
                     seq += 1;
-                    match c.put(PutRequest { key: key.clone().into_bytes(), value: b"x".to_vec(), ..Default::default() }).await {
+                    match c
+                        .put(PutRequest {
+                            key: key.clone().into_bytes(),
+                            value: b"x".to_vec(),
+                            ..Default::default()
+                        })
+                        .await
+                    {
                         Ok(r) => {
                             let rev = r.into_inner().header.unwrap().revision;
-                            assert!(rev > last_rev, "writer {w}: revision went backwards ({last_rev} then {rev})");
+                            assert!(
+                                rev > last_rev,
+                                "writer {w}: revision went backwards ({last_rev} then {rev})"
+                            );
                             last_rev = rev;
                             acks.lock().unwrap().insert(key, rev);
                         }
@@ -75,22 +103,42 @@ fn spawn_writers(urls: Vec<String>, acks: Acks, stop: Arc<AtomicBool>, writers: 
 /// Events seen by the resuming watcher: revision → keys.
 type Seen = Arc<Mutex<Vec<(i64, String)>>>;
 
-fn spawn_watcher(urls: Vec<String>, seen: Seen, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+fn spawn_watcher(
+    urls: Vec<String>,
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut next_rev = 1i64;
         let mut attempt = 0usize;
         while !stop.load(Ordering::Relaxed) {
             let url = &urls[attempt % urls.len()];
             attempt += 1;
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
             let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).connect().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let create = WatchCreateRequest { key: b"f/".to_vec(), range_end: b"f0".to_vec(), start_revision: next_rev, ..Default::default() };
-            tx.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) }).await.unwrap();
-            let Ok(resp) = WatchClient::new(ch).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await else { continue };
+            let create = WatchCreateRequest {
+                key: b"f/".to_vec(),
+                range_end: b"f0".to_vec(),
+                start_revision: next_rev,
+                ..Default::default()
+            };
+            tx.send(WatchRequest {
+                request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+            })
+            .await
+            .unwrap();
+            let Ok(resp) = WatchClient::new(ch)
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            else {
+                continue;
+            };
             let mut stream = resp.into_inner();
             loop {
                 match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
@@ -100,7 +148,9 @@ fn spawn_watcher(urls: Vec<String>, seen: Seen, stop: Arc<AtomicBool>) -> tokio:
                             let kv = e.kv.unwrap();
                             let rev = kv.mod_revision;
                             assert!(rev >= next_rev, "watch went backwards: {rev} < {next_rev}");
-                            seen.lock().unwrap().push((rev, String::from_utf8(kv.key).unwrap()));
+                            seen.lock()
+                                .unwrap()
+                                .push((rev, String::from_utf8(kv.key).unwrap()));
                             next_rev = rev + 1;
                         }
                     }
@@ -135,7 +185,14 @@ impl Workload {
         let (acks, seen): (Acks, Seen) = Default::default();
         let stop_watch = Arc::new(AtomicBool::new(false));
         let watcher = spawn_watcher(urls.to_vec(), seen.clone(), stop_watch.clone());
-        let mut w = Workload { acks, seen, stop_writers: Default::default(), writers: Vec::new(), stop_watch, watcher };
+        let mut w = Workload {
+            acks,
+            seen,
+            stop_writers: Default::default(),
+            writers: Vec::new(),
+            stop_watch,
+            watcher,
+        };
         w.write(urls, n, tag);
         tokio::time::sleep(Duration::from_secs(2)).await;
         w
@@ -144,7 +201,13 @@ impl Workload {
     /// Starts `n` more writers.
     fn write(&mut self, urls: &[String], n: usize, tag: &'static str) {
         self.stop_writers = Arc::new(AtomicBool::new(false));
-        self.writers = spawn_writers(urls.to_vec(), self.acks.clone(), self.stop_writers.clone(), n, tag);
+        self.writers = spawn_writers(
+            urls.to_vec(),
+            self.acks.clone(),
+            self.stop_writers.clone(),
+            n,
+            tag,
+        );
     }
 
     fn acknowledged(&self) -> usize {
@@ -168,7 +231,13 @@ impl Workload {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
-    let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
     let mut load = Workload::start(&urls, 8, "a").await;
 
@@ -180,7 +249,10 @@ async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
     // bound generous enough for a machine busy with the rest of the suite.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while load.acknowledged() <= before {
-        assert!(std::time::Instant::now() < deadline, "no write was acknowledged within 20 s after the leader was killed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write was acknowledged within 20 s after the leader was killed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -207,7 +279,10 @@ async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
             {
-                assert!(Instant::now() < deadline, "cluster did not come back after a full restart");
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster did not come back after a full restart"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -226,7 +301,14 @@ async fn kill_leader_restart_it_restart_cluster_no_acknowledged_write_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
     let lab = Arc::new(common::netns::NetLab::new(3));
-    let c = Cluster::start(3, Opts { tls: false, netlab: Some(lab.clone()), ..Default::default() });
+    let c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            netlab: Some(lab.clone()),
+            ..Default::default()
+        },
+    );
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
     let load = Workload::start(&urls, 8, "p").await;
 
@@ -236,10 +318,16 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
     let t0 = Instant::now();
     // The majority elects a new leader and acknowledges writes again.
     while leader_index(&urls).await.is_none_or(|n| n == l) || load.acknowledged() <= cut_at + 20 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the majority did not take over within 30 s of the leader's partition");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the majority did not take over within 30 s of the leader's partition"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("partitioned leader m{l}: the majority acknowledged writes again after {:?}", t0.elapsed());
+    eprintln!(
+        "partitioned leader m{l}: the majority acknowledged writes again after {:?}",
+        t0.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     lab.heal(l);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -250,7 +338,10 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     lab.heal(f);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    eprintln!("{} writes acknowledged across both partitions", load.acknowledged());
+    eprintln!(
+        "{} writes acknowledged across both partitions",
+        load.acknowledged()
+    );
     load.verify(&urls).await;
 }
 
@@ -259,33 +350,66 @@ async fn partitioned_leader_and_follower_lose_no_acknowledged_write() {
 /// every acknowledged write like the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learner_added_and_promoted_under_load_loses_no_acknowledged_write() {
-    let mut c = Cluster::start(3, Opts { tls: false, ..Default::default() });
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let urls: Vec<String> = c.members.iter().map(|m| m.client_url(false)).collect();
     let load = Workload::start(&urls, 8, "l").await;
 
     let i = c.new_member("m3");
     let peer = c.members[i].peer_url(false);
-    let out = tokio::task::block_in_place(|| c.ctl(&["member", "add", "m3", &format!("--peer-urls={peer}"), "--learner"]));
+    let out = tokio::task::block_in_place(|| {
+        c.ctl(&[
+            "member",
+            "add",
+            "m3",
+            &format!("--peer-urls={peer}"),
+            "--learner",
+        ])
+    });
     let id = out.split_whitespace().nth(1).unwrap().to_string();
     c.join(i);
     let t0 = Instant::now();
     let acked_before = load.acknowledged();
     loop {
         // Ask the voters: the learner itself may not know the leader yet.
-        let out = tokio::task::block_in_place(|| c.etcdctl_at(&urls.join(","), &["member", "promote", &id]));
+        let out = tokio::task::block_in_place(|| {
+            c.etcdctl_at(&urls.join(","), &["member", "promote", &id])
+        });
         if out.status.success() {
             break;
         }
         let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(err.contains("can only promote a learner member which is in sync with leader"), "unexpected refusal: {err}");
-        assert!(t0.elapsed() < Duration::from_secs(60), "learner not promotable within 60 s under load:\n{}", c.members[i].log());
+        assert!(
+            err.contains("can only promote a learner member which is in sync with leader"),
+            "unexpected refusal: {err}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "learner not promotable within 60 s under load:\n{}",
+            c.members[i].log()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let during = load.acknowledged() - acked_before;
-    eprintln!("learner promoted {:?} after joining; {during} writes acknowledged meanwhile", t0.elapsed());
+    eprintln!(
+        "learner promoted {:?} after joining; {during} writes acknowledged meanwhile",
+        t0.elapsed()
+    );
     assert!(during > 0, "writes kept coming while the learner caught up");
-    let list = String::from_utf8(tokio::task::block_in_place(|| c.etcdctl_at(&urls.join(","), &["member", "list"])).stdout).unwrap();
-    assert!(list.lines().any(|l| l.starts_with(&id) && l.ends_with("false")), "m3 is a voter now:\n{list}");
+    let list = String::from_utf8(
+        tokio::task::block_in_place(|| c.etcdctl_at(&urls.join(","), &["member", "list"])).stdout,
+    )
+    .unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("false")),
+        "m3 is a voter now:\n{list}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut all = urls.clone();
     all.push(c.members[i].client_url(false));
@@ -295,21 +419,51 @@ async fn learner_added_and_promoted_under_load_loses_no_acknowledged_write() {
 /// The checks after every fault: at least 100 writes acknowledged; their
 /// revisions unique; every one present on every member at its revision;
 /// the resuming watcher saw every event exactly once, in order.
-async fn verify_history(urls: &[String], acks: &Acks, seen: &Seen, stop_watch: &AtomicBool, watcher: tokio::task::JoinHandle<()>) {
+async fn verify_history(
+    urls: &[String],
+    acks: &Acks,
+    seen: &Seen,
+    stop_watch: &AtomicBool,
+    watcher: tokio::task::JoinHandle<()>,
+) {
     let acks = acks.lock().unwrap().clone();
-    assert!(acks.len() > 100, "too few acknowledged writes to mean anything: {}", acks.len());
+    assert!(
+        acks.len() > 100,
+        "too few acknowledged writes to mean anything: {}",
+        acks.len()
+    );
     // Revisions are unique.
     let revs: BTreeSet<i64> = acks.values().copied().collect();
-    assert_eq!(revs.len(), acks.len(), "two acknowledged writes share a revision");
+    assert_eq!(
+        revs.len(),
+        acks.len(),
+        "two acknowledged writes share a revision"
+    );
     let max_rev = *revs.iter().max().unwrap();
 
     // Every acknowledged write is present, on every member, at its revision.
     for u in urls {
         let mut client = kv(u).await.unwrap();
-        let r = client.range(RangeRequest { key: b"f/".to_vec(), range_end: b"f0".to_vec(), ..Default::default() }).await.unwrap().into_inner();
-        let got: BTreeMap<String, i64> = r.kvs.into_iter().map(|kv| (String::from_utf8(kv.key).unwrap(), kv.mod_revision)).collect();
+        let r = client
+            .range(RangeRequest {
+                key: b"f/".to_vec(),
+                range_end: b"f0".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let got: BTreeMap<String, i64> = r
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), kv.mod_revision))
+            .collect();
         for (k, rev) in &acks {
-            assert_eq!(got.get(k), Some(rev), "{u}: acknowledged write {k}@{rev} is missing or changed");
+            assert_eq!(
+                got.get(k),
+                Some(rev),
+                "{u}: acknowledged write {k}@{rev} is missing or changed"
+            );
         }
     }
 
@@ -320,7 +474,10 @@ async fn verify_history(urls: &[String], acks: &Acks, seen: &Seen, stop_watch: &
         if last >= max_rev {
             break;
         }
-        assert!(Instant::now() < deadline, "watcher stuck at revision {last}, writes reached {max_rev}");
+        assert!(
+            Instant::now() < deadline,
+            "watcher stuck at revision {last}, writes reached {max_rev}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop_watch.store(true, Ordering::Relaxed);
@@ -328,7 +485,12 @@ async fn verify_history(urls: &[String], acks: &Acks, seen: &Seen, stop_watch: &
     let seen = seen.lock().unwrap().clone();
     let mut keys = BTreeSet::new();
     for w in seen.windows(2) {
-        assert!(w[0].0 < w[1].0, "watch events out of order or duplicated: {:?} then {:?}", w[0], w[1]);
+        assert!(
+            w[0].0 < w[1].0,
+            "watch events out of order or duplicated: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
     }
     for (_, k) in &seen {
         assert!(keys.insert(k.clone()), "watch delivered {k} twice");
@@ -340,13 +502,27 @@ async fn verify_history(urls: &[String], acks: &Acks, seen: &Seen, stop_watch: &
 
 #[test]
 fn learner_catches_up_through_snapshot_after_log_compaction() {
-    let mut c = Cluster::start(3, Opts { tls: false, snapshot_count: 100, catchup_entries: 10, ..Default::default() });
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            tls: false,
+            snapshot_count: 100,
+            catchup_entries: 10,
+            ..Default::default()
+        },
+    );
     for i in 0..400 {
         c.ctl(&["put", &format!("s/{i:04}"), "v"]);
     }
     let i = c.new_member("late");
     let peer = c.members[i].peer_url(false);
-    let out = c.ctl(&["member", "add", "late", &format!("--peer-urls={peer}"), "--learner"]);
+    let out = c.ctl(&[
+        "member",
+        "add",
+        "late",
+        &format!("--peer-urls={peer}"),
+        "--learner",
+    ]);
     let id = out.split_whitespace().nth(1).unwrap().to_string();
     c.join(i);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -355,12 +531,30 @@ fn learner_catches_up_through_snapshot_after_log_compaction() {
         if out.status.success() {
             break;
         }
-        assert!(Instant::now() < deadline, "learner never caught up:\n{}", c.members[i].log());
+        assert!(
+            Instant::now() < deadline,
+            "learner never caught up:\n{}",
+            c.members[i].log()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let log = c.members[i].log();
-    assert!(log.contains("installed snapshot from leader"), "the learner did not catch up through a snapshot:\n{log}");
-    let out = c.etcdctl_at(&c.members[i].client_url(false), &["get", "s/", "--prefix", "--keys-only", "-w", "json", "--consistency=s"]);
+    assert!(
+        log.contains("installed snapshot from leader"),
+        "the learner did not catch up through a snapshot:\n{log}"
+    );
+    let out = c.etcdctl_at(
+        &c.members[i].client_url(false),
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--keys-only",
+            "-w",
+            "json",
+            "--consistency=s",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["count"], 400);
     // The snapshot arrived as a file and became the learner's own: one dump
@@ -369,14 +563,24 @@ fn learner_catches_up_through_snapshot_after_log_compaction() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.iter().filter(|f| f.ends_with(".snap")).count(), 1, "{files:?}");
-    assert!(files.contains(&"current.meta".to_string()) && !files.iter().any(|f| f.ends_with(".part")), "{files:?}");
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".snap")).count(),
+        1,
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"current.meta".to_string()) && !files.iter().any(|f| f.ends_with(".part")),
+        "{files:?}"
+    );
 
     // Graceful stop (SIGTERM) and restart of a member keeps it serving.
     c.members[0].terminate();
     c.members[0].start();
     c.wait_healthy(Duration::from_secs(20));
-    let out = c.etcdctl_at(&c.members[0].client_url(false), &["get", "s/", "--prefix", "--keys-only", "-w", "json"]);
+    let out = c.etcdctl_at(
+        &c.members[0].client_url(false),
+        &["get", "s/", "--prefix", "--keys-only", "-w", "json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["count"], 400);
 }

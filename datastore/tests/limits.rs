@@ -16,16 +16,25 @@ use k8sup_datastore::proto::{PutRequest, RequestOp, TxnRequest, request_op};
 /// `etcdctl put KEY` with the value on stdin (too large for an argument).
 fn put_stdin(c: &Cluster, key: &str, len: usize) -> std::process::Output {
     let mut cmd = Command::new(ETCDCTL);
-    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", c.endpoints())).arg("--command-timeout=10s");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", c.endpoints()))
+        .arg("--command-timeout=10s");
     if let Some(p) = &c.pki {
         cmd.arg(format!("--cacert={}", p.ca.display()))
             .arg(format!("--cert={}", p.client_cert.display()))
             .arg(format!("--key={}", p.client_key.display()));
     }
-    let mut child = cmd.args(["put", key]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .args(["put", key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Random letters: RocksDB compresses SSTs (LZ4), and the quota test
     // must fill the disk for real.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (len as u64) ^ key.len() as u64 ^ std::process::id() as u64;
+    let mut x =
+        0x9E37_79B9_7F4A_7C15u64 ^ (len as u64) ^ key.len() as u64 ^ std::process::id() as u64;
     let value: Vec<u8> = (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -45,11 +54,17 @@ fn stderr(o: &std::process::Output) -> String {
 fn member_id_hex(c: &Cluster) -> String {
     let out = c.ctl(&["endpoint", "status", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    format!("{:x}", v[0]["Status"]["header"]["member_id"].as_u64().unwrap())
+    format!(
+        "{:x}",
+        v[0]["Status"]["header"]["member_id"].as_u64().unwrap()
+    )
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let out = Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -67,13 +82,31 @@ fn requests_over_max_request_bytes_get_etcds_error() {
     assert!(ok.status.success(), "1.4 MB put: {}", stderr(&ok));
     let big = put_stdin(&c, "big", 1_600_000);
     assert!(!big.status.success());
-    assert!(stderr(&big).contains("Error: etcdserver: request is too large"), "{}", stderr(&big));
-    assert!(stderr(&big).contains("code = InvalidArgument"), "{}", stderr(&big));
+    assert!(
+        stderr(&big).contains("Error: etcdserver: request is too large"),
+        "{}",
+        stderr(&big)
+    );
+    assert!(
+        stderr(&big).contains("code = InvalidArgument"),
+        "{}",
+        stderr(&big)
+    );
     assert_eq!(c.ctl(&["get", "big", "--keys-only"]), "", "nothing written");
 
-    let small = Cluster::start(1, Opts { extra_args: vec!["--max-request-bytes=100000".into()], ..Default::default() });
+    let small = Cluster::start(
+        1,
+        Opts {
+            extra_args: vec!["--max-request-bytes=100000".into()],
+            ..Default::default()
+        },
+    );
     let refused = put_stdin(&small, "k", 200_000);
-    assert!(stderr(&refused).contains("Error: etcdserver: request is too large"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Error: etcdserver: request is too large"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 /// `--quota-backend-bytes`: writes past it raise the NOSPACE alarm; then
@@ -83,7 +116,13 @@ fn requests_over_max_request_bytes_get_etcds_error() {
 #[test]
 fn the_backend_quota_raises_nospace_until_space_is_freed_and_the_alarm_disarmed() {
     let quota = 48 << 20;
-    let c = Cluster::start(1, Opts { extra_args: vec![format!("--quota-backend-bytes={quota}")], ..Default::default() });
+    let c = Cluster::start(
+        1,
+        Opts {
+            extra_args: vec![format!("--quota-backend-bytes={quota}")],
+            ..Default::default()
+        },
+    );
     let id = member_id_hex(&c);
     assert_eq!(c.ctl(&["alarm", "list"]), "", "no alarm at start");
     let mut refused = None;
@@ -96,26 +135,53 @@ fn the_backend_quota_raises_nospace_until_space_is_freed_and_the_alarm_disarmed(
     }
     let (at, err) = refused.expect("writes past a 48 MiB quota are refused");
     eprintln!("NOSPACE after {at} puts of 1 MiB");
-    assert!(err.contains("Error: etcdserver: mvcc: database space exceeded"), "{err}");
+    assert!(
+        err.contains("Error: etcdserver: mvcc: database space exceeded"),
+        "{err}"
+    );
     assert!(err.contains("code = ResourceExhausted"), "{err}");
-    let alarm = format!("memberID:{} alarm:NOSPACE", u64::from_str_radix(&id, 16).unwrap());
+    let alarm = format!(
+        "memberID:{} alarm:NOSPACE",
+        u64::from_str_radix(&id, 16).unwrap()
+    );
     assert_eq!(c.ctl(&["alarm", "list"]).trim(), alarm);
     // Small writes too, and lease grants; reads and deletes still work.
     let put = c.etcdctl(&["put", "tiny", "x"]);
-    assert!(stderr(&put).contains("etcdserver: mvcc: database space exceeded"), "{}", stderr(&put));
+    assert!(
+        stderr(&put).contains("etcdserver: mvcc: database space exceeded"),
+        "{}",
+        stderr(&put)
+    );
     let grant = c.etcdctl(&["lease", "grant", "60"]);
-    assert!(stderr(&grant).contains("etcdserver: mvcc: database space exceeded"), "{}", stderr(&grant));
-    assert!(c.ctl(&["get", "fill/000", "--keys-only"]).contains("fill/000"));
+    assert!(
+        stderr(&grant).contains("etcdserver: mvcc: database space exceeded"),
+        "{}",
+        stderr(&grant)
+    );
+    assert!(
+        c.ctl(&["get", "fill/000", "--keys-only"])
+            .contains("fill/000")
+    );
     let st = c.ctl(&["endpoint", "status", "-w", "json"]);
-    assert!(st.contains("alarm:NOSPACE"), "endpoint status lists the alarm: {st}");
+    assert!(
+        st.contains("alarm:NOSPACE"),
+        "endpoint status lists the alarm: {st}"
+    );
 
     let deleted = c.ctl(&["del", "--prefix", "fill/"]);
     assert_eq!(deleted.trim(), at.to_string());
     let v: serde_json::Value = serde_json::from_str(&c.ctl(&["get", "x", "-w", "json"])).unwrap();
     let rev = v["header"]["revision"].as_i64().unwrap().to_string();
-    assert_eq!(c.ctl(&["compaction", "--physical", &rev]).trim(), format!("compacted revision {rev}"));
+    assert_eq!(
+        c.ctl(&["compaction", "--physical", &rev]).trim(),
+        format!("compacted revision {rev}")
+    );
     assert!(c.ctl(&["defrag"]).contains("Finished defragmenting"));
-    assert_eq!(c.ctl(&["alarm", "disarm"]).trim(), alarm, "disarm prints the alarm it cleared");
+    assert_eq!(
+        c.ctl(&["alarm", "disarm"]).trim(),
+        alarm,
+        "disarm prints the alarm it cleared"
+    );
     assert_eq!(c.ctl(&["alarm", "list"]), "");
     assert_eq!(c.ctl(&["put", "tiny", "x"]).trim(), "OK");
 }
@@ -125,7 +191,13 @@ fn the_backend_quota_raises_nospace_until_space_is_freed_and_the_alarm_disarmed(
 /// flag it answers at once and removal follows in the background.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_compaction_answers_once_the_history_is_removed() {
-    let c = Cluster::start(1, Opts { tls: false, ..Default::default() });
+    let c = Cluster::start(
+        1,
+        Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let m = &c.members[0];
     let mut kv = KvClient::new(common::channel(&m.client_url(false), None).await);
     // 20 versions of 1000 keys (125 per Txn, etcd's op limit is 128):
@@ -141,12 +213,30 @@ async fn physical_compaction_answers_once_the_history_is_removed() {
                 })),
             })
             .collect();
-        rev = kv.txn(TxnRequest { success: ops, ..Default::default() }).await.unwrap().into_inner().header.unwrap().revision;
+        rev = kv
+            .txn(TxnRequest {
+                success: ops,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision;
     }
     let t0 = Instant::now();
-    kv.compact(CompactionRequest { revision: rev, physical: true }).await.unwrap();
+    kv.compact(CompactionRequest {
+        revision: rev,
+        physical: true,
+    })
+    .await
+    .unwrap();
     let took = t0.elapsed();
     let physical = metric(m.metrics_port, "k8sup_mvcc_physical_compact_revision");
     eprintln!("physical compaction of 19,000 versions answered in {took:?}");
-    assert_eq!(physical, rev as f64, "history up to {rev} removed when Compact(physical) answers");
+    assert_eq!(
+        physical, rev as f64,
+        "history up to {rev} removed when Compact(physical) answers"
+    );
 }

@@ -32,7 +32,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let out = std::process::Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -50,15 +53,28 @@ async fn open_watch(
     let (tx, rx) = mpsc::channel(4);
     let mut end = prefix.as_bytes().to_vec();
     *end.last_mut().unwrap() += 1;
-    let create = WatchCreateRequest { key: prefix.as_bytes().to_vec(), range_end: end, start_revision: start_rev, ..Default::default() };
-    tx.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) }).await.unwrap();
+    let create = WatchCreateRequest {
+        key: prefix.as_bytes().to_vec(),
+        range_end: end,
+        start_revision: start_rev,
+        ..Default::default()
+    };
+    tx.send(WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+    })
+    .await
+    .unwrap();
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
     if require_leader {
-        req.metadata_mut().insert("hasleader", "true".parse().unwrap());
+        req.metadata_mut()
+            .insert("hasleader", "true".parse().unwrap());
     }
     let mut stream = WatchClient::new(ch).watch(req).await?.into_inner();
     let created = stream.message().await?.expect("a created response");
-    assert!(created.created, "first response must be `created`: {created:?}");
+    assert!(
+        created.created,
+        "first response must be `created`: {created:?}"
+    );
     Ok((tx, stream))
 }
 
@@ -82,7 +98,14 @@ async fn load(ch: Channel, prefix: &str, revs: usize) -> i64 {
                         })),
                     })
                     .collect();
-                let resp = kv.txn(TxnRequest { success: ops, ..Default::default() }).await.unwrap().into_inner();
+                let resp = kv
+                    .txn(TxnRequest {
+                        success: ops,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
                 last = resp.header.unwrap().revision;
             }
             last
@@ -101,13 +124,22 @@ async fn load(ch: Channel, prefix: &str, revs: usize) -> i64 {
 /// client reads again it gets every event, exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watcher_costs_bounded_memory_and_still_gets_every_event_once() {
-    let c = common::Cluster::start(1, common::Opts { tls: false, ..Default::default() });
+    let c = common::Cluster::start(
+        1,
+        common::Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let m = &c.members[0];
     let pid = m.child.as_ref().unwrap().id();
     let ch = common::channel(&m.client_url(false), None).await;
     let (_tx, mut stream) = open_watch(ch.clone(), "slow/", 0, false).await.unwrap();
     let first_rev = KvClient::new(ch.clone())
-        .range(RangeRequest { key: b"x".to_vec(), ..Default::default() })
+        .range(RangeRequest {
+            key: b"x".to_vec(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -127,32 +159,56 @@ async fn a_stalled_watcher_costs_bounded_memory_and_still_gets_every_event_once(
     let after = rss_kib(pid);
     let slow = metric(m.metrics_port, "etcd_debugging_mvcc_slow_watcher_total");
     let grew_mib = (after.saturating_sub(before)) / 1024;
-    eprintln!("stalled watcher: wrote {revs} revisions (250 MiB) in {wrote:?}; RSS {before} KiB -> {after} KiB (+{grew_mib} MiB); slow watchers: {slow}");
+    eprintln!(
+        "stalled watcher: wrote {revs} revisions (250 MiB) in {wrote:?}; RSS {before} KiB -> {after} KiB (+{grew_mib} MiB); slow watchers: {slow}"
+    );
     assert_eq!(slow, 1.0, "the stalled watcher must be marked slow");
     // What may grow: the stream's 128 queued responses (32 MiB here), the
     // watcher's queue (8 MiB), and RocksDB's memtables (up to 64 MiB per
     // column family, whatever the watchers do). Unbounded queues grow by the
     // whole 250 MiB.
-    assert!(grew_mib < 120, "RSS grew by {grew_mib} MiB while a watcher was stalled on 250 MiB of events");
+    assert!(
+        grew_mib < 120,
+        "RSS grew by {grew_mib} MiB while a watcher was stalled on 250 MiB of events"
+    );
 
     // Now read everything: each revision once, in order, with all its keys.
     let mut seen = std::collections::BTreeMap::<i64, usize>::new();
     let mut last_seen = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while last_seen < last_rev {
-        let r = tokio::time::timeout_at(deadline.into(), stream.message()).await.expect("events within 120 s").unwrap().unwrap();
+        let r = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await
+            .expect("events within 120 s")
+            .unwrap()
+            .unwrap();
         assert!(!r.canceled, "watch cancelled: {r:?}");
         for e in r.events {
             let kv = e.kv.unwrap();
-            assert!(kv.mod_revision >= last_seen, "events out of order: {} after {last_seen}", kv.mod_revision);
+            assert!(
+                kv.mod_revision >= last_seen,
+                "events out of order: {} after {last_seen}",
+                kv.mod_revision
+            );
             assert_eq!(kv.value.len(), VALUE_BYTES);
             last_seen = kv.mod_revision;
             *seen.entry(kv.mod_revision).or_default() += 1;
         }
     }
-    assert_eq!(seen.len(), revs, "revisions delivered (first {first_rev}, last {last_rev})");
-    assert!(seen.values().all(|n| *n == KEYS_PER_REV), "every revision carries exactly its {KEYS_PER_REV} events once");
-    assert_eq!(metric(m.metrics_port, "etcd_debugging_mvcc_slow_watcher_total"), 0.0, "caught up");
+    assert_eq!(
+        seen.len(),
+        revs,
+        "revisions delivered (first {first_rev}, last {last_rev})"
+    );
+    assert!(
+        seen.values().all(|n| *n == KEYS_PER_REV),
+        "every revision carries exactly its {KEYS_PER_REV} events once"
+    );
+    assert_eq!(
+        metric(m.metrics_port, "etcd_debugging_mvcc_slow_watcher_total"),
+        0.0,
+        "caught up"
+    );
 }
 
 /// A watcher that lagged behind a compaction cannot catch up: etcd cancels
@@ -160,23 +216,48 @@ async fn a_stalled_watcher_costs_bounded_memory_and_still_gets_every_event_once(
 /// do we. Every event it did deliver precedes the compaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_lagged_behind_a_compaction_is_cancelled_with_the_compact_revision() {
-    let c = common::Cluster::start(1, common::Opts { tls: false, ..Default::default() });
+    let c = common::Cluster::start(
+        1,
+        common::Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let m = &c.members[0];
     let ch = common::channel(&m.client_url(false), None).await;
     let (_tx, mut stream) = open_watch(ch.clone(), "lag/", 0, false).await.unwrap();
     let last_rev = load(ch.clone(), "lag/", 200).await;
-    assert_eq!(metric(m.metrics_port, "etcd_debugging_mvcc_slow_watcher_total"), 1.0);
-    KvClient::new(ch.clone()).compact(CompactionRequest { revision: last_rev, physical: true }).await.unwrap();
+    assert_eq!(
+        metric(m.metrics_port, "etcd_debugging_mvcc_slow_watcher_total"),
+        1.0
+    );
+    KvClient::new(ch.clone())
+        .compact(CompactionRequest {
+            revision: last_rev,
+            physical: true,
+        })
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last_event = 0;
     loop {
-        let r = tokio::time::timeout_at(deadline.into(), stream.message()).await.expect("a cancel within 60 s").unwrap().unwrap();
+        let r = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await
+            .expect("a cancel within 60 s")
+            .unwrap()
+            .unwrap();
         for e in &r.events {
             last_event = e.kv.as_ref().unwrap().mod_revision;
         }
         if r.canceled {
-            assert_eq!(r.compact_revision, last_rev, "cancel carries the compacted revision: {r:?}");
-            assert!(last_event < last_rev, "events delivered before the cancel precede the compaction");
+            assert_eq!(
+                r.compact_revision, last_rev,
+                "cancel carries the compacted revision: {r:?}"
+            );
+            assert!(
+                last_event < last_rev,
+                "events delivered before the cancel precede the compaction"
+            );
             break;
         }
     }
@@ -190,7 +271,13 @@ async fn a_watcher_that_lagged_behind_a_compaction_is_cancelled_with_the_compact
 /// not demote: it counts as leaderless once no quorum has answered it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_leader_watches_end_when_the_member_loses_its_quorum() {
-    let mut c = common::Cluster::start(3, common::Opts { tls: false, ..Default::default() });
+    let mut c = common::Cluster::start(
+        3,
+        common::Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
     let leader = c.leader_index().expect("a leader");
     let url = c.members[leader].client_url(false);
     let ch = common::channel(&url, None).await;
@@ -203,19 +290,37 @@ async fn require_leader_watches_end_when_the_member_loses_its_quorum() {
     }
     let t0 = Instant::now();
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(20), guarded.message()).await.expect("the guarded stream ends within 20 s") {
+        match tokio::time::timeout(Duration::from_secs(20), guarded.message())
+            .await
+            .expect("the guarded stream ends within 20 s")
+        {
             Ok(Some(r)) => assert!(r.events.is_empty(), "unexpected events: {r:?}"),
             Ok(None) => panic!("stream ended without an error"),
             Err(s) => break s,
         }
     };
-    eprintln!("require-leader watch ended {:?} after losing quorum: {err:?}", t0.elapsed());
+    eprintln!(
+        "require-leader watch ended {:?} after losing quorum: {err:?}",
+        t0.elapsed()
+    );
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert_eq!(err.message(), "etcdserver: no leader");
 
-    let refused = open_watch(ch.clone(), "again/", 0, true).await.expect_err("a new require-leader watch is refused");
-    assert_eq!((refused.code(), refused.message()), (tonic::Code::Unavailable, "etcdserver: no leader"));
+    let refused = open_watch(ch.clone(), "again/", 0, true)
+        .await
+        .expect_err("a new require-leader watch is refused");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (tonic::Code::Unavailable, "etcdserver: no leader")
+    );
     // The plain watch is still open: no error, nothing pending.
-    assert!(tokio::time::timeout(Duration::from_millis(300), plain.message()).await.is_err(), "the plain watch must stay open");
-    open_watch(ch, "plain2/", 0, false).await.expect("plain watches are still served");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), plain.message())
+            .await
+            .is_err(),
+        "the plain watch must stay open"
+    );
+    open_watch(ch, "plain2/", 0, false)
+        .await
+        .expect("plain watches are still served");
 }

@@ -67,7 +67,9 @@ pub use desired::{DesiredState, ResolvedResource, ResolvedState};
 pub use engine::{Sessions, observe_hosts, plan, plan_claiming, release_claims};
 pub use error::EngineError;
 pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
-pub use observe::{GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming};
+pub use observe::{
+    GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming,
+};
 pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
 pub use planner::{DAEMON_RELOAD_ID, plan_host};
 pub use print::PrintOptions;

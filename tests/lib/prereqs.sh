@@ -6,8 +6,9 @@ K8SUP_APT_PACKAGES=(
   systemd-container debootstrap iproute2
   # SSH: the client for `k8sup lab ssh`, the server for the transport tests on loopback
   openssh-client openssh-server sudo
-  # the datastore: RocksDB's bindings (bindgen) and the etcd protos
-  libclang-dev protobuf-compiler
+  # the datastore: RocksDB's bindings (bindgen). The protos need no protoc:
+  # datastore/build.rs compiles them with the protox crate.
+  libclang-dev
   # the datastore's oracles: Debian's etcd and the real etcdctl
   etcd-server etcd-client
 )

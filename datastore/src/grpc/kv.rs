@@ -16,8 +16,9 @@ use crate::limits::Limits;
 use crate::node::Node;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse, request_op,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+    request_op,
 };
 use crate::raft::Command;
 use crate::txn;
@@ -32,11 +33,12 @@ pub struct KvService {
 /// serializable; we keep it linearizable, which is strictly stronger.)
 fn txn_is_serializable(r: &TxnRequest) -> bool {
     let mut ops = r.success.iter().chain(r.failure.iter()).peekable();
-    ops.peek().is_some() && ops.all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(rr)) => rr.serializable,
-        Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
-        _ => false,
-    })
+    ops.peek().is_some()
+        && ops.all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(rr)) => rr.serializable,
+            Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
+            _ => false,
+        })
 }
 
 #[tonic::async_trait]
@@ -60,11 +62,15 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    type RangeStreamStream = Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send + 'static>>;
+    type RangeStreamStream =
+        Pin<Box<dyn Stream<Item = Result<RangeStreamResponse, Status>> + Send + 'static>>;
 
     /// etcd 3.7's chunked Range: the same result as Range, its key-values
     /// split over several messages; header, more and count on the last one.
-    async fn range_stream(&self, req: Request<RangeRequest>) -> Result<Response<Self::RangeStreamStream>, Status> {
+    async fn range_stream(
+        &self,
+        req: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
         const CHUNK: usize = 1000;
         let r = req.into_inner();
         txn::check_range(&r).map_err(st)?;
@@ -82,14 +88,27 @@ impl Kv for KvService {
             let mut kvs = std::mem::take(&mut resp.kvs);
             while kvs.len() > CHUNK {
                 let rest = kvs.split_off(CHUNK);
-                let chunk = RangeResponse { kvs, ..Default::default() };
-                if tx.send(Ok(RangeStreamResponse { range_response: Some(chunk) })).await.is_err() {
+                let chunk = RangeResponse {
+                    kvs,
+                    ..Default::default()
+                };
+                if tx
+                    .send(Ok(RangeStreamResponse {
+                        range_response: Some(chunk),
+                    }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 kvs = rest;
             }
             resp.kvs = kvs;
-            let _ = tx.send(Ok(RangeStreamResponse { range_response: Some(resp) })).await;
+            let _ = tx
+                .send(Ok(RangeStreamResponse {
+                    range_response: Some(resp),
+                }))
+                .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -98,18 +117,32 @@ impl Kv for KvService {
         let r = req.into_inner();
         txn::check_put(&r).map_err(st)?;
         self.limits.check_size(r.encoded_len()).map_err(st)?;
-        self.limits.check_space(&self.node, alarm::cost(&r)).await.map_err(st)?;
-        let res = self.node.write(Command::Put(r.encode_to_vec())).await.map_err(st)?;
+        self.limits
+            .check_space(&self.node, alarm::cost(&r))
+            .await
+            .map_err(st)?;
+        let res = self
+            .node
+            .write(Command::Put(r.encode_to_vec()))
+            .await
+            .map_err(st)?;
         let mut resp: PutResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         txn::check_delete(&r).map_err(st)?;
         self.limits.check_size(r.encoded_len()).map_err(st)?;
-        let res = self.node.write(Command::DeleteRange(r.encode_to_vec())).await.map_err(st)?;
+        let res = self
+            .node
+            .write(Command::DeleteRange(r.encode_to_vec()))
+            .await
+            .map_err(st)?;
         let mut resp: DeleteRangeResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);
         Ok(Response::new(resp))
@@ -133,9 +166,16 @@ impl Kv for KvService {
         } else {
             self.limits.check_size(r.encoded_len()).map_err(st)?;
             if alarm::txn_writes_data(&r) {
-                self.limits.check_space(&self.node, alarm::cost(&r)).await.map_err(st)?;
+                self.limits
+                    .check_space(&self.node, alarm::cost(&r))
+                    .await
+                    .map_err(st)?;
             }
-            let res = self.node.write(Command::Txn(r.encode_to_vec())).await.map_err(st)?;
+            let res = self
+                .node
+                .write(Command::Txn(r.encode_to_vec()))
+                .await
+                .map_err(st)?;
             decode_result(res)?
         };
         self.node.fill(&mut resp.header);
@@ -145,9 +185,16 @@ impl Kv for KvService {
     /// With `physical`, answers only once this member has removed the
     /// compacted history from RocksDB (etcd waits for its backend the same
     /// way), so the space is reclaimable by a Defragment that follows.
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         let r = req.into_inner();
-        let res = self.node.write(Command::Compact(r.revision)).await.map_err(st)?;
+        let res = self
+            .node
+            .write(Command::Compact(r.revision))
+            .await
+            .map_err(st)?;
         let mut resp: CompactionResponse = decode_result(res)?;
         if r.physical {
             // The client's deadline bounds the wait (tonic drops this future).

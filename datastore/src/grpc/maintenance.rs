@@ -15,18 +15,18 @@ use prost::Message;
 use super::{decode_result, st};
 use crate::EMULATED_ETCD_VERSION;
 use crate::alarm;
-use crate::proto::alarm_request::AlarmAction;
-use crate::proto::AlarmType;
-use crate::raft::Command;
 use crate::errors::EtcdError;
 use crate::mvcc::{CF_INDEX, CF_REV, Mvcc};
 use crate::node::Node;
+use crate::proto::AlarmType;
+use crate::proto::alarm_request::AlarmAction;
 use crate::proto::maintenance_server::Maintenance;
 use crate::proto::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
-    SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use crate::raft::Command;
 use crate::snapshot;
 
 pub struct MaintenanceService {
@@ -46,7 +46,8 @@ pub fn hash_kv(mvcc: &Mvcc, rev: i64) -> Result<u32, EtcdError> {
     let mut it = snap.raw_iterator_cf(mvcc.cf(CF_REV));
     it.seek_to_first();
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let (main, sub) = crate::keycodec::decode_rev_key(k).ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
+        let (main, sub) = crate::keycodec::decode_rev_key(k)
+            .ok_or_else(|| EtcdError::internal("corrupt revision key"))?;
         if main > rev {
             break;
         }
@@ -93,25 +94,41 @@ impl Maintenance for MaintenanceService {
                 .into_iter()
                 .filter(|a| r.alarm == AlarmType::None as i32 || a.alarm == r.alarm)
                 .collect();
-            return Ok(Response::new(AlarmResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), alarms }));
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.node.header(self.node.mvcc.current_rev())),
+                alarms,
+            }));
         }
-        let res = self.node.write(Command::Alarm(r.encode_to_vec())).await.map_err(st)?;
+        let res = self
+            .node
+            .write(Command::Alarm(r.encode_to_vec()))
+            .await
+            .map_err(st)?;
         let mut resp: AlarmResponse = decode_result(res)?;
         self.node.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let n = &self.node;
         let m = n.raft.metrics().borrow().clone();
-        let is_learner = m.membership_config.membership().learner_ids().any(|id| id == n.id);
+        let is_learner = m
+            .membership_config
+            .membership()
+            .learner_ids()
+            .any(|id| id == n.id);
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push("etcdserver: no leader".to_string());
         }
         // etcd lists active alarms here too (`etcdctl endpoint status` ERRORS column).
         for a in alarm::list(&n.mvcc).map_err(st)? {
-            let name = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
+            let name = AlarmType::try_from(a.alarm)
+                .map(|t| t.as_str_name())
+                .unwrap_or("UNKNOWN");
             errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
         }
         Ok(Response::new(StatusResponse {
@@ -131,10 +148,17 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         let mvcc = self.node.mvcc.clone();
-        tokio::task::spawn_blocking(move || mvcc.defragment()).await.map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(DefragmentResponse { header: Some(self.node.header(self.node.mvcc.current_rev())) }))
+        tokio::task::spawn_blocking(move || mvcc.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.node.header(self.node.mvcc.current_rev())),
+        }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -143,10 +167,16 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(st)?;
-        Ok(Response::new(HashResponse { header: Some(self.node.header(self.node.mvcc.current_rev())), hash }))
+        Ok(Response::new(HashResponse {
+            header: Some(self.node.header(self.node.mvcc.current_rev())),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let mvcc = self.node.mvcc.clone();
         let current = mvcc.current_rev();
@@ -164,21 +194,26 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
 
     /// Streams a consistent dump in etcd's page format. The dump goes to an
     /// unlinked file in the data directory first (a database can be
     /// gigabytes; memory holds only the chunks in flight), so a client that
     /// reads slowly never holds a RocksDB snapshot open.
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         let mvcc = self.node.mvcc.clone();
-        let (file, len) = tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), EtcdError> {
-            let kv_dir = mvcc.db().path().to_path_buf();
-            snapshot::dump_scratch(&mvcc, &mvcc.snapshot(), kv_dir.parent().unwrap_or(&kv_dir))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(st)?;
+        let (file, len) =
+            tokio::task::spawn_blocking(move || -> Result<(std::fs::File, u64), EtcdError> {
+                let kv_dir = mvcc.db().path().to_path_buf();
+                snapshot::dump_scratch(&mvcc, &mvcc.snapshot(), kv_dir.parent().unwrap_or(&kv_dir))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(st)?;
         let header = self.node.header(self.node.mvcc.current_rev());
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
@@ -194,7 +229,9 @@ impl Maintenance for MaintenanceService {
                         Ok(0) => break,
                         Ok(k) => n += k,
                         Err(e) => {
-                            let _ = tx.blocking_send(Err(Status::internal(format!("reading the snapshot: {e}"))));
+                            let _ = tx.blocking_send(Err(Status::internal(format!(
+                                "reading the snapshot: {e}"
+                            ))));
                             return;
                         }
                     }
@@ -223,18 +260,30 @@ impl Maintenance for MaintenanceService {
     /// hand leadership over (`Raft::trigger().transfer_leader` exists only
     /// in 0.10), an explicit UNIMPLEMENTED rather than a pretend success. Moving to the current
     /// leader succeeds, as in etcd.
-    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
         let n = &self.node;
         if !n.is_leader() {
             return Err(st(EtcdError::NotLeader));
         }
-        let voters: Vec<u64> = n.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let voters: Vec<u64> = n
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
         if !voters.contains(&target) {
             return Err(st(EtcdError::BadLeaderTransferee));
         }
         if target == n.id {
-            return Ok(Response::new(MoveLeaderResponse { header: Some(n.header(n.mvcc.current_rev())) }));
+            return Ok(Response::new(MoveLeaderResponse {
+                header: Some(n.header(n.mvcc.current_rev())),
+            }));
         }
         Err(Status::unimplemented(
             "k8sup-datastore: move-leader is not supported: openraft 0.9 has no leadership transfer; \
@@ -242,7 +291,12 @@ impl Maintenance for MaintenanceService {
         ))
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        Err(Status::unimplemented("k8sup-datastore: downgrade does not apply"))
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "k8sup-datastore: downgrade does not apply",
+        ))
     }
 }

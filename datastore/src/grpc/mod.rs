@@ -17,11 +17,12 @@ use crate::raft::CommandResult;
 /// Decodes the etcd response carried by a command result.
 pub(crate) fn decode_result<M: prost::Message + Default>(res: CommandResult) -> Result<M, Status> {
     match res {
-        CommandResult::Ok { body, .. } => {
-            M::decode(body.as_slice()).map_err(|e| Status::internal(format!("decoding an applied response: {e}")))
-        }
+        CommandResult::Ok { body, .. } => M::decode(body.as_slice())
+            .map_err(|e| Status::internal(format!("decoding an applied response: {e}"))),
         CommandResult::Err(e) => Err(e.into()),
-        CommandResult::None | CommandResult::Batch(_) => Err(Status::internal("empty result from the state machine")),
+        CommandResult::None | CommandResult::Batch(_) => {
+            Err(Status::internal("empty result from the state machine"))
+        }
     }
 }
 

@@ -37,13 +37,18 @@ impl Peer for PeerService {
     }
 
     async fn snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> =
+            decode(&req.into_inner().data).map_err(bad)?;
         blob(&self.node.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let cmd: Command = decode(&req.into_inner().data).map_err(bad)?;
-        let res = if self.node.is_leader() { self.node.write_as_leader(cmd).await } else { Err(EtcdError::NotLeaderRetry) };
+        let res = if self.node.is_leader() {
+            self.node.write_as_leader(cmd).await
+        } else {
+            Err(EtcdError::NotLeaderRetry)
+        };
         blob(&res)
     }
 

@@ -71,7 +71,12 @@ impl StreamState {
                         .await;
                 }
                 if !self
-                    .send(WatchResponse { header: Some((self.header)(cur)), watch_id: id, created: true, ..Default::default() })
+                    .send(WatchResponse {
+                        header: Some((self.header)(cur)),
+                        watch_id: id,
+                        created: true,
+                        ..Default::default()
+                    })
                     .await
                 {
                     return false;
@@ -102,7 +107,12 @@ impl StreamState {
                     h.stop();
                     let cur = self.node.mvcc.current_rev();
                     return self
-                        .send(WatchResponse { header: Some((self.header)(cur)), watch_id: c.watch_id, canceled: true, ..Default::default() })
+                        .send(WatchResponse {
+                            header: Some((self.header)(cur)),
+                            watch_id: c.watch_id,
+                            canceled: true,
+                            ..Default::default()
+                        })
                         .await;
                 }
                 true
@@ -123,15 +133,19 @@ impl StreamState {
         }
         self.watchers.retain(|_, h| !h.is_finished());
         let rev = self.node.hub.published();
-        let synced = self
-            .watchers
-            .values()
-            .all(|h| h.synced.load(Ordering::Acquire) && h.delivered.load(Ordering::Acquire) >= rev);
+        let synced = self.watchers.values().all(|h| {
+            h.synced.load(Ordering::Acquire) && h.delivered.load(Ordering::Acquire) >= rev
+        });
         if !synced {
             return true;
         }
         self.progress_pending = false;
-        self.send(WatchResponse { header: Some((self.header)(rev)), watch_id: -1, ..Default::default() }).await
+        self.send(WatchResponse {
+            header: Some((self.header)(rev)),
+            watch_id: -1,
+            ..Default::default()
+        })
+        .await
     }
 }
 
@@ -139,7 +153,10 @@ impl StreamState {
 impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         // `clientv3.WithRequireLeader` (kube-apiserver sets it on every
         // watch): refuse without a leader, and end the stream if the leader
         // is lost, so the client reconnects to a member that has one.
@@ -154,11 +171,18 @@ impl Watch for WatchService {
         let node = self.node.clone();
         let hn = node.clone();
         let header: HeaderFn = Arc::new(move |rev| hn.header(rev));
-        let mut state =
-            StreamState { node, out: tx.clone(), header, watchers: HashMap::new(), next_id: 0, progress_pending: false };
+        let mut state = StreamState {
+            node,
+            out: tx.clone(),
+            header,
+            watchers: HashMap::new(),
+            next_id: 0,
+            progress_pending: false,
+        };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let mut leader_check = tokio::time::interval((state.node.leader_wait / 3).max(Duration::from_millis(50)));
+            let mut leader_check =
+                tokio::time::interval((state.node.leader_wait / 3).max(Duration::from_millis(50)));
             let mut leaderless_checks = 0;
             loop {
                 tokio::select! {

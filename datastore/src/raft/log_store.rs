@@ -25,7 +25,11 @@ pub struct LogStore {
     db: Arc<DB>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
 }
 
@@ -71,7 +75,10 @@ impl LogStore {
         w
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         let raw = self
             .db
             .get_cf(self.meta(), key)
@@ -84,7 +91,12 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        v: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db
@@ -96,7 +108,10 @@ impl LogStore {
     pub fn last_index(&self) -> u64 {
         let mut it = self.db.raw_iterator_cf(self.logs());
         it.seek_to_last();
-        it.key().and_then(|k| k.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+        it.key()
+            .and_then(|k| k.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
     }
 }
 
@@ -118,12 +133,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&i) {
                 break;
             }
-            let entry: Entry<TypeConfig> =
-                postcard::from_bytes(v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let entry: Entry<TypeConfig> = postcard::from_bytes(v)
+                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
             out.push(entry);
             it.next();
         }
-        it.status().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        it.status()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         Ok(out)
     }
 }
@@ -137,13 +153,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         it.seek_to_last();
         let last = match it.value() {
             Some(v) => {
-                let e: Entry<TypeConfig> =
-                    postcard::from_bytes(v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let e: Entry<TypeConfig> = postcard::from_bytes(v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Some(e.log_id)
             }
             None => last_purged,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -166,7 +185,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -182,7 +205,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let failed = res.as_ref().err().map(|e| e.to_string());
         callback.log_io_completed(res);
         if let Some(e) = failed {
-            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, std::io::Error::other(e)));
+            return Err(io_err(
+                ErrorSubject::Logs,
+                ErrorVerb::Write,
+                std::io::Error::other(e),
+            ));
         }
         Ok(())
     }

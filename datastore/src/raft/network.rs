@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -29,7 +31,10 @@ pub struct PeerClients {
 
 impl PeerClients {
     pub fn new(tls: Option<ClientTlsConfig>) -> Arc<Self> {
-        Arc::new(PeerClients { tls, conns: Mutex::new(HashMap::new()) })
+        Arc::new(PeerClients {
+            tls,
+            conns: Mutex::new(HashMap::new()),
+        })
     }
 
     /// A client for `url` (`https://host:port`, or `http://` with `--insecure`).
@@ -45,7 +50,9 @@ impl PeerClients {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         if let Some(tls) = &self.tls {
-            ep = ep.tls_config(tls.clone()).map_err(|e| EtcdError::Internal(format!("peer TLS for {url}: {e}")))?;
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| EtcdError::Internal(format!("peer TLS for {url}: {e}")))?;
         }
         let client = PeerClient::new(ep.connect_lazy())
             .max_decoding_message_size(MAX_PEER_MESSAGE)
@@ -56,7 +63,10 @@ impl PeerClients {
 
     /// A client for a member (its first peer URL).
     pub fn for_member(&self, m: &Member) -> Result<PeerClient<Channel>, EtcdError> {
-        let url = m.peer_urls.first().ok_or_else(|| EtcdError::Internal("member has no peer URL".into()))?;
+        let url = m
+            .peer_urls
+            .first()
+            .ok_or_else(|| EtcdError::Internal("member has no peer URL".into()))?;
         self.client(url)
     }
 }
@@ -75,7 +85,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Conn {
-        Conn { target, node: node.clone(), peers: self.peers.clone() }
+        Conn {
+            target,
+            node: node.clone(),
+            peers: self.peers.clone(),
+        }
     }
 }
 
@@ -116,18 +130,28 @@ impl Conn {
             Rpc::Snapshot => client.snapshot(request).await,
         };
         let reply = reply.map_err(|s| {
-            let m = Msg(format!("peer {} ({:?}): {}", self.target, self.node.peer_urls, s.message()));
+            let m = Msg(format!(
+                "peer {} ({:?}): {}",
+                self.target,
+                self.node.peer_urls,
+                s.message()
+            ));
             if s.code() == tonic::Code::Unavailable {
                 RPCError::Unreachable(Unreachable::new(&m))
             } else {
                 RPCError::Network(NetworkError::new(&m))
             }
         })?;
-        decode::<Result<Resp, E>>(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))
+        decode::<Result<Resp, E>>(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))
     }
 
     fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, Member, E> {
-        RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+        RPCError::RemoteError(RemoteError::new_with_node(
+            self.target,
+            self.node.clone(),
+            e,
+        ))
     }
 }
 
@@ -137,16 +161,23 @@ impl RaftNetwork<TypeConfig> for Conn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call::<_, AppendEntriesResponse<NodeId>, RaftError<NodeId>>(Rpc::Append, &rpc, option.hard_ttl())
-            .await?
-            .map_err(|e| self.remote(e))
+        self.call::<_, AppendEntriesResponse<NodeId>, RaftError<NodeId>>(
+            Rpc::Append,
+            &rpc,
+            option.hard_ttl(),
+        )
+        .await?
+        .map_err(|e| self.remote(e))
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call::<_, InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>(
             Rpc::Snapshot,
             &rpc,

@@ -22,13 +22,16 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snaps
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::types::{Command, CommandResult, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig, encode};
+use super::types::{
+    Command, CommandResult, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig,
+    encode,
+};
 use crate::errors::EtcdError;
 use crate::lease::{self, LeaseClock, LeaseTable};
 use crate::mvcc::{CF_META, Mvcc, WriteTxn};
 use crate::proto::{
-    CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest, ResponseHeader,
-    TxnRequest,
+    CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    ResponseHeader, TxnRequest,
 };
 use crate::snapshot;
 use crate::txn;
@@ -67,11 +70,18 @@ pub struct StateMachine {
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from_io_error(ErrorSubject::StateMachine, ErrorVerb::Write, std::io::Error::other(e.to_string()))
+    StorageError::from_io_error(
+        ErrorSubject::StateMachine,
+        ErrorVerb::Write,
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 fn hdr(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
 }
 
 impl StateMachine {
@@ -82,9 +92,16 @@ impl StateMachine {
         compactor: mpsc::UnboundedSender<i64>,
         snapshot_dir: PathBuf,
     ) -> Result<Self, EtcdError> {
-        create_private_dir(&snapshot_dir)
-            .map_err(|e| EtcdError::Internal(format!("creating {}: {e}", snapshot_dir.display())))?;
-        let sm = StateMachine { mvcc, hub, leases, compactor, snapshot_dir };
+        create_private_dir(&snapshot_dir).map_err(|e| {
+            EtcdError::Internal(format!("creating {}: {e}", snapshot_dir.display()))
+        })?;
+        let sm = StateMachine {
+            mvcc,
+            hub,
+            leases,
+            compactor,
+            snapshot_dir,
+        };
         sm.leases.reset_from(&LeaseTable(&sm.mvcc).all()?);
         Ok(sm)
     }
@@ -98,7 +115,11 @@ impl StateMachine {
             if !k.starts_with(META_MEMBER_PREFIX) {
                 break;
             }
-            let id = u64::from_be_bytes(k[META_MEMBER_PREFIX.len()..].try_into().map_err(|_| EtcdError::internal("bad member key"))?);
+            let id = u64::from_be_bytes(
+                k[META_MEMBER_PREFIX.len()..]
+                    .try_into()
+                    .map_err(|_| EtcdError::internal("bad member key"))?,
+            );
             out.push((id, crate::mvcc::dec(v, "member")?));
             it.next();
         }
@@ -142,7 +163,11 @@ impl StateMachine {
         Ok(())
     }
 
-    fn exec(&self, t: &mut WriteTxn<'_>, cmd: Command) -> Result<(CommandResult, Effect), EtcdError> {
+    fn exec(
+        &self,
+        t: &mut WriteTxn<'_>,
+        cmd: Command,
+    ) -> Result<(CommandResult, Effect), EtcdError> {
         let leases = LeaseTable(&self.mvcc);
         let ok = |rev: i64, body: Vec<u8>| CommandResult::Ok { rev, body };
         Ok(match cmd {
@@ -152,7 +177,8 @@ impl StateMachine {
                 (ok(t.rev(), resp.encode_to_vec()), Effect::None)
             }
             Command::DeleteRange(raw) => {
-                let req = DeleteRangeRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
+                let req =
+                    DeleteRangeRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
                 let resp = txn::delete_range(t, &req)?;
                 (ok(t.rev(), resp.encode_to_vec()), Effect::None)
             }
@@ -169,7 +195,9 @@ impl StateMachine {
                     return Err(EtcdError::FutureRev);
                 }
                 t.set_compact_rev(rev);
-                let resp = CompactionResponse { header: hdr(t.rev()) };
+                let resp = CompactionResponse {
+                    header: hdr(t.rev()),
+                };
                 (ok(t.rev(), resp.encode_to_vec()), Effect::Compacted(rev))
             }
             Command::LeaseGrant { id, ttl } => {
@@ -177,24 +205,43 @@ impl StateMachine {
                     return Err(EtcdError::LeaseTtlTooLarge);
                 }
                 let ttl = lease::apply_grant(t, id, ttl)?;
-                let resp = LeaseGrantResponse { header: hdr(t.rev()), id, ttl, error: String::new() };
+                let resp = LeaseGrantResponse {
+                    header: hdr(t.rev()),
+                    id,
+                    ttl,
+                    error: String::new(),
+                };
                 (ok(t.rev(), resp.encode_to_vec()), Effect::Granted(id, ttl))
             }
             Command::LeaseRevoke { id } => {
                 lease::apply_revoke(t, id)?;
-                let resp = LeaseRevokeResponse { header: hdr(t.rev()) };
+                let resp = LeaseRevokeResponse {
+                    header: hdr(t.rev()),
+                };
                 (ok(t.rev(), resp.encode_to_vec()), Effect::Revoked(id))
             }
-            Command::PublishMember { id, name, client_urls } => {
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
                 let mut key = META_MEMBER_PREFIX.to_vec();
                 key.extend_from_slice(&id.to_be_bytes());
-                t.batch.put_cf(self.mvcc.cf(CF_META), key, encode(&MemberAttrs { name, client_urls }));
+                t.batch.put_cf(
+                    self.mvcc.cf(CF_META),
+                    key,
+                    encode(&MemberAttrs { name, client_urls }),
+                );
                 (ok(t.rev(), Vec::new()), Effect::None)
             }
             Command::Batch(_) => return Err(EtcdError::internal("a batch nested in a batch")),
             Command::Alarm(raw) => {
-                let req = crate::proto::AlarmRequest::decode(raw.as_slice()).map_err(EtcdError::internal)?;
-                (ok(t.rev(), crate::alarm::apply(t, &req)?.encode_to_vec()), Effect::None)
+                let req = crate::proto::AlarmRequest::decode(raw.as_slice())
+                    .map_err(EtcdError::internal)?;
+                (
+                    ok(t.rev(), crate::alarm::apply(t, &req)?.encode_to_vec()),
+                    Effect::None,
+                )
             }
         })
     }
@@ -215,7 +262,11 @@ impl StateMachine {
         let (result, effect) = match entry.payload {
             EntryPayload::Blank => (CommandResult::None, Effect::None),
             EntryPayload::Membership(m) => {
-                t.batch.put_cf(meta, META_MEMBERSHIP, encode(&StoredMembership::new(Some(log_id), m)));
+                t.batch.put_cf(
+                    meta,
+                    META_MEMBERSHIP,
+                    encode(&StoredMembership::new(Some(log_id), m)),
+                );
                 (CommandResult::None, Effect::None)
             }
             EntryPayload::Normal(Command::Batch(cmds)) => {
@@ -235,13 +286,19 @@ impl StateMachine {
     /// done (`META_PARTIAL`) and the last one records the entry as applied,
     /// so after a crash midway the entry is re-applied from where it stopped,
     /// never twice. (The skipped commands' clients were lost with the crash.)
-    fn apply_batch(&self, log_id: LogId, cmds: Vec<Command>) -> Result<CommandResult, StorageError> {
+    fn apply_batch(
+        &self,
+        log_id: LogId,
+        cmds: Vec<Command>,
+    ) -> Result<CommandResult, StorageError> {
         let meta = self.mvcc.cf(CF_META);
         let done = match self.mvcc.db().get_cf(meta, META_PARTIAL).map_err(sm_err)? {
-            Some(raw) => match crate::mvcc::dec::<(LogId, u32)>(&raw, "partial apply").map_err(sm_err)? {
-                (at, n) if at == log_id => n as usize,
-                _ => 0,
-            },
+            Some(raw) => {
+                match crate::mvcc::dec::<(LogId, u32)>(&raw, "partial apply").map_err(sm_err)? {
+                    (at, n) if at == log_id => n as usize,
+                    _ => 0,
+                }
+            }
             None => 0,
         };
         let n = cmds.len();
@@ -249,12 +306,17 @@ impl StateMachine {
         for (i, cmd) in cmds.into_iter().enumerate() {
             let last = i + 1 == n;
             if i < done && !last {
-                results.push(CommandResult::Err(EtcdError::internal("applied before a restart")));
+                results.push(CommandResult::Err(EtcdError::internal(
+                    "applied before a restart",
+                )));
                 continue;
             }
             let mut t = self.mvcc.begin_write();
             let (result, effect) = if i < done {
-                (CommandResult::Err(EtcdError::internal("applied before a restart")), Effect::None)
+                (
+                    CommandResult::Err(EtcdError::internal("applied before a restart")),
+                    Effect::None,
+                )
             } else {
                 self.exec_or_refuse(&mut t, cmd)
             };
@@ -262,7 +324,8 @@ impl StateMachine {
                 t.batch.put_cf(meta, META_APPLIED, encode(&Some(log_id)));
                 t.batch.delete_cf(meta, META_PARTIAL);
             } else {
-                t.batch.put_cf(meta, META_PARTIAL, encode(&(log_id, (i + 1) as u32)));
+                t.batch
+                    .put_cf(meta, META_PARTIAL, encode(&(log_id, (i + 1) as u32)));
             }
             self.commit(t, effect)?;
             results.push(result);
@@ -309,7 +372,9 @@ impl StateMachine {
 
     fn load_snapshot_meta(&self) -> Result<Option<Meta>, StorageError> {
         match std::fs::read(self.meta_path()) {
-            Ok(raw) => postcard::from_bytes(&raw).map(Some).map_err(|e| snap_err(ErrorVerb::Read, e)),
+            Ok(raw) => postcard::from_bytes(&raw)
+                .map(Some)
+                .map_err(|e| snap_err(ErrorVerb::Read, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(snap_err(ErrorVerb::Read, e)),
         }
@@ -318,7 +383,8 @@ impl StateMachine {
     /// Makes `meta` (whose dump is in place) the current snapshot, then
     /// removes older dumps. A sender still reading one keeps its open file.
     fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), StorageError> {
-        crate::durable::write_file(&self.meta_path(), &encode(meta)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        crate::durable::write_file(&self.meta_path(), &encode(meta))
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let keep = format!("{}.snap", meta.snapshot_id);
         if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
             for e in dir.flatten() {
@@ -333,49 +399,68 @@ impl StateMachine {
     }
 
     async fn open_dump(&self, id: &str) -> Result<tokio::fs::File, StorageError> {
-        tokio::fs::File::open(self.dump_path(id)).await.map_err(|e| snap_err(ErrorVerb::Read, e))
+        tokio::fs::File::open(self.dump_path(id))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))
     }
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageError::from_io_error(ErrorSubject::Snapshot(None), verb, std::io::Error::other(e.to_string()))
+    StorageError::from_io_error(
+        ErrorSubject::Snapshot(None),
+        verb,
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let mvcc = self.mvcc.clone();
         let dir = self.snapshot_dir.clone();
-        let (applied, membership, snapshot_id) = tokio::task::spawn_blocking(move || -> Result<_, EtcdError> {
-            mvcc.db().flush_wal(true)?;
-            let snap = mvcc.snapshot();
-            let meta = mvcc.cf(CF_META);
-            let applied = match snap.get_cf(meta, META_APPLIED)? {
-                Some(raw) => crate::mvcc::dec::<Option<LogId>>(&raw, "applied")?,
-                None => None,
-            };
-            let membership: StoredMembership = match snap.get_cf(meta, META_MEMBERSHIP)? {
-                Some(raw) => crate::mvcc::dec(&raw, "membership")?,
-                None => StoredMembership::default(),
-            };
-            let snapshot_id = match applied {
-                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
-                None => format!("0-0-{}", rand::random::<u32>()),
-            };
-            snapshot::dump_file(&mvcc, &snap, &dir.join(format!("{snapshot_id}.snap")))?;
-            Ok((applied, membership, snapshot_id))
-        })
-        .await
-        .map_err(sm_err)?
-        .map_err(sm_err)?;
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        let (applied, membership, snapshot_id) =
+            tokio::task::spawn_blocking(move || -> Result<_, EtcdError> {
+                mvcc.db().flush_wal(true)?;
+                let snap = mvcc.snapshot();
+                let meta = mvcc.cf(CF_META);
+                let applied = match snap.get_cf(meta, META_APPLIED)? {
+                    Some(raw) => crate::mvcc::dec::<Option<LogId>>(&raw, "applied")?,
+                    None => None,
+                };
+                let membership: StoredMembership = match snap.get_cf(meta, META_MEMBERSHIP)? {
+                    Some(raw) => crate::mvcc::dec(&raw, "membership")?,
+                    None => StoredMembership::default(),
+                };
+                let snapshot_id = match applied {
+                    Some(l) => {
+                        format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>())
+                    }
+                    None => format!("0-0-{}", rand::random::<u32>()),
+                };
+                snapshot::dump_file(&mvcc, &snap, &dir.join(format!("{snapshot_id}.snap")))?;
+                Ok((applied, membership, snapshot_id))
+            })
+            .await
+            .map_err(sm_err)?
+            .map_err(sm_err)?;
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id,
+        };
         self.save_snapshot_meta(&meta)?;
         let file = self.open_dump(&meta.snapshot_id).await?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
@@ -418,11 +503,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
         let mut file = snapshot;
-        file.flush().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        file.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        file.flush()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         drop(file);
         let mvcc = self.mvcc.clone();
         let m = meta.clone();
@@ -442,18 +535,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(sm_err)?
         .map_err(sm_err)?;
-        std::fs::rename(self.incoming_path(), self.dump_path(&meta.snapshot_id)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        std::fs::rename(self.incoming_path(), self.dump_path(&meta.snapshot_id))
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.save_snapshot_meta(meta)?;
-        self.leases.reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
+        self.leases
+            .reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
         self.hub.resync(self.mvcc.current_rev());
         tracing::info!(snapshot = %meta.snapshot_id, rev = self.mvcc.current_rev(), "installed snapshot from leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some(meta) = self.load_snapshot_meta()? else { return Ok(None) };
+        let Some(meta) = self.load_snapshot_meta()? else {
+            return Ok(None);
+        };
         let file = self.open_dump(&meta.snapshot_id).await?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
     }
 }
 
@@ -466,11 +566,25 @@ mod tests {
         let mvcc = Mvcc::open(&dir.join("db")).expect("open");
         let hub = WatchHub::new(mvcc.current_rev());
         let (tx, _rx) = mpsc::unbounded_channel();
-        StateMachine::new(mvcc, hub, Arc::new(LeaseClock::default()), tx, dir.join("snapshots")).expect("state machine")
+        StateMachine::new(
+            mvcc,
+            hub,
+            Arc::new(LeaseClock::default()),
+            tx,
+            dir.join("snapshots"),
+        )
+        .expect("state machine")
     }
 
     fn put(key: &str) -> Command {
-        Command::Put(PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() }.encode_to_vec())
+        Command::Put(
+            PutRequest {
+                key: key.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
     }
 
     fn batch_entry(index: u64) -> Entry<TypeConfig> {
@@ -485,7 +599,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = machine(dir.path());
         let out = sm.apply([batch_entry(1)]).await.unwrap();
-        let CommandResult::Batch(results) = &out[0] else { panic!("expected a batch result, got {out:?}") };
+        let CommandResult::Batch(results) = &out[0] else {
+            panic!("expected a batch result, got {out:?}")
+        };
         let revs: Vec<i64> = results
             .iter()
             .map(|r| match r {
@@ -512,15 +628,55 @@ mod tests {
             let _ = sm.exec(&mut t, cmd).unwrap();
             sm.commit(t, Effect::None).unwrap();
         }
-        sm.mvcc.db().put_cf(sm.mvcc.cf(CF_META), META_PARTIAL, encode(&(entry.log_id, 2u32))).unwrap();
+        sm.mvcc
+            .db()
+            .put_cf(
+                sm.mvcc.cf(CF_META),
+                META_PARTIAL,
+                encode(&(entry.log_id, 2u32)),
+            )
+            .unwrap();
         assert_eq!(sm.mvcc.current_rev(), 3);
 
         sm.apply([entry]).await.unwrap();
-        assert_eq!(sm.mvcc.current_rev(), 4, "only the third command may be applied again");
+        assert_eq!(
+            sm.mvcc.current_rev(),
+            4,
+            "only the third command may be applied again"
+        );
         let snap = sm.mvcc.snapshot();
-        let kvs = sm.mvcc.range(&snap, b"a", &crate::mvcc::RangeEnd::Until(b"d".to_vec()), 4, 0, false, false).unwrap().kvs;
-        let got: Vec<(Vec<u8>, i64, i64)> = kvs.into_iter().map(|kv| (kv.key, kv.mod_revision, kv.version)).collect();
-        assert_eq!(got, [(b"a".to_vec(), 2, 1), (b"b".to_vec(), 3, 1), (b"c".to_vec(), 4, 1)]);
-        assert!(sm.mvcc.db().get_cf(sm.mvcc.cf(CF_META), META_PARTIAL).unwrap().is_none(), "the marker is cleared with the last command");
+        let kvs = sm
+            .mvcc
+            .range(
+                &snap,
+                b"a",
+                &crate::mvcc::RangeEnd::Until(b"d".to_vec()),
+                4,
+                0,
+                false,
+                false,
+            )
+            .unwrap()
+            .kvs;
+        let got: Vec<(Vec<u8>, i64, i64)> = kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.mod_revision, kv.version))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b"a".to_vec(), 2, 1),
+                (b"b".to_vec(), 3, 1),
+                (b"c".to_vec(), 4, 1)
+            ]
+        );
+        assert!(
+            sm.mvcc
+                .db()
+                .get_cf(sm.mvcc.cf(CF_META), META_PARTIAL)
+                .unwrap()
+                .is_none(),
+            "the marker is cleared with the last command"
+        );
     }
 }

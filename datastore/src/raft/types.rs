@@ -24,10 +24,19 @@ pub enum Command {
     DeleteRange(#[serde(with = "serde_bytes")] Vec<u8>),
     Txn(#[serde(with = "serde_bytes")] Vec<u8>),
     Compact(i64),
-    LeaseGrant { id: i64, ttl: i64 },
-    LeaseRevoke { id: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
     /// A member announces its name and client URLs after starting.
-    PublishMember { id: u64, name: String, client_urls: Vec<String> },
+    PublishMember {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
     /// Several client requests proposed as one entry by the leader's group
     /// commit ([`super::proposer`]); applied one after the other, each with
     /// its own revision and result. Never nested.
@@ -75,5 +84,6 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Result<T, EtcdError> {
-    postcard::from_bytes(raw).map_err(|e| EtcdError::Internal(format!("decoding a peer message: {e}")))
+    postcard::from_bytes(raw)
+        .map_err(|e| EtcdError::Internal(format!("decoding a peer message: {e}")))
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -32,7 +35,11 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = rcgen::date_time_ymd(2020, 1, 1);
     p.not_after = rcgen::date_time_ymd(2100, 1, 1);
     let cert = p.self_signed(&key).unwrap();
@@ -42,11 +49,18 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
 fn leaf(issuer: &Issuer<'_, KeyPair>, cn: &str, server: bool) -> (String, String) {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    p.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    p.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     p.distinguished_name.push(DnType::CommonName, cn);
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     p.extended_key_usages = if server {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
     } else {
         vec![ExtendedKeyUsagePurpose::ClientAuth]
     };
@@ -94,7 +108,11 @@ pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if !given.contains(&port) {
             given.push(port);
             return port;
@@ -131,10 +149,20 @@ impl MemberProc {
         }
     }
     pub fn client_url(&self, tls: bool) -> String {
-        format!("{}://{}:{}", if tls { "https" } else { "http" }, self.host, self.client_port)
+        format!(
+            "{}://{}:{}",
+            if tls { "https" } else { "http" },
+            self.host,
+            self.client_port
+        )
     }
     pub fn peer_url(&self, tls: bool) -> String {
-        format!("{}://{}:{}", if tls { "https" } else { "http" }, self.host, self.peer_port)
+        format!(
+            "{}://{}:{}",
+            if tls { "https" } else { "http" },
+            self.host,
+            self.peer_port
+        )
     }
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("log")).unwrap();
@@ -184,7 +212,10 @@ impl MemberProc {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for MemberProc {
@@ -215,12 +246,27 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { tls: true, snapshot_count: 10000, catchup_entries: 5000, extra_args: Vec::new(), netlab: None }
+        Opts {
+            tls: true,
+            snapshot_count: 10000,
+            catchup_entries: 5000,
+            extra_args: Vec::new(),
+            netlab: None,
+        }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn member_args(m: &MemberProc, tls: bool, pki: Option<&Pki>, initial_cluster: &str, state: &str, token: &str, snapshot_count: u64, catchup: u64) -> Vec<String> {
+fn member_args(
+    m: &MemberProc,
+    tls: bool,
+    pki: Option<&Pki>,
+    initial_cluster: &str,
+    state: &str,
+    token: &str,
+    snapshot_count: u64,
+    catchup: u64,
+) -> Vec<String> {
     let mut a = vec![
         format!("--name={}", m.name),
         format!("--data-dir={}", m.data_dir.display()),
@@ -271,10 +317,22 @@ impl Cluster {
                 m
             })
             .collect();
-        let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url(opts.tls))).collect();
+        let initial: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url(opts.tls)))
+            .collect();
         let initial = initial.join(",");
         for m in &mut members {
-            m.args = member_args(m, opts.tls, pki.as_ref(), &initial, "new", &token, opts.snapshot_count, opts.catchup_entries);
+            m.args = member_args(
+                m,
+                opts.tls,
+                pki.as_ref(),
+                &initial,
+                "new",
+                &token,
+                opts.snapshot_count,
+                opts.catchup_entries,
+            );
             m.args.extend(opts.extra_args.iter().cloned());
             m.start();
         }
@@ -296,13 +354,20 @@ impl Cluster {
     }
 
     pub fn endpoints(&self) -> String {
-        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client_url(self.tls())).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.client_url(self.tls()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Runs the real etcdctl against `endpoints` with the test client certificate.
     pub fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(ETCDCTL);
-        cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}")).arg("--command-timeout=10s");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg("--command-timeout=10s");
         if let Some(p) = &self.pki {
             cmd.arg(format!("--cacert={}", p.ca.display()))
                 .arg(format!("--cert={}", p.client_cert.display()))
@@ -354,7 +419,10 @@ impl Cluster {
             if m.child.is_none() {
                 continue;
             }
-            let out = self.etcdctl_at(&m.client_url(self.tls()), &["endpoint", "status", "-w", "json"]);
+            let out = self.etcdctl_at(
+                &m.client_url(self.tls()),
+                &["endpoint", "status", "-w", "json"],
+            );
             if !out.status.success() {
                 continue;
             }
@@ -379,8 +447,21 @@ impl Cluster {
     /// Starts member `i` joining the existing cluster.
     pub fn join(&mut self, i: usize) {
         let tls = self.tls();
-        let initial: Vec<String> = self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url(tls))).collect();
-        let mut args = member_args(&self.members[i], tls, self.pki.as_ref(), &initial.join(","), "existing", &self.token, self.snapshot_count, self.catchup_entries);
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url(tls)))
+            .collect();
+        let mut args = member_args(
+            &self.members[i],
+            tls,
+            self.pki.as_ref(),
+            &initial.join(","),
+            "existing",
+            &self.token,
+            self.snapshot_count,
+            self.catchup_entries,
+        );
         args.extend(self.extra_args.iter().cloned());
         self.members[i].args = args;
         self.members[i].start();
@@ -414,12 +495,20 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("spawning /usr/bin/etcd (apt-get install etcd-server)");
-        let e = Etcd { dir, client_port, child };
+        let e = Etcd {
+            dir,
+            client_port,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ok = Command::new(ETCDCTL)
                 .env("ETCDCTL_API", "3")
-                .args([&format!("--endpoints=http://127.0.0.1:{client_port}"), "endpoint", "health"])
+                .args([
+                    &format!("--endpoints=http://127.0.0.1:{client_port}"),
+                    "endpoint",
+                    "health",
+                ])
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false);
@@ -445,10 +534,14 @@ impl Drop for Etcd {
 
 /// A tonic channel to `url`, with the test client certificate when https.
 pub async fn channel(url: &str, pki: Option<&Pki>) -> tonic::transport::Channel {
-    let mut ep = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().timeout(Duration::from_secs(15));
+    let mut ep = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .timeout(Duration::from_secs(15));
     if let Some(p) = pki {
         let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&p.ca).unwrap()))
+            .ca_certificate(tonic::transport::Certificate::from_pem(
+                std::fs::read(&p.ca).unwrap(),
+            ))
             .identity(tonic::transport::Identity::from_pem(
                 std::fs::read(&p.client_cert).unwrap(),
                 std::fs::read(&p.client_key).unwrap(),

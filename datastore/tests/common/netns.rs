@@ -7,8 +7,16 @@
 use std::process::Command;
 
 fn run(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip (iproute2)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub struct NetLab {
@@ -21,10 +29,35 @@ impl NetLab {
     /// without root: the partition tests must not pass unrun.
     pub fn new(members: usize) -> NetLab {
         let uid = Command::new("id").arg("-u").output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "network-namespace partition tests need root (CI runs them as root)");
-        let routes = String::from_utf8(Command::new("ip").args(["-4", "route"]).output().unwrap().stdout).unwrap();
-        let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).unwrap();
-        let spaces = String::from_utf8(Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "network-namespace partition tests need root (CI runs them as root)"
+        );
+        let routes = String::from_utf8(
+            Command::new("ip")
+                .args(["-4", "route"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let links = String::from_utf8(
+            Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let spaces = String::from_utf8(
+            Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
         // A subnet and names nobody uses: leftovers of a crashed run are skipped.
         let subnet = (1..=250u8)
             .map(|n| n.wrapping_add((std::process::id() % 250) as u8).max(1))
@@ -37,15 +70,33 @@ impl NetLab {
         let lab = NetLab { subnet, members };
         let br = lab.bridge();
         run(&["link", "add", &br, "type", "bridge"]);
-        run(&["addr", "add", &format!("10.214.{subnet}.254/24"), "dev", &br]);
+        run(&[
+            "addr",
+            "add",
+            &format!("10.214.{subnet}.254/24"),
+            "dev",
+            &br,
+        ]);
         run(&["link", "set", &br, "up"]);
         for i in 0..members {
             let ns = lab.ns(i);
             let veth = format!("{br}v{i}");
             run(&["netns", "add", &ns]);
-            run(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            run(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
             run(&["link", "set", &veth, "master", &br, "up"]);
-            run(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/24", lab.ip(i)), "dev", "eth0"]);
+            run(&[
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", lab.ip(i)),
+                "dev",
+                "eth0",
+            ]);
             run(&["netns", "exec", &ns, "ip", "link", "set", "eth0", "up"]);
             run(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
         }
@@ -66,11 +117,29 @@ impl NetLab {
 
     /// Cuts member `i` off from everyone (peers and clients).
     pub fn partition(&self, i: usize) {
-        run(&["netns", "exec", &self.ns(i), "ip", "link", "set", "eth0", "down"]);
+        run(&[
+            "netns",
+            "exec",
+            &self.ns(i),
+            "ip",
+            "link",
+            "set",
+            "eth0",
+            "down",
+        ]);
     }
 
     pub fn heal(&self, i: usize) {
-        run(&["netns", "exec", &self.ns(i), "ip", "link", "set", "eth0", "up"]);
+        run(&[
+            "netns",
+            "exec",
+            &self.ns(i),
+            "ip",
+            "link",
+            "set",
+            "eth0",
+            "up",
+        ]);
     }
 }
 
@@ -79,9 +148,15 @@ impl Drop for NetLab {
         // Delete the veth pairs explicitly: a namespace outlives its name
         // while the kernel still tears down its sockets.
         for i in 0..self.members {
-            let _ = Command::new("ip").args(["link", "delete", &format!("{}v{i}", self.bridge())]).output();
-            let _ = Command::new("ip").args(["netns", "delete", &self.ns(i)]).output();
+            let _ = Command::new("ip")
+                .args(["link", "delete", &format!("{}v{i}", self.bridge())])
+                .output();
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.ns(i)])
+                .output();
         }
-        let _ = Command::new("ip").args(["link", "delete", &self.bridge()]).output();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge()])
+            .output();
     }
 }
