@@ -60,6 +60,3 @@ pub use leaf::{BACKDATE, LEAF_VALIDITY, Leaf, LeafSpec, Usage};
 pub use reconcile::{Existing, File, Item, Kind, Pki, Reason, reconcile};
 pub use renew::{Policy, RENEW_WITHIN, renew_leaf, spec_of};
 pub use time;
-
-#[cfg(test)]
-mod tests;

@@ -249,11 +249,12 @@ impl Pki {
     }
 
     /// Every file `host` must have.
-    pub fn files_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a File> + 'a {
+    pub fn files_for(&self, host: &str) -> impl Iterator<Item = &File> + '_ {
+        let host = host.to_string();
         self.items
             .iter()
             .flat_map(|i| &i.files)
-            .filter(move |f| f.hosts.iter().any(|h| h == host))
+            .filter(move |f| f.hosts.contains(&host))
     }
 
     /// The credential `name` (of `node`, for a per-host one).
