@@ -8,6 +8,7 @@ mod certificates;
 mod kubeconfigs;
 mod openssl;
 mod reconciling;
+mod rustls_accepts;
 
 use std::net::IpAddr;
 
