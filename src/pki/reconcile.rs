@@ -19,7 +19,7 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 
 use crate::ca::Ca;
-use crate::cluster::{Authority, PkiSpec, What, wanted};
+use crate::cluster::{Authority, PkiSpec, Wanted, What, wanted};
 use crate::error::PkiError;
 use crate::inspect::{self, CertInfo};
 use crate::kubeconfig::Kubeconfig;
@@ -281,6 +281,12 @@ pub fn reconcile(
     let cps: Vec<String> = spec.control_planes.iter().map(|m| m.name.clone()).collect();
     let mut cas: BTreeMap<Authority, CaState> = BTreeMap::new();
     let mut items = Vec::new();
+    let run = Run {
+        spec,
+        existing,
+        now,
+        policy,
+    };
     for w in wanted(spec)? {
         let item = match &w.what {
             What::Ca { ca, cert_hosts } => {
@@ -294,88 +300,136 @@ pub fn reconcile(
                 cert,
                 key,
                 hosts,
-            } => {
-                let ca = &cas[ca];
-                let found = existing.first(hosts, cert);
-                let key_pem = found.and_then(|(h, _)| existing.get(h, key));
-                match judge(found.map(|f| f.1), key_pem, leaf, ca, now, policy) {
-                    Verdict::Keep(info) => Item {
-                        files: vec![
-                            File::new(cert, hosts, found.expect("kept").1, MODE_PUBLIC),
-                            File::new(key, hosts, key_pem.expect("kept"), MODE_SECRET),
-                        ],
-                        change: None,
-                        not_after: Some(info.not_after),
-                        ..item(&w, Kind::Leaf)
-                    },
-                    Verdict::Issue(reason) => {
-                        let new = ca.signer(&w)?.sign(leaf, now)?;
-                        Item {
-                            not_after: expiry(&new.cert_pem),
-                            files: vec![
-                                File::new(cert, hosts, new.cert_pem, MODE_PUBLIC),
-                                File::new(key, hosts, new.key_pem, MODE_SECRET),
-                            ],
-                            change: Some(reason),
-                            ..item(&w, Kind::Leaf)
-                        }
-                    }
-                }
-            }
+            } => run.leaf(&w, &cas[ca], leaf, (cert, key), hosts)?,
             What::Kubeconfig {
                 spec: leaf,
                 path,
                 hosts,
             } => {
                 let ca = &cas[&Authority::Kubernetes];
-                let found = existing.first(hosts, path).map(|f| f.1);
-                let parsed = found.map(|b| Kubeconfig::parse(path, b));
-                let verdict = match &parsed {
-                    None => Verdict::Issue(Reason::Missing),
-                    Some(Err(e)) => Verdict::Issue(Reason::Unreadable(e.to_string())),
-                    Some(Ok(kc)) => judge(
-                        Some(kc.cert_pem.as_bytes()),
-                        Some(kc.key_pem.as_bytes()),
-                        leaf,
-                        ca,
-                        now,
-                        policy,
-                    ),
-                };
-                let kubeconfig = |cert_pem: String, key_pem: String| Kubeconfig {
-                    cluster: spec.cluster_name.clone(),
-                    server: spec.api_server_url.clone(),
-                    user: leaf.common_name.clone(),
-                    ca_pem: ca.cert_pem.clone(),
-                    cert_pem,
-                    key_pem,
-                };
-                let (text, change, not_after) = match verdict {
-                    Verdict::Keep(info) => {
-                        let kc = parsed.expect("kept").expect("kept");
-                        let text = kubeconfig(kc.cert_pem, kc.key_pem).render()?;
-                        let same = found == Some(text.as_bytes());
-                        (text, (!same).then_some(Reason::Rewritten), info.not_after)
-                    }
-                    Verdict::Issue(reason) => {
-                        let new = ca.signer(&w)?.sign(leaf, now)?;
-                        let not_after = expiry(&new.cert_pem).expect("just issued");
-                        let text = kubeconfig(new.cert_pem, new.key_pem).render()?;
-                        (text, Some(reason), not_after)
-                    }
-                };
-                Item {
-                    files: vec![File::new(path, hosts, text, MODE_SECRET)],
-                    change,
-                    not_after: Some(not_after),
-                    ..item(&w, Kind::Kubeconfig)
-                }
+                run.kubeconfig(&w, ca, leaf, path, hosts)?
             }
             What::ServiceAccount => service_account(&w, &cps, existing)?,
         };
         items.push(item);
     }
     Ok(Pki { items })
+}
+
+/// One reconcile: what every credential is judged against.
+struct Run<'a> {
+    spec: &'a PkiSpec,
+    existing: &'a Existing,
+    now: OffsetDateTime,
+    policy: &'a Policy,
+}
+
+impl Run<'_> {
+    /// A certificate and key: kept when [`judge`] finds nothing wrong,
+    /// otherwise issued by `ca` with a new key.
+    fn leaf(
+        &self,
+        w: &Wanted,
+        ca: &CaState,
+        leaf: &LeafSpec,
+        (cert, key): (&'static str, &'static str),
+        hosts: &[String],
+    ) -> Result<Item, PkiError> {
+        let Run {
+            existing,
+            now,
+            policy,
+            ..
+        } = *self;
+        let found = existing.first(hosts, cert);
+        let key_pem = found.and_then(|(h, _)| existing.get(h, key));
+        let (cert_pem, key_pem, change, not_after) =
+            match judge(found.map(|f| f.1), key_pem, leaf, ca, now, policy) {
+                Verdict::Keep(info) => {
+                    let (cert_pem, key_pem) = (found.expect("kept").1, key_pem.expect("kept"));
+                    (cert_pem.to_vec(), key_pem.to_vec(), None, info.not_after)
+                }
+                Verdict::Issue(reason) => {
+                    let new = ca.signer(w)?.sign(leaf, now)?;
+                    let not_after = expiry(&new.cert_pem);
+                    (
+                        new.cert_pem.into(),
+                        new.key_pem.into(),
+                        Some(reason),
+                        not_after,
+                    )
+                }
+            };
+        Ok(Item {
+            files: vec![
+                File::new(cert, hosts, cert_pem, MODE_PUBLIC),
+                File::new(key, hosts, key_pem, MODE_SECRET),
+            ],
+            change,
+            not_after: Some(not_after),
+            ..item(w, Kind::Leaf)
+        })
+    }
+
+    /// A kubeconfig: its embedded certificate is judged like a leaf's; a kept
+    /// one is rendered again around the same certificate and key, and counts
+    /// as a change ([`Reason::Rewritten`]) only if that changes the file.
+    fn kubeconfig(
+        &self,
+        w: &Wanted,
+        ca: &CaState,
+        leaf: &LeafSpec,
+        path: &'static str,
+        hosts: &[String],
+    ) -> Result<Item, PkiError> {
+        let Run {
+            spec,
+            existing,
+            now,
+            policy,
+        } = *self;
+        let render = |cert_pem: String, key_pem: String| {
+            Kubeconfig {
+                cluster: spec.cluster_name.clone(),
+                server: spec.api_server_url.clone(),
+                user: leaf.common_name.clone(),
+                ca_pem: ca.cert_pem.clone(),
+                cert_pem,
+                key_pem,
+            }
+            .render()
+        };
+        let file = |text: String| vec![File::new(path, hosts, text, MODE_SECRET)];
+        let found = existing.first(hosts, path).map(|f| f.1);
+        let reason = match found.map(|b| Kubeconfig::parse(path, b)) {
+            None => Reason::Missing,
+            Some(Err(e)) => Reason::Unreadable(e.to_string()),
+            Some(Ok(kc)) => {
+                let (cert, key) = (kc.cert_pem.as_bytes(), kc.key_pem.as_bytes());
+                match judge(Some(cert), Some(key), leaf, ca, now, policy) {
+                    Verdict::Issue(reason) => reason,
+                    Verdict::Keep(info) => {
+                        let text = render(kc.cert_pem, kc.key_pem)?;
+                        let same = found == Some(text.as_bytes());
+                        return Ok(Item {
+                            files: file(text),
+                            change: (!same).then_some(Reason::Rewritten),
+                            not_after: Some(info.not_after),
+                            ..item(w, Kind::Kubeconfig)
+                        });
+                    }
+                }
+            }
+        };
+        let new = ca.signer(w)?.sign(leaf, now)?;
+        let not_after = expiry(&new.cert_pem);
+        Ok(Item {
+            files: file(render(new.cert_pem, new.key_pem)?),
+            change: Some(reason),
+            not_after: Some(not_after),
+            ..item(w, Kind::Kubeconfig)
+        })
+    }
 }
 
 /// A CA as found (or just made): its certificate, and its key when given.
@@ -386,7 +440,7 @@ struct CaState {
 }
 
 impl CaState {
-    fn signer(&self, leaf: &crate::cluster::Wanted) -> Result<&Ca, PkiError> {
+    fn signer(&self, leaf: &Wanted) -> Result<&Ca, PkiError> {
         self.signer.as_ref().ok_or_else(|| PkiError::CaKeyNeeded {
             ca: self.ca.name().to_string(),
             leaf: match &leaf.node {
@@ -398,7 +452,7 @@ impl CaState {
     }
 }
 
-fn item(w: &crate::cluster::Wanted, kind: Kind) -> Item {
+fn item(w: &Wanted, kind: Kind) -> Item {
     Item {
         name: w.name.clone(),
         node: w.node.clone(),
@@ -409,10 +463,11 @@ fn item(w: &crate::cluster::Wanted, kind: Kind) -> Item {
     }
 }
 
-fn expiry(cert_pem: &str) -> Option<OffsetDateTime> {
+/// The expiry of a certificate this crate just issued.
+fn expiry(cert_pem: &str) -> OffsetDateTime {
     inspect::inspect(cert_pem.as_bytes())
-        .ok()
-        .map(|i| i.not_after)
+        .expect("a certificate rcgen just issued parses")
+        .not_after
 }
 
 /// A CA: kept when its certificate is on a control plane, generated only
@@ -512,11 +567,7 @@ fn unanimous<'a>(
 /// The service-account key pair. Like a CA it is kept whenever its key
 /// exists (a new key would invalidate every service-account token);
 /// `sa.pub` is derived from `sa.key` and rewritten if it does not match.
-fn service_account(
-    w: &crate::cluster::Wanted,
-    cps: &[String],
-    existing: &Existing,
-) -> Result<Item, PkiError> {
+fn service_account(w: &Wanted, cps: &[String], existing: &Existing) -> Result<Item, PkiError> {
     let found = existing.first(cps, SA_KEY);
     let parsed = found.map(|(_, b)| {
         std::str::from_utf8(b)
