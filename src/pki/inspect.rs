@@ -49,6 +49,21 @@ pub fn inspect_pem(path: &str, pem: &[u8]) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// What the certificate in a file k8sup wrote says, whatever the file: a
+/// `.crt`, or a kubeconfig (its client certificate). `None` for a key or
+/// `sa.pub`, which have no expiry. For `k8sup status`, which reads the
+/// files [`to_read`](crate::to_read) lists and never needs a CA key.
+pub fn inspect_file(path: &str, contents: &[u8]) -> Result<Option<CertInfo>, PkiError> {
+    if path.ends_with(".crt") {
+        inspect_pem(path, contents).map(Some)
+    } else if path.ends_with(".conf") {
+        let kc = crate::Kubeconfig::parse(path, contents)?;
+        inspect_pem(path, kc.cert_pem.as_bytes()).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// [`inspect_pem`] with the reason as text, for callers that add the name.
 pub(crate) fn inspect(pem: &[u8]) -> Result<CertInfo, String> {
     with_cert(pem, |cert| {

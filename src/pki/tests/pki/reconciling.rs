@@ -396,3 +396,26 @@ fn a_broken_or_foreign_leaf_is_reissued_and_says_why() {
     );
     assert_eq!(file(&pki, "cp-1", SA_KEY), file(&first, "cp-1", SA_KEY));
 }
+
+#[test]
+fn status_reads_every_expiry_from_the_files_alone() {
+    let pki = fresh(&spec());
+    let mut dated = 0;
+    for item in &pki.items {
+        for f in &item.files {
+            match k8sup_pki::inspect_file(f.path, &f.contents).unwrap() {
+                Some(info) => {
+                    assert_eq!(Some(info.not_after), item.not_after, "{}", f.path);
+                    dated += 1;
+                }
+                None => assert!(
+                    f.path.ends_with(".key") || f.path.ends_with(".pub"),
+                    "{}",
+                    f.path
+                ),
+            }
+        }
+    }
+    // 3 CAs, 4 shared leaves, 2 per control plane, 4 kubeconfigs, 2 per node.
+    assert_eq!(dated, 3 + 4 + 2 * 3 + 4 + 2 * 5);
+}
