@@ -11,6 +11,8 @@ K8SUP_APT_PACKAGES=(
   libclang-dev
   # the datastore's oracles: Debian's etcd and the real etcdctl
   etcd-server etcd-client
+  # the PKI's judge: its tests check every certificate with `openssl verify` and `x509 -text`
+  openssl
 )
 
 k8sup_install_prereqs() {
