@@ -192,9 +192,14 @@ async fn fetch_one(
     let expected = verify::published_sha256(artifact, &checksum_location, &text)?;
 
     let tmp = cache.temp_file()?;
-    let mut out = tokio::fs::File::from_std(
-        tmp.reopen()
-            .map_err(|e| ArtifactError::cache(tmp.path(), "open", e))?,
+    // Buffered: HTTP chunks are a few KiB, and each write to a tokio file
+    // is a hop to a blocking thread.
+    let mut out = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::from_std(
+            tmp.reopen()
+                .map_err(|e| ArtifactError::cache(tmp.path(), "open", e))?,
+        ),
     );
     let hasher = transport
         .copy(artifact, &artifact.path, &mut out, progress)

@@ -183,7 +183,7 @@ impl Transport {
         &self,
         artifact: &Artifact,
         path: &str,
-        out: &mut tokio::fs::File,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
         progress: &dyn Progress,
     ) -> Result<Hasher, ArtifactError> {
         let location = self.source().location(path);
