@@ -262,6 +262,10 @@ impl Cache {
             fs::remove_dir_all(&dest)
                 .map_err(|e| ArtifactError::cache(&dest, "remove old contents", e))?;
         }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| ArtifactError::cache(parent, "create directory", e))?;
+        }
         let tmp = dir.keep();
         if let Err(e) = fs::rename(&tmp, &dest) {
             let _ = fs::remove_dir_all(&tmp);

@@ -118,3 +118,105 @@ fn clean(p: &Path) -> Option<PathBuf> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Images, Request, artifacts};
+    use flate2::{Compression, write::GzEncoder};
+
+    fn crictl() -> Artifact {
+        artifacts(&Request::new("v1.37.2", "amd64", Images::Registry).unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == "crictl")
+            .unwrap()
+    }
+
+    /// A gzipped tar whose members are written as raw headers, so names
+    /// tar::Builder would refuse (`../x`) can be made.
+    fn tarball(dir: &Path, members: &[(&str, tar::EntryType, &[u8])]) -> PathBuf {
+        let path = dir.join("t.tar.gz");
+        let mut b = tar::Builder::new(GzEncoder::new(
+            fs::File::create(&path).unwrap(),
+            Compression::fast(),
+        ));
+        for (name, kind, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            h.set_size(data.len() as u64);
+            if kind.is_symlink() {
+                h.set_link_name("/etc/passwd").unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn unpacks_plain_files_and_refuses_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let a = crictl();
+
+        let ok = tarball(
+            dir.path(),
+            &[("./crictl", tar::EntryType::Regular, b"#!/bin/sh\n")],
+        );
+        let members = contents(&cache, &a, &ok, "aa").unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(
+            (members[0].name.as_str(), members[0].mode),
+            ("crictl", 0o755)
+        );
+        assert_eq!(
+            fs::read(cache.contents_dir(&a).join("crictl")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        // Unpacked once: the same tarball is not unpacked again.
+        fs::remove_file(&ok).unwrap();
+        assert_eq!(contents(&cache, &a, &ok, "aa").unwrap(), members);
+
+        for (what, members) in [
+            (
+                "leaves",
+                vec![("../crictl", tar::EntryType::Regular, &b"x"[..])],
+            ),
+            (
+                "leaves",
+                vec![("/crictl", tar::EntryType::Regular, &b"x"[..])],
+            ),
+            (
+                "not a regular file",
+                vec![("crictl", tar::EntryType::Symlink, &b""[..])],
+            ),
+            (
+                "has no crictl",
+                vec![("other", tar::EntryType::Regular, &b"x"[..])],
+            ),
+            (
+                "twice",
+                vec![
+                    ("crictl", tar::EntryType::Regular, &b"x"[..]),
+                    ("./crictl", tar::EntryType::Regular, &b"y"[..]),
+                ],
+            ),
+        ] {
+            let bad = tarball(dir.path(), &members);
+            let err = contents(&cache, &a, &bad, "bb").unwrap_err().to_string();
+            assert!(err.contains(what) && err.contains("crictl"), "{err}");
+            assert!(!dir.path().join("crictl").exists());
+        }
+        // The refused tarballs left the good unpacking alone and no scraps.
+        assert!(lookup_ok(&cache, &a, "aa"));
+        assert_eq!(fs::read_dir(cache.root().join(".tmp")).unwrap().count(), 0);
+    }
+
+    fn lookup_ok(cache: &Cache, a: &Artifact, sha: &str) -> bool {
+        cache.lookup_contents(a, sha).is_some()
+    }
+}
