@@ -12,9 +12,8 @@ use anyhow::{Context, Result};
 use k8sup_engine::{Plan, PrintOptions, print};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::OutputArgs;
-use crate::output::OutputFormat;
-use crate::run::Run;
+use crate::output::{OutputArgs, OutputFormat};
+use crate::fleet::Run;
 
 /// Show exactly what `k8sup apply` would change on every host: `+` create,
 /// `~` update (with a diff of text files), `-` delete, and the services it

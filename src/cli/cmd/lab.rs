@@ -13,8 +13,7 @@ use anyhow::{Context, Result};
 use k8sup_lab::{Ipv4Net, Lab, MachineState, MachineStatus, UpOptions};
 use serde::Serialize;
 
-use crate::cli::OutputArgs;
-use crate::output::OutputFormat;
+use crate::output::{OutputArgs, OutputFormat};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCmd {

@@ -20,10 +20,9 @@ use k8sup_engine::{ApplyOptions, ApplyReport, RunIdentity, print};
 use serde::Serialize;
 
 use super::plan::{DisplayArgs, SavedPlan};
-use super::progress::Bars;
-use crate::cli::OutputArgs;
-use crate::output::OutputFormat;
-use crate::run::Run;
+use crate::progress::Bars;
+use crate::output::{OutputArgs, OutputFormat};
+use crate::fleet::Run;
 
 /// Make every host match the inventory: push files and binaries, install
 /// units, start and restart services, run guarded commands. What it does is

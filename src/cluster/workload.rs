@@ -1,28 +1,14 @@
-//! What every host must look like, from the inventory: the translation of
-//! the user's `files:`, `services:` and `commands:` into engine resources.
+//! The user's own workload: the inventory's `files:`, `services:` and
+//! `commands:`, as engine resources for one host.
 //!
-//! This is the seam between the two crates: `k8sup-inventory` says what the
-//! user wrote (validated, with targets), `k8sup-engine` knows how to observe,
-//! plan and apply resources. Later phases (the datastore, the Kubernetes
-//! components) add their own resources and steps here, in cluster order.
+//! These files are the user's data, not k8sup's: their content comes from
+//! the inventory (inline, a local file, or the user's own minijinja
+//! template), never from `templates/` (see ARCHITECTURE.md, "Templates").
 
 use anyhow::{Context, Result};
-use k8sup_engine::{Content, DesiredState, Guard, Resource, ResourceId, Rollout, TemplateContext};
+use k8sup_engine::{Content, DesiredState, Guard, Resource, ResourceId, TemplateContext};
 use k8sup_inventory::{FileKind, Host, Inventory, ServiceState, Source};
 use k8sup_ssh::quote;
-
-/// The name of the one step that carries the user's own workload.
-pub const WORKLOAD_STEP: &str = "workload";
-
-/// The rollout for `hosts`: today one step, in which every host converges
-/// in parallel.
-pub fn rollout(inventory: &Inventory, hosts: &[&Host]) -> Result<Rollout> {
-    let states = hosts
-        .iter()
-        .map(|h| host_state(inventory, h))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Rollout::single(WORKLOAD_STEP, states))
-}
 
 /// Resources for one host, in inventory order: files, then services, then
 /// commands. The engine adds the implicit edges (a file after its managed

@@ -5,5 +5,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    k8sup::cli::main()
+    k8sup::app::main()
 }

@@ -12,10 +12,10 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::cli::OutputArgs;
+
 use crate::connect::spec_for;
-use crate::facts::{self, HostFacts};
-use crate::output::OutputFormat;
+use k8sup_facts::{self as facts, HostFacts};
+use crate::output::{OutputArgs, OutputFormat};
 
 /// Connect to all hosts of an inventory in parallel and print, for each, its
 /// OS and version, kernel, architecture, CPUs, memory, init system, and the
@@ -60,8 +60,8 @@ pub struct FactsRow {
 }
 
 pub fn run(args: FactsArgs) -> Result<ExitCode> {
-    let inventory = super::load::inventory(&args.inventory)?;
-    let hosts = super::load::select_hosts(&inventory, &args.hosts)?;
+    let inventory = crate::load::inventory(&args.inventory)?;
+    let hosts = crate::load::select_hosts(&inventory, &args.hosts)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let rows = runtime.block_on(gather(&inventory, &hosts));
     let failed = rows.iter().filter(|r| !r.ok).count();

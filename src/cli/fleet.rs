@@ -22,9 +22,9 @@ impl Run {
     /// every host that cannot be reached: a plan that cannot see a host
     /// cannot be honest about it (use `--host` to leave it out).
     pub async fn prepare(inventory_path: &Path, only: &[String]) -> Result<Run> {
-        let inventory = crate::cmd::load::inventory(inventory_path)?;
-        let hosts = crate::cmd::load::select_hosts(&inventory, only)?;
-        let rollout = crate::desired::rollout(&inventory, &hosts)?;
+        let inventory = crate::load::inventory(inventory_path)?;
+        let hosts = crate::load::select_hosts(&inventory, only)?;
+        let rollout = k8sup_cluster::rollout(&inventory, &hosts)?;
         // Rendering templates and hashing local files overlaps with the SSH
         // handshakes: both are on the critical path of a no-op apply.
         let (desired, connected) =

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use k8sup_inventory::{Diagnostic, Inventory, Report};
 use serde::Serialize;
 
-use crate::cli::OutputArgs;
-use crate::output::OutputFormat;
+use crate::output::{OutputArgs, OutputFormat};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCmd {

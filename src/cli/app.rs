@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cmd;
-use crate::output::OutputFormat;
 
 /// k8sup manages the whole life of a Kubernetes cluster from your
 /// workstation, over SSH, with nothing to install on the hosts first.
@@ -49,14 +48,6 @@ pub enum Command {
     /// and for its end-to-end tests.
     #[command(subcommand)]
     Lab(cmd::lab::LabCmd),
-}
-
-/// Shared by every command that prints results.
-#[derive(Debug, Clone, clap::Args)]
-pub struct OutputArgs {
-    /// `text` for people, `json` for CI and scripts (a stable, documented schema).
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
 }
 
 pub fn main() -> ExitCode {

@@ -12,12 +12,18 @@ fn k8sup() -> Command {
     c
 }
 
-fn root() -> &'static Path {
+/// The repository's root, where `inventories/` is.
+fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
 }
 
 fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures/inventory").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inventory")
+        .join(name)
 }
 
 fn run(c: &mut Command) -> (i32, String, String) {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 /// Arguments of `k8sup init`. Its one-line description is the `Init`
-/// variant's doc in `cli.rs` (which clap lets override a long description);
+/// variant's doc in `app.rs` (which clap lets override a long description);
 /// the explanation and examples are attached here as `after_help`.
 #[derive(Debug, clap::Args)]
 #[command(

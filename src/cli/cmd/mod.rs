@@ -5,6 +5,4 @@ pub mod facts;
 pub mod init;
 pub mod inventory;
 pub mod lab;
-pub mod load;
 pub mod plan;
-pub mod progress;

@@ -11,6 +11,14 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Shared by every command that prints results.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// `text` for people, `json` for CI and scripts (a stable, documented schema).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
 /// Print an error chain as `error: outer` followed by `  caused by: inner`
 /// lines, so that the host, file and fix named by inner layers stay visible.
 pub fn print_error(err: &anyhow::Error) {
