@@ -54,12 +54,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     let result = match cli.command {
-        Command::Init(args) => cmd::init::run(args),
-        Command::Inventory(c) => cmd::inventory::run(c),
-        Command::Facts(args) => cmd::facts::run(args),
-        Command::Plan(args) => cmd::plan::run(args),
-        Command::Apply(args) => cmd::apply::run(args),
-        Command::Lab(c) => cmd::lab::run(c),
+        Command::Init(args) => cmd::init::execute(args),
+        Command::Inventory(c) => cmd::inventory::execute(c),
+        Command::Facts(args) => cmd::facts::execute(args),
+        Command::Plan(args) => cmd::plan::execute(args),
+        Command::Apply(args) => cmd::apply::execute(args),
+        Command::Lab(c) => cmd::lab::execute(c),
     };
     match result {
         Ok(code) => code,

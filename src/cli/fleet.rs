@@ -1,6 +1,6 @@
-//! One run against the hosts of an inventory, shared by `plan` and `apply`:
-//! read the inventory, work out the desired state, connect to every host
-//! (one connection each, reused for everything the run does), and plan.
+//! The fleet a command works on, shared by `plan` and `apply`: the chosen
+//! hosts of an inventory, their desired state, and one connection to each
+//! (reused for everything the command does).
 
 use std::path::Path;
 
@@ -10,18 +10,18 @@ use k8sup_inventory::Inventory;
 
 use crate::connect::connect_hosts;
 
-pub struct Run {
+pub struct Fleet {
     pub inventory: Inventory,
     pub hosts: Vec<String>,
     pub desired: ResolvedRollout,
     pub sessions: Sessions,
 }
 
-impl Run {
+impl Fleet {
     /// Everything up to, not including, observing the hosts. Fails naming
     /// every host that cannot be reached: a plan that cannot see a host
     /// cannot be honest about it (use `--host` to leave it out).
-    pub async fn prepare(inventory_path: &Path, only: &[String]) -> Result<Run> {
+    pub async fn prepare(inventory_path: &Path, only: &[String]) -> Result<Fleet> {
         let inventory = crate::load::inventory(inventory_path)?;
         let hosts = crate::load::select_hosts(&inventory, only)?;
         let rollout = k8sup_cluster::rollout(&inventory, &hosts)?;
@@ -61,7 +61,7 @@ impl Run {
                 return Err(e.into());
             }
         };
-        Ok(Run {
+        Ok(Fleet {
             inventory,
             hosts: names,
             desired,
@@ -76,7 +76,7 @@ impl Run {
         Ok(plan)
     }
 
-    /// [`Run::plan`] for an apply that goes on without asking: the hosts
+    /// [`Fleet::plan`] for an apply that goes on without asking: the hosts
     /// certain to change are locked for `me` as they are observed (see
     /// `k8sup_engine::plan_claiming`); returns those hosts too.
     pub async fn plan_claiming(

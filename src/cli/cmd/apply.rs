@@ -20,9 +20,9 @@ use k8sup_engine::{ApplyOptions, ApplyReport, RunIdentity, print};
 use serde::Serialize;
 
 use super::plan::{DisplayArgs, SavedPlan};
-use crate::progress::Bars;
+use crate::fleet::Fleet;
 use crate::output::{OutputArgs, OutputFormat};
-use crate::fleet::Run;
+use crate::progress::Bars;
 
 /// Make every host match the inventory: push files and binaries, install
 /// units, start and restart services, run guarded commands. What it does is
@@ -90,7 +90,7 @@ struct JsonReport<'a> {
     hosts: &'a [k8sup_engine::HostReport],
 }
 
-pub fn run(args: ApplyArgs) -> Result<ExitCode> {
+pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
     let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
     let (inventory, hosts) = match (&saved, &args.inventory) {
         (Some(s), None) => (s.inventory.clone(), s.hosts.clone()),
@@ -103,7 +103,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     let json = args.output.output == OutputFormat::Json;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let run = Run::prepare(&inventory, &hosts).await?;
+        let fleet = Fleet::prepare(&inventory, &hosts).await?;
         let from_file = saved.is_some();
         let asked = !args.yes && std::io::stdin().is_terminal();
         let identity = RunIdentity::new();
@@ -112,36 +112,36 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
         // look under the lock before its first change.
         let (plan, claimed) = match saved {
             Some(s) => (s.plan, BTreeSet::new()),
-            None if !asked && !args.dry_run => match claiming_plan(&run, &identity).await? {
+            None if !asked && !args.dry_run => match claiming_plan(&fleet, &identity).await? {
                 Some(planned) => planned,
                 None => {
-                    run.close().await;
+                    fleet.close().await;
                     return Ok(ExitCode::from(130));
                 }
             },
-            None => (run.plan().await?, BTreeSet::new()),
+            None => (fleet.plan().await?, BTreeSet::new()),
         };
         let shown = print::render(&plan, &args.display.print_options());
         if !plan.has_changes() || args.dry_run {
-            k8sup_engine::release_claims(&run.sessions, &claimed, &identity).await;
+            k8sup_engine::release_claims(&fleet.sessions, &claimed, &identity).await;
             if json {
                 println!("{}", plan.to_json());
             } else {
                 print!("{shown}");
             }
-            run.close().await;
+            fleet.close().await;
             return Ok(ExitCode::SUCCESS);
         }
         if !json {
             print!("{shown}");
         }
-        if asked && !confirm(run.hosts.len())? {
+        if asked && !confirm(fleet.hosts.len())? {
             eprintln!("Apply cancelled; nothing was changed.");
-            run.close().await;
+            fleet.close().await;
             return Ok(ExitCode::from(1));
         }
         let opts = ApplyOptions {
-            concurrency: run.concurrency(),
+            concurrency: fleet.concurrency(),
             fail_fast: args.fail_fast,
             break_stale_lock: args.break_lock,
             // A plan made a moment ago in this process needs no second look
@@ -162,9 +162,9 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             }
         });
         let bars = Bars::new(&plan);
-        let result = k8sup_engine::apply(&plan, &run.desired, &run.sessions, &opts, &bars).await;
+        let result = k8sup_engine::apply(&plan, &fleet.desired, &fleet.sessions, &opts, &bars).await;
         bars.finish();
-        run.close().await;
+        fleet.close().await;
         let report = result?;
         if json {
             let j = JsonReport {
@@ -181,15 +181,15 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     })
 }
 
-/// [`Run::plan_claiming`], stoppable with Ctrl-C: the observations under
+/// [`Fleet::plan_claiming`], stoppable with Ctrl-C: the observations under
 /// way finish (each takes a moment), then every lock they took is released
 /// and the run ends having changed nothing (`None`). A second Ctrl-C quits
 /// at once; locks left then are this process's, stale once it is gone.
 async fn claiming_plan(
-    run: &Run,
+    fleet: &Fleet,
     identity: &RunIdentity,
 ) -> Result<Option<(k8sup_engine::Plan, BTreeSet<String>)>> {
-    let planning = run.plan_claiming(identity);
+    let planning = fleet.plan_claiming(identity);
     tokio::pin!(planning);
     tokio::select! {
         planned = &mut planning => return planned.map(Some),
@@ -200,7 +200,7 @@ async fn claiming_plan(
         planned = planning => planned.map(|(_, c)| c).unwrap_or_default(),
         _ = tokio::signal::ctrl_c() => std::process::exit(130),
     };
-    k8sup_engine::release_claims(&run.sessions, &claimed, identity).await;
+    k8sup_engine::release_claims(&fleet.sessions, &claimed, identity).await;
     eprintln!("Apply stopped before any change; nothing was changed.");
     Ok(None)
 }

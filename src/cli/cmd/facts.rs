@@ -12,10 +12,9 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-
 use crate::connect::spec_for;
-use k8sup_facts::{self as facts, HostFacts};
 use crate::output::{OutputArgs, OutputFormat};
+use k8sup_facts::{self as facts, HostFacts};
 
 /// Connect to all hosts of an inventory in parallel and print, for each, its
 /// OS and version, kernel, architecture, CPUs, memory, init system, and the
@@ -59,7 +58,7 @@ pub struct FactsRow {
     pub facts: Option<HostFacts>,
 }
 
-pub fn run(args: FactsArgs) -> Result<ExitCode> {
+pub fn execute(args: FactsArgs) -> Result<ExitCode> {
     let inventory = crate::load::inventory(&args.inventory)?;
     let hosts = crate::load::select_hosts(&inventory, &args.hosts)?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -32,7 +32,7 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
+pub fn execute(args: InitArgs) -> anyhow::Result<ExitCode> {
     let text = k8sup_inventory::EXAMPLE_INVENTORY;
     let Some(path) = args.out else {
         std::io::stdout()

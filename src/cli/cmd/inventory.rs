@@ -62,7 +62,7 @@ pub struct FileArgs {
     pub output: OutputArgs,
 }
 
-pub fn run(c: InventoryCmd) -> anyhow::Result<ExitCode> {
+pub fn execute(c: InventoryCmd) -> anyhow::Result<ExitCode> {
     match c {
         InventoryCmd::Check(args) => check(&args),
         InventoryCmd::Show(args) => show(&args),

@@ -97,7 +97,7 @@ pub struct SshArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(c: LabCmd) -> Result<ExitCode> {
+pub fn execute(c: LabCmd) -> Result<ExitCode> {
     match c {
         LabCmd::Up(a) => up(a),
         LabCmd::Down(a) => {

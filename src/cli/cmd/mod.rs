@@ -1,4 +1,4 @@
-//! One module per subcommand: its clap arguments and its `run` function.
+//! One module per subcommand: its clap arguments and its `execute` function.
 
 pub mod apply;
 pub mod facts;

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use k8sup_engine::{Plan, PrintOptions, print};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::Fleet;
 use crate::output::{OutputArgs, OutputFormat};
-use crate::fleet::Run;
 
 /// Show exactly what `k8sup apply` would change on every host: `+` create,
 /// `~` update (with a diff of text files), `-` delete, and the services it
@@ -142,15 +142,15 @@ impl SavedPlan {
     }
 }
 
-pub fn run(args: PlanArgs) -> Result<ExitCode> {
+pub fn execute(args: PlanArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let run = Run::prepare(&args.inventory, &args.hosts).await?;
-        let plan = run.plan().await?;
+        let fleet = Fleet::prepare(&args.inventory, &args.hosts).await?;
+        let plan = fleet.plan().await?;
         if let Some(out) = &args.out {
             SavedPlan {
                 k8sup_saved_plan: 1,
-                inventory: run.inventory.path.clone(),
+                inventory: fleet.inventory.path.clone(),
                 hosts: args.hosts.clone(),
                 plan: plan.clone(),
             }
@@ -169,7 +169,7 @@ pub fn run(args: PlanArgs) -> Result<ExitCode> {
                 }
             }
         }
-        run.close().await;
+        fleet.close().await;
         Ok(if args.detailed_exitcode && plan.has_changes() {
             ExitCode::from(2)
         } else {

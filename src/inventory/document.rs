@@ -17,9 +17,9 @@ use crate::commands::{self, CommandSpec};
 use crate::decode::{Cx, suggest};
 use crate::files::{self, FileSpec};
 use crate::host::{self, Host, HostPos, Role};
-use crate::node::{Node, Pos};
 use crate::services::{self, ServiceSpec};
 use crate::ssh::{self, SshPos, SshSettings};
+use crate::yaml::{Pos, Spanned};
 
 /// The `apiVersion`s this build reads, oldest first.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["k8sup.io/v1alpha1"];
@@ -84,7 +84,7 @@ pub(crate) struct Positions {
     pub all_hosts_read: bool,
 }
 
-pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draft> {
+pub(crate) fn decode(cx: &mut Cx<'_>, root: &Spanned, path: PathBuf) -> Option<Draft> {
     let mut m = cx.map(root, "the inventory")?;
     m.allow_prefix("x-");
     let api_version = m.required(cx, "apiVersion").and_then(|n| {
@@ -124,11 +124,11 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
         None => (SshSettings::default(), SshPos::default()),
     };
     let mut all_hosts_read = true;
-    let hosts_node = m.required(cx, "hosts");
-    let hosts = hosts_node.and_then(|n| {
+    let hosts_yaml = m.required(cx, "hosts");
+    let hosts = hosts_yaml.and_then(|n| {
         let list = cx.list(n, "'hosts'", |cx, item| {
             let index = match &n.kind {
-                crate::node::Kind::Seq(items) => items
+                crate::yaml::Kind::Seq(items) => items
                     .iter()
                     .position(|x| std::ptr::eq(x, item))
                     .unwrap_or(0),
@@ -137,7 +137,7 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
             host::decode(cx, item, index)
         });
         if let Some(l) = &list
-            && let crate::node::Kind::Seq(items) = &n.kind
+            && let crate::yaml::Kind::Seq(items) = &n.kind
             && l.len() != items.len()
         {
             all_hosts_read = false;
@@ -177,11 +177,11 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Node, path: PathBuf) -> Option<Draf
     // Host names as written, including hosts that could not be read in
     // full, so that a duplicate name is reported even next to other errors.
     let mut names = Vec::new();
-    if let Some(crate::node::Kind::Seq(items)) = hosts_node.map(|n| &n.kind) {
+    if let Some(crate::yaml::Kind::Seq(items)) = hosts_yaml.map(|n| &n.kind) {
         for item in items {
-            if let crate::node::Kind::Map(entries) = &item.kind
+            if let crate::yaml::Kind::Map(entries) = &item.kind
                 && let Some(e) = entries.iter().find(|e| e.key == "name")
-                && let crate::node::Kind::Scalar(s) = &e.value.kind
+                && let crate::yaml::Kind::Scalar(s) = &e.value.kind
                 && !s.is_null()
                 && !s.poisoned
             {

@@ -1,4 +1,4 @@
-//! The inventory as a YAML tree in which every node remembers where it was
+//! The inventory as a YAML tree in which every value remembers where it was
 //! written.
 //!
 //! Why not deserialize straight into the typed structs? Serde stops at the
@@ -18,7 +18,7 @@ use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 use crate::diagnostic::Sink;
 
 /// A position in the source file. `line` and `col` are 1-based (`col` in
-/// characters); `byte`/`len` delimit the node's text in bytes.
+/// characters); `byte`/`len` delimit the value's text in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Pos {
     pub line: usize,
@@ -38,7 +38,7 @@ impl Pos {
         }
     }
 
-    /// The position `offset` bytes into this node's text (for problems inside
+    /// The position `offset` bytes into this value's text (for problems inside
     /// a scalar, such as one `${VAR}` among others). Valid for text on one line.
     pub(crate) fn at_offset(self, source: &str, offset: usize, len: usize) -> Pos {
         let start = self.byte + offset;
@@ -91,23 +91,23 @@ impl Scalar {
 pub(crate) struct Entry {
     pub key: String,
     pub key_pos: Pos,
-    pub value: Node,
+    pub value: Spanned,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
     Scalar(Scalar),
-    Seq(Vec<Node>),
+    Seq(Vec<Spanned>),
     Map(Vec<Entry>),
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Node {
+pub(crate) struct Spanned {
     pub pos: Pos,
     pub kind: Kind,
 }
 
-impl Node {
+impl Spanned {
     /// Words for "found ..." in type errors.
     pub(crate) fn describe(&self) -> &'static str {
         match &self.kind {
@@ -128,16 +128,16 @@ impl Node {
 /// A YAML syntax error is reported once (the parser cannot go on past it);
 /// structural problems (duplicate keys, non-scalar keys, several documents)
 /// are reported and parsing continues.
-pub(crate) fn parse(sink: &mut Sink<'_>) -> Option<Node> {
+pub(crate) fn parse(sink: &mut Sink<'_>) -> Option<Spanned> {
     let source = sink.source();
     let mut b = Builder {
         events: Parser::new_from_str(source),
         anchors: HashMap::new(),
-        nodes: 0,
+        values: 0,
         sink,
     };
     match b.stream() {
-        Ok(node) => node,
+        Ok(yaml) => yaml,
         Err(Stop::Syntax(e)) => {
             let m = e.marker();
             let byte = m.byte_offset().unwrap_or(0);
@@ -173,18 +173,18 @@ enum Stop {
 
 struct Builder<'s, 'k> {
     events: Parser<'s, serde_saphyr::granit_parser::StrInput<'s>>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Spanned>,
     /// Values built so far, counting each alias expansion in full.
-    nodes: usize,
+    values: usize,
     sink: &'k mut Sink<'s>,
 }
 
 /// A bound on alias expansion (the "billion laughs" problem): far above any
 /// real inventory, far below what would exhaust memory.
-const MAX_NODES: usize = 1_000_000;
+const MAX_VALUES: usize = 1_000_000;
 
-fn size(node: &Node) -> usize {
-    match &node.kind {
+fn size(yaml: &Spanned) -> usize {
+    match &yaml.kind {
         Kind::Scalar(_) => 1,
         Kind::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
         Kind::Map(entries) => 1 + entries.iter().map(|e| 1 + size(&e.value)).sum::<usize>(),
@@ -203,8 +203,8 @@ impl<'s> Builder<'s, '_> {
         }
     }
 
-    fn stream(&mut self) -> Result<Option<Node>, Stop> {
-        let mut first: Option<Node> = None;
+    fn stream(&mut self) -> Result<Option<Spanned>, Stop> {
+        let mut first: Option<Spanned> = None;
         loop {
             let (event, _) = self.next()?;
             match event {
@@ -215,12 +215,12 @@ impl<'s> Builder<'s, '_> {
                     if matches!(event, Event::DocumentEnd) {
                         continue;
                     }
-                    let node = self.node(event, span)?;
+                    let yaml = self.yaml(event, span)?;
                     if first.is_none() {
-                        first = Some(node);
+                        first = Some(yaml);
                     } else {
                         self.sink
-                            .error(node.pos, "a second YAML document; an inventory is one document")
+                            .error(yaml.pos, "a second YAML document; an inventory is one document")
                             .help("remove the '---' separator and merge the documents, or use one file per cluster");
                     }
                 }
@@ -229,10 +229,10 @@ impl<'s> Builder<'s, '_> {
         }
     }
 
-    fn node(&mut self, event: Event<'s>, span: Span) -> Result<Node, Stop> {
+    fn yaml(&mut self, event: Event<'s>, span: Span) -> Result<Spanned, Stop> {
         let pos = Pos::from_span(&span);
-        self.nodes += 1;
-        let (node, anchor) = match event {
+        self.values += 1;
+        let (yaml, anchor) = match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let forced_str = tag.as_ref().is_some_and(|t| t.suffix() == "str");
                 let style = match style {
@@ -242,7 +242,7 @@ impl<'s> Builder<'s, '_> {
                     }
                     _ => Style::Block,
                 };
-                let node = Node {
+                let yaml = Spanned {
                     pos,
                     kind: Kind::Scalar(Scalar {
                         value: value.into_owned(),
@@ -251,7 +251,7 @@ impl<'s> Builder<'s, '_> {
                         poisoned: false,
                     }),
                 };
-                (node, anchor)
+                (yaml, anchor)
             }
             Event::SequenceStart(_, anchor, _) => {
                 let mut items = Vec::new();
@@ -260,10 +260,10 @@ impl<'s> Builder<'s, '_> {
                     if matches!(event, Event::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(event, span)?);
+                    items.push(self.yaml(event, span)?);
                 }
                 (
-                    Node {
+                    Spanned {
                         pos,
                         kind: Kind::Seq(items),
                     },
@@ -272,32 +272,32 @@ impl<'s> Builder<'s, '_> {
             }
             Event::MappingStart(_, anchor, _) => (self.mapping(pos)?, anchor),
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
+                let yaml = match self.anchors.get(&id) {
                     Some(target) => {
-                        self.nodes += size(target);
-                        if self.nodes > MAX_NODES {
+                        self.values += size(target);
+                        if self.values > MAX_VALUES {
                             self.sink
-                                .error(pos, format!("aliases expand this document to more than {MAX_NODES} values"))
+                                .error(pos, format!("aliases expand this document to more than {MAX_VALUES} values"))
                                 .help("an inventory this large is almost certainly an alias bomb");
                             return Err(Stop::Done);
                         }
-                        Node {
+                        Spanned {
                             pos,
                             kind: target.kind.clone(),
                         }
                     }
                     None => {
                         self.sink.error(pos, "alias to an unknown anchor");
-                        Node {
+                        Spanned {
                             pos,
                             kind: Kind::Scalar(null()),
                         }
                     }
                 };
-                (node, 0)
+                (yaml, 0)
             }
             _ => (
-                Node {
+                Spanned {
                     pos,
                     kind: Kind::Scalar(null()),
                 },
@@ -305,22 +305,22 @@ impl<'s> Builder<'s, '_> {
             ),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, yaml.clone());
         }
-        Ok(node)
+        Ok(yaml)
     }
 
-    fn mapping(&mut self, pos: Pos) -> Result<Node, Stop> {
+    fn mapping(&mut self, pos: Pos) -> Result<Spanned, Stop> {
         let mut entries: Vec<Entry> = Vec::new();
-        let mut merged: Vec<Node> = Vec::new();
+        let mut merged: Vec<Spanned> = Vec::new();
         loop {
             let (event, span) = self.next()?;
             if matches!(event, Event::MappingEnd) {
                 break;
             }
-            let key = self.node(event, span)?;
+            let key = self.yaml(event, span)?;
             let (event, span) = self.next()?;
-            let value = self.node(event, span)?;
+            let value = self.yaml(event, span)?;
             let key_text = match &key.kind {
                 Kind::Scalar(s) => s.value.clone(),
                 _ => {
@@ -374,7 +374,7 @@ impl<'s> Builder<'s, '_> {
                 }
             }
         }
-        Ok(Node {
+        Ok(Spanned {
             pos,
             kind: Kind::Map(entries),
         })
