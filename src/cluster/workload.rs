@@ -8,7 +8,6 @@
 use anyhow::{Context, Result};
 use k8sup_engine::{Content, DesiredState, Guard, Resource, ResourceId, TemplateContext};
 use k8sup_inventory::{FileKind, Host, Inventory, ServiceState, Source};
-use k8sup_ssh::quote;
 
 /// Resources for one host, in inventory order: files, then services, then
 /// commands. The engine adds the implicit edges (a file after its managed
@@ -72,7 +71,7 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
             (None, Some(check)) => Guard::Unless(check.clone()),
             // Both: run only while the path is absent and the check fails.
             (Some(path), Some(check)) => {
-                Guard::Unless(format!("test -e {} || {{ {check}\n}}", quote(path)))
+                Guard::Unless(format!("test -e {} || {{ {check}\n}}", quote(path)?))
             }
             // No guard (warned about when the inventory is read): always run.
             (None, None) => Guard::Unless("false".into()),
@@ -84,6 +83,13 @@ pub fn host_state(inventory: &Inventory, host: &Host) -> Result<DesiredState> {
         state.push(r);
     }
     Ok(state)
+}
+
+/// `path` as one word of POSIX shell.
+fn quote(path: &str) -> Result<String> {
+    Ok(shlex::try_quote(path)
+        .with_context(|| format!("the path {path:?} cannot be written in a shell command"))?
+        .into_owned())
 }
 
 fn unit(name: &str) -> String {
