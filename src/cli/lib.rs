@@ -15,6 +15,7 @@ pub mod app;
 pub mod cmd;
 pub mod connect;
 pub mod fleet;
+pub mod hints;
 pub mod load;
 pub mod output;
 pub mod progress;

@@ -19,12 +19,22 @@ pub struct OutputArgs {
     pub output: OutputFormat,
 }
 
-/// Print an error chain as `error: outer` followed by `  caused by: inner`
-/// lines, so that the host, file and fix named by inner layers stay visible.
+/// Print an error as [`render_error`] shows it, on stderr.
 pub fn print_error(err: &anyhow::Error) {
+    eprintln!("{}", render_error(err));
+}
+
+/// An error chain as `error: outer` followed by `  caused by: inner` lines,
+/// so that the host, file and fix named by inner layers stay visible, then
+/// the command line's own `hint:` lines (the flag or command that fixes it,
+/// which the library crates do not name; see `hints`).
+pub fn render_error(err: &anyhow::Error) -> String {
     let mut s = format!("error: {err}");
     for cause in err.chain().skip(1) {
         let _ = write!(s, "\n  caused by: {cause}");
     }
-    eprintln!("{s}");
+    for hint in crate::hints::for_error(err) {
+        let _ = write!(s, "\nhint: {hint}");
+    }
+    s
 }

@@ -87,10 +87,7 @@ pub fn load(path: &Path) -> Result<Loaded, Report> {
             let message = format!("cannot read the inventory: {e}");
             let mut d = Diagnostic::whole_file(Severity::Error, &shown, message);
             if e.kind() == std::io::ErrorKind::NotFound {
-                d.help = Some(
-                    "create one with `k8sup init --out FILE`, or pass -i / set K8SUP_INVENTORY"
-                        .to_owned(),
-                );
+                d.help = Some("start from the example that `k8sup init` prints".to_owned());
             }
             Err(Report {
                 file: shown,
@@ -114,7 +111,7 @@ pub fn parse_str(
     match root {
         None if !sink.has_errors() => {
             sink.error(yaml::Pos::default(), "the inventory file is empty")
-                .help("start from the example: `k8sup init --out inventory.yaml`");
+                .help("start from the example that `k8sup init` prints");
         }
         None => {}
         Some(mut root) => {

@@ -72,7 +72,7 @@ pub fn render(
     options.compact_list_indent = false;
     let yaml = serde_saphyr::to_string_with_options(&inventory, options)?;
     Ok(format!(
-        "# Written by `k8sup lab up --name {lab}`; rewritten on every `up`.\n{yaml}"
+        "# Written by k8sup for its lab {lab}; rewritten each time the lab is brought up.\n{yaml}"
     ))
 }
 

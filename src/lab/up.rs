@@ -191,10 +191,9 @@ impl Lab {
         }
         if !state.lower.join("etc/os-release").exists() {
             anyhow::bail!(
-                "lab {} was built on the cached root {}, which is gone; run `k8sup lab down --name {}` and up again",
+                "lab {} was built on the cached root {}, which is gone; take the lab down and bring it up again",
                 self.name,
                 state.lower.display(),
-                self.name
             );
         }
         if opts.nodes > existing {

@@ -127,7 +127,7 @@ fn check_json_output_is_one_document() {
         ),
         (Some(true), Some(5), Some(3), Some(2))
     );
-    assert_eq!(v["kubernetesVersion"], "v1.31.4");
+    assert_eq!(v["kubernetesVersion"], "v1.37.2");
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn missing_file_is_a_clear_error() {
         err.contains("/nonexistent/inventory.yaml: error: cannot read the inventory"),
         "{err}"
     );
-    assert!(err.contains("k8sup init --out FILE"), "{err}");
+    assert!(err.contains("`k8sup init`"), "{err}");
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn show_prints_effective_connections() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
-        "cluster private: Kubernetes v1.31.4, pods 10.1.0.0/16, services 10.152.183.0/24, API server port 6443"
+        "cluster private: Kubernetes v1.37.2, pods 10.1.0.0/16, services 10.152.183.0/24, API server port 6443"
     );
     assert!(lines[2].starts_with("HOST "), "{out}");
     let cp = lines
