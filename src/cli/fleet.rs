@@ -2,8 +2,6 @@
 //! hosts of an inventory, their desired state, and one connection to each
 //! (reused for everything the command does).
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 use k8sup_engine::{Plan, ResolvedRollout, Sessions};
 use k8sup_inventory::Inventory;
@@ -21,8 +19,7 @@ impl Fleet {
     /// Everything up to, not including, observing the hosts. Fails naming
     /// every host that cannot be reached: a plan that cannot see a host
     /// cannot be honest about it (use `--host` to leave it out).
-    pub async fn prepare(inventory_path: &Path, only: &[String]) -> Result<Fleet> {
-        let inventory = crate::load::inventory(inventory_path)?;
+    pub async fn prepare(inventory: Inventory, only: &[String]) -> Result<Fleet> {
         let hosts = crate::load::select_hosts(&inventory, only)?;
         let rollout = k8sup_cluster::rollout(&inventory, &hosts)?;
         // Rendering templates and hashing local files overlaps with the SSH

@@ -1,21 +1,17 @@
-//! Loading the inventory for a command that works on hosts: warnings go to
-//! stderr, errors become one error listing every diagnostic, and `--host`
-//! filters name hosts that must exist.
+//! Loading the inventory for a command that works on hosts: errors become
+//! one error listing every diagnostic, and `--host` filters name hosts that
+//! must exist. Nothing here prints: the command shows the warnings.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use k8sup_inventory::{Host, Inventory};
+use k8sup_inventory::{Host, Inventory, Loaded};
 
-/// Load and validate `path`; print warnings; fail with every error at once.
-pub fn inventory(path: &Path) -> Result<Inventory> {
+/// Load and validate `path`; fail with every error at once. The warnings
+/// are the caller's to show.
+pub fn inventory(path: &Path) -> Result<Loaded> {
     match k8sup_inventory::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                eprintln!("{w}");
-            }
-            Ok(loaded.inventory)
-        }
+        Ok(loaded) => Ok(loaded),
         Err(report) => bail!(
             "{report}\nfix the inventory, then check it with: k8sup inventory check -i {}",
             path.display()

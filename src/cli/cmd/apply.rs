@@ -103,7 +103,7 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
     let json = args.output.output == OutputFormat::Json;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let fleet = Fleet::prepare(&inventory, &hosts).await?;
+        let fleet = Fleet::prepare(super::load_inventory(&inventory)?, &hosts).await?;
         let from_file = saved.is_some();
         let asked = !args.yes && std::io::stdin().is_terminal();
         let identity = RunIdentity::new();

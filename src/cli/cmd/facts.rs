@@ -1,9 +1,9 @@
 //! `k8sup facts`: connect to every host and report what it is.
 //!
-//! Hosts are worked on in parallel, each as one pipeline (connect, then one
-//! exec of the facts script), so that a slow host never holds the others
-//! back. A host that fails is reported by name with its reason; the others
-//! still answer, and the exit status is 1 when any host failed.
+//! Hosts are connected in parallel the way `plan` and `apply` connect them
+//! (one shared connection per bastion), then each runs the facts script in
+//! one exec. A host that fails is reported by name with its reason; the
+//! others still answer, and the exit status is 1 when any host failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +12,7 @@ use anyhow::Result;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::connect::spec_for;
+use crate::connect::connect_hosts;
 use crate::output::{OutputArgs, OutputFormat};
 use k8sup_facts::{self as facts, HostFacts};
 
@@ -59,7 +59,7 @@ pub struct FactsRow {
 }
 
 pub fn execute(args: FactsArgs) -> Result<ExitCode> {
-    let inventory = crate::load::inventory(&args.inventory)?;
+    let inventory = super::load_inventory(&args.inventory)?;
     let hosts = crate::load::select_hosts(&inventory, &args.hosts)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let rows = runtime.block_on(gather(&inventory, &hosts));
@@ -83,15 +83,20 @@ pub fn execute(args: FactsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Facts of every host, in the order given.
+/// Facts of every host, in the order given. The hosts are connected as
+/// `plan` and `apply` connect them (`connect::connect_hosts`: in parallel,
+/// one shared connection to each bastion, so a fleet behind one jump host
+/// stays under sshd's `MaxStartups`); then each connected host runs the
+/// script once. A host that cannot be reached gets its own row and error.
 pub async fn gather(
     inventory: &k8sup_inventory::Inventory,
     hosts: &[&k8sup_inventory::Host],
 ) -> Vec<FactsRow> {
     let script = facts::script();
     let concurrency = inventory.options.concurrency as usize;
-    stream::iter(hosts.iter().copied())
-        .map(|host| {
+    let connected = connect_hosts(inventory, hosts).await;
+    stream::iter(connected)
+        .map(|(host, session)| {
             let script = &script;
             async move {
                 let mut row = FactsRow {
@@ -102,12 +107,21 @@ pub async fn gather(
                     error: None,
                     facts: None,
                 };
-                match facts_of(inventory, host, script).await {
+                let result = match session {
+                    Ok(s) => {
+                        let out = s.exec_checked(script).await;
+                        s.close().await;
+                        out.map(|o| HostFacts::parse(&o.stdout_str()))
+                            .map_err(|e| format!("{e:#}"))
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                match result {
                     Ok(f) => {
                         row.ok = true;
                         row.facts = Some(f);
                     }
-                    Err(e) => row.error = Some(format!("{e:#}")),
+                    Err(e) => row.error = Some(e),
                 }
                 row
             }
@@ -115,19 +129,6 @@ pub async fn gather(
         .buffered(concurrency.max(1))
         .collect()
         .await
-}
-
-async fn facts_of(
-    inventory: &k8sup_inventory::Inventory,
-    host: &k8sup_inventory::Host,
-    script: &str,
-) -> Result<HostFacts> {
-    let spec = spec_for(inventory, host)?;
-    let session = k8sup_ssh::Session::connect(&spec).await?;
-    let out = session.exec_checked(script).await?;
-    let facts = HostFacts::parse(&out.stdout_str());
-    session.close().await;
-    Ok(facts)
 }
 
 fn print_table(rows: &[FactsRow]) {

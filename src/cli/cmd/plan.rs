@@ -145,7 +145,7 @@ impl SavedPlan {
 pub fn execute(args: PlanArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let fleet = Fleet::prepare(&args.inventory, &args.hosts).await?;
+        let fleet = Fleet::prepare(super::load_inventory(&args.inventory)?, &args.hosts).await?;
         let plan = fleet.plan().await?;
         if let Some(out) = &args.out {
             SavedPlan {
