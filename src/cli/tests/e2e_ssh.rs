@@ -1,12 +1,11 @@
 //! End to end on lab machines: the SSH transport as the CLI drives it from
-//! an inventory (uploads, sudo for non-root users, jump hosts).
+//! an inventory (sudo for non-root users, jump hosts). The engine's uploads
+//! are tested with the engine (src/engine/tests) and by `e2e_apply.rs`.
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
 use common::{TestLab, facts_json, row};
-use k8sup_ssh::{Session, UploadOptions, UploadOutcome};
+use k8sup_ssh::Session;
 
 fn session(inventory: &std::path::Path, host: &str) -> (tokio::runtime::Runtime, Session) {
     let inv = k8sup_inventory::load(inventory)
@@ -16,70 +15,6 @@ fn session(inventory: &std::path::Path, host: &str) -> (tokio::runtime::Runtime,
     let rt = tokio::runtime::Runtime::new().unwrap();
     let s = rt.block_on(Session::connect(&spec)).expect("connect");
     (rt, s)
-}
-
-#[test]
-fn uploads_are_skipped_when_equal_and_replaced_atomically_when_changed() {
-    let lab = TestLab::up("e2e-upload", 1);
-    let (rt, s) = session(lab.inventory(), &lab.node(0));
-    let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("blob");
-    let content: Vec<u8> = (0..8 * 1024 * 1024u32)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
-    std::fs::write(&local, &content).unwrap();
-    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let dest = "/opt/e2e/blob";
-    lab.root(0, "mkdir -p /opt/e2e");
-    let opts = UploadOptions {
-        mode: 0o640,
-        ..Default::default()
-    };
-
-    let first = rt.block_on(s.upload(&local, dest, &opts)).unwrap();
-    assert!(matches!(first, UploadOutcome::Written { .. }), "{first:?}");
-    let stat =
-        |lab: &TestLab| lab.root(0, &format!("stat -c '%i %a %Y' {dest} && sha256sum {dest}"));
-    let before = stat(&lab);
-    assert!(before.contains(" 640 "), "{before}");
-    let local_sum = text_sha256(&content);
-    assert!(
-        before.contains(&local_sum),
-        "remote content equals local: {before}"
-    );
-
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = rt.block_on(s.upload(&local, dest, &opts)).unwrap();
-    assert!(matches!(second, UploadOutcome::Unchanged), "{second:?}");
-    assert_eq!(
-        stat(&lab),
-        before,
-        "a skipped upload touches nothing (inode, mode, mtime)"
-    );
-
-    let mut changed = content.clone();
-    changed[4_000_000] ^= 0xff;
-    std::fs::write(&local, &changed).unwrap();
-    let third = rt.block_on(s.upload(&local, dest, &opts)).unwrap();
-    assert!(matches!(third, UploadOutcome::Written { .. }), "{third:?}");
-    let after = stat(&lab);
-    let inode = |s: &str| s.split_whitespace().next().unwrap().to_string();
-    assert_ne!(
-        inode(&after),
-        inode(&before),
-        "replaced by rename, not rewritten in place"
-    );
-    assert!(after.contains(&text_sha256(&changed)), "{after}");
-    assert_eq!(
-        lab.root(0, "ls -A /opt/e2e").trim(),
-        "blob",
-        "no temporary file left behind"
-    );
-}
-
-fn text_sha256(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
 }
 
 #[test]
