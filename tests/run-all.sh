@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole k8sup test suite, from a fresh Debian bookworm machine, as root:
 #   bash tests/run-all.sh
-# It installs what the tests need with apt-get (only what is missing), builds
-# everything, and runs every test: unit tests, the datastore's etcdctl and
+# It installs what the tests need with apt-get (only what is missing), checks
+# the formatting, builds everything, runs clippy (warnings are errors) and
+# runs every test: unit tests, the datastore's etcdctl and
 # differential suites, and the end-to-end tests that boot lab machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,16 @@ k8sup_install_prereqs
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Formatting first: it takes a second and needs no build.
+echo "== fmt"
+cargo fmt --all --check
+
 echo "== build"
 cargo build --workspace --all-targets --locked
+
+# Lints after the build, which they reuse; every warning is an error.
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The artifacts crate's tests fetch from the mirror of real upstream binaries
 # built from Go modules (about 25 min the first time, then cached): build it

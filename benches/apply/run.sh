@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: the same workload applied by k8sup, Ansible and pyinfra to the
 # same lab machines in one run, next to the physical floor (a raw parallel
-# OpenSSH push of the 50 MB binary). Prints every time and the ratios.
+# OpenSSH push of the 50 MB binary). Prints every time and the ratios, and
+# each stated target (first apply <= 1.2x the raw push, no-op <= 0.3 s)
+# beside the figure measured, met or not.
 #
 #   RUNS=5 bash benches/apply/run.sh [NODES]   (as root; default 10 machines, 3 runs)
 #   OTHERS=0 RUNS=7 bash benches/apply/run.sh  (k8sup and the raw push only: a quick check)
@@ -144,7 +146,7 @@ if [ "$others" = 1 ]; then
   printf '%-30s %9ss %13ss\n' "pyinfra" "$pyinfra_first" "$p_m"
 fi
 printf '%-30s %9ss %13ss\n\n' "raw parallel ssh (cat; true)" "$raw_m" "$t_m"
-printf 'k8sup first apply / raw push:   %sx (median of the paired runs: %sx; target <= 1.2x)\n' "$(ratio "$k8sup_first" "$raw_m")" "$(ratio "$(median "${pair[@]}")" 1)"
+printf 'k8sup first apply / raw push:   %sx (median of the paired runs: %sx)\n' "$(ratio "$k8sup_first" "$raw_m")" "$(ratio "$(median "${pair[@]}")" 1)"
 printf 'CPU seconds (hosts + workstation), median: k8sup first apply %s, raw push %s (%sx)\n' "$(median "${kc[@]}")" "$(median "${rc[@]}")" "$(ratio "$(median "${kc[@]}")" "$(median "${rc[@]}")")"
 printf 'paired runs (k8sup / raw push, wall), each with the 1-minute load average before it:\n  %s\n' \
   "$(python3 -c "import sys; n = len(sys.argv) // 2; print('  '.join(f'{float(r):.2f} (load {l})' for r, l in zip(sys.argv[1:n + 1], sys.argv[n + 1:])))" "${pair[@]}" "${loads[@]}")"
@@ -152,3 +154,10 @@ if [ "$others" = 1 ]; then
   printf 'Ansible / k8sup: first %sx, no-op %sx\n' "$(ratio "$ansible_first" "$k8sup_first")" "$(ratio "$a_m" "$k_m")"
   printf 'pyinfra / k8sup: first %sx, no-op %sx\n' "$(ratio "$pyinfra_first" "$k8sup_first")" "$(ratio "$p_m" "$k_m")"
 fi
+# The stated targets, each beside the figure measured: a benchmark reports,
+# it never fails the suite (the exit status stays 0 either way).
+met() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'not met')" "$1" "$2"; }
+first_ratio=$(ratio "$k8sup_first" "$raw_m")
+printf '\ntargets:\n'
+printf '  first apply <= 1.2x the raw push:  %sx  %s\n' "$first_ratio" "$(met "$first_ratio" 1.2)"
+printf '  no-op re-apply <= 0.3 s:           %ss  %s\n' "$k_m" "$(met "$k_m" 0.3)"

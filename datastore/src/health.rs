@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::leadership::has_leader;
-use crate::node::Node;
+use crate::member::Node;
 
 /// How often the status follows leadership (well under an election timeout).
 const REFRESH: Duration = Duration::from_millis(200);

@@ -13,7 +13,7 @@ use axum::routing::get;
 
 use crate::leadership::has_leader;
 use crate::limits::Limits;
-use crate::node::Node;
+use crate::member::Node;
 
 type AppState = (Arc<Node>, Limits);
 

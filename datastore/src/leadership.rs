@@ -8,7 +8,7 @@
 //! acknowledged it for `leader_wait` (three election timeouts, the window
 //! etcd's `monitorLeader` allows before cancelling such streams).
 
-use crate::node::Node;
+use crate::member::Node;
 
 /// gRPC metadata key of `clientv3.WithRequireLeader` (etcd `rpctypes.MetadataRequireLeaderKey`).
 pub const REQUIRE_LEADER_KEY: &str = "hasleader";

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crate::alarm;
 use crate::errors::EtcdError;
+use crate::member::Node;
 use crate::mvcc::Mvcc;
-use crate::node::Node;
 use crate::proto::alarm_request::AlarmAction;
 use crate::proto::{AlarmRequest, AlarmType};
 use crate::raft::Command;

@@ -73,7 +73,9 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
 }
 
 fn restore(a: RestoreArgs) -> anyhow::Result<()> {
-    use k8sup_datastore::{mvcc::Mvcc, node, raft::state_machine::StateMachine, server, snapshot};
+    use k8sup_datastore::{
+        member, mvcc::Mvcc, raft::state_machine::StateMachine, server, snapshot,
+    };
     // Checked whole before anything is created.
     snapshot::open_verified(&a.file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     if a.data_dir.exists() {
@@ -93,10 +95,10 @@ fn restore(a: RestoreArgs) -> anyhow::Result<()> {
     StateMachine::clear_raft_position(&mvcc).map_err(|e| anyhow::anyhow!("{e}"))?;
     mvcc.db().flush_wal(true)?;
     let urls = k8sup_datastore::config::split_urls(&a.initial_advertise_peer_urls);
-    let id = node::member_id(&urls, &a.initial_cluster_token, None);
+    let id = member::member_id(&urls, &a.initial_cluster_token, None);
     let identity = server::Identity {
         member_id: id,
-        cluster_id: node::cluster_id(&[id], &a.initial_cluster_token),
+        cluster_id: member::cluster_id(&[id], &a.initial_cluster_token),
         name: a.name.clone(),
     };
     server::save_identity(&a.data_dir, &identity)?;

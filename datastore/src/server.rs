@@ -20,8 +20,8 @@ use crate::grpc::{
 use crate::h2authority::AuthorityFix;
 use crate::lease::LeaseClock;
 use crate::limits::Limits;
+use crate::member::{LeaderCall, LeaderReply, Node, cluster_id, member_id};
 use crate::mvcc::Mvcc;
-use crate::node::{LeaderCall, LeaderReply, Node, cluster_id, member_id};
 use crate::proto::cluster_server::ClusterServer;
 use crate::proto::kv_server::KvServer;
 use crate::proto::lease_server::LeaseServer;

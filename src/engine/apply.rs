@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::content::Body;
 use crate::desired::ResolvedState;
-use crate::engine::{Sessions, observe_hosts, session};
 use crate::error::{EngineError, tail_lines};
+use crate::fleet::{Sessions, observe_hosts, session};
 use crate::lock::{self, EXIT_LOCKED, LockSettings, RunIdentity};
 use crate::observe;
 use crate::ops;
@@ -126,7 +126,7 @@ pub async fn apply(
     let (fingerprints, mut runs) = match preflight(plan, desired, sessions, opts, progress).await {
         Ok(r) => r,
         Err(e) => {
-            crate::engine::release_claims(sessions, &opts.claimed, &opts.identity).await;
+            crate::fleet::release_claims(sessions, &opts.claimed, &opts.identity).await;
             return Err(e);
         }
     };
@@ -237,7 +237,7 @@ pub async fn apply(
                 t.abort();
             }
             if run.locked {
-                crate::engine::release_lock(sessions, host, release).await;
+                crate::fleet::release_lock(sessions, host, release).await;
             }
             std::mem::take(&mut run.report)
         }
@@ -895,10 +895,10 @@ pub async fn plan_and_apply(
     progress: &dyn Progress,
 ) -> Result<(Plan, ApplyReport), EngineError> {
     let (plan, claimed) = if opts.verify_first {
-        let plan = crate::engine::plan(desired, sessions, opts.concurrency).await?;
+        let plan = crate::fleet::plan(desired, sessions, opts.concurrency).await?;
         (plan, BTreeSet::new())
     } else {
-        crate::engine::plan_claiming(desired, sessions, opts.concurrency, &opts.identity).await?
+        crate::fleet::plan_claiming(desired, sessions, opts.concurrency, &opts.identity).await?
     };
     let opts = ApplyOptions {
         claimed,

@@ -59,10 +59,12 @@ pub enum EngineError {
         hint: String,
     },
 
-    /// The lock was left by a run that died; it is only broken when asked.
+    /// The lock was left by a run that died; it is only broken when asked
+    /// ([`crate::ApplyOptions::break_stale_lock`]). The caller says how to
+    /// ask: the engine names no command-line flag.
     #[error(
-        "{host}: a stale lock from a dead run is on the host: {holder}, last refreshed {age_secs}s ago. \
-         If no k8sup run is working on this cluster, break it with --break-stale-lock"
+        "{host}: a stale lock from a dead run is on the host: {holder}, last refreshed {age_secs}s ago; \
+         it is broken only on request"
     )]
     StaleLock {
         host: String,

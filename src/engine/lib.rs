@@ -44,8 +44,8 @@ mod content;
 mod desired;
 pub mod diff;
 mod digest_cache;
-mod engine;
 mod error;
+mod fleet;
 mod lock;
 mod observe;
 mod ops;
@@ -64,8 +64,8 @@ mod upload;
 pub use apply::{ApplyOptions, apply, plan_and_apply};
 pub use content::{Body, Content, FileStamp, Resolved};
 pub use desired::{DesiredState, ResolvedResource, ResolvedState};
-pub use engine::{Sessions, observe_hosts, plan, plan_claiming, release_claims};
 pub use error::EngineError;
+pub use fleet::{Sessions, observe_hosts, plan, plan_claiming, release_claims};
 pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
 pub use observe::{
     GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming,

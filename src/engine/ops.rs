@@ -19,7 +19,8 @@ pub(crate) fn split(path: &str) -> (String, String) {
 }
 
 /// The temp name used for atomic replacement of `path` (same directory, so
-/// the rename is atomic; the same pattern as k8sup-ssh's uploads).
+/// the rename is atomic): `.NAME.k8sup-tmp.TAG`. The one definition of that
+/// name; with an empty `tag`, the prefix every temp of `path` starts with.
 pub(crate) fn temp_for(path: &str, tag: &str) -> String {
     let (dir, base) = split(path);
     format!("{}/.{base}.k8sup-tmp.{tag}", dir.trim_end_matches('/'))
@@ -59,12 +60,7 @@ fn umask_for(mode: &str, owner: &Option<String>, group: &Option<String>) -> Opti
 /// Removes the temps an interrupted earlier run left for `path`, running
 /// `rm` only when there are some (a glob that matches nothing stays literal).
 fn stale_sh(path: &str) -> String {
-    let (dir, base) = split(path);
-    let stale = quote(&format!(
-        "{}/.{}.k8sup-tmp.",
-        dir.trim_end_matches('/'),
-        base
-    ));
+    let stale = quote(&temp_for(path, ""));
     format!(
         "for k8sup_f in {stale}*; do if [ -e \"$k8sup_f\" ] || [ -L \"$k8sup_f\" ]; then rm -f -- \"$k8sup_f\"; fi; done\n"
     )

@@ -28,7 +28,7 @@ use crate::content::FileStamp;
 use crate::error::EngineError;
 
 /// How many bytes of local files one apply holds in memory at most, unless
-/// [`crate::ApplyOptions::hold_in_memory`] says otherwise: a few Kubernetes
+/// [`crate::ApplyOptions::hold_in_memory`] says otherwise: a few large
 /// binaries, not an air-gap image archive.
 pub(crate) const MEMORY_BUDGET: u64 = 512 << 20;
 

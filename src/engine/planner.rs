@@ -1119,8 +1119,8 @@ mod tests {
         let d = DesiredState::new("cp-1")
             .with(Resource::command(
                 "init",
-                "kubeadm init",
-                crate::Guard::Creates("/etc/kubernetes/admin.conf".into()),
+                "demo-init --first",
+                crate::Guard::Creates("/etc/demo/initialised".into()),
             ))
             .with(Resource::command(
                 "check",

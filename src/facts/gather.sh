@@ -26,7 +26,7 @@ done
 if [ "$init" = systemd ] && command -v systemctl >/dev/null 2>&1; then
   units=""; for b in $K8SUP_COMPONENTS; do units="$units $b.service"; done
   # Blocks are separated by blank lines; property order is systemd's own,
-  # so the parser (facts/model.rs) groups lines by block rather than by position.
+  # so the parser (lib.rs) groups lines by block rather than by position.
   systemctl show --property=Id,LoadState,ActiveState,UnitFileState $units 2>/dev/null | sed 's/^/sd./'
 fi
 # Versions that k8sup itself recorded when it installed something.

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::decode::{Cx, suggest};
+use crate::document::Draft;
 use crate::host::Role;
-use crate::inventory::Draft;
-use crate::node::Pos;
 use crate::values::JumpSpec;
+use crate::yaml::Pos;
 
 pub(crate) fn run(cx: &mut Cx<'_>, d: &Draft) {
     unique_names_and_addresses(cx, d);

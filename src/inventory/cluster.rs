@@ -8,8 +8,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::decode::Cx;
-use crate::node::Node;
 use crate::values;
+use crate::yaml::Spanned;
 
 pub const DEFAULT_POD_CIDR: &str = "10.1.0.0/16";
 pub const DEFAULT_SERVICE_CIDR: &str = "10.152.183.0/24";
@@ -84,10 +84,10 @@ impl Default for Options {
     }
 }
 
-pub(crate) fn decode_options(cx: &mut Cx<'_>, node: Option<&Node>) -> Options {
+pub(crate) fn decode_options(cx: &mut Cx<'_>, yaml: Option<&Spanned>) -> Options {
     let mut o = Options::default();
-    let Some(node) = node else { return o };
-    let Some(mut m) = cx.map(node, "'options'") else {
+    let Some(yaml) = yaml else { return o };
+    let Some(mut m) = cx.map(yaml, "'options'") else {
         return o;
     };
     if let Some(n) = m.get("concurrency") {
@@ -100,14 +100,14 @@ pub(crate) fn decode_options(cx: &mut Cx<'_>, node: Option<&Node>) -> Options {
 }
 
 /// `None` when a required value is missing or invalid (already reported).
-pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
-    let mut m = cx.map(node, "'cluster'")?;
+pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster> {
+    let mut m = cx.map(yaml, "'cluster'")?;
     let name = m
         .required(cx, "name")
         .and_then(|n| values::dns_label(cx, n, "cluster name"));
-    let version_node = m.get("kubernetesVersion");
-    let version_defaulted = version_node.is_none();
-    let version = match version_node {
+    let version_yaml = m.get("kubernetesVersion");
+    let version_defaulted = version_yaml.is_none();
+    let version = match version_yaml {
         Some(n) => values::version(cx, n, "'kubernetesVersion' in 'cluster'"),
         None => Some(
             semver::Version::parse(DEFAULT_KUBERNETES_VERSION).expect("default version is valid"),
@@ -147,7 +147,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
     let pod_cidr = pod.unwrap_or_else(|| Some(default_net(DEFAULT_POD_CIDR)))?;
     let service_cidr = service.unwrap_or_else(|| Some(default_net(DEFAULT_SERVICE_CIDR)))?;
     if pod_cidr.contains(&service_cidr.network()) || service_cidr.contains(&pod_cidr.network()) {
-        let at = service_pos.or(pod_pos).unwrap_or(node.pos);
+        let at = service_pos.or(pod_pos).unwrap_or(yaml.pos);
         cx.sink
             .error(at, format!("podCIDR {pod_cidr} and serviceCIDR {service_cidr} overlap"))
             .help("pods and services need separate address ranges; the defaults are 10.1.0.0/16 and 10.152.183.0/24");
@@ -171,7 +171,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
             if pa == pb {
                 cx.sink
                     .error(
-                        node.pos,
+                        yaml.pos,
                         format!("'cluster' uses port {pa} for both {a} and {b}"),
                     )
                     .help("each listens on the control-plane hosts, so they need different ports");
@@ -190,8 +190,8 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, node: &Node) -> Option<Cluster> {
     })
 }
 
-fn decode_api_server(cx: &mut Cx<'_>, node: &Node) -> Option<ApiServer> {
-    let mut m = cx.map(node, "'cluster.apiServer'")?;
+fn decode_api_server(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ApiServer> {
+    let mut m = cx.map(yaml, "'cluster.apiServer'")?;
     let port = match m.get("port") {
         Some(n) => cx.port(n, "'port' in 'cluster.apiServer'"),
         None => Some(DEFAULT_API_SERVER_PORT),
@@ -209,8 +209,8 @@ fn decode_api_server(cx: &mut Cx<'_>, node: &Node) -> Option<ApiServer> {
     })
 }
 
-fn decode_datastore(cx: &mut Cx<'_>, node: &Node) -> Option<Datastore> {
-    let mut m = cx.map(node, "'cluster.datastore'")?;
+fn decode_datastore(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Datastore> {
+    let mut m = cx.map(yaml, "'cluster.datastore'")?;
     let client = match m.get("clientPort") {
         Some(n) => cx.port(n, "'clientPort' in 'cluster.datastore'"),
         None => Some(DEFAULT_DATASTORE_CLIENT_PORT),

@@ -18,9 +18,9 @@ use serde::Serialize;
 use crate::decode::Cx;
 use crate::files::{entry_label, optional};
 use crate::host::Host;
-use crate::node::Node;
 use crate::targets::{self, Targets};
 use crate::values;
+use crate::yaml::Spanned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,11 +41,11 @@ pub struct CommandSpec {
 
 pub(crate) fn decode(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     known: Option<&[Host]>,
 ) -> Option<Vec<CommandSpec>> {
     cx.named_list(
-        node,
+        yaml,
         "command",
         "command names must be unique",
         |c: &CommandSpec| &c.name,
@@ -55,15 +55,15 @@ pub(crate) fn decode(
 
 fn decode_one(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     index: usize,
     known: Option<&[Host]>,
 ) -> Option<CommandSpec> {
-    let label = entry_label(node, "name").map_or_else(
+    let label = entry_label(yaml, "name").map_or_else(
         || format!("commands[{index}]"),
         |n| format!("command '{n}'"),
     );
-    let mut m = cx.map(node, &label)?;
+    let mut m = cx.map(yaml, &label)?;
     let name = m.required(cx, "name").and_then(|n| {
         let v = cx.string(n, &format!("'name' of {label}"))?;
         if v.trim().is_empty() {
@@ -94,7 +94,7 @@ fn decode_one(
     if spec.creates.is_none() && spec.unless.is_none() {
         cx.sink
             .warning(
-                node.pos,
+                yaml.pos,
                 format!("{label} has no guard: it runs on every apply"),
             )
             .help("add 'creates: /path' or 'unless: CHECK' so that a rerun changes nothing");

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use crate::diagnostic::Sink;
 use crate::env;
-use crate::node::{Entry, Kind, Node, Pos, Scalar, Style};
+use crate::yaml::{Entry, Kind, Pos, Scalar, Spanned, Style};
 
 /// Decoding context: the diagnostic sink plus helpers shared by all sections.
 pub(crate) struct Cx<'s> {
@@ -82,18 +82,18 @@ impl<'s> Cx<'s> {
 
     /// `'text'` for a scalar as written, or a redacted description when the
     /// value came from the environment (it may be a secret).
-    pub(crate) fn shown(&self, node: &Node) -> String {
-        match &node.kind {
+    pub(crate) fn shown(&self, yaml: &Spanned) -> String {
+        match &yaml.kind {
             Kind::Scalar(s) if !s.env.is_empty() => env::redacted(&s.env),
             Kind::Scalar(s) => format!("'{}'", s.value),
-            _ => node.describe().to_owned(),
+            _ => yaml.describe().to_owned(),
         }
     }
 
-    fn type_error(&mut self, node: &Node, expected: &str, what: &str) {
-        let found = node.describe();
+    fn type_error(&mut self, yaml: &Spanned, expected: &str, what: &str) {
+        let found = yaml.describe();
         self.sink.error(
-            node.pos,
+            yaml.pos,
             format!("{what} must be {expected}, found {found}"),
         );
     }
@@ -101,37 +101,37 @@ impl<'s> Cx<'s> {
     /// A non-null scalar, or a type error.
     pub(crate) fn scalar<'n>(
         &mut self,
-        node: &'n Node,
+        yaml: &'n Spanned,
         expected: &str,
         what: &str,
     ) -> Option<&'n Scalar> {
-        match &node.kind {
+        match &yaml.kind {
             Kind::Scalar(s) if s.poisoned => None,
             Kind::Scalar(s) if !s.is_null() => Some(s),
             _ => {
-                self.type_error(node, expected, what);
+                self.type_error(yaml, expected, what);
                 None
             }
         }
     }
 
-    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        self.scalar(node, "a string", what).map(|s| s.value.clone())
+    pub(crate) fn string(&mut self, yaml: &Spanned, what: &str) -> Option<String> {
+        self.scalar(yaml, "a string", what).map(|s| s.value.clone())
     }
 
     /// Strict booleans: YAML 1.1's `yes`/`no`/`on`/`off` are rejected with a
     /// hint, because they silently mean something else in other tools.
-    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        let s = self.scalar(node, "true or false", what)?;
+    pub(crate) fn boolean(&mut self, yaml: &Spanned, what: &str) -> Option<bool> {
+        let s = self.scalar(yaml, "true or false", what)?;
         match s.value.as_str() {
             "true" | "True" | "TRUE" if s.style == Style::Plain || !s.env.is_empty() => Some(true),
             "false" | "False" | "FALSE" if s.style == Style::Plain || !s.env.is_empty() => {
                 Some(false)
             }
             other => {
-                let shown = self.shown(node);
+                let shown = self.shown(yaml);
                 let d = self.sink.error(
-                    node.pos,
+                    yaml.pos,
                     format!("{what} must be true or false, found {shown}"),
                 );
                 if matches!(
@@ -148,18 +148,18 @@ impl<'s> Cx<'s> {
     }
 
     /// An unsigned integer within `min..=max`.
-    pub(crate) fn integer<T>(&mut self, node: &Node, what: &str, min: T, max: T) -> Option<T>
+    pub(crate) fn integer<T>(&mut self, yaml: &Spanned, what: &str, min: T, max: T) -> Option<T>
     where
         T: FromStr + PartialOrd + Copy + std::fmt::Display,
     {
-        let s = self.scalar(node, "a whole number", what)?;
+        let s = self.scalar(yaml, "a whole number", what)?;
         let text = s.value.trim().replace('_', "");
         match text.parse::<T>() {
             Ok(v) if v >= min && v <= max => Some(v),
             _ => {
-                let shown = self.shown(node);
+                let shown = self.shown(yaml);
                 self.sink.error(
-                    node.pos,
+                    yaml.pos,
                     format!("{what} must be a whole number from {min} to {max}, found {shown}"),
                 );
                 None
@@ -167,20 +167,20 @@ impl<'s> Cx<'s> {
         }
     }
 
-    pub(crate) fn port(&mut self, node: &Node, what: &str) -> Option<u16> {
-        self.integer::<u16>(node, what, 1, u16::MAX)
+    pub(crate) fn port(&mut self, yaml: &Spanned, what: &str) -> Option<u16> {
+        self.integer::<u16>(yaml, what, 1, u16::MAX)
     }
 
     /// A humantime duration (`10s`, `1m 30s`, `500ms`).
-    pub(crate) fn duration(&mut self, node: &Node, what: &str) -> Option<std::time::Duration> {
-        let s = self.scalar(node, "a duration such as '10s'", what)?;
+    pub(crate) fn duration(&mut self, yaml: &Spanned, what: &str) -> Option<std::time::Duration> {
+        let s = self.scalar(yaml, "a duration such as '10s'", what)?;
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) => Some(d),
             Err(e) => {
-                let shown = self.shown(node);
+                let shown = self.shown(yaml);
                 let plain_number = s.value.trim().parse::<u64>().is_ok();
                 let d = self.sink.error(
-                    node.pos,
+                    yaml.pos,
                     format!("{what} must be a duration, found {shown} ({e})"),
                 );
                 if plain_number {
@@ -196,7 +196,7 @@ impl<'s> Cx<'s> {
     /// One of a fixed set of words, with a did-you-mean.
     pub(crate) fn one_of<'a>(
         &mut self,
-        node: &Node,
+        yaml: &Spanned,
         what: &str,
         choices: &[&'a str],
     ) -> Option<&'a str> {
@@ -205,18 +205,18 @@ impl<'s> Cx<'s> {
             .map(|c| format!("'{c}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        let s = self.scalar(node, &format!("one of {list}"), what)?;
+        let s = self.scalar(yaml, &format!("one of {list}"), what)?;
         if let Some(c) = choices.iter().find(|c| **c == s.value) {
             return Some(c);
         }
-        let shown = self.shown(node);
+        let shown = self.shown(yaml);
         let guess = if s.env.is_empty() {
             suggest(&s.value, choices.iter().copied())
         } else {
             None
         };
         let d = self.sink.error(
-            node.pos,
+            yaml.pos,
             format!("unknown value {shown} for {what}, expected one of {list}"),
         );
         if let Some(g) = guess {
@@ -228,17 +228,17 @@ impl<'s> Cx<'s> {
     /// A list; each item is read by `item`. A single scalar is not a list.
     pub(crate) fn list<T>(
         &mut self,
-        node: &Node,
+        yaml: &Spanned,
         what: &str,
-        mut item: impl FnMut(&mut Self, &Node) -> Option<T>,
+        mut item: impl FnMut(&mut Self, &Spanned) -> Option<T>,
     ) -> Option<Vec<T>> {
-        match &node.kind {
+        match &yaml.kind {
             Kind::Seq(items) => Some(items.iter().filter_map(|n| item(self, n)).collect()),
-            _ if node.is_null() => Some(Vec::new()),
+            _ if yaml.is_null() => Some(Vec::new()),
             _ => {
                 let d = self.sink.error(
-                    node.pos,
-                    format!("{what} must be a list, found {}", node.describe()),
+                    yaml.pos,
+                    format!("{what} must be a list, found {}", yaml.describe()),
                 );
                 d.help("write a YAML list: [a, b] or one '- item' per line");
                 None
@@ -251,14 +251,14 @@ impl<'s> Cx<'s> {
     /// error at that entry. `None` when any entry was bad (already reported).
     pub(crate) fn named_list<T>(
         &mut self,
-        node: &Node,
+        yaml: &Spanned,
         what: &str,
         duplicate_help: &str,
         name: impl Fn(&T) -> &str,
-        mut item: impl FnMut(&mut Self, &Node, usize) -> Option<T>,
+        mut item: impl FnMut(&mut Self, &Spanned, usize) -> Option<T>,
     ) -> Option<Vec<T>> {
-        let Kind::Seq(items) = &node.kind else {
-            return self.list(node, &format!("'{what}s'"), |_, _| None::<T>);
+        let Kind::Seq(items) = &yaml.kind else {
+            return self.list(yaml, &format!("'{what}s'"), |_, _| None::<T>);
         };
         let mut out: Vec<T> = Vec::new();
         let mut ok = true;
@@ -278,24 +278,24 @@ impl<'s> Cx<'s> {
     }
 
     /// Start reading a mapping. `null` (an empty section) reads as empty.
-    pub(crate) fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<MapReader<'n>> {
-        match &node.kind {
+    pub(crate) fn map<'n>(&mut self, yaml: &'n Spanned, what: &str) -> Option<MapReader<'n>> {
+        match &yaml.kind {
             Kind::Map(entries) => Some(MapReader {
-                pos: node.pos,
+                pos: yaml.pos,
                 entries,
                 asked: Vec::new(),
                 extension_prefix: None,
                 what: what.to_owned(),
             }),
-            _ if node.is_null() => Some(MapReader {
-                pos: node.pos,
+            _ if yaml.is_null() => Some(MapReader {
+                pos: yaml.pos,
                 entries: &[],
                 asked: Vec::new(),
                 extension_prefix: None,
                 what: what.to_owned(),
             }),
             _ => {
-                self.type_error(node, "a mapping of 'key: value' lines", what);
+                self.type_error(yaml, "a mapping of 'key: value' lines", what);
                 None
             }
         }
@@ -313,7 +313,7 @@ pub(crate) struct MapReader<'n> {
 
 impl<'n> MapReader<'n> {
     /// The value under `key`, unless absent or null.
-    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'n Node> {
+    pub(crate) fn get(&mut self, key: &'static str) -> Option<&'n Spanned> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
         }
@@ -325,7 +325,7 @@ impl<'n> MapReader<'n> {
     }
 
     /// Like [`Self::get`], but a missing key is an error at the mapping.
-    pub(crate) fn required(&mut self, cx: &mut Cx<'_>, key: &'static str) -> Option<&'n Node> {
+    pub(crate) fn required(&mut self, cx: &mut Cx<'_>, key: &'static str) -> Option<&'n Spanned> {
         let found = self.get(key);
         // A misspelt key (`adress`) is reported as unknown, with a
         // did-you-mean; "missing 'address'" would say the same thing twice.

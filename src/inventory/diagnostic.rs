@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::node::Pos;
+use crate::yaml::Pos;
 
 /// How bad a diagnostic is. Warnings are printed but do not fail `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -212,7 +212,7 @@ impl<'s> Sink<'s> {
         self.items.last_mut().expect("just pushed")
     }
 
-    /// Errors first, then warnings; each group in file order. A node
+    /// Errors first, then warnings; each group in file order. A value
     /// reused through a YAML alias can produce the same diagnostic more than
     /// once; it is shown once.
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {

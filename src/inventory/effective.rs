@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::document::Inventory;
 use crate::host::Host;
-use crate::inventory::Inventory;
 use crate::ssh::{HostKeyPolicy, SshSettings, SudoMode};
 use crate::values::JumpSpec;
 

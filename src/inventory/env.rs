@@ -11,15 +11,15 @@
 //! which variables went into them and messages never echo such values.
 
 use crate::diagnostic::Sink;
-use crate::node::{Kind, Node};
+use crate::yaml::{Kind, Spanned};
 
-/// Substitute every value scalar under `node`, reporting each problem.
+/// Substitute every value scalar under `yaml`, reporting each problem.
 pub(crate) fn substitute_tree(
-    node: &mut Node,
+    yaml: &mut Spanned,
     env: &dyn Fn(&str) -> Option<String>,
     sink: &mut Sink<'_>,
 ) {
-    match &mut node.kind {
+    match &mut yaml.kind {
         Kind::Scalar(s) => {
             if !s.value.contains('$') {
                 return;
@@ -33,7 +33,7 @@ pub(crate) fn substitute_tree(
                     s.poisoned = true;
                     let source = sink.source();
                     let text = source
-                        .get(node.pos.byte..node.pos.byte + node.pos.len)
+                        .get(yaml.pos.byte..yaml.pos.byte + yaml.pos.len)
                         .unwrap_or("");
                     let mut search_from = 0;
                     for p in problems {
@@ -42,13 +42,13 @@ pub(crate) fn substitute_tree(
                         let pos = match text.get(search_from..).and_then(|t| t.find(&p.token)) {
                             Some(i) => {
                                 search_from += i + p.token.len();
-                                node.pos.at_offset(
+                                yaml.pos.at_offset(
                                     source,
                                     search_from - p.token.len(),
                                     p.token.len(),
                                 )
                             }
-                            None => node.pos,
+                            None => yaml.pos,
                         };
                         let d = sink.error(pos, p.message);
                         if let Some(h) = p.help {

@@ -13,7 +13,7 @@ kind: Cluster
 
 cluster:
   name: demo                        # lowercase letters, digits and '-'
-  kubernetesVersion: v1.31.4
+  kubernetesVersion: v1.37.2
   # The defaults below need not be written; change them only if they clash
   # with your network.
   podCIDR: 10.1.0.0/16

@@ -23,10 +23,10 @@ use serde::Serialize;
 
 use crate::decode::Cx;
 use crate::host::Host;
-use crate::node::Node;
 use crate::source::{self, Source};
 use crate::targets::{self, Targets};
 use crate::values;
+use crate::yaml::Spanned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,13 +59,13 @@ pub enum FileKind {
 
 pub(crate) fn decode(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     known: Option<&[Host]>,
     base: &Path,
 ) -> Option<Vec<FileSpec>> {
-    let items = match &node.kind {
-        crate::node::Kind::Seq(items) => items.as_slice(),
-        _ => return cx.list(node, "'files'", |_, _| None::<FileSpec>),
+    let items = match &yaml.kind {
+        crate::yaml::Kind::Seq(items) => items.as_slice(),
+        _ => return cx.list(yaml, "'files'", |_, _| None::<FileSpec>),
     };
     let mut out: Vec<FileSpec> = Vec::new();
     let mut ok = true;
@@ -109,19 +109,19 @@ pub(crate) fn decode(
 
 fn decode_one(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     index: usize,
     known: Option<&[Host]>,
     base: &Path,
 ) -> Option<FileSpec> {
-    let label = entry_label(node, "path")
+    let label = entry_label(yaml, "path")
         .map_or_else(|| format!("files[{index}]"), |p| format!("file '{p}'"));
-    let mut m = cx.map(node, &label)?;
+    let mut m = cx.map(yaml, &label)?;
     let path = m
         .required(cx, "path")
         .and_then(|n| values::host_path(cx, n, &format!("'path' of {label}")));
-    let kind_node = m.get("type");
-    let kind_word = match kind_node {
+    let kind_yaml = m.get("type");
+    let kind_word = match kind_yaml {
         Some(n) => Some(cx.one_of(
             n,
             &format!("'type' of {label}"),
@@ -132,7 +132,7 @@ fn decode_one(
         None => Some("file".to_owned()),
     };
     let source = source::decode(cx, &mut m, &label, base);
-    let target_node = m.get("target");
+    let target_yaml = m.get("target");
     // Outer None: a bad value, already reported; inner None: not given.
     let mode = optional(m.get("mode"), |n| {
         values::mode(cx, n, &format!("'mode' of {label}"))
@@ -152,10 +152,10 @@ fn decode_one(
     let targets = targets::decode(cx, &mut m, &label, known);
     m.finish(cx);
 
-    let kind = match (kind_word?.as_str(), source.ok()?, target_node) {
+    let kind = match (kind_word?.as_str(), source.ok()?, target_yaml) {
         ("file", Some(source), None) => FileKind::File { source },
         ("file", None, None) => {
-            let d = cx.sink.error(node.pos, format!("{label} has no content"));
+            let d = cx.sink.error(yaml.pos, format!("{label} has no content"));
             d.help("give one of content:, src: or template:, or 'type: directory' / 'type: link'");
             return None;
         }
@@ -165,7 +165,7 @@ fn decode_one(
         },
         ("link", None, None) => {
             cx.sink
-                .error(node.pos, format!("{label} is a link without 'target'"))
+                .error(yaml.pos, format!("{label} is a link without 'target'"))
                 .help("add 'target: /path/it/points/to'");
             return None;
         }
@@ -179,7 +179,7 @@ fn decode_one(
         (kind, _, _) => {
             cx.sink
                 .error(
-                    node.pos,
+                    yaml.pos,
                     format!("{label} is a {kind}: content:, src: and template: are only for files"),
                 )
                 .help("remove them, or drop 'type' to write a file");
@@ -199,24 +199,24 @@ fn decode_one(
 
 /// `Some(None)` when absent, `Some(Some(v))` when valid, `None` when invalid.
 pub(crate) fn optional<T>(
-    node: Option<&Node>,
-    read: impl FnOnce(&Node) -> Option<T>,
+    yaml: Option<&Spanned>,
+    read: impl FnOnce(&Spanned) -> Option<T>,
 ) -> Option<Option<T>> {
-    match node {
+    match yaml {
         None => Some(None),
         Some(n) => read(n).map(Some),
     }
 }
 
-/// The scalar under `key` of a mapping node, to name an entry in messages.
-pub(crate) fn entry_label(node: &Node, key: &str) -> Option<String> {
-    match &node.kind {
-        crate::node::Kind::Map(entries) => {
+/// The scalar under `key` of a mapping, to name an entry in messages.
+pub(crate) fn entry_label(yaml: &Spanned, key: &str) -> Option<String> {
+    match &yaml.kind {
+        crate::yaml::Kind::Map(entries) => {
             entries
                 .iter()
                 .find(|e| e.key == key)
                 .and_then(|e| match &e.value.kind {
-                    crate::node::Kind::Scalar(s) if !s.is_null() => Some(s.value.clone()),
+                    crate::yaml::Kind::Scalar(s) if !s.is_null() => Some(s.value.clone()),
                     _ => None,
                 })
         }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::decode::{Cx, suggest};
-use crate::node::{Kind, Node, Pos, Style};
 use crate::ssh::{self, SshPos, SshSettings};
 use crate::values;
+use crate::yaml::{Kind, Pos, Spanned, Style};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -78,20 +78,20 @@ const ROLE_ALIASES: &[(&str, Role)] = &[
     ("minion", Role::Worker),
 ];
 
-pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, index: usize) -> Option<(Host, HostPos)> {
+pub(crate) fn decode(cx: &mut Cx<'_>, yaml: &Spanned, index: usize) -> Option<(Host, HostPos)> {
     // Name the host in messages as soon as we know its name.
-    let name_node = match &node.kind {
+    let name_yaml = match &yaml.kind {
         Kind::Map(entries) => entries.iter().find(|e| e.key == "name").map(|e| &e.value),
         _ => None,
     };
-    let label = match name_node.and_then(|n| match &n.kind {
+    let label = match name_yaml.and_then(|n| match &n.kind {
         Kind::Scalar(s) if !s.is_null() => Some(s.value.clone()),
         _ => None,
     }) {
         Some(n) => format!("host '{n}'"),
         None => format!("hosts[{index}]"),
     };
-    let mut m = cx.map(node, &label)?;
+    let mut m = cx.map(yaml, &label)?;
     let name_n = m.required(cx, "name");
     let name = name_n.and_then(|n| values::dns_label(cx, n, "host name"));
     let address_n = m.required(cx, "address");
@@ -140,10 +140,10 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, index: usize) -> Option<(Host
     };
     m.finish(cx);
     let pos = HostPos {
-        entry: node.pos,
-        address: address_n.map_or(node.pos, |n| n.pos),
+        entry: yaml.pos,
+        address: address_n.map_or(yaml.pos, |n| n.pos),
         ssh: ssh_pos,
-        groups: groups_n.map_or(node.pos, |n| n.pos),
+        groups: groups_n.map_or(yaml.pos, |n| n.pos),
     };
     let host = Host {
         name: name?,
@@ -156,15 +156,15 @@ pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, index: usize) -> Option<(Host
     Some((host, pos))
 }
 
-fn role(cx: &mut Cx<'_>, node: &Node, label: &str) -> Option<Role> {
+fn role(cx: &mut Cx<'_>, yaml: &Spanned, label: &str) -> Option<Role> {
     let what = format!("role of {label}");
-    let s = cx.scalar(node, "'control-plane' or 'worker'", &what)?;
+    let s = cx.scalar(yaml, "'control-plane' or 'worker'", &what)?;
     match s.value.as_str() {
         "control-plane" => return Some(Role::ControlPlane),
         "worker" => return Some(Role::Worker),
         _ => {}
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     let lower = s.value.to_ascii_lowercase();
     let help = if let Some((_, r)) = ROLE_ALIASES.iter().find(|(a, _)| *a == lower) {
         Some(format!("k8sup calls this role '{r}'"))
@@ -175,7 +175,7 @@ fn role(cx: &mut Cx<'_>, node: &Node, label: &str) -> Option<Role> {
         None
     };
     let d = cx.sink.error(
-        node.pos,
+        yaml.pos,
         format!("unknown role {shown} for {label}, expected 'control-plane' or 'worker'"),
     );
     if let Some(h) = help {
@@ -185,9 +185,9 @@ fn role(cx: &mut Cx<'_>, node: &Node, label: &str) -> Option<Role> {
 }
 
 /// Free-form YAML to JSON-like data for templates (YAML 1.2 core schema).
-fn to_json(node: &Node) -> serde_json::Value {
+fn to_json(yaml: &Spanned) -> serde_json::Value {
     use serde_json::Value;
-    match &node.kind {
+    match &yaml.kind {
         Kind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
         Kind::Map(entries) => Value::Object(
             entries

@@ -22,9 +22,9 @@
 //! write inventories that read back identically (tested).
 //!
 //! How it works: the YAML is read into a position-annotated tree
-//! (`node`), environment variables are substituted on that tree
+//! (`yaml`: `Spanned` values), environment variables are substituted on that tree
 //! (`env`), each section is decoded into typed structs while collecting
-//! diagnostics (`decode`, `cluster`, `ssh`, `host`, `inventory`),
+//! diagnostics (`decode`, `cluster`, `ssh`, `host`, `document`),
 //! then whole-inventory checks run (`checks`).
 
 mod checks;
@@ -32,18 +32,18 @@ mod cluster;
 mod commands;
 mod decode;
 mod diagnostic;
+mod document;
 mod effective;
 mod env;
 mod example;
 mod files;
 mod host;
-mod inventory;
-mod node;
 mod services;
 mod source;
 mod ssh;
 mod targets;
 mod values;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,7 @@ pub use cluster::{
 };
 pub use commands::CommandSpec;
 pub use diagnostic::{Diagnostic, Report, Severity};
+pub use document::{CURRENT_API_VERSION, Inventory, KIND, SUPPORTED_API_VERSIONS};
 pub use effective::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, EffectiveSsh,
     JumpHost, resolve_path,
@@ -61,7 +62,6 @@ pub use effective::{
 pub use example::EXAMPLE_INVENTORY;
 pub use files::{FileKind, FileSpec};
 pub use host::{Host, Role};
-pub use inventory::{CURRENT_API_VERSION, Inventory, KIND, SUPPORTED_API_VERSIONS};
 pub use services::{ServiceSpec, ServiceState};
 pub use source::Source;
 pub use ssh::{HostKeyPolicy, SshSettings, SudoMode};
@@ -87,10 +87,7 @@ pub fn load(path: &Path) -> Result<Loaded, Report> {
             let message = format!("cannot read the inventory: {e}");
             let mut d = Diagnostic::whole_file(Severity::Error, &shown, message);
             if e.kind() == std::io::ErrorKind::NotFound {
-                d.help = Some(
-                    "create one with `k8sup init --out FILE`, or pass -i / set K8SUP_INVENTORY"
-                        .to_owned(),
-                );
+                d.help = Some("start from the example that `k8sup init` prints".to_owned());
             }
             Err(Report {
                 file: shown,
@@ -109,19 +106,19 @@ pub fn parse_str(
 ) -> Result<Loaded, Report> {
     let shown = path.display().to_string();
     let mut sink = diagnostic::Sink::new(&shown, src);
-    let root = node::parse(&mut sink);
+    let root = yaml::parse(&mut sink);
     let mut inventory = None;
     match root {
         None if !sink.has_errors() => {
-            sink.error(node::Pos::default(), "the inventory file is empty")
-                .help("start from the example: `k8sup init --out inventory.yaml`");
+            sink.error(yaml::Pos::default(), "the inventory file is empty")
+                .help("start from the example that `k8sup init` prints");
         }
         None => {}
         Some(mut root) => {
             env::substitute_tree(&mut root, env, &mut sink);
             let mut cx = decode::Cx::new(sink);
             let absolute = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
-            if let Some(draft) = inventory::decode(&mut cx, &root, absolute) {
+            if let Some(draft) = document::decode(&mut cx, &root, absolute) {
                 checks::run(&mut cx, &draft);
                 inventory = draft.finish();
             }

@@ -19,10 +19,10 @@ use serde::Serialize;
 use crate::decode::Cx;
 use crate::files::{entry_label, optional};
 use crate::host::Host;
-use crate::node::Node;
 use crate::source::{self, Source};
 use crate::targets::{self, Targets};
 use crate::values;
+use crate::yaml::Spanned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,12 +48,12 @@ pub enum ServiceState {
 
 pub(crate) fn decode(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     known: Option<&[Host]>,
     base: &Path,
 ) -> Option<Vec<ServiceSpec>> {
     cx.named_list(
-        node,
+        yaml,
         "service",
         "one entry per service; use hosts/roles/groups to target it",
         |s: &ServiceSpec| &s.name,
@@ -63,16 +63,16 @@ pub(crate) fn decode(
 
 fn decode_one(
     cx: &mut Cx<'_>,
-    node: &Node,
+    yaml: &Spanned,
     index: usize,
     known: Option<&[Host]>,
     base: &Path,
 ) -> Option<ServiceSpec> {
-    let label = entry_label(node, "name").map_or_else(
+    let label = entry_label(yaml, "name").map_or_else(
         || format!("services[{index}]"),
         |n| format!("service '{n}'"),
     );
-    let mut m = cx.map(node, &label)?;
+    let mut m = cx.map(yaml, &label)?;
     let name = m
         .required(cx, "name")
         .and_then(|n| values::unit_name(cx, n, &format!("'name' of {label}")));

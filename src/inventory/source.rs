@@ -35,7 +35,7 @@ pub(crate) fn decode(
     label: &str,
     base: &Path,
 ) -> Result<Option<Source>, ()> {
-    let given: Vec<(&str, &crate::node::Node)> = KEYS
+    let given: Vec<(&str, &crate::yaml::Spanned)> = KEYS
         .iter()
         .filter_map(|k| m.get(k).map(|n| (*k, n)))
         .collect();
@@ -46,10 +46,10 @@ pub(crate) fn decode(
             .help("content: is inline text, src: a local file pushed as is, template: a local minijinja template");
         return Err(());
     }
-    let Some((key, node)) = given.first().copied() else {
+    let Some((key, yaml)) = given.first().copied() else {
         return Ok(None);
     };
-    let value = cx.string(node, &format!("'{key}' of {label}")).ok_or(())?;
+    let value = cx.string(yaml, &format!("'{key}' of {label}")).ok_or(())?;
     if key == "content" {
         return Ok(Some(Source::Content(value)));
     }
@@ -58,7 +58,7 @@ pub(crate) fn decode(
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {
             cx.sink.error(
-                node.pos,
+                yaml.pos,
                 format!(
                     "'{key}' of {label}: {} is not a regular file",
                     path.display()
@@ -69,7 +69,7 @@ pub(crate) fn decode(
         Err(e) => {
             cx.sink
                 .error(
-                    node.pos,
+                    yaml.pos,
                     format!("'{key}' of {label}: cannot read {}: {e}", path.display()),
                 )
                 .help("relative paths are relative to the inventory file's directory");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::decode::Cx;
-use crate::node::{Node, Pos};
+use crate::yaml::{Pos, Spanned};
 
 /// How unknown host keys are treated. Changed keys are always refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,10 +109,10 @@ pub(crate) struct SshPos {
 
 /// Read an `ssh:` mapping; `what` names it in messages ("'ssh'",
 /// "'ssh' of host 'cp-1'").
-pub(crate) fn decode(cx: &mut Cx<'_>, node: &Node, what: &str) -> (SshSettings, SshPos) {
+pub(crate) fn decode(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> (SshSettings, SshPos) {
     let mut s = SshSettings::default();
     let mut pos = SshPos::default();
-    let Some(mut m) = cx.map(node, what) else {
+    let Some(mut m) = cx.map(yaml, what) else {
         return (s, pos);
     };
     let key = |k: &str| format!("'{k}' in {what}");

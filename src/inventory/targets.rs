@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::decode::{Cx, MapReader, suggest};
 use crate::host::{Host, Role};
-use crate::node::Node;
+use crate::yaml::Spanned;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,13 +51,13 @@ pub(crate) fn decode(
         cx,
         m.get("hosts"),
         &format!("'hosts' of {label}"),
-        |cx, node, name| {
+        |cx, yaml, name| {
             let Some(known) = known else { return true };
             if known.iter().any(|h| h.name == name) {
                 return true;
             }
             let d = cx.sink.error(
-                node.pos,
+                yaml.pos,
                 format!("{label} targets host '{name}', which is not in 'hosts'"),
             );
             if let Some(g) = suggest(name, known.iter().map(|h| h.name.as_str())) {
@@ -84,7 +84,7 @@ pub(crate) fn decode(
         cx,
         m.get("groups"),
         &format!("'groups' of {label}"),
-        |cx, node, group| {
+        |cx, yaml, group| {
             let Some(known) = known else { return true };
             if known.iter().any(|h| h.groups.iter().any(|g| g == group)) {
                 return true;
@@ -94,7 +94,7 @@ pub(crate) fn decode(
                 .flat_map(|h| h.groups.iter().map(String::as_str))
                 .collect();
             let d = cx.sink.error(
-                node.pos,
+                yaml.pos,
                 format!("{label} targets group '{group}', which no host belongs to"),
             );
             match suggest(group, all.iter().copied()) {
@@ -113,11 +113,11 @@ pub(crate) fn decode(
 
 fn words(
     cx: &mut Cx<'_>,
-    node: Option<&Node>,
+    yaml: Option<&Spanned>,
     what: &str,
-    mut check: impl FnMut(&mut Cx<'_>, &Node, &str) -> bool,
+    mut check: impl FnMut(&mut Cx<'_>, &Spanned, &str) -> bool,
 ) -> Option<Vec<String>> {
-    let Some(n) = node else {
+    let Some(n) = yaml else {
         return Some(Vec::new());
     };
     let mut ok = true;

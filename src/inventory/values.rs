@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use crate::decode::Cx;
-use crate::node::Node;
+use crate::yaml::Spanned;
 
 /// RFC 1123 label as Kubernetes uses it for names: lowercase letters, digits
 /// and '-', starting and ending with a letter or digit, at most 63 chars.
@@ -28,12 +28,12 @@ pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| is_dns_label(&l.to_ascii_lowercase()))
 }
 
-pub(crate) fn dns_label(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
-    let value = cx.string(node, what)?;
+pub(crate) fn dns_label(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<String> {
+    let value = cx.string(yaml, what)?;
     if is_dns_label(&value) {
         return Some(value);
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     let fixed: String = value
         .to_ascii_lowercase()
         .chars()
@@ -44,7 +44,7 @@ pub(crate) fn dns_label(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Stri
         .take(63)
         .collect();
     let d = cx.sink.error(
-        node.pos,
+        yaml.pos,
         format!("{what}: {shown} is not a valid DNS label (RFC 1123)"),
     );
     if is_dns_label(&fixed) {
@@ -60,13 +60,13 @@ pub(crate) fn dns_label(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Stri
 /// Where to reach a host: an IP address, a DNS name or an `~/.ssh/config`
 /// alias. Users and ports have their own keys, so `root@h` and `h:22` are
 /// errors that say where those belong.
-pub(crate) fn host_address(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
-    let value = cx.string(node, what)?;
+pub(crate) fn host_address(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<String> {
+    let value = cx.string(yaml, what)?;
     let v = value.trim();
     if v.parse::<IpAddr>().is_ok() {
         return Some(v.to_owned());
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     let help = if let Some((user, host)) = v.split_once('@') {
         Some(format!(
             "put the user in 'ssh: {{ user: {user} }}' and the address '{host}' here"
@@ -89,7 +89,7 @@ pub(crate) fn host_address(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<S
         return Some(v.to_owned());
     }
     let d = cx.sink.error(
-        node.pos,
+        yaml.pos,
         format!("{what}: {shown} is not an IP address, DNS name or ssh config alias"),
     );
     d.help(help.unwrap_or_else(|| "use letters, digits, '.', '-' and '_' only".to_owned()));
@@ -97,20 +97,20 @@ pub(crate) fn host_address(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<S
 }
 
 /// An IP network in CIDR notation, with no host bits set.
-pub(crate) fn cidr(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<IpNet> {
-    let value = cx.string(node, what)?;
-    let shown = cx.shown(node);
+pub(crate) fn cidr(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<IpNet> {
+    let value = cx.string(yaml, what)?;
+    let shown = cx.shown(yaml);
     match value.trim().parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Some(net),
         Ok(net) => {
             cx.sink
-                .error(node.pos, format!("{what}: {shown} has host bits set"))
+                .error(yaml.pos, format!("{what}: {shown} has host bits set"))
                 .help(format!("did you mean '{}'?", net.trunc()));
             None
         }
         Err(_) => {
             let d = cx.sink.error(
-                node.pos,
+                yaml.pos,
                 format!("{what}: {shown} is not a CIDR such as '10.1.0.0/16'"),
             );
             if let Ok(ip) = value.trim().parse::<IpAddr>() {
@@ -125,8 +125,8 @@ pub(crate) fn cidr(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<IpNet> {
 }
 
 /// A Kubernetes version: semver with an optional leading `v`, normalised.
-pub(crate) fn version(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<semver::Version> {
-    let value = cx.string(node, what)?;
+pub(crate) fn version(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<semver::Version> {
+    let value = cx.string(yaml, what)?;
     let trimmed = value.trim();
     let bare = trimmed
         .strip_prefix('v')
@@ -135,9 +135,9 @@ pub(crate) fn version(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<semver
     match semver::Version::parse(bare) {
         Ok(v) => Some(v),
         Err(e) => {
-            let shown = cx.shown(node);
+            let shown = cx.shown(yaml);
             let d = cx.sink.error(
-                node.pos,
+                yaml.pos,
                 format!("{what}: {shown} is not a version such as 'v1.31.4' ({e})"),
             );
             if bare.split('.').count() == 2 && bare.split('.').all(|p| p.parse::<u64>().is_ok()) {
@@ -151,17 +151,17 @@ pub(crate) fn version(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<semver
 }
 
 /// An extra name or IP for the API server certificate (`*.` wildcards allowed).
-pub(crate) fn san(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
-    let value = cx.string(node, what)?;
+pub(crate) fn san(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<String> {
+    let value = cx.string(yaml, what)?;
     let v = value.trim();
     let name = v.strip_prefix("*.").unwrap_or(v);
     if v.parse::<IpAddr>().is_ok() || is_dns_name(name) {
         return Some(v.to_owned());
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     cx.sink
         .error(
-            node.pos,
+            yaml.pos,
             format!("{what}: {shown} is neither an IP address nor a DNS name"),
         )
         .help("certificate SANs are bare names or IPs, without scheme or port");
@@ -169,15 +169,15 @@ pub(crate) fn san(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
 }
 
 /// An absolute path on the hosts (not on the workstation).
-pub(crate) fn host_path(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<PathBuf> {
-    let value = cx.string(node, what)?;
+pub(crate) fn host_path(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<PathBuf> {
+    let value = cx.string(yaml, what)?;
     if value.starts_with('/') {
         return Some(PathBuf::from(value));
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     cx.sink
         .error(
-            node.pos,
+            yaml.pos,
             format!("{what}: {shown} must be an absolute path on the hosts"),
         )
         .help("start it with '/', e.g. '/var/lib/k8sup/datastore'");
@@ -251,8 +251,8 @@ impl JumpSpec {
 /// File permission bits written in octal, as in chmod: `"0644"`, `0644`,
 /// `644`, `"0o644"`. The raw text of the value is read, so YAML's own number
 /// rules never turn `0644` into decimal 420 or 644.
-pub(crate) fn mode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<u32> {
-    let s = cx.scalar(node, "octal permission bits such as '0644'", what)?;
+pub(crate) fn mode(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<u32> {
+    let s = cx.scalar(yaml, "octal permission bits such as '0644'", what)?;
     let text = s.value.trim();
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if (1..=4).contains(&digits.len())
@@ -261,10 +261,10 @@ pub(crate) fn mode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<u32> {
     {
         return Some(v);
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     cx.sink
         .error(
-            node.pos,
+            yaml.pos,
             format!("{what} must be octal permission bits, found {shown}"),
         )
         .help("write it as chmod does, e.g. \"0644\" or \"0755\"");
@@ -272,8 +272,8 @@ pub(crate) fn mode(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<u32> {
 }
 
 /// A user or group name as `useradd` accepts it (or a numeric id).
-pub(crate) fn account(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
-    let v = cx.string(node, what)?;
+pub(crate) fn account(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<String> {
+    let v = cx.string(yaml, what)?;
     let ok = !v.is_empty()
         && v.len() <= 32
         && v.chars()
@@ -282,17 +282,17 @@ pub(crate) fn account(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String
     if ok {
         return Some(v);
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     cx.sink.error(
-        node.pos,
+        yaml.pos,
         format!("{what}: {shown} is not a user or group name"),
     );
     None
 }
 
 /// A systemd service name; a trailing `.service` is dropped.
-pub(crate) fn unit_name(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<String> {
-    let v = cx.string(node, what)?;
+pub(crate) fn unit_name(cx: &mut Cx<'_>, yaml: &Spanned, what: &str) -> Option<String> {
+    let v = cx.string(yaml, what)?;
     let name = v.strip_suffix(".service").unwrap_or(&v);
     let ok = !name.is_empty()
         && name.len() <= 200
@@ -302,9 +302,9 @@ pub(crate) fn unit_name(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Stri
     if ok && !name.contains('.') {
         return Some(name.to_owned());
     }
-    let shown = cx.shown(node);
+    let shown = cx.shown(yaml);
     let d = cx.sink.error(
-        node.pos,
+        yaml.pos,
         format!("{what}: {shown} is not a systemd service name"),
     );
     if name.contains('.') {

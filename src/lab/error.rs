@@ -1,5 +1,6 @@
-//! Errors a user can act on. Each message says what is wrong and how to fix
-//! it; callers may also match on the variant (e.g. tests skip when not root).
+//! Errors a user can act on. Each message says what is wrong and what would
+//! fix it; callers match on the variant to add how to ask for that fix (the
+//! CLI names its own commands and flags; this crate names none).
 //! Failures of individual host commands are reported as `anyhow` errors with
 //! the command line and its stderr instead.
 
@@ -27,7 +28,7 @@ pub enum LabError {
     )]
     InvalidName { name: String, max: usize },
 
-    #[error("lab {lab:?} does not exist (no {}); create it with `k8sup lab up --name {lab}`", state.display())]
+    #[error("lab {lab:?} does not exist (no {}); create it first", state.display())]
     NoSuchLab { lab: String, state: PathBuf },
 
     #[error("lab {lab:?} has no machine {node:?}; its machines are {known}")]
@@ -38,8 +39,8 @@ pub enum LabError {
     },
 
     #[error(
-        "address range {subnet} is taken on this host: {by}. Choose a free /24 with \
-         --subnet{}", suggestion.map(|s| format!(", e.g. --subnet {s} (free now)")).unwrap_or_default()
+        "address range {subnet} is taken on this host: {by}. Choose a free /24{}",
+        suggestion.map(|s| format!(", e.g. {s} (free now)")).unwrap_or_default()
     )]
     SubnetTaken {
         subnet: Ipv4Net,
@@ -47,12 +48,12 @@ pub enum LabError {
         suggestion: Option<Ipv4Net>,
     },
 
-    #[error("--subnet {subnet}: a lab needs an IPv4 /24 network address such as 10.213.7.0/24")]
+    #[error("subnet {subnet}: a lab needs an IPv4 /24 network address such as 10.213.7.0/24")]
     BadSubnet { subnet: Ipv4Net },
 
     #[error(
-        "lab {lab:?} already uses {current}; --subnet {requested} would renumber its machines. \
-         Run `k8sup lab down --name {lab}` first"
+        "lab {lab:?} already uses {current}; the subnet {requested} would renumber its machines. \
+         Take the lab down first"
     )]
     SubnetChanged {
         lab: String,
@@ -64,14 +65,14 @@ pub enum LabError {
     BadNodeCount { nodes: usize, max: usize },
 
     #[error(
-        "--control-planes must be between 1 and the number of machines ({nodes}), not {control_planes}"
+        "the number of control planes must be between 1 and the number of machines ({nodes}), not {control_planes}"
     )]
     BadControlPlanes { control_planes: usize, nodes: usize },
 
     #[error(
         "lab {lab:?} has {existing} machines with {existing_cp} control planes; `up` only adds \
          machines, it does not remove or re-role them. Ask for at least {existing} machines and \
-         {existing_cp} control planes, or run `k8sup lab down --name {lab}` first"
+         {existing_cp} control planes, or take the lab down first"
     )]
     ShapeConflict {
         lab: String,
@@ -79,6 +80,6 @@ pub enum LabError {
         existing_cp: usize,
     },
 
-    #[error("no free /24 left in {block} for a new lab; pass --subnet with a free range")]
+    #[error("no free /24 left in {block} for a new lab; choose a free range")]
     NoFreeSubnet { block: Ipv4Net },
 }

@@ -231,8 +231,7 @@ impl Lab {
         let parts = self.parts(machine);
         if !parts.is_running() {
             bail!(
-                "machine {} is stopped; start it first with `k8sup lab start {} --name {}`",
-                machine.name,
+                "machine {} of lab {} is stopped; start it first",
                 machine.name,
                 self.name
             );

@@ -32,7 +32,7 @@ mod error;
 mod exec;
 mod files;
 mod identity;
-mod inventory;
+mod inventory_file;
 mod lab;
 mod layout;
 mod lock;

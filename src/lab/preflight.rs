@@ -83,8 +83,8 @@ fn raise_inotify_limits() {
                 Ok(()) => {
                     tracing::info!("raised fs.inotify.{file} to {want} for the lab's machines")
                 }
-                Err(e) => eprintln!(
-                    "warning: cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"
+                Err(e) => tracing::warn!(
+                    "cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"
                 ),
             }
         }

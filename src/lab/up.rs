@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use crate::error::LabError;
 use crate::files;
 use crate::identity;
-use crate::inventory;
+use crate::inventory_file;
 use crate::lab::{Lab, LabInfo};
 use crate::layout::Layout;
 use crate::lock::FileLock;
@@ -105,7 +105,7 @@ impl Lab {
         self.boot_missing(&state, &lab_key, opts.ready_timeout)?;
         identity::write_known_hosts(&self.layout, &state.machines)?;
         let info = self.info_from(&state);
-        inventory::write(
+        inventory_file::write(
             &info.inventory,
             &self.name,
             &info.identity_file,
@@ -191,10 +191,9 @@ impl Lab {
         }
         if !state.lower.join("etc/os-release").exists() {
             anyhow::bail!(
-                "lab {} was built on the cached root {}, which is gone; run `k8sup lab down --name {}` and up again",
+                "lab {} was built on the cached root {}, which is gone; take the lab down and bring it up again",
                 self.name,
                 state.lower.display(),
-                self.name
             );
         }
         if opts.nodes > existing {

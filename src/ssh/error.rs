@@ -120,15 +120,6 @@ pub enum SshError {
         stderr_tail: String,
     },
 
-    /// An upload could not be completed; the destination keeps its old content.
-    #[error("{host}: upload of {local} to {remote} failed: {reason}")]
-    Upload {
-        host: String,
-        local: PathBuf,
-        remote: String,
-        reason: String,
-    },
-
     /// The ssh_config file or the spec is unusable.
     #[error("{host}: {reason}")]
     Config { host: String, reason: String },
@@ -170,7 +161,6 @@ impl SshError {
             | SshError::AuthFailed { host, .. }
             | SshError::Sudo { host, .. }
             | SshError::CommandFailed { host, .. }
-            | SshError::Upload { host, .. }
             | SshError::Config { host, .. }
             | SshError::Jump { host, .. }
             | SshError::Io { host, .. } => host,

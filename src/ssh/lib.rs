@@ -4,26 +4,25 @@
 //! (each command on its own channel). Host keys are verified against known_hosts
 //! the way OpenSSH does it (hashed entries, wildcards, `@cert-authority`,
 //! `@revoked`, `accept-new`), before anything is run. Non-root logins become root
-//! through sudo without ever putting a password on a command line. Uploads are
-//! streamed, atomic, and skipped when the host already has the same content.
+//! through sudo without ever putting a password on a command line. Files are
+//! sent by streaming them into a command's stdin (`exec_with_*`): the engine
+//! builds its atomic installs on that; this crate has no upload of its own.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), k8sup_ssh::SshError> {
-//! use k8sup_ssh::{ConnectSpec, Session, UploadOptions};
+//! use k8sup_ssh::{ConnectSpec, Session};
 //! let mut spec = ConnectSpec::new("cp-1", "10.0.0.11");
 //! spec.user = Some("admin".into());
 //! let s = Session::connect(&spec).await?;
 //! let out = s.exec_checked("systemctl is-active containerd").await?;
 //! println!("{}", out.stdout_str());
-//! let opts = UploadOptions { mode: 0o600, ..Default::default() };
-//! s.upload("kubelet.conf".as_ref(), "/etc/kubernetes/kubelet.conf", &opts).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! Layout, one concept per file: `spec` (what to connect to), `config`
 //! (ssh_config and defaults), `known_hosts` + `handler` (the host-key verdict),
 //! `auth` (agent and key files), `session` (connection, retries, sudo probe),
-//! `exec` (one command on one channel), `sudo`, `shell` (quoting), `upload`,
+//! `exec` (one command on one channel), `sudo`, `shell` (quoting),
 //! `fleet` (many hosts, shared bastions), `error`.
 //!
 //! Tests (`cargo test -p k8sup-ssh`) start real OpenSSH servers on 127.0.0.x
@@ -47,7 +46,6 @@ mod session;
 mod shell;
 mod spec;
 mod sudo;
-mod upload;
 
 pub use error::{SshError, UnreachableCause};
 pub use exec::{Chunks, ExitStatus, Output, Signal};
@@ -55,7 +53,6 @@ pub use fleet::connect_all;
 pub use session::Session;
 pub use shell::quote;
 pub use spec::{ConnectSpec, HostKeyPolicy, Secret, Sudo};
-pub use upload::{UploadOptions, UploadOutcome, stale_temp_glob};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,6 @@
 //! One authenticated connection to one host, shared by every command of a run.
 
 use std::borrow::Cow;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use crate::handler::{ClientHandler, HandlerError};
 use crate::known_hosts::KnownHosts;
 use crate::spec::{ConnectSpec, Sudo};
 use crate::sudo::{self, SudoMode};
-use crate::upload::{self, UploadOptions, UploadOutcome};
 
 /// Concurrent channels per connection. OpenSSH's `MaxSessions` defaults to 10;
 /// staying below it means callers can fire many commands at once without the
@@ -354,17 +352,6 @@ impl Session {
         .await
     }
 
-    /// Copy a local file to `remote`, atomically, skipping it when the host already
-    /// has the same content (SHA-256). See [`UploadOptions`].
-    pub async fn upload(
-        &self,
-        local: &Path,
-        remote: &str,
-        opts: &UploadOptions,
-    ) -> Result<UploadOutcome, SshError> {
-        upload::upload(self, local, remote, opts).await
-    }
-
     /// Close the connection (and its bastion's, if this was the last user of it).
     /// Other clones of this session fail from then on.
     pub async fn close(self) {
@@ -457,27 +444,5 @@ impl Session {
                 sudo::reason(&check.stderr_str())
             )))
         }
-    }
-
-    /// The raw russh handle, for SFTP.
-    pub(crate) fn handle(&self) -> &Handle<ClientHandler> {
-        &self.inner.handle
-    }
-
-    /// The configured sudo password, when the probe chose password mode.
-    pub(crate) fn sudo_password(&self) -> Option<&crate::spec::Secret> {
-        match &self.inner.sudo {
-            Sudo::Password(pw) => Some(pw),
-            _ => None,
-        }
-    }
-
-    /// Hold a channel slot for an operation that opens its own channel (SFTP).
-    pub(crate) async fn channel_permit(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.inner
-            .channels
-            .acquire()
-            .await
-            .expect("the channel semaphore is never closed")
     }
 }

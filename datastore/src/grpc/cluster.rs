@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::st;
-use crate::node::{LeaderCall, LeaderReply, Node};
+use crate::member::{LeaderCall, LeaderReply, Node};
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,

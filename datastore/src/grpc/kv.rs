@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use super::{decode_result, st};
 use crate::alarm;
 use crate::limits::Limits;
-use crate::node::Node;
+use crate::member::Node;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,

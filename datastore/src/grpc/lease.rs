@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{decode_result, st};
 use crate::errors::EtcdError;
 use crate::lease::{LeaseTable, MAX_TTL};
-use crate::node::{LeaderCall, LeaderReply, Node};
+use crate::member::{LeaderCall, LeaderReply, Node};
 use crate::proto::lease_server::Lease;
 use crate::proto::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,

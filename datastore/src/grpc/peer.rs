@@ -7,7 +7,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::errors::EtcdError;
-use crate::node::{LeaderCall, Node};
+use crate::member::{LeaderCall, Node};
 use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_server::Peer;
 use crate::raft::{Command, NodeId, TypeConfig, decode, encode};

@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::errors::EtcdError;
 use crate::leadership::{has_leader, requires_leader};
+use crate::member::Node;
 use crate::mvcc::RangeEnd;
-use crate::node::Node;
 use crate::proto::watch_create_request::FilterType;
 use crate::proto::watch_server::Watch;
 use crate::proto::{WatchRequest, WatchResponse, watch_request};

@@ -482,28 +482,6 @@ async fn drifted_host_refuses_the_plan() {
     assert!(!plan(&changed, &sessions, 10).await.unwrap().has_changes());
 }
 
-/// Slows uploads down (as a slow link would) and says when the first bytes left.
-struct SlowUploads {
-    pause: std::time::Duration,
-    announce: bool,
-    said: std::sync::atomic::AtomicBool,
-}
-
-impl k8sup_engine::Progress for SlowUploads {
-    fn event(&self, e: k8sup_engine::Event<'_>) {
-        if let k8sup_engine::Event::Upload { sent, total, .. } = e
-            && sent < total
-        {
-            if self.announce && !self.said.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                println!("UPLOADING");
-                use std::io::Write;
-                let _ = std::io::stdout().flush();
-            }
-            std::thread::sleep(self.pause);
-        }
-    }
-}
-
 /// Two concurrent applies: the second is refused by the lock, naming the
 /// first. A stale lock of a dead run is refused too, and broken only on request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -636,8 +614,8 @@ async fn run_lock_refuses_a_second_apply_and_breaks_stale_locks_on_request() {
     .unwrap_err();
     assert!(matches!(err, EngineError::StaleLock { .. }), "{err}");
     assert!(
-        err.to_string().contains("--break-stale-lock") && err.to_string().contains("dead-run"),
-        "{err}"
+        err.to_string().contains("dead-run"),
+        "names the holder: {err}"
     );
     let opts = ApplyOptions {
         break_stale_lock: true,
@@ -801,14 +779,7 @@ async fn killed_mid_upload_keeps_the_old_file_and_a_rerun_converges() {
     let old_sha = sha(&first);
 
     // A separate process applies the new binary, slowly; it is killed mid-stream.
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = std::process::Command::new(helper("apply-slowly"))
         .env("ENG_KILL_LAB", lab.lab.name())
         .env("ENG_KILL_BLOB", &new)
         .stdout(std::process::Stdio::piped())
@@ -958,31 +929,6 @@ impl k8sup_engine::Progress for CancelOnUpload {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-}
-
-/// The child process of the kill test (run by it, not on its own).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by killed_mid_upload_keeps_the_old_file_and_a_rerun_converges"]
-async fn kill_child() {
-    let (Ok(name), Ok(blob)) = (
-        std::env::var("ENG_KILL_LAB"),
-        std::env::var("ENG_KILL_BLOB"),
-    ) else {
-        return;
-    };
-    let lab = TestLab::attach(&name);
-    let sessions = lab.sessions().await;
-    let desired = workload(&lab, std::path::Path::new(&blob), &BTreeMap::new())
-        .resolve()
-        .await
-        .unwrap();
-    let p = plan(&desired, &sessions, 10).await.unwrap();
-    let slow = SlowUploads {
-        pause: std::time::Duration::from_millis(200),
-        announce: true,
-        said: Default::default(),
-    };
-    let _ = apply(&p, &desired, &sessions, &ApplyOptions::default(), &slow).await;
 }
 
 /// Steps run in order (every host of a step finishes before the next step
@@ -1348,7 +1294,7 @@ async fn an_apply_that_does_not_ask_locks_hosts_certain_to_change_while_observin
 
     // A host missing one of its files is locked; one that also holds another
     // run's (stale) lock is left alone: the lock is neither taken over nor
-    // broken here (that is `--break-stale-lock`'s job, with its own check).
+    // broken here (that is `ApplyOptions::break_stale_lock`'s job, with its own check).
     for h in &hosts {
         lab.sh(h, &format!("rm -f {ROOT}/demo/conf.d/app.conf"));
     }

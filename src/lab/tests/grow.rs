@@ -63,7 +63,10 @@ fn up_adds_machines_and_never_removes_them() {
         })
         .expect_err("renumbering");
     assert!(
-        format!("{other_subnet:#}").contains("k8sup lab down --name t-lab-grow"),
+        matches!(
+            other_subnet.downcast_ref::<LabError>(),
+            Some(LabError::SubnetChanged { lab, .. }) if lab == "t-lab-grow"
+        ),
         "{other_subnet:#}"
     );
 }

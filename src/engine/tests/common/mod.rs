@@ -284,3 +284,44 @@ impl Demo {
         }
     }
 }
+
+/// Slows uploads down (as a slow link would) and says when the first bytes left.
+pub struct SlowUploads {
+    pub pause: std::time::Duration,
+    pub announce: bool,
+    pub said: std::sync::atomic::AtomicBool,
+}
+
+impl k8sup_engine::Progress for SlowUploads {
+    fn event(&self, e: k8sup_engine::Event<'_>) {
+        if let k8sup_engine::Event::Upload { sent, total, .. } = e
+            && sent < total
+        {
+            if self.announce && !self.said.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                println!("UPLOADING");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            }
+            std::thread::sleep(self.pause);
+        }
+    }
+}
+
+/// The path of a helper program of these tests (`tests/helpers/`, built by
+/// `cargo test` and `cargo build --all-targets` as an example of this crate).
+pub fn helper(name: &str) -> PathBuf {
+    // A test binary runs from target/PROFILE/deps; examples are in target/PROFILE/examples.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/PROFILE")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p k8sup-engine --examples`",
+        path.display()
+    );
+    path
+}

@@ -79,8 +79,6 @@ pub struct SshdOptions {
     pub log_level: Option<&'static str>,
     /// Extra sshd_config lines.
     pub extra_config: String,
-    /// Leave out the `Subsystem sftp` line (SFTP disabled, as on some hardened hosts).
-    pub no_sftp: bool,
 }
 
 pub struct Sshd {
@@ -144,14 +142,9 @@ impl Sshd {
             "ListenAddress {addr}:{port}\n{}\nPidFile none\nUsePAM no\nStrictModes no\n\
              AuthorizedKeysFile {}/%u\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n\
-             {}MaxStartups 100\nLogLevel {}\n",
+             MaxStartups 100\nLogLevel {}\n",
             host_keys.join("\n"),
             auth_dir.display(),
-            if opts.no_sftp {
-                ""
-            } else {
-                "Subsystem sftp /usr/lib/openssh/sftp-server\n"
-            },
             opts.log_level.unwrap_or("VERBOSE"),
         ) + &opts.extra_config;
         let config_path = d.join("sshd_config");

@@ -1,0 +1,255 @@
+//! `k8sup apply`: make every host match the inventory.
+//!
+//! The order of a run, top to bottom:
+//! 1. read the inventory and work out the desired state of every host;
+//! 2. connect to every host (one connection each, for the whole run);
+//! 3. plan: observe every host in one round trip and compare (or read a
+//!    saved plan);
+//! 4. show the plan and, on a terminal, ask for confirmation;
+//! 5. apply: lock each host, re-check it has not drifted, carry out exactly
+//!    the plan's actions, restart notified services once, unlock;
+//! 6. report per host: changed, unchanged, failed.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use k8sup_engine::{ApplyOptions, ApplyReport, RunIdentity, print};
+use serde::Serialize;
+
+use super::plan::{DisplayArgs, SavedPlan};
+use crate::fleet::Fleet;
+use crate::output::{OutputArgs, OutputFormat};
+use crate::progress::Bars;
+
+/// Make every host match the inventory: push files and binaries, install
+/// units, start and restart services, run guarded commands. What it does is
+/// exactly what `k8sup plan` shows; a second apply changes nothing and says
+/// so.
+///
+/// On a terminal the plan is shown and confirmed first (`--yes` skips that).
+/// A host that fails stops there; the others finish (`--fail-fast` stops
+/// all). Ctrl-C stops cleanly: files are replaced atomically, so a host has
+/// the old file or the new one, and a rerun converges. A run lock on each
+/// host refuses a second, concurrent apply.
+///
+/// Examples:
+///   k8sup apply -i inventory.yaml
+///   k8sup apply -i inventory.yaml --yes -o json     # CI
+///   k8sup plan -i inventory.yaml --out plan.json && k8sup apply plan.json
+///
+/// JSON output: `ok`, `changed`, `elapsedSeconds`, and `hosts[]` with
+/// `host`, `changed`, `unchanged`, `failed`, `notRun`, `error`, `executed[]`
+/// (`resource`, `kind`).
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `k8sup plan --out`: apply exactly it, refusing if any
+    /// host changed since it was made.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// The inventory file (taken from the saved plan when one is given).
+    #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
+    /// Only these hosts (inventory names; repeat or separate with commas).
+    #[arg(long = "host", value_delimiter = ',', value_name = "NAME")]
+    pub hosts: Vec<String>,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Only show the plan (the same as `k8sup plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stop every host at the first failure on any host.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Break a run lock left by a dead run (never one that is still held).
+    #[arg(long)]
+    pub break_lock: bool,
+
+    #[command(flatten)]
+    pub display: DisplayArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    ok: bool,
+    changed: usize,
+    elapsed_seconds: f64,
+    hosts: &'a [k8sup_engine::HostReport],
+}
+
+pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
+    let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
+    let (inventory, hosts) = match (&saved, &args.inventory) {
+        (Some(s), None) => (s.inventory.clone(), s.hosts.clone()),
+        (Some(s), Some(i)) => (i.clone(), s.hosts.clone()),
+        (None, Some(i)) => (i.clone(), args.hosts.clone()),
+        (None, None) => bail!(
+            "give the inventory with -i FILE (or K8SUP_INVENTORY), or a saved plan: k8sup apply PLAN"
+        ),
+    };
+    let json = args.output.output == OutputFormat::Json;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let fleet = Fleet::prepare(super::load_inventory(&inventory)?, &hosts).await?;
+        let from_file = saved.is_some();
+        let asked = !args.yes && std::io::stdin().is_terminal();
+        let identity = RunIdentity::new();
+        // An apply that goes on straight after planning locks the hosts that
+        // are certain to change while it observes them, saving each a second
+        // look under the lock before its first change.
+        let (plan, claimed) = match saved {
+            Some(s) => (s.plan, BTreeSet::new()),
+            None if !asked && !args.dry_run => match claiming_plan(&fleet, &identity).await? {
+                Some(planned) => planned,
+                None => {
+                    fleet.close().await;
+                    return Ok(ExitCode::from(130));
+                }
+            },
+            None => (fleet.plan().await?, BTreeSet::new()),
+        };
+        let shown = print::render(&plan, &args.display.print_options());
+        if !plan.has_changes() || args.dry_run {
+            k8sup_engine::release_claims(&fleet.sessions, &claimed, &identity).await;
+            if json {
+                println!("{}", plan.to_json());
+            } else {
+                print!("{shown}");
+            }
+            fleet.close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !json {
+            print!("{shown}");
+        }
+        if asked && !confirm(fleet.hosts.len())? {
+            eprintln!("Apply cancelled; nothing was changed.");
+            fleet.close().await;
+            return Ok(ExitCode::from(1));
+        }
+        let opts = ApplyOptions {
+            concurrency: fleet.concurrency(),
+            fail_fast: args.fail_fast,
+            break_stale_lock: args.break_lock,
+            // A plan made a moment ago in this process needs no second look
+            // before starting (each host is re-checked under its lock, unless
+            // its observation already took the lock); a saved plan, or one a
+            // person read first, is checked on every host before any is
+            // touched.
+            verify_first: from_file || asked,
+            claimed,
+            identity,
+            ..ApplyOptions::default()
+        };
+        let cancel = opts.cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping: actions in flight finish, nothing else starts; run apply again to converge");
+                cancel.cancel();
+            }
+        });
+        let bars = Bars::new(&plan);
+        let result = k8sup_engine::apply(&plan, &fleet.desired, &fleet.sessions, &opts, &bars).await;
+        bars.finish();
+        fleet.close().await;
+        let report = result?;
+        if json {
+            let j = JsonReport {
+                ok: report.ok(),
+                changed: report.changed(),
+                elapsed_seconds: report.elapsed.as_secs_f64(),
+                hosts: &report.hosts,
+            };
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        } else {
+            print_report(&report);
+        }
+        Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
+}
+
+/// [`Fleet::plan_claiming`], stoppable with Ctrl-C: the observations under
+/// way finish (each takes a moment), then every lock they took is released
+/// and the run ends having changed nothing (`None`). A second Ctrl-C quits
+/// at once; locks left then are this process's, stale once it is gone.
+async fn claiming_plan(
+    fleet: &Fleet,
+    identity: &RunIdentity,
+) -> Result<Option<(k8sup_engine::Plan, BTreeSet<String>)>> {
+    let planning = fleet.plan_claiming(identity);
+    tokio::pin!(planning);
+    tokio::select! {
+        planned = &mut planning => return planned.map(Some),
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("\nstopping: waiting for the hosts being observed, then releasing their locks");
+    let claimed = tokio::select! {
+        planned = planning => planned.map(|(_, c)| c).unwrap_or_default(),
+        _ = tokio::signal::ctrl_c() => std::process::exit(130),
+    };
+    k8sup_engine::release_claims(&fleet.sessions, &claimed, identity).await;
+    eprintln!("Apply stopped before any change; nothing was changed.");
+    Ok(None)
+}
+
+fn confirm(hosts: usize) -> Result<bool> {
+    eprint!(
+        "Apply these changes to {hosts} host{}? Only 'yes' is accepted: ",
+        if hosts == 1 { "" } else { "s" }
+    );
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+fn print_report(report: &ApplyReport) {
+    let width = report.hosts.iter().map(|h| h.host.len()).max().unwrap_or(0);
+    let (mut changed, mut unchanged, mut failed) = (0, 0, 0);
+    for h in &report.hosts {
+        changed += h.changed;
+        unchanged += h.unchanged;
+        failed += h.failed;
+        match &h.error {
+            None => println!(
+                "{:<width$}  {} changed, {} unchanged",
+                h.host, h.changed, h.unchanged
+            ),
+            Some(e) => println!(
+                "{:<width$}  FAILED: {} changed, {} unchanged, {} failed, {} not run\n{:<width$}  {}",
+                h.host,
+                h.changed,
+                h.unchanged,
+                h.failed,
+                h.not_run,
+                "",
+                e.replace('\n', &format!("\n{:<width$}  ", ""))
+            ),
+        }
+    }
+    let bad = report.hosts.iter().filter(|h| h.error.is_some()).count();
+    println!(
+        "\nApply: {changed} changed, {unchanged} unchanged, {failed} failed on {} host{}{} in {:.1} s.",
+        report.hosts.len(),
+        if report.hosts.len() == 1 { "" } else { "s" },
+        if bad > 0 {
+            format!(" ({bad} failed)")
+        } else {
+            String::new()
+        },
+        report.elapsed.as_secs_f64()
+    );
+}
