@@ -186,11 +186,16 @@ impl std::fmt::Debug for TlsCheck {
 impl Config {
     /// Read and check `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path).map(|(c, _)| c)
+    }
+
+    /// [`Config::load`], with the bytes it was read from.
+    pub fn read(path: &Path) -> Result<(Config, Vec<u8>), ConfigError> {
         let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(path, &bytes)
+        Ok((Config::parse(path, &bytes)?, bytes))
     }
 
     /// Check the bytes of the file at `path` (named in every error).

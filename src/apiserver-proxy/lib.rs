@@ -22,6 +22,7 @@
 pub mod config;
 mod forward;
 pub mod health;
+mod last_good;
 mod pool;
 mod probe;
 mod reload;
@@ -40,6 +41,7 @@ pub use health::State;
 pub use pool::UpstreamStatus;
 pub use probe::probe;
 
+use last_good::LastGood;
 use pool::Pool;
 
 /// Why the proxy did not start.
@@ -60,12 +62,16 @@ pub enum StartError {
 pub struct Options {
     /// How often the config file is checked for changes.
     pub reload_poll: Duration,
+    /// Where a copy of the last accepted config is kept, to start from when
+    /// the file is broken at start (systemd's `StateDirectory=`).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             reload_poll: Duration::from_secs(1),
+            state_dir: None,
         }
     }
 }
@@ -89,6 +95,7 @@ pub(crate) struct Shared {
     pub(crate) reload_now: Notify,
     pub(crate) probe_now: Arc<Notify>,
     pub(crate) rebind: mpsc::Sender<tokio::net::TcpListener>,
+    pub(crate) last_good: Option<LastGood>,
 }
 
 /// A running proxy. Dropping it stops it and closes its connections.
@@ -99,8 +106,28 @@ pub struct Proxy {
 
 impl Proxy {
     /// Read `path`, bind its `listen` address, start probing and forwarding.
+    /// A refused file falls back to the last accepted one, when
+    /// `options.state_dir` holds it.
     pub async fn start(path: &Path, options: Options) -> Result<Proxy, StartError> {
-        let cfg = Config::load(path)?;
+        let last_good = options.state_dir.as_deref().map(LastGood::in_dir);
+        let (cfg, config_error) = match (Config::read(path), &last_good) {
+            (Ok((cfg, bytes)), _) => {
+                if let Some(lg) = &last_good {
+                    lg.save(&bytes);
+                }
+                (cfg, None)
+            }
+            (Err(e), Some(lg)) if lg.path().exists() => {
+                let (cfg, _) = lg.load()?;
+                tracing::error!(
+                    error = %e,
+                    fallback = %lg.path().display(),
+                    "configuration refused; starting from the last accepted one"
+                );
+                (cfg, Some(e.to_string()))
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -121,10 +148,11 @@ impl Proxy {
             path: path.to_path_buf(),
             pool: pool.clone(),
             local_addr: Mutex::new(local),
-            config_error: Mutex::new(None),
+            config_error: Mutex::new(config_error),
             reload_now: Notify::new(),
             probe_now: Arc::new(Notify::new()),
             rebind,
+            last_good,
         });
         let tasks = vec![
             tokio::spawn(forward::serve(listener, rebound, pool.clone())),

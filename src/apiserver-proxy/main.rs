@@ -22,7 +22,8 @@ use k8sup_apiserver_proxy::{Config, DEFAULT_PATH, Options, Proxy};
 ///
 /// Reload: the config file (and its CA file) are checked every second, and
 /// re-read at once on SIGHUP (systemctl reload). A file that does not parse
-/// or check is refused with an error naming it; the running config stays.
+/// or check is refused with an error naming it; the running config stays
+/// (and, with --state-dir, is what a restart starts from).
 ///
 /// Config file (JSON; only "upstreams" is required):
 ///   {
@@ -42,6 +43,12 @@ struct Cli {
     /// The configuration file k8sup writes.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH, env = "K8SUP_APISERVER_PROXY_CONFIG")]
     config: PathBuf,
+
+    /// Keep a copy of the last accepted configuration here, and start from
+    /// it when the file is refused at start (so a restart never leaves the
+    /// node without an API server). systemd's StateDirectory= sets it.
+    #[arg(long, value_name = "DIR", env = "STATE_DIRECTORY")]
+    state_dir: Option<PathBuf>,
 
     /// Check the configuration file (syntax, addresses, CA file) and exit:
     /// 0 when it would be accepted, 1 with the problem otherwise.
@@ -64,10 +71,12 @@ fn init_logs(level: &str, format: &str) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.with_ansi(std::io::stderr().is_terminal()).init();
+    // Under systemd the journal stamps each line already.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format == "json", journal) {
+        (true, _) => b.json().init(),
+        (false, true) => b.with_ansi(false).without_time().init(),
+        (false, false) => b.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -76,7 +85,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let proxy = Proxy::start(&cli.config, Options::default())
+    let options = Options {
+        state_dir: cli.state_dir.clone(),
+        ..Options::default()
+    };
+    let proxy = Proxy::start(&cli.config, options)
         .await
         .map_err(|e| e.to_string())?;
     loop {

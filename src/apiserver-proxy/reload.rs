@@ -55,11 +55,14 @@ pub async fn run(shared: Arc<Shared>, period: Duration) {
             continue;
         }
         seen = now;
-        match Config::load(&path) {
-            Ok(cfg) => {
+        match Config::read(&path) {
+            Ok((cfg, bytes)) => {
                 if let Err(e) = apply(&shared, cfg).await {
                     refuse(&shared, e);
                     continue;
+                }
+                if let Some(lg) = &shared.last_good {
+                    lg.save(&bytes);
                 }
                 // The CA file named by the new config is the one to watch.
                 seen = stamps(&path, &shared.pool.config());

@@ -21,6 +21,7 @@ async fn a_rewritten_file_switches_upstreams_and_a_broken_one_is_refused() {
     write_config(&path, &tcp_config(&[a.addr], 100));
     let opts = Options {
         reload_poll: Duration::from_millis(50),
+        ..Options::default()
     };
     let proxy = Proxy::start(&path, opts).await.unwrap();
     let (name, mut on_a) = which(proxy.local_addr()).await;
@@ -77,6 +78,7 @@ async fn reload_on_request_and_a_new_listen_address() {
     // Polling effectively off: only `reload()` (SIGHUP) re-reads.
     let opts = Options {
         reload_poll: Duration::from_secs(3600),
+        ..Options::default()
     };
     let proxy = Proxy::start(&path, opts).await.unwrap();
     let old = proxy.local_addr();
@@ -104,4 +106,37 @@ async fn reload_on_request_and_a_new_listen_address() {
     })
     .await;
     assert_eq!(proxy.local_addr(), free);
+}
+
+#[tokio::test]
+async fn a_restart_with_a_broken_file_starts_from_the_last_accepted_one() {
+    let a = Tagged::start("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apiserver-proxy.json");
+    write_config(&path, &tcp_config(&[a.addr], 100));
+    let opts = Options {
+        state_dir: Some(state.path().to_path_buf()),
+        ..Options::default()
+    };
+    let proxy = Proxy::start(&path, opts.clone()).await.unwrap();
+    drop(proxy);
+
+    write_config(&path, "{ broken");
+    // Without the kept copy there is nothing to run: the start fails,
+    // naming the file.
+    let e = Proxy::start(&path, Options::default()).await.err().unwrap();
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: line 1", path.display())),
+        "{e}"
+    );
+    // With it, the proxy serves the last accepted upstreams and says why.
+    let proxy = Proxy::start(&path, opts).await.unwrap();
+    assert_eq!(which(proxy.local_addr()).await.0, "A");
+    let err = proxy.status().config_error.unwrap();
+    assert!(
+        err.starts_with(&format!("{}: line 1", path.display())),
+        "{err}"
+    );
 }
