@@ -11,6 +11,14 @@ K8SUP_APT_PACKAGES=(
   libclang-dev
   # the datastore's oracles: Debian's etcd and the real etcdctl
   etcd-server etcd-client
+  # tests/artifacts/build.sh (real Kubernetes from Go modules; Go itself is the
+  # machine's /usr/local/go, Debian's golang is too old):
+  #  - gcc and libc6-dev: pause.c (static) and runc's cgo. libc6-dev is only a
+  #    Recommends of gcc, which --no-install-recommends would drop: name it.
+  #  - libseccomp-dev (libseccomp.a for the static runc) and pkg-config, which
+  #    libseccomp-golang's `#cgo pkg-config:` needs.
+  #  - busybox-static: the test workload image's /bin/busybox.
+  gcc libc6-dev libseccomp-dev pkg-config busybox-static
 )
 
 k8sup_install_prereqs() {
