@@ -31,6 +31,10 @@
 //!   `/var/lib/kubelet` and `/var/log/pods` are bound from per-machine
 //!   directories in the lab's state directory (the host's own filesystem);
 //!   they live as long as the machine's disk and go with `lab down`.
+//! - **Network settings**: `/proc/sys/net` belongs to the machine's own
+//!   network namespace (every lab machine has one), but nspawn leaves it
+//!   read-only when handed a namespace by path; CNI plugins (ip_forward) and
+//!   kube-proxy write there. The setup unit makes it read-write.
 //! - **Mount propagation**: the kubelet needs a shared root (volume mounts
 //!   must reach containers); systemd makes `/` shared on a real boot but not
 //!   in a container. The setup unit runs `mount --make-rshared /`.
@@ -115,6 +119,15 @@ for dir in /sys/fs/cgroup/*; do
       ;;
   esac
 done
+
+# The machine's own network namespace's settings read-write, as they are on
+# a VM: CNI plugins turn on ip_forward, kube-proxy sets route_localnet and
+# the bridge's netfilter hooks. nspawn leaves them read-only when handed a
+# namespace (--network-namespace-path); they belong to that namespace only.
+if ! touch /proc/sys/net/ipv4/ip_forward 2>/dev/null; then
+  mount --bind /proc/sys/net /proc/sys/net
+  mount -o remount,bind,rw /proc/sys/net
+fi
 
 # The kernel settings the kubelet wants, shown here only (they are global).
 for file in /etc/k8sup-lab/proc-sys/*; do

@@ -30,6 +30,9 @@ fn host_settings() -> Vec<(String, String)> {
             "fs/inotify/max_user_instances",
             "fs/inotify/max_user_watches",
             "net/netfilter/nf_conntrack_max",
+            // Per network namespace: the machines change theirs, not ours.
+            "net/ipv4/ip_forward",
+            "net/bridge/bridge-nf-call-iptables",
         ])
         .map(|k| {
             let value = fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default();
@@ -87,6 +90,14 @@ fn machines_are_ready_to_be_nodes_without_touching_the_host() {
         }
         let write = ssh_output(&lab, node, "echo 0 > /proc/sys/kernel/panic");
         assert!(!write.status.success(), "{node}: /proc/sys is writable");
+        // The machine's own network settings are its to change (CNI turns on
+        // forwarding), as on a VM.
+        ssh(
+            &lab,
+            node,
+            "echo 1 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables",
+        );
+        assert_eq!(ssh(&lab, node, "cat /proc/sys/net/ipv4/ip_forward"), "1");
         // The kubelet's OOM watcher reads the kernel log.
         ssh(
             &lab,
