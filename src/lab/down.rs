@@ -29,10 +29,16 @@ impl Lab {
         preflight::require_root()?;
         preflight::require_tools(&[preflight::IP])?;
         let lock = self.lock()?;
-        for index in self.machine_indices()? {
-            Parts::new(&self.name, &self.layout, index).power_off()?;
+        let machines: Vec<Parts> = self
+            .machine_indices()?
+            .into_iter()
+            .map(|index| Parts::new(&self.name, &self.layout, index))
+            .collect();
+        for parts in &machines {
+            parts.power_off()?;
         }
-        cgroups::remove_lab(&self.name)?;
+        let files: Vec<_> = machines.into_iter().map(|p| p.files).collect();
+        cgroups::remove_lab(&self.name, &files)?;
         net::delete_link(&naming::bridge_name(&self.name))?;
         let dir = self.layout.dir();
         mounts::unmount_all_under(dir)?;

@@ -10,6 +10,14 @@ use serde::Serialize;
 use crate::files::write_atomic;
 use crate::state::{Machine, Role};
 
+// Lab machines on a hybrid host (this project's CI) see cgroup v1: the
+// cluster layer refuses v1 unless the inventory allows it, and the kubelet
+// (1.35+) needs `failCgroupV1: false` with the cgroupfs driver there. That
+// allowance belongs in this inventory, in `Cluster`, when the cluster layer
+// defines its key; real VMs (cgroup v2) keep k8sup's defaults. Likewise, on
+// hosts whose root lacks CAP_SYS_RESOURCE (this project's sandboxes) no OOM
+// score can be lowered in a machine: containerd there needs
+// `restrict_oom_score_adj = true` (tests/e2e_containerd.rs).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Inventory<'a> {

@@ -182,6 +182,14 @@ impl Lab {
         Ok(command)
     }
 
+    /// The host cgroups machine `node` was last booted in, one per cgroup
+    /// hierarchy: everything it runs (its services, the containers of a
+    /// node) lives beneath them. Empty if it never booted.
+    pub fn machine_cgroups(&self, node: &str) -> Result<Vec<PathBuf>> {
+        let machine = self.machine(node)?;
+        Ok(crate::cgroups::recorded(&self.parts(&machine).files))
+    }
+
     /// Cuts the power of machine `node`: every process of it is killed at
     /// once (SIGKILL, no shutdown) and its address stops answering. Its disk
     /// is kept for [`Lab::start`].

@@ -101,4 +101,17 @@ impl MachineLayout {
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
+
+    /// The machine's directories that must not be on overlayfs
+    /// (containerd's and the kubelet's state), bound into it; see `node`.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
+    /// The host cgroups the machine was last booted in, one per line: the
+    /// memory hierarchy's depend on the cgroup of the process that booted it,
+    /// so a later `stop` or `down` from another process reads them here.
+    pub fn cgroups_record(&self) -> PathBuf {
+        self.dir.join("cgroups")
+    }
 }

@@ -40,6 +40,7 @@ mod machine;
 mod mounts;
 mod naming;
 mod net;
+mod node;
 mod preflight;
 mod procs;
 mod rootfs;
@@ -55,6 +56,12 @@ pub use machine::answers_ssh;
 pub use naming::{bridge_name, netns_name, veth_name};
 pub use state::{Machine, Role};
 pub use up::UpOptions;
+
+/// Lab `lab`'s cgroup in every hierarchy, as a lab brought up by this
+/// process places it (for checks that nothing is left behind).
+pub fn lab_cgroups(lab: &str) -> Vec<std::path::PathBuf> {
+    cgroups::lab_groups(lab)
+}
 
 /// Whether the machines' root for the current recipe is already built (when
 /// it is not, the next `up` runs debootstrap first, a minute or two).

@@ -18,6 +18,7 @@ use crate::layout::{Layout, MachineLayout};
 use crate::mounts;
 use crate::naming::{self, MacOf};
 use crate::net;
+use crate::node;
 use crate::preflight::{self, NSPAWN};
 use crate::procs;
 use crate::rootfs;
@@ -56,10 +57,10 @@ impl Parts {
     /// upper layer). Safe on any partial state, including a crashed run's.
     pub fn power_off(&self) -> Result<()> {
         let rootfs = self.files.rootfs();
-        cgroups::kill(&self.lab, &self.name);
+        cgroups::kill(&self.lab, &self.name, &self.files);
         procs::kill_machine(&rootfs, &net::netns_path(&self.netns))
             .with_context(|| format!("stopping machine {}", self.name))?;
-        cgroups::remove_machine(&self.lab, &self.name)?;
+        cgroups::remove_machine(&self.lab, &self.name, &self.files)?;
         net::delete_link(&self.veth)?;
         net::delete_netns(&self.netns)?;
         mounts::unmount_all_under(self.files.dir())?;
@@ -118,10 +119,13 @@ fn spawn_nspawn(parts: &Parts, rootfs: &Path) -> Result<()> {
         ))
         .arg(format!("--machine={}", parts.name))
         .arg(format!("--hostname={}", parts.name))
+        // What makes the machine able to be a Kubernetes node (see `node`).
+        .args(node::NSPAWN_ARGS)
+        .args(node::storage_binds(&parts.files)?)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let cgroup_procs = cgroups::prepare(&parts.lab, &parts.name)?;
+    let cgroup_procs = cgroups::prepare(&parts.lab, &parts.name, &parts.files)?;
     // SAFETY: between fork and exec this only makes system calls (setsid,
     // open, write) on memory prepared before the fork; nothing allocates or
     // takes a lock.

@@ -64,7 +64,7 @@ fn mount_points() -> Result<Vec<PathBuf>> {
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape_mount_path(field: &str) -> String {
+pub(crate) fn unescape_mount_path(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -60,35 +60,72 @@ pub fn require_tools(tools: &[Tool]) -> Result<(), LabError> {
 pub fn require_host() -> Result<(), LabError> {
     require_root()?;
     require_tools(&[NSPAWN, IP, SSH_KEYGEN])?;
-    raise_inotify_limits();
     Ok(())
 }
 
-/// Every machine's systemd (and its services) takes inotify instances from
-/// one per-user budget shared with the host, 128 by default: a dozen
-/// machines exhaust it and then fail to boot ("Failed to create inotify
-/// object: Too many open files"). Raise the limits as kind and minikube
-/// advise; they are only ceilings, so raising them costs nothing until used.
-fn raise_inotify_limits() {
-    for (file, want) in [
-        ("max_user_instances", 8192u64),
-        ("max_user_watches", 524_288),
-    ] {
-        let path = format!("/proc/sys/fs/inotify/{file}");
-        let current = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        if current.is_some_and(|c| c < want) {
-            match std::fs::write(&path, want.to_string()) {
-                Ok(()) => {
-                    tracing::info!("raised fs.inotify.{file} to {want} for the lab's machines")
-                }
-                Err(e) => tracing::warn!(
-                    "cannot raise fs.inotify.{file} to {want} ({e}); many lab machines may fail to boot"
-                ),
-            }
-        }
+/// inotify instances one booted lab machine holds (its systemd, dbus,
+/// logind), counted on this project's bookworm root. A node's containerd and
+/// kubelet take more.
+pub const INOTIFY_PER_MACHINE: u64 = 8;
+
+/// Warns when booting `machines` more machines would likely exhaust the
+/// host's inotify instances ("Failed to create inotify object: Too many open
+/// files" at boot). The limit is per user and global: every machine's root
+/// counts against the host root's budget (`fs.inotify.max_user_instances`,
+/// 128 by default). The lab never raises it: that would change a kernel
+/// setting of the whole host. The warning names the setting for the host's
+/// administrator instead.
+pub fn check_inotify_budget(machines: usize) {
+    if machines == 0 {
+        return;
     }
+    let path = "/proc/sys/fs/inotify/max_user_instances";
+    let Some(limit) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let in_use = inotify_instances_of_root();
+    let needed = machines as u64 * INOTIFY_PER_MACHINE;
+    if in_use + needed > limit {
+        tracing::warn!(
+            "booting {machines} machines needs about {needed} inotify instances and root already \
+             holds {in_use} of fs.inotify.max_user_instances = {limit}: machines may fail to boot \
+             with \"Too many open files\". The lab does not change host kernel settings; an \
+             administrator may raise it (sysctl fs.inotify.max_user_instances=1024)"
+        );
+    }
+}
+
+/// inotify instances open by root's processes (each `anon_inode:inotify`
+/// descriptor of a process owned by uid 0).
+fn inotify_instances_of_root() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|p| p.metadata().is_ok_and(|m| m.uid() == 0))
+        .map(|p| {
+            std::fs::read_dir(p.path().join("fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter(|fd| {
+                            std::fs::read_link(fd.path())
+                                .is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+                        })
+                        .count() as u64
+                })
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn in_path(name: &str) -> bool {

@@ -23,13 +23,19 @@ use sha2::{Digest, Sha256};
 use crate::layout::CACHE_ROOT;
 use crate::lock::FileLock;
 use crate::mounts;
+use crate::node;
 use crate::preflight::{self, DEBOOTSTRAP};
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// What a cloud VM image has that k8sup and its peers rely on: systemd,
-/// sshd, sudo for non-root users, and python3 so that Ansible and pyinfra
-/// can be benchmarked against k8sup on the same machines.
+/// sshd, sudo for non-root users, python3 so that Ansible and pyinfra can be
+/// benchmarked against k8sup on the same machines, and what a Kubernetes
+/// node expects of its OS: the packet-filter tools kube-proxy and CNI
+/// plugins call (iptables, nftables, ipset, conntrack), ethtool, socat
+/// (port-forward), kmod (kubelet's and kube-proxy's module
+/// checks), procps and CA certificates. Nothing of Kubernetes itself
+/// (containerd, runc, kubelet): installing those is k8sup's job.
 const PACKAGES: &[&str] = &[
     "python3",
     "systemd",
@@ -38,6 +44,15 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "dbus",
     "sudo",
+    "ca-certificates",
+    "iptables",
+    "nftables",
+    "ipset",
+    "conntrack",
+    "ethtool",
+    "socat",
+    "kmod",
+    "procps",
 ];
 
 /// sshd: root may log in with the lab key only; the one host key is
@@ -75,12 +90,13 @@ const MASKED_UNITS: &[&str] = &[
 const RESOLV_CONF: &str = "# k8sup lab: machines have no DNS; names are in /etc/hosts.\n";
 
 /// Bump when `prepare` changes in a way the constants above do not capture.
-const RECIPE_REVISION: u32 = 1;
+const RECIPE_REVISION: u32 = 2;
 
 /// Identifies the recipe; names the cache directory.
 fn recipe_key() -> String {
     let recipe = format!(
-        "{RECIPE_REVISION}|{SUITE}|{MIRROR}|{PACKAGES:?}|{SSHD_CONFIG}|{MASKED_UNITS:?}|{RESOLV_CONF}"
+        "{RECIPE_REVISION}|{SUITE}|{MIRROR}|{PACKAGES:?}|{SSHD_CONFIG}|{MASKED_UNITS:?}|{RESOLV_CONF}|{}",
+        node::recipe()
     );
     hex::encode(&Sha256::digest(recipe.as_bytes())[..6])
 }
@@ -208,6 +224,7 @@ fn prepare(root: &Path) -> Result<()> {
     if !root.join("etc/default/locale").exists() {
         write(root, "etc/default/locale", "", 0o644)?;
     }
+    node::install_in_root(root)?;
     let ssh_dir = root.join("root/.ssh");
     fs::create_dir_all(&ssh_dir)?;
     fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700))?;

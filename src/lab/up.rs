@@ -228,6 +228,13 @@ impl Lab {
     fn boot_missing(&self, state: &LabState, lab_key: &str, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         let bridge = &naming::bridge_name(&self.name);
+        preflight::check_inotify_budget(
+            state
+                .machines
+                .iter()
+                .filter(|m| !self.parts(m).is_running())
+                .count(),
+        );
         let failures: Vec<String> = thread::scope(|scope| {
             let handles: Vec<_> = state
                 .machines

@@ -129,14 +129,11 @@ pub fn leftovers(name: &str, max_nodes: u32) -> Vec<String> {
             left.push(format!("netns {ns}"));
         }
     }
-    for hierarchy in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/systemd",
-    ] {
-        let group = format!("{hierarchy}/k8sup-lab/{name}");
+    // In every hierarchy (on hybrid hosts, the v1 controllers' beneath this
+    // process's own cgroup).
+    for group in k8sup_lab::lab_cgroups(name) {
         if fs::metadata(&group).is_ok() {
-            left.push(format!("cgroup {group}"));
+            left.push(format!("cgroup {}", group.display()));
         }
     }
     if fs::metadata(&state_dir).is_ok() {
