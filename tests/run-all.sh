@@ -10,6 +10,19 @@ cd "$(dirname "$0")/.."
 source tests/lib/prereqs.sh
 k8sup_install_prereqs
 
+# Lab machines share the host's inotify budget (128 instances per user by
+# default; a booted machine holds about 8, a Kubernetes node more), and the
+# suite boots many at once. Raise the ceilings for this test machine, as
+# kind's and minikube's docs advise; they are limits, not behaviour. The lab
+# itself never changes a host setting: it only warns (see src/lab/preflight.rs).
+for limit in max_user_instances=8192 max_user_watches=524288; do
+  f=/proc/sys/fs/inotify/${limit%=*}
+  if [ "$(cat "$f")" -lt "${limit#*=}" ]; then
+    echo "== raising fs.inotify.${limit%=*} to ${limit#*=} for the lab machines"
+    echo "${limit#*=}" > "$f"
+  fi
+done
+
 # Reuse a target directory outside the clone when one is given (CI keeps one
 # warm); a run from nothing works too, it only takes longer (RocksDB ~10 min).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::TestLab;
 
-const UNIT: &str = include_str!("../templates/k8sup-apiserver-proxy.service");
+const UNIT: &str = include_str!("../../../templates/k8sup-apiserver-proxy.service");
 const BIN: &str = "/usr/local/bin/k8sup-apiserver-proxy";
 const CONFIG: &str = "/etc/k8sup/apiserver-proxy.json";
 
