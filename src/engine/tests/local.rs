@@ -690,3 +690,83 @@ async fn facts_that_change_what_is_observed_cost_one_more_exec_unless_hinted() {
     assert_eq!(t.execs(), [3], "a right hint: one exec");
     assert_eq!(p2.phases, p.phases);
 }
+
+/// A loopback HTTP server answering each request with the next status of
+/// `statuses` (the last one repeats).
+fn http_server(statuses: Vec<u16>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let s = statuses[i.min(statuses.len() - 1)];
+            let _ = c.write_all(
+                format!("HTTP/1.1 {s} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_http_probe_waits_for_the_wanted_status_and_reports_the_last_one() {
+    let t = hosts(&["h1"]);
+    let h = t.h(0);
+    let probe = |port: u16, name: &str| {
+        DesiredState::new("h1")
+            .with(Resource::file(
+                h.path(&format!("/{name}")),
+                Content::text("x\n"),
+            ))
+            .with(Resource::probe(
+                name,
+                ProbeCheck::Http {
+                    url: format!("http://127.0.0.1:{port}/healthz"),
+                    status: 200,
+                    insecure: false,
+                },
+                Duration::from_millis(800),
+                Duration::from_millis(50),
+            ))
+    };
+    let up = http_server(vec![503, 503, 200]);
+    let desired = Rollout::single("s", vec![probe(up, "up")])
+        .resolve()
+        .await
+        .unwrap();
+    let p = plan(&desired, &t.sessions, 4).await.unwrap();
+    let report = apply(
+        &p,
+        &desired,
+        &t.sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report:?}");
+
+    let down = http_server(vec![503]);
+    let desired = Rollout::single("s", vec![probe(down, "down")])
+        .resolve()
+        .await
+        .unwrap();
+    let p = plan(&desired, &t.sessions, 4).await.unwrap();
+    let report = apply(
+        &p,
+        &desired,
+        &t.sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let err = report.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("probe:down"), "{err}");
+    assert!(err.contains("answers 200) did not pass"), "{err}");
+    assert!(err.contains("wanted HTTP 200, got: 503"), "{err}");
+}
