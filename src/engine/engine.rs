@@ -5,14 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 use futures::stream::{self, StreamExt};
 use k8sup_ssh::Session;
 
-use crate::transport::Transport;
-
 use crate::error::EngineError;
 use crate::lock::{self, RunIdentity};
 use crate::observe::{self, Observation};
 use crate::plan::{Plan, StepPlan};
 use crate::planner;
 use crate::rollout::ResolvedRollout;
+use crate::transport::Transport;
 
 /// Open connections by host name (the names used in the desired states):
 /// SSH sessions, or [`crate::LocalHost`]s in tests.

@@ -233,7 +233,7 @@ pub async fn plan_phases<T: Transport>(
         guessed.push(r);
     }
     let hosts = all_hosts(phases, &guessed.iter().collect::<Vec<_>>());
-    let mut observed = observe_all(
+    let observed = observe_all(
         sessions,
         &hosts,
         phases.probe.as_deref(),
@@ -264,8 +264,6 @@ pub async fn plan_phases<T: Transport>(
             steps: plan.steps,
         });
     }
-    // The observations are no longer needed; free their file contents early.
-    observed.clear();
     Ok(PhasedPlan::new(facts, planned))
 }
 
@@ -399,7 +397,7 @@ pub async fn apply_phases<T: Transport>(
             (runs, false, approved.as_plan(), resolved)
         } else {
             // An earlier phase changed the hosts: observe (with facts) and plan again.
-            let (runs0, guess) = desire(p.as_ref(), &facts, &outcomes).await?;
+            let (_, guess) = desire(p.as_ref(), &facts, &outcomes).await?;
             let hosts = all_hosts(phases, &[&guess]);
             let observed = observe_all(
                 sessions,
@@ -411,7 +409,6 @@ pub async fn apply_phases<T: Transport>(
             .await?;
             facts = facts_from(&hosts, &observed, &facts);
             let (runs, resolved) = desire(p.as_ref(), &facts, &outcomes).await?;
-            let _ = runs0;
             let section = |h: &str| {
                 let obs = observed.get(h)?.sections.first()?.clone();
                 Some((manifest_of(&guess, h), obs))

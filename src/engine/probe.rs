@@ -84,6 +84,9 @@ fn secs(d: Duration) -> String {
 
 /// The apply fragment of a probe: try until it passes or the time is up;
 /// on failure leave the marker the next observation reads, and say why.
+/// Time is read from `/proc/uptime` with the shell's `read` (centiseconds,
+/// no fork; `date +%s` would round a 0.8 s timeout down to almost nothing
+/// when started late in a second).
 pub(crate) fn fragment(
     name: &str,
     check: &ProbeCheck,
@@ -96,11 +99,13 @@ pub(crate) fn fragment(
     format!(
         "k8sup_check() {{\n{check}\n}}\n\
          k8sup_pf=\"${{K8SUP_STATE_DIR:-/var/lib/k8sup}}/probes/\"{n}.failed\n\
-         k8sup_end=$(( $(date +%s) + {tsecs} ))\nk8sup_try=0\n\
+         k8sup_now() {{ read -r k8sup_u k8sup_x < /proc/uptime; k8sup_cs=$(( ${{k8sup_u%.*}} * 100 + 1${{k8sup_u#*.}} - 100 )); }}\n\
+         k8sup_now; k8sup_end=$((k8sup_cs + {tcs}))\nk8sup_try=0\n\
          while :; do\n\
            k8sup_try=$((k8sup_try + 1))\n\
            if k8sup_out=$(k8sup_check); then rm -f -- \"$k8sup_pf\"; break; fi\n\
-           if [ \"$(date +%s)\" -ge \"$k8sup_end\" ]; then\n\
+           k8sup_now\n\
+           if [ \"$k8sup_cs\" -ge \"$k8sup_end\" ]; then\n\
              mkdir -p -- \"${{k8sup_pf%/*}}\"; : > \"$k8sup_pf\"\n\
              printf 'probe %s (%s) did not pass within %s s (tried %s times, every %s s); last output:\\n%s\\n' {n} {what} {t} \"$k8sup_try\" {i} \"$k8sup_out\" >&2\n\
              exit 1\n\
@@ -110,7 +115,7 @@ pub(crate) fn fragment(
         check = check.check_sh(attempt),
         n = quote(name),
         what = quote(&check.describe()),
-        tsecs = timeout.as_secs_f64().ceil() as u64,
+        tcs = timeout_ms.div_ceil(10),
         t = secs(timeout),
         i = secs(interval),
     )
