@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
-use k8sup_ssh::Session;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +37,7 @@ use crate::progress::{Event, Progress};
 use crate::report::{ApplyReport, Executed, HostReport};
 use crate::rollout::ResolvedRollout;
 use crate::script;
+use crate::transport::Transport;
 use crate::upload;
 
 /// How to apply.
@@ -98,9 +98,9 @@ struct HostRun {
     report: HostReport,
 }
 
-struct RunCx<'a> {
+struct RunCx<'a, T: Transport> {
     desired: &'a ResolvedRollout,
-    sessions: &'a Sessions,
+    sessions: &'a Sessions<T>,
     opts: &'a ApplyOptions,
     progress: &'a dyn Progress,
     cancel: CancellationToken,
@@ -115,10 +115,10 @@ struct RunCx<'a> {
 /// Apply `plan`, whose contents come from `desired` (the same inputs the plan
 /// was made from; checked). Whole-run refusals (drift, lock, changed inputs)
 /// are errors; per-host failures are in the report.
-pub async fn apply(
+pub async fn apply<T: Transport>(
     plan: &Plan,
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     opts: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<ApplyReport, EngineError> {
@@ -253,10 +253,10 @@ pub async fn apply(
 /// inputs, every host with work has a session, and (unless the plan was made
 /// moments ago in this process) no host drifted or is locked by another run.
 /// Returns each host's planned fingerprint and its starting state.
-async fn preflight(
+async fn preflight<T: Transport>(
     plan: &Plan,
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     opts: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<(HashMap<String, String>, HashMap<String, HostRun>), EngineError> {
@@ -390,8 +390,8 @@ enum Stop {
     Cancelled(String),
 }
 
-async fn run_locked(
-    cx: &RunCx<'_>,
+async fn run_locked<T: Transport>(
+    cx: &RunCx<'_, T>,
     runs: &HashMap<String, Mutex<HostRun>>,
     step: &str,
     hp: &HostPlan,
@@ -400,7 +400,12 @@ async fn run_locked(
     run_host_step(cx, step, hp, &mut run).await;
 }
 
-async fn run_host_step(cx: &RunCx<'_>, step: &str, hp: &HostPlan, run: &mut HostRun) {
+async fn run_host_step<T: Transport>(
+    cx: &RunCx<'_, T>,
+    step: &str,
+    hp: &HostPlan,
+    run: &mut HostRun,
+) {
     let host = hp.host.as_str();
     if run.stopped || cx.cancel.is_cancelled() {
         run.report.not_run += hp.actions.len();
@@ -458,8 +463,8 @@ struct Streamed<'a> {
     tmp: String,
 }
 
-fn streamed_uploads<'a>(
-    cx: &RunCx<'_>,
+fn streamed_uploads<'a, T: Transport>(
+    cx: &RunCx<'_, T>,
     hp: &'a HostPlan,
     states: &[&'a ResolvedState],
 ) -> Vec<Streamed<'a>> {
@@ -489,7 +494,12 @@ fn streamed_uploads<'a>(
 /// Run a host's actions. Streamed uploads start as soon as the host is
 /// locked and run alongside the scripts; each is installed (renamed into
 /// place) at its own position in the plan, after waiting for its stream.
-async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -> Result<(), Stop> {
+async fn execute<T: Transport>(
+    cx: &RunCx<'_, T>,
+    hp: &HostPlan,
+    run: &mut HostRun,
+    last: bool,
+) -> Result<(), Stop> {
     let host = hp.host.as_str();
     let session = session(cx.sessions, host)
         .map_err(|e| Stop::Failed(e.to_string()))?
@@ -622,9 +632,9 @@ async fn execute(cx: &RunCx<'_>, hp: &HostPlan, run: &mut HostRun, last: bool) -
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_actions(
-    cx: &RunCx<'_>,
-    session: &Session,
+async fn run_actions<T: Transport>(
+    cx: &RunCx<'_, T>,
+    session: &T,
     hp: &HostPlan,
     uploads: &[Streamed<'_>],
     waiting: &mut HashMap<usize, tokio::sync::oneshot::Receiver<Result<(), EngineError>>>,
@@ -697,8 +707,8 @@ fn stopped(hp: &HostPlan, run: &mut HostRun, next: usize, why: &str) -> Stop {
 }
 
 /// The lock and drift check that starts the first script changing a host.
-fn header(
-    cx: &RunCx<'_>,
+fn header<T: Transport>(
+    cx: &RunCx<'_, T>,
     host: &str,
     states: &[&ResolvedState],
     break_run: Option<&str>,
@@ -741,7 +751,7 @@ fn header_refusal(stdout: &str) -> Option<String> {
 }
 
 /// The host is locked for this run: keep the lock fresh until it is released.
-fn mark_locked(cx: &RunCx<'_>, session: &Session, run: &mut HostRun) {
+fn mark_locked<T: Transport>(cx: &RunCx<'_, T>, session: &T, run: &mut HostRun) {
     tracing::debug!(host = %session.name(), "locked, fingerprint unchanged");
     run.locked = true;
     let s = session.clone();
@@ -758,9 +768,9 @@ fn mark_locked(cx: &RunCx<'_>, session: &Session, run: &mut HostRun) {
 }
 
 /// Run the queued batch and account for each action in it.
-async fn flush(
-    cx: &RunCx<'_>,
-    session: &Session,
+async fn flush<T: Transport>(
+    cx: &RunCx<'_, T>,
+    session: &T,
     hp: &HostPlan,
     batch: &mut Batch,
     run: &mut HostRun,
@@ -883,14 +893,15 @@ fn kind_word(a: &Action) -> &'static str {
         crate::ActionKind::Restart => "restarting",
         crate::ActionKind::Reload => "reloading",
         crate::ActionKind::Run => "running",
+        crate::ActionKind::Wait => "waiting for",
     }
 }
 
 /// Plan and apply in one go (no confirmation in between): what `apply`
 /// without a saved plan does once confirmed. Returns the plan it executed.
-pub async fn plan_and_apply(
+pub async fn plan_and_apply<T: Transport>(
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     opts: &ApplyOptions,
     progress: &dyn Progress,
 ) -> Result<(Plan, ApplyReport), EngineError> {

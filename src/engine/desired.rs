@@ -146,8 +146,19 @@ impl DesiredState {
                 _ => None,
             })
             .collect();
+        // Unit files to install come before every service (one daemon-reload
+        // serves them all); a unit file to remove comes after its own service,
+        // which must be stopped and disabled while systemd still has the file.
         let units: Vec<usize> = (0..ids.len())
-            .filter(|&i| matches!(self.resources[i].spec, Spec::Unit { .. }))
+            .filter(|&i| {
+                matches!(
+                    self.resources[i].spec,
+                    Spec::Unit {
+                        ensure: Ensure::Present,
+                        ..
+                    }
+                )
+            })
             .collect();
         for (i, r) in self.resources.iter().enumerate() {
             for d in &r.depends_on {
@@ -187,9 +198,21 @@ impl DesiredState {
                     p = parent;
                 }
             }
-            // Every unit file comes before every service: one daemon-reload serves them all.
             if matches!(r.spec, Spec::Service { .. }) {
                 deps[i].extend(units.iter().copied());
+            }
+            if let Spec::Unit {
+                name,
+                ensure: Ensure::Absent,
+                ..
+            } = &r.spec
+                && let Some(&j) = index.get(&ResourceId::service(name))
+            {
+                deps[i].insert(j);
+            }
+            // A probe without dependencies gates everything declared before it.
+            if matches!(r.spec, Spec::Probe { .. }) && r.depends_on.is_empty() {
+                deps[i].extend(0..i);
             }
         }
         // A notified service comes after what notifies it: a service started by
@@ -270,6 +293,23 @@ impl DesiredState {
                 if name.is_empty() || name.contains(['\n', '\t', '\0', ' ']) =>
             {
                 return Err(self.invalid(format!("{id}: a command name is one word")));
+            }
+            Spec::Probe { name, .. }
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                return Err(self.invalid(format!(
+                    "{id}: a probe name is one word of letters, digits, `._-`"
+                )));
+            }
+            Spec::Probe {
+                timeout, interval, ..
+            } if timeout.is_zero() || interval.is_zero() => {
+                return Err(self.invalid(format!(
+                    "{id}: a probe needs a timeout and an interval above zero"
+                )));
             }
             Spec::Command {
                 guard: crate::Guard::Creates(p),

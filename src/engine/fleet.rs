@@ -11,11 +11,16 @@ use crate::observe::{self, Observation};
 use crate::plan::{Plan, StepPlan};
 use crate::planner;
 use crate::rollout::ResolvedRollout;
+use crate::transport::Transport;
 
-/// Open sessions by host name (the names used in the desired states).
-pub type Sessions = HashMap<String, Session>;
+/// Open connections by host name (the names used in the desired states):
+/// SSH sessions, or [`crate::LocalHost`]s in tests.
+pub type Sessions<T = Session> = HashMap<String, T>;
 
-pub(crate) fn session<'a>(sessions: &'a Sessions, host: &str) -> Result<&'a Session, EngineError> {
+pub(crate) fn session<'a, T: Transport>(
+    sessions: &'a Sessions<T>,
+    host: &str,
+) -> Result<&'a T, EngineError> {
     sessions.get(host).ok_or_else(|| EngineError::Invalid {
         host: host.to_string(),
         reason: "no SSH session was given for this host".into(),
@@ -23,18 +28,18 @@ pub(crate) fn session<'a>(sessions: &'a Sessions, host: &str) -> Result<&'a Sess
 }
 
 /// Observe `hosts` (one exec each), at most `concurrency` at a time. One result per host, in order.
-pub async fn observe_hosts(
+pub async fn observe_hosts<T: Transport>(
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     hosts: &[String],
     concurrency: usize,
 ) -> Vec<(String, Result<Observation, EngineError>)> {
     observe_all(desired, sessions, hosts, concurrency, None).await
 }
 
-async fn observe_all(
+async fn observe_all<T: Transport>(
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     hosts: &[String],
     concurrency: usize,
     claim: Option<&RunIdentity>,
@@ -54,9 +59,9 @@ async fn observe_all(
 
 /// Observe every host of the rollout and compute the plan. Fails, naming every
 /// failing host, if any host cannot be observed or planned.
-pub async fn plan(
+pub async fn plan<T: Transport>(
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     concurrency: usize,
 ) -> Result<Plan, EngineError> {
     let hosts = desired.hosts();
@@ -72,9 +77,9 @@ pub async fn plan(
 /// pass them to the apply as [`crate::ApplyOptions::claimed`], or release
 /// them with [`release_claims`] if it does not run. On an error, what was
 /// locked is released before returning.
-pub async fn plan_claiming(
+pub async fn plan_claiming<T: Transport>(
     desired: &ResolvedRollout,
-    sessions: &Sessions,
+    sessions: &Sessions<T>,
     concurrency: usize,
     me: &RunIdentity,
 ) -> Result<(Plan, BTreeSet<String>), EngineError> {
@@ -97,7 +102,11 @@ pub async fn plan_claiming(
 /// Release the locks a [`plan_claiming`] took, all hosts at once, when no
 /// apply follows (an error, or nothing to do). Best effort: a lock that
 /// cannot be removed goes stale (its pid is gone) and is reported as such.
-pub async fn release_claims(sessions: &Sessions, claimed: &BTreeSet<String>, me: &RunIdentity) {
+pub async fn release_claims<T: Transport>(
+    sessions: &Sessions<T>,
+    claimed: &BTreeSet<String>,
+    me: &RunIdentity,
+) {
     let release = lock::release_sh(me);
     futures::future::join_all(
         claimed
@@ -109,7 +118,7 @@ pub async fn release_claims(sessions: &Sessions, claimed: &BTreeSet<String>, me:
 
 /// Runs `release` (a [`lock::release_sh`]) on `host`. Best effort: a lock
 /// left behind goes stale and is reported as such by the next run.
-pub(crate) async fn release_lock(sessions: &Sessions, host: &str, release: &str) {
+pub(crate) async fn release_lock<T: Transport>(sessions: &Sessions<T>, host: &str, release: &str) {
     if let Ok(s) = session(sessions, host)
         && let Err(e) = s.exec(release).await
     {
@@ -117,7 +126,7 @@ pub(crate) async fn release_lock(sessions: &Sessions, host: &str, release: &str)
     }
 }
 
-fn plan_from(
+pub(crate) fn plan_from(
     desired: &ResolvedRollout,
     observations: Vec<(String, Result<Observation, EngineError>)>,
 ) -> Result<Plan, EngineError> {

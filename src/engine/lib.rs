@@ -16,9 +16,21 @@
 //!   (or was already taken by the observation the plan came from);
 //!   uploads are atomic; notified services restart once, after their files.
 //!
+//! - **Phases** ([`Phases`], [`plan_phases`], [`apply_phases`]): a run as an
+//!   ordered list of [`Phase`]s, each deciding from the hosts' [`Facts`]
+//!   (gathered by a caller's probe in the observation's exec) and from what
+//!   earlier phases did whether it runs and what hosts must look like. All
+//!   are planned up front ([`PhasedPlan`]); at apply, each phase after one
+//!   that changed something is observed and planned again.
+//! - **Probes** ([`ProbeCheck`], [`Resource::probe`]): health gates that wait
+//!   for a condition after what they depend on changed.
+//! - **Removal**: [`Resource::absent`], [`DesiredState::removal`], [`hosts_to_remove`].
+//! - **Transport** ([`Transport`]): SSH sessions in production,
+//!   [`LocalHost`] (scripts under a local `sh`, rooted in a temp dir) in tests.
+//!
 //! What the engine leaves on a host: `/var/lib/k8sup/run.lock` while a run
 //! changes it, `/var/lib/k8sup/engine/sums` (the stat cache of large files'
-//! hashes), and, only after an interrupted run, `.NAME.k8sup-tmp.*` temp files
+//! hashes), `/var/lib/k8sup/probes/NAME.failed` after a probe failed, and, only after an interrupted run, `.NAME.k8sup-tmp.*` temp files
 //! next to a destination (removed by the next install of that file).
 //!
 //! ```no_run
@@ -45,37 +57,55 @@ mod desired;
 pub mod diff;
 mod digest_cache;
 mod error;
+mod facts;
 mod fleet;
+mod local;
 mod lock;
 mod observe;
+mod observe_many;
+mod observe_rebase;
 mod ops;
 mod payload;
+mod phase;
+mod phased;
+mod phased_plan;
 mod plan;
 mod planner;
 pub mod print;
+mod probe;
 mod progress;
+mod removal;
 mod report;
 mod resource;
 mod rollout;
 mod script;
 mod template;
+mod transport;
 mod upload;
 
 pub use apply::{ApplyOptions, apply, plan_and_apply};
 pub use content::{Body, Content, FileStamp, Resolved};
 pub use desired::{DesiredState, ResolvedResource, ResolvedState};
 pub use error::EngineError;
+pub use facts::Facts;
 pub use fleet::{Sessions, observe_hosts, plan, plan_claiming, release_claims};
+pub use local::LocalHost;
 pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
 pub use observe::{
     GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming,
 };
+pub use phase::{FnPhase, Phase, PhaseContext, PhaseOutcome, Phases, phase};
+pub use phased::{PhaseReport, PhasedReport, apply_phases, plan_phases};
+pub use phased_plan::{PhasePlan, PhasedPlan};
 pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
 pub use planner::{DAEMON_RELOAD_ID, plan_host};
 pub use print::PrintOptions;
+pub use probe::ProbeCheck;
 pub use progress::{Event, NoProgress, Progress};
+pub use removal::hosts_to_remove;
 pub use report::{ApplyReport, Executed, HostReport};
 pub use resource::{Attrs, Ensure, Guard, Resource, ResourceId, Spec, UNIT_DIR};
 pub use rollout::{ResolvedRollout, ResolvedStep, Rollout, Step};
 pub use template::TemplateContext;
 pub use tokio_util::sync::CancellationToken;
+pub use transport::Transport;

@@ -21,6 +21,10 @@ use serde::Serialize;
 
 pub const LOCK_PATH: &str = "/var/lib/k8sup/run.lock";
 
+/// [`LOCK_PATH`] as engine scripts name it: under `K8SUP_STATE_DIR` when that
+/// is set (only by [`crate::LocalHost`]; see `local.rs`).
+pub(crate) const LOCK_SH: &str = "\"${K8SUP_STATE_DIR:-/var/lib/k8sup}/run.lock\"";
+
 /// Timing of the lock.
 #[derive(Debug, Clone)]
 pub struct LockSettings {
@@ -160,7 +164,7 @@ pub(crate) fn acquire_sh(me: &RunIdentity, break_run: Option<&str>) -> String {
         None => String::new(),
     };
     format!(
-        "[ -d /var/lib/k8sup ] || mkdir -p /var/lib/k8sup\n{breaker}\
+        "[ -d \"${{K8SUP_LOCK%/*}}\" ] || mkdir -p -- \"${{K8SUP_LOCK%/*}}\"\n{breaker}\
          if [ ! -f \"$K8SUP_LOCK\" ] || ! grep -qsx {mine} \"$K8SUP_LOCK\"; then\n\
            k8sup_t=\"$K8SUP_LOCK.$$.tmp\"\n\
            printf '%s' {content} > \"$k8sup_t\"\n\
@@ -174,7 +178,7 @@ pub(crate) fn acquire_sh(me: &RunIdentity, break_run: Option<&str>) -> String {
 /// Shell that refreshes the lock's mtime if it is still ours.
 pub(crate) fn refresh_sh(me: &RunIdentity) -> String {
     format!(
-        "grep -qsx {} {LOCK_PATH} && touch -- {LOCK_PATH}",
+        "grep -qsx {} {LOCK_SH} && touch -- {LOCK_SH}",
         quote(&format!("run={}", me.holder.run_id))
     )
 }
@@ -182,7 +186,7 @@ pub(crate) fn refresh_sh(me: &RunIdentity) -> String {
 /// Shell that removes the lock if it is ours.
 pub(crate) fn release_sh(me: &RunIdentity) -> String {
     format!(
-        "if grep -qsx {} {LOCK_PATH}; then rm -f -- {LOCK_PATH}; fi",
+        "if grep -qsx {} {LOCK_SH}; then rm -f -- {LOCK_SH}; fi",
         quote(&format!("run={}", me.holder.run_id))
     )
 }

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use k8sup_ssh::Session;
 
 use crate::content::sha256_hex;
 use crate::desired::ResolvedState;
@@ -18,6 +17,7 @@ use crate::error::EngineError;
 use crate::lock::{ObservedLock, RunIdentity};
 use crate::resource::{Guard, Spec};
 use crate::script;
+use crate::transport::Transport;
 
 const OBSERVE_SH: &str = include_str!("observe.sh");
 
@@ -117,8 +117,15 @@ pub struct Observation {
     pub contents: HashMap<String, Vec<u8>>,
     pub units: HashMap<String, UnitState>,
     pub guards: HashMap<String, GuardState>,
+    /// Probes whose last check failed on this host (see `probe.rs`).
+    pub failed_probes: std::collections::HashSet<String>,
     /// The raw lines behind each path / unit / guard, for per-resource fingerprints.
     pub(crate) raw: HashMap<String, String>,
+    /// The lock line and systemd's lines as they came, and the units asked
+    /// for: what `observe_rebase.rs` needs to rebuild the output.
+    pub(crate) lock_line: String,
+    pub(crate) s_text: String,
+    pub(crate) units_asked: Vec<String>,
 }
 
 impl Observation {
@@ -171,6 +178,7 @@ pub(crate) fn manifest(state: &[&ResolvedState]) -> String {
                     let b64 = base64::engine::general_purpose::STANDARD.encode(cmd.as_bytes());
                     lines.push(format!("X\t{name}\t{b64}"))
                 }
+                Spec::Probe { name, .. } => lines.push(format!("Q\t{name}")),
                 _ => {}
             }
         }
@@ -187,8 +195,8 @@ pub(crate) fn functions(manifest: &str) -> String {
 }
 
 /// Observe one host: one exec.
-pub async fn observe(
-    session: &Session,
+pub async fn observe<T: Transport>(
+    session: &T,
     states: &[&ResolvedState],
 ) -> Result<Observation, EngineError> {
     observe_claiming(session, states, None).await
@@ -206,8 +214,8 @@ pub async fn observe(
 /// `plan_and_apply`): one that waits for a person re-checks under the lock,
 /// as the person may take minutes. A host with nothing certain to change is
 /// never locked here, so a no-op apply still writes nothing to any host.
-pub async fn observe_claiming(
-    session: &Session,
+pub async fn observe_claiming<T: Transport>(
+    session: &T,
     states: &[&ResolvedState],
     claim: Option<&RunIdentity>,
 ) -> Result<Observation, EngineError> {
@@ -266,6 +274,7 @@ pub(crate) fn parse(
         ..Default::default()
     };
     obs.lock = crate::lock::parse_observed(lock_line).map_err(bad)?;
+    obs.lock_line = lock_line.to_string();
     let mut s_lines: Vec<&str> = Vec::new();
     let mut version_seen = false;
     for line in rest.lines() {
@@ -318,7 +327,21 @@ pub(crate) fn parse(
                     },
                 );
             }
-            Some("S") => s_lines.push(line.strip_prefix("S\t").unwrap_or("")),
+            Some("Q") => {
+                let name = f
+                    .next()
+                    .ok_or_else(|| bad(format!("bad line {line:?}")))?
+                    .to_string();
+                if f.next() == Some("failed") {
+                    obs.failed_probes.insert(name.clone());
+                }
+                obs.raw.insert(format!("Q:{name}"), line.to_string());
+            }
+            Some("S") => {
+                obs.s_text.push_str(line);
+                obs.s_text.push('\n');
+                s_lines.push(line.strip_prefix("S\t").unwrap_or(""))
+            }
             Some("") | None => {}
             Some(other) => return Err(bad(format!("unknown line kind {other:?}"))),
         }
@@ -344,6 +367,7 @@ pub(crate) fn parse(
         }
     }
     blocks.retain(|b| !b.is_empty());
+    obs.units_asked = units.clone();
     if blocks.len() != units.len() {
         return Err(bad(format!(
             "systemd answered for {} of {} units (is systemd running on the host?)",

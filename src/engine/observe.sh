@@ -3,8 +3,10 @@
 # of a host, which compares the SHA-256 of k8sup_observe's output with the
 # fingerprint the plan was computed against. Its output must therefore be a
 # pure function of the host's state: no timestamps, no ordering from the disk.
-K8SUP_SUMS=/var/lib/k8sup/engine/sums
-K8SUP_LOCK=/var/lib/k8sup/run.lock
+# The engine's state directory: /var/lib/k8sup on every real host (nothing
+# sets K8SUP_STATE_DIR there); the local test transport roots it in a temp dir.
+K8SUP_SUMS="${K8SUP_STATE_DIR:-/var/lib/k8sup}/engine/sums"
+K8SUP_LOCK="${K8SUP_STATE_DIR:-/var/lib/k8sup}/run.lock"
 LC_ALL=C
 export LC_ALL
 K8SUP_MANIFEST=@MANIFEST@
@@ -49,6 +51,7 @@ K8SUP_M
 #   U UNIT
 #   C ID PATH        (a `creates:` guard)
 #   X ID BASE64-CMD  (an `unless:` guard)
+#   Q NAME           (a probe: did its last check fail here? see probe.rs)
 
 # Sets k8sup_t (stat's file type, empty if not stat'ed), k8sup_m, k8sup_o, k8sup_g, k8sup_s, k8sup_key.
 k8sup_find_stat() {
@@ -146,6 +149,11 @@ K8SUP_STATS
            printf 'G\t%s\tskip\t0\n' "$k8sup_a"
          else
            printf 'G\t%s\trun\t0\n' "$k8sup_a"
+         fi ;;
+      Q) if [ -e "${K8SUP_STATE_DIR:-/var/lib/k8sup}/probes/$k8sup_a.failed" ]; then
+           printf 'Q\t%s\tfailed\n' "$k8sup_a"
+         else
+           printf 'Q\t%s\tok\n' "$k8sup_a"
          fi ;;
       X) sh -c "$(printf '%s' "$k8sup_b" | base64 -d)" </dev/null >/dev/null 2>&1
          k8sup_rc=$?

@@ -7,7 +7,9 @@ use k8sup_ssh::quote;
 use crate::plan::Op;
 
 /// The stat cache consulted by observation for large files (see observe.sh).
-pub(crate) const SUMS: &str = "/var/lib/k8sup/engine/sums";
+/// (Quoted shell: under `K8SUP_STATE_DIR` when set, see `local.rs`.)
+pub(crate) const SUMS: &str = "\"${K8SUP_STATE_DIR:-/var/lib/k8sup}/engine/sums\"";
+const ENGINE_DIR: &str = "\"${K8SUP_STATE_DIR:-/var/lib/k8sup}/engine\"";
 
 /// Split `/a/b/c` into (`/a/b`, `c`).
 pub(crate) fn split(path: &str) -> (String, String) {
@@ -194,6 +196,12 @@ pub(crate) fn fragment(op: &Op, content: Option<&[u8]>) -> String {
             format!("systemctl {}{flag} -- {}\n", quote(verb), quote(unit))
         }
         Op::Run { command } => format!("sh -c {} </dev/null >&2\n", quote(command)),
+        Op::Probe {
+            name,
+            check,
+            timeout_ms,
+            interval_ms,
+        } => crate::probe::fragment(name, check, *timeout_ms, *interval_ms),
     }
 }
 
@@ -274,14 +282,15 @@ pub(crate) fn finalize_upload(op: &Op, tmp: &str) -> String {
         "k8sup_u={t}\n\
          [ \"$(stat -c %s -- \"$k8sup_u\")\" = {size} ] || {{ echo \"k8sup: upload of {p_shown} arrived incomplete\" >&2; rm -f -- \"$k8sup_u\"; exit 1; }}\n\
          sync -- \"$k8sup_u\"\n{install}\
-         [ -d /var/lib/k8sup/engine ] || mkdir -p -m 700 /var/lib/k8sup/engine\n\
+         [ -d {ENGINE_DIR} ] || mkdir -p -m 700 {ENGINE_DIR}\n\
          k8sup_key=$(stat -c '%d:%i:%s:%.9Y:%.9Z' -- {p})\n\
-         {{ [ -f {SUMS} ] && tail -n 500 {SUMS}; printf '%s %s\\n' \"$k8sup_key\" {sha256}; }} > {SUMS}.tmp\n\
-         mv -f -- {SUMS}.tmp {SUMS}\n",
+         {{ [ -f {SUMS} ] && tail -n 500 {SUMS}; printf '%s %s\\n' \"$k8sup_key\" {sha256}; }} > {SUMS_TMP}\n\
+         mv -f -- {SUMS_TMP} {SUMS}\n",
         t = quote(tmp),
         p = quote(path),
         p_shown = path.replace(['"', '$', '`', '\\'], "_"),
         install = install_sh(path, "k8sup_u", mode, owner, group, false),
+        SUMS_TMP = "\"${K8SUP_STATE_DIR:-/var/lib/k8sup}/engine/sums.tmp\"",
     )
 }
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {
-//!   "formatVersion": 1,              // bumped on any incompatible change
+//!   "formatVersion": 2,              // bumped on any incompatible change (1 is still read)
 //!   "createdAt": 1795473957,         // unix seconds
 //!   "steps": [{
 //!     "name": "files",
@@ -16,7 +16,7 @@
 //!       "unchanged": 4,              // resources already as wanted
 //!       "actions": [{
 //!         "resource": "file:/etc/demo/demo.conf",
-//!         "kind": "update",          // create | update | delete | restart | reload | run
+//!         "kind": "update",          // create | update | delete | restart | reload | run | wait
 //!         "reason": "content changed",
 //!         "diff": "--- ...\n+++ ...\n@@ ...",   // text files only; null otherwise
 //!         "sensitive": false,        // true: content never shown
@@ -28,7 +28,7 @@
 //!       }]
 //!     }]
 //!   }],
-//!   "summary": {"create": 3, "update": 1, "delete": 0, "restart": 1, "reload": 1, "run": 0}
+//!   "summary": {"create": 3, "update": 1, "delete": 0, "restart": 1, "reload": 1, "run": 0, "wait": 0}
 //! }
 //! ```
 //!
@@ -36,7 +36,11 @@
 //! `chmod {path, mode}`, `chown {path, owner?, group?}`, `symlink {path, target}`,
 //! `remove {path, recursive}`, `daemonReload {}`, `loadUnit {unit}` (a new unit file: systemd
 //! loads it on first use; a daemon-reload only where it did not), `systemctl {verb, unit, noReload?}`
-//! (verb: enable, disable, start, stop, restart), `run {command}`. Modes are octal strings. Apply
+//! (verb: enable, disable, start, stop, restart), `run {command}`,
+//! `probe {name, check, timeoutMs, intervalMs}` (check: `{"http": {url, status, insecure}}`,
+//! `{"tcp": {host, port}}` or `{"command": "..."}`).
+//! In a phased plan, hosts and actions may carry `decidedAfter: N`: planned
+//! from the host as it is now, and planned again once phase N has been applied. Modes are octal strings. Apply
 //! checks every op against the desired state it is given (paths, units, commands, content
 //! hashes), so a saved plan can only do what the inputs allow.
 
@@ -44,8 +48,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::resource::ResourceId;
 
-/// The current [`Plan::format_version`].
-pub const FORMAT_VERSION: u32 = 1;
+/// The current [`Plan::format_version`]. Version 2 added the `wait` kind and
+/// `probe` op, `summary.wait`, and `decidedAfter` (phased plans, see
+/// [`crate::PhasedPlan`]); a version-1 plan is a version-2 plan without them,
+/// so both are read.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Versions [`Plan::from_json`] reads.
+pub(crate) const READS_VERSIONS: &[u32] = &[1, 2];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +66,8 @@ pub enum ActionKind {
     Restart,
     Reload,
     Run,
+    /// A probe: waits for a condition; never changes the host.
+    Wait,
 }
 
 /// One concrete remote operation.
@@ -116,6 +128,14 @@ pub enum Op {
     Run {
         command: String,
     },
+    /// Wait until the probe's check passes (see `probe.rs`).
+    #[serde(rename_all = "camelCase")]
+    Probe {
+        name: String,
+        check: crate::probe::ProbeCheck,
+        timeout_ms: u64,
+        interval_ms: u64,
+    },
 }
 
 /// One change to one resource.
@@ -131,6 +151,10 @@ pub struct Action {
     pub sensitive: bool,
     pub observed: String,
     pub ops: Vec<Op>,
+    /// In a phased plan: the earlier phase (1-based) after which this action
+    /// is decided again (its guard or state may differ once that phase ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_after: Option<usize>,
 }
 
 /// The actions of one host in one step.
@@ -143,6 +167,10 @@ pub struct HostPlan {
     pub locked_by: Option<String>,
     pub unchanged: usize,
     pub actions: Vec<Action>,
+    /// In a phased plan: the earlier phase (1-based) after which this host's
+    /// part of the phase is observed and planned again (see `phase.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_after: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,11 +189,26 @@ pub struct Summary {
     pub restart: usize,
     pub reload: usize,
     pub run: usize,
+    /// Probes to wait for.
+    #[serde(default)]
+    pub wait: usize,
 }
 
 impl Summary {
     pub fn total(&self) -> usize {
-        self.create + self.update + self.delete + self.restart + self.reload + self.run
+        self.create + self.update + self.delete + self.restart + self.reload + self.run + self.wait
+    }
+
+    pub(crate) fn add(&mut self, kind: ActionKind) {
+        match kind {
+            ActionKind::Create => self.create += 1,
+            ActionKind::Update => self.update += 1,
+            ActionKind::Delete => self.delete += 1,
+            ActionKind::Restart => self.restart += 1,
+            ActionKind::Reload => self.reload += 1,
+            ActionKind::Run => self.run += 1,
+            ActionKind::Wait => self.wait += 1,
+        }
     }
 }
 
@@ -197,14 +240,7 @@ impl Plan {
     fn count(&self) -> Summary {
         let mut s = Summary::default();
         for a in self.actions() {
-            match a.1.kind {
-                ActionKind::Create => s.create += 1,
-                ActionKind::Update => s.update += 1,
-                ActionKind::Delete => s.delete += 1,
-                ActionKind::Restart => s.restart += 1,
-                ActionKind::Reload => s.reload += 1,
-                ActionKind::Run => s.run += 1,
-            }
+            s.add(a.1.kind);
         }
         s
     }
@@ -238,7 +274,7 @@ impl Plan {
             serde_json::from_str(text).map_err(|e| crate::EngineError::PlanFormat {
                 reason: format!("not a k8sup plan: {e}"),
             })?;
-        if v.format_version != FORMAT_VERSION {
+        if !READS_VERSIONS.contains(&v.format_version) {
             return Err(crate::EngineError::PlanFormat {
                 reason: format!(
                     "plan format version {} is not supported (this k8sup reads version {FORMAT_VERSION}); make the plan again",

@@ -54,6 +54,9 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
     let mut actions: Vec<Action> = Vec::new();
     let mut unchanged = 0;
     for r in &state.resources {
+        if matches!(r.resource.spec, Spec::Probe { .. }) {
+            continue; // decided at the end, once every other action is known
+        }
         match plan_resource(&cx, r)? {
             Some(a) => actions.push(a),
             None => unchanged += 1,
@@ -128,9 +131,27 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
             )
         };
         let keys: Vec<String> = stale_units.iter().map(|u| format!("S:{u}")).collect();
-        let at = actions
-            .iter()
-            .rposition(|a| changed_units.iter().any(|u| u.id == a.resource))
+        // After the last unit installed or changed (services that use them
+        // come after); only removals: after the last removal.
+        let removed = |u: &&ResolvedResource| {
+            matches!(
+                u.resource.spec,
+                Spec::Unit {
+                    ensure: Ensure::Absent,
+                    ..
+                }
+            )
+        };
+        let last_of = |actions: &[Action], want_removed: Option<bool>| {
+            actions.iter().rposition(|a| {
+                changed_units
+                    .iter()
+                    .filter(|u| want_removed.is_none_or(|w| removed(u) == w))
+                    .any(|u| u.id == a.resource)
+            })
+        };
+        let at = last_of(&actions, Some(false))
+            .or_else(|| last_of(&actions, None))
             .map(|i| i + 1)
             .or_else(|| {
                 actions
@@ -148,8 +169,28 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
                 sensitive: false,
                 observed: obs.resource_fingerprint(&keys),
                 ops: vec![Op::DaemonReload {}],
+                decided_after: None,
             },
         );
+        // A unit file removed after that reload (its service was stopped
+        // first) needs one more, so that systemd forgets it in this run.
+        if let Some(last) = last_of(&actions, Some(true))
+            && last > at
+        {
+            actions.insert(
+                last + 1,
+                Action {
+                    resource: ResourceId(DAEMON_RELOAD_ID.into()),
+                    kind: ActionKind::Reload,
+                    reason: "unit files removed".into(),
+                    diff: None,
+                    sensitive: false,
+                    observed: obs.resource_fingerprint(&[]),
+                    ops: vec![Op::DaemonReload {}],
+                    decided_after: None,
+                },
+            );
+        }
     }
 
     // `systemctl enable` reloads systemd by itself, which costs as much as the
@@ -247,16 +288,86 @@ pub fn plan_host(state: &ResolvedState, obs: &Observation) -> Result<HostPlan, E
                 unit: unit.clone(),
                 no_reload: false,
             }],
+            decided_after: None,
         });
     }
     actions.extend(restarts);
+    unchanged += plan_probes(state, obs, &mut actions);
     Ok(HostPlan {
         host: state.host.clone(),
         fingerprint: obs.fingerprint.clone(),
         locked_by: obs.lock.as_ref().map(|l| l.holder.to_string()),
         unchanged,
         actions,
+        decided_after: None,
     })
+}
+
+/// Probes (see `probe.rs`): one `wait` action for each probe a changed
+/// resource triggers (one it depends on; without dependencies, any declared
+/// before it), or whose last check failed on this host. It goes after the
+/// last action of what it depends on or follows (a notified restart at the
+/// end included), so it gates what comes after it. Returns how many probes
+/// are not planned (unchanged).
+fn plan_probes(state: &ResolvedState, obs: &Observation, actions: &mut Vec<Action>) -> usize {
+    let mut unchanged = 0;
+    for (k, r) in state.resources.iter().enumerate() {
+        let Spec::Probe {
+            name,
+            check,
+            timeout,
+            interval,
+        } = &r.resource.spec
+        else {
+            continue;
+        };
+        let before: Vec<&ResourceId> = state.resources[..k].iter().map(|p| &p.id).collect();
+        let deps: Vec<&ResourceId> = if r.resource.depends_on.is_empty() {
+            before.clone()
+        } else {
+            r.resource.depends_on.iter().collect()
+        };
+        let mut changed: Vec<String> = actions
+            .iter()
+            .filter(|a| deps.contains(&&a.resource) && a.kind != ActionKind::Wait)
+            .map(|a| a.resource.to_string())
+            .collect();
+        changed.dedup();
+        let failed = obs.failed_probes.contains(name);
+        if changed.is_empty() && !failed {
+            unchanged += 1;
+            continue;
+        }
+        let at = actions
+            .iter()
+            .rposition(|a| deps.contains(&&a.resource) || before.contains(&&a.resource))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let reason = if changed.is_empty() {
+            "its last check failed on this host".to_string()
+        } else {
+            format!("{} after {} changed", check.describe(), changed.join(", "))
+        };
+        actions.insert(
+            at,
+            Action {
+                resource: r.id.clone(),
+                kind: ActionKind::Wait,
+                reason,
+                diff: None,
+                sensitive: false,
+                observed: obs.resource_fingerprint(&[format!("Q:{name}")]),
+                ops: vec![Op::Probe {
+                    name: name.clone(),
+                    check: check.clone(),
+                    timeout_ms: timeout.as_millis() as u64,
+                    interval_ms: interval.as_millis() as u64,
+                }],
+                decided_after: None,
+            },
+        );
+    }
+    unchanged
 }
 
 fn action(
@@ -274,6 +385,7 @@ fn action(
         sensitive: false,
         observed,
         ops,
+        decided_after: None,
     })
 }
 
@@ -546,6 +658,8 @@ fn plan_resource(cx: &Cx<'_>, r: &ResolvedResource) -> Result<Option<Action>, En
                 ops,
             ))
         }
+        // Probes are planned by `plan_probes`, once the other actions are known.
+        Spec::Probe { .. } => Ok(None),
         Spec::Command {
             name,
             command,
@@ -699,6 +813,7 @@ fn plan_content(
         sensitive,
         observed: fp,
         ops: vec![op],
+        decided_after: None,
     };
     if diffable {
         match (old, body.text()) {
@@ -860,6 +975,25 @@ fn check_op(r: &ResolvedResource, op: &Op) -> Result<(), String> {
             u == unit && ["enable", "disable", "start", "stop", "restart"].contains(&verb.as_str())
         }
         (Op::Run { command: c }, Spec::Command { command, .. }) => c == command,
+        (
+            Op::Probe {
+                name: n,
+                check: c,
+                timeout_ms,
+                interval_ms,
+            },
+            Spec::Probe {
+                name,
+                check,
+                timeout,
+                interval,
+            },
+        ) => {
+            n == name
+                && c == check
+                && *timeout_ms == timeout.as_millis() as u64
+                && *interval_ms == interval.as_millis() as u64
+        }
         _ => false,
     };
     if ok {
@@ -1203,7 +1337,12 @@ mod tests {
         }]);
         let back = Plan::from_json(&plan.to_json()).unwrap();
         assert_eq!(back, plan);
-        assert!(plan.to_json().contains("\"formatVersion\": 1"));
+        assert!(plan.to_json().contains("\"formatVersion\": 2"));
+        // A version-1 plan (no wait, no decidedAfter) is still read.
+        let v1 = plan
+            .to_json()
+            .replace("\"formatVersion\": 2", "\"formatVersion\": 1");
+        assert_eq!(Plan::from_json(&v1).unwrap().steps, plan.steps);
         check_against(&p, &[&d.resolve().await.unwrap()]).unwrap();
         let other = desired("port=81\n").resolve().await.unwrap();
         let e = check_against(&p, &[&other]).unwrap_err().to_string();
@@ -1219,14 +1358,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not one the desired state allows"), "{e}");
-        let v2 = plan
+        let v3 = plan
             .to_json()
-            .replace("\"formatVersion\": 1", "\"formatVersion\": 2");
+            .replace("\"formatVersion\": 2", "\"formatVersion\": 3");
         assert!(
-            Plan::from_json(&v2)
+            Plan::from_json(&v3)
                 .unwrap_err()
                 .to_string()
-                .contains("version 2 is not supported")
+                .contains("version 3 is not supported")
         );
     }
 }

@@ -18,7 +18,7 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{Action, ActionKind, Plan, Summary};
+use crate::plan::{Action, ActionKind, Plan, StepPlan, Summary};
 
 /// How to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,14 +46,19 @@ fn marker(kind: ActionKind) -> (&'static str, &'static str, &'static str) {
         ActionKind::Restart => ("↻", "restart ", "36"),
         ActionKind::Reload => ("↻", "reload ", "36"),
         ActionKind::Run => ("▶", "run ", "36"),
+        ActionKind::Wait => ("⧗", "wait for ", "36"),
     }
 }
 
 fn action_line(out: &mut String, a: &Action, o: &PrintOptions) {
     let (sym, word, color) = marker(a.kind);
+    let after = a
+        .decided_after
+        .map(|n| format!("  [decided after phase {n}]"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "  {} {word}{}  ({})",
+        "  {} {word}{}  ({}){after}",
         paint(sym, color, o.color),
         a.resource,
         a.reason
@@ -84,8 +89,50 @@ fn action_line(out: &mut String, a: &Action, o: &PrintOptions) {
 /// The whole plan, ending with the summary line.
 pub fn render(plan: &Plan, o: &PrintOptions) -> String {
     let mut out = String::new();
-    let many_steps = plan.steps.len() > 1;
-    for step in &plan.steps {
+    render_steps(&mut out, &plan.steps, o);
+    out.push('\n');
+    out.push_str(&summary_line(&plan.summary));
+    out.push('\n');
+    out
+}
+
+/// A phased plan: each phase with its title, whether it runs, and what may
+/// change once earlier phases have run; then the summary line.
+///
+/// ```text
+/// Phase 1/2: install
+/// cp-1:
+///   + file:/etc/demo/demo.conf  (does not exist)
+/// Phase 2/2: join  (decided after phase 1: planned from the hosts as they are now, planned again once phase 1 is applied)
+/// w-1:  (decided after phase 1)
+///   ▶ run command:join  (/var/lib/demo/member does not exist)  [decided after phase 1]
+/// ```
+pub fn render_phased(plan: &crate::PhasedPlan, o: &PrintOptions) -> String {
+    let mut out = String::new();
+    let n = plan.phases.len();
+    for (i, p) in plan.phases.iter().enumerate() {
+        let after = p
+            .decided_after
+            .map(|k| {
+                format!("  (decided after phase {k}: planned from the hosts as they are now, planned again once phase {k} is applied)")
+            })
+            .unwrap_or_default();
+        if p.runs {
+            let _ = writeln!(out, "Phase {}/{n}: {}{after}", i + 1, p.title);
+            render_steps(&mut out, &p.steps, o);
+        } else {
+            let _ = writeln!(out, "Phase {}/{n}: {}: skipped{after}", i + 1, p.title);
+        }
+    }
+    out.push('\n');
+    out.push_str(&summary_line(&plan.summary));
+    out.push('\n');
+    out
+}
+
+fn render_steps(out: &mut String, steps: &[StepPlan], o: &PrintOptions) {
+    let many_steps = steps.len() > 1;
+    for step in steps {
         if many_steps {
             let _ = writeln!(out, "Step {}:", step.name);
         }
@@ -97,20 +144,20 @@ pub fn render(plan: &Plan, o: &PrintOptions) -> String {
                     h.host
                 );
             }
+            let after = h
+                .decided_after
+                .map(|n| format!("  (decided after phase {n})"))
+                .unwrap_or_default();
             if h.actions.is_empty() {
-                let _ = writeln!(out, "{}: no changes", h.host);
+                let _ = writeln!(out, "{}: no changes{after}", h.host);
                 continue;
             }
-            let _ = writeln!(out, "{}:", h.host);
+            let _ = writeln!(out, "{}:{after}", h.host);
             for a in &h.actions {
-                action_line(&mut out, a, o);
+                action_line(out, a, o);
             }
         }
     }
-    out.push('\n');
-    out.push_str(&summary_line(&plan.summary));
-    out.push('\n');
-    out
 }
 
 /// "Plan: 3 to create, 1 to update, 0 to delete, 1 restart." or "No changes. ..."
@@ -136,6 +183,14 @@ pub fn summary_line(s: &Summary) -> String {
     }
     if s.run > 0 {
         let _ = write!(line, ", {} to run", s.run);
+    }
+    if s.wait > 0 {
+        let _ = write!(
+            line,
+            ", {} probe{} to wait for",
+            s.wait,
+            if s.wait == 1 { "" } else { "s" }
+        );
     }
     line.push('.');
     line

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::content::Content;
+use crate::probe::ProbeCheck;
 
 /// Where systemd units written by the engine live.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -42,6 +43,9 @@ impl ResourceId {
     }
     pub fn command(name: &str) -> Self {
         ResourceId(format!("command:{name}"))
+    }
+    pub fn probe(name: &str) -> Self {
+        ResourceId(format!("probe:{name}"))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -134,6 +138,14 @@ pub enum Spec {
         command: String,
         guard: Guard,
     },
+    /// A health gate (see `probe.rs`): never changes the host; waits until
+    /// `check` passes, after the resources it depends on changed.
+    Probe {
+        name: String,
+        check: ProbeCheck,
+        timeout: std::time::Duration,
+        interval: std::time::Duration,
+    },
 }
 
 /// One managed thing, with its ordering and notification edges.
@@ -218,6 +230,23 @@ impl Resource {
         })
     }
 
+    /// A health gate named `name` (one word): wait until `check` passes,
+    /// trying every `interval` for at most `timeout`, whenever a resource it
+    /// `depends_on` changed (see `probe.rs` for when else it runs).
+    pub fn probe(
+        name: impl Into<String>,
+        check: ProbeCheck,
+        timeout: std::time::Duration,
+        interval: std::time::Duration,
+    ) -> Self {
+        Self::new(Spec::Probe {
+            name: name.into(),
+            check,
+            timeout,
+            interval,
+        })
+    }
+
     /// The stable id (see [`ResourceId`]).
     pub fn id(&self) -> ResourceId {
         match &self.spec {
@@ -228,6 +257,7 @@ impl Resource {
             Spec::Unit { name, .. } => ResourceId::unit(name),
             Spec::Service { unit, .. } => ResourceId::service(unit),
             Spec::Command { name, .. } => ResourceId::command(name),
+            Spec::Probe { name, .. } => ResourceId::probe(name),
         }
     }
 
@@ -239,7 +269,7 @@ impl Resource {
             | Spec::Binary { path, .. }
             | Spec::Symlink { path, .. } => Some(path.clone()),
             Spec::Unit { name, .. } => Some(format!("{UNIT_DIR}/{name}")),
-            Spec::Service { .. } | Spec::Command { .. } => None,
+            Spec::Service { .. } | Spec::Command { .. } | Spec::Probe { .. } => None,
         }
     }
 
@@ -274,7 +304,9 @@ impl Resource {
         self
     }
 
-    /// The path must not exist (directories are removed with their content).
+    /// The path must not exist (directories are removed with their content);
+    /// for a service: stopped and disabled. Commands and probes have no
+    /// absent form and are left as they are (see [`crate::DesiredState::removal`]).
     pub fn absent(mut self) -> Self {
         match &mut self.spec {
             Spec::Directory { ensure, .. }
@@ -282,9 +314,31 @@ impl Resource {
             | Spec::Binary { ensure, .. }
             | Spec::Symlink { ensure, .. }
             | Spec::Unit { ensure, .. } => *ensure = Ensure::Absent,
-            Spec::Service { .. } | Spec::Command { .. } => {}
+            Spec::Service {
+                enabled, running, ..
+            } => {
+                *enabled = Some(false);
+                *running = Some(false);
+            }
+            Spec::Command { .. } | Spec::Probe { .. } => {}
         }
         self
+    }
+
+    /// Whether this resource says something must be gone (a path absent, a
+    /// service stopped and disabled).
+    pub fn is_absent(&self) -> bool {
+        match &self.spec {
+            Spec::Directory { ensure, .. }
+            | Spec::File { ensure, .. }
+            | Spec::Binary { ensure, .. }
+            | Spec::Symlink { ensure, .. }
+            | Spec::Unit { ensure, .. } => *ensure == Ensure::Absent,
+            Spec::Service {
+                enabled, running, ..
+            } => *enabled == Some(false) && *running == Some(false),
+            Spec::Command { .. } | Spec::Probe { .. } => false,
+        }
     }
 
     /// Never show this file's content: no diff in the plan, and the host never

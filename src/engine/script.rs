@@ -7,9 +7,10 @@
 //! executed, not even partly. The body is also one `{ ...; }` group, which sh
 //! parses whole before running anything.
 
-use k8sup_ssh::{Output, Session, quote};
+use k8sup_ssh::{Output, quote};
 
 use crate::error::EngineError;
+use crate::transport::Transport;
 
 /// Above this, scripts travel on stdin (Linux's MAX_ARG_STRLEN is 128 KiB,
 /// and sudo wraps the script once more).
@@ -18,10 +19,10 @@ const INLINE_LIMIT: usize = 60 * 1024;
 const END_MARKER: &str = "# k8sup-script-end";
 
 /// Run `body` with `sh` as root. A non-zero exit is returned in the output.
-pub(crate) async fn run(session: &Session, body: &str) -> Result<Output, EngineError> {
+pub(crate) async fn run<T: Transport>(session: &T, body: &str) -> Result<Output, EngineError> {
     let wrapped = format!("{{\n{body}\n}}\n");
     if wrapped.len() <= INLINE_LIMIT {
-        return Ok(session.exec(&format!("sh -c {}", quote(&wrapped))).await?);
+        return session.exec(&format!("sh -c {}", quote(&wrapped))).await;
     }
     let full = format!("{wrapped}{END_MARKER}\n");
     let cmd = format!(
@@ -30,7 +31,7 @@ pub(crate) async fn run(session: &Session, body: &str) -> Result<Output, EngineE
          sh \"$t\" </dev/null; rc=$?; rm -f -- \"$t\"; exit $rc",
         m = quote(END_MARKER)
     );
-    Ok(session
-        .exec_with_stdin(&cmd, std::io::Cursor::new(full.into_bytes()))
-        .await?)
+    session
+        .exec_with_stdin(&cmd, std::io::Cursor::new(full.into_bytes()), None)
+        .await
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use k8sup_ssh::{Session, quote};
+use k8sup_ssh::quote;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,7 @@ use crate::content::FileStamp;
 use crate::error::EngineError;
 use crate::ops::split;
 use crate::payload::Held;
+use crate::transport::Transport;
 
 /// Bytes between two progress reports of one upload.
 pub(crate) const PROGRESS_EVERY: u64 = 4 << 20;
@@ -80,8 +81,8 @@ pub(crate) struct Lead<'a> {
 /// runs first (stdin closed to it); a refusal is [`EngineError::Refused`],
 /// with `refusal` reading the command's stdout.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn stream(
-    session: &Session,
+pub(crate) async fn stream<T: Transport>(
+    session: &T,
     local: &Path,
     stamp: FileStamp,
     held: Option<Arc<Held>>,
@@ -131,7 +132,7 @@ pub(crate) async fn stream(
     let (out, sent, intact) = if let Some(held) = held {
         let counted = AtomicU64::new(0);
         let out = tokio::select! {
-            out = session.exec_with_chunks_signalling(&cmd, held.chunks(&counted, on_progress), signal) => out,
+            out = session.exec_with_chunks(&cmd, held.chunks(&counted, on_progress), signal) => out,
             _ = cancel.cancelled() => return Err(interrupted()),
         };
         // The read's verdict first: a file that changed is the reason the
@@ -155,7 +156,7 @@ pub(crate) async fn stream(
             on_progress,
         };
         let out = tokio::select! {
-            out = session.exec_with_stdin_signalling(&cmd, &mut tee, signal) => out?,
+            out = session.exec_with_stdin(&cmd, &mut tee, signal) => out?,
             _ = cancel.cancelled() => return Err(interrupted()),
         };
         let now = tokio::fs::metadata(local)
@@ -182,8 +183,8 @@ pub(crate) async fn stream(
 /// What a finished stream means: refused by its lead, failed on the host,
 /// or complete only if `intact` (every byte sent, and they were the bytes hashed).
 #[allow(clippy::too_many_arguments)]
-async fn finish(
-    session: &Session,
+async fn finish<T: Transport>(
+    session: &T,
     out: &k8sup_ssh::Output,
     led: bool,
     refusal: &(dyn Fn(&str) -> Option<String> + Send + Sync),
