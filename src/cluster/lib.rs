@@ -13,6 +13,7 @@
 //! a host for the cluster itself is rendered from a template under
 //! `templates/` (the user's workload files are the user's data).
 
+pub mod apiserver_proxy;
 mod workload;
 
 use anyhow::Result;
