@@ -143,6 +143,8 @@ run_part() { # PART FUNCTION
   fi
   PART_START=$SECONDS
   "$fn"
+  # Its files are published by now: what is left in scratch is unpacked copies.
+  rm -rf "${SCRATCH:?}"/*
   log "$part: done in $((SECONDS - PART_START)) s"
 }
 

@@ -87,8 +87,9 @@ else
   done
   check "kubectl version --client (gitVersion)" "^$VERSION\$" bash -c \
     "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"clientVersion\"][\"gitVersion\"])'"
-  check "kubectl version --client (gitMinor)" "^${VERSION#v1.}" bash -c \
-    "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)[\"clientVersion\"]; print(v[\"gitMinor\"] + \".\" + v[\"gitVersion\"].rsplit(\".\",1)[1])'"
+  minor=${VERSION#v1.}; minor=${minor%%.*}
+  check "kubectl version --client (major.minor)" "^1\.$minor\$" bash -c \
+    "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)[\"clientVersion\"]; print(v[\"major\"] + \".\" + v[\"minor\"])'"
 fi
 
 # ---- components --------------------------------------------------------------
