@@ -166,7 +166,12 @@ if [ "$(id -u)" = 0 ]; then
 version = 3
 root = "$C/root"
 state = "$C/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]
+# Only what an import needs; nothing outside this temp dir (NRI's socket and
+# the opt plugin's /opt/containerd would be shared with the host otherwise).
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images",
+  "io.containerd.nri.v1.nri"]
+[plugins.'io.containerd.internal.v1.opt']
+  path = "$C/opt"
 [grpc]
   address = "$C/containerd.sock"
 [ttrpc]
