@@ -138,6 +138,7 @@ child_cpu() {
   { read -r _; read -r c; } <"$SCRATCH/times"
   # "1m2.300s 0m5.100s" -> 67
   c=${c//m/ } c=${c//s/}
+  # shellcheck disable=SC2086 # split into its four numbers on purpose
   set -- $c
   CHILD_CPU=$(awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { printf "%d", a * 60 + b + c * 60 + d }')
 }
