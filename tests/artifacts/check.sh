@@ -87,8 +87,9 @@ else
   done
   check "kubectl version --client (gitVersion)" "^$VERSION\$" bash -c \
     "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"clientVersion\"][\"gitVersion\"])'"
-  check "kubectl version --client (gitMinor)" "^${VERSION#v1.}" bash -c \
-    "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)[\"clientVersion\"]; print(v[\"gitMinor\"] + \".\" + v[\"gitVersion\"].rsplit(\".\",1)[1])'"
+  minor=${VERSION#v1.}; minor=${minor%%.*}
+  check "kubectl version --client (major.minor)" "^1\.$minor\$" bash -c \
+    "'$(kbin kubectl)' version --client -o json | python3 -c 'import json,sys; v=json.load(sys.stdin)[\"clientVersion\"]; print(v[\"major\"] + \".\" + v[\"minor\"])'"
 fi
 
 # ---- components --------------------------------------------------------------
@@ -165,7 +166,12 @@ if [ "$(id -u)" = 0 ]; then
 version = 3
 root = "$C/root"
 state = "$C/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]
+# Only what an import needs; nothing outside this temp dir (NRI's socket and
+# the opt plugin's /opt/containerd would be shared with the host otherwise).
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images",
+  "io.containerd.nri.v1.nri"]
+[plugins.'io.containerd.internal.v1.opt']
+  path = "$C/opt"
 [grpc]
   address = "$C/containerd.sock"
 [ttrpc]

@@ -108,6 +108,8 @@ def cmd_index(a):
                 "contents": rec.get("contents", []),
                 "build_seconds": rec.get("build_seconds"),
             }
+            if rec.get("image"):  # CoreDNS: the image made from this binary
+                idx["components"][rec["name"]]["image"] = rec["image"]
         elif kind == "image":
             main = rec["files"]["main"]
             idx["images"][rec["name"]] = {
