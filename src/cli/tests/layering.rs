@@ -1,6 +1,6 @@
 //! The layering rules of ARCHITECTURE.md that a test can check, read from
 //! the crates' manifests and sources:
-//! - node daemons (the datastore; later the API-server proxy) depend on no
+//! - node daemons (the datastore and the API-server proxy) depend on no
 //!   workstation crate;
 //! - no crate but the CLI depends on clap or indicatif (a node daemon has its
 //!   own command line and is exempt);
@@ -25,7 +25,7 @@ fn repo() -> PathBuf {
 }
 
 /// Node daemons: their own processes on cluster hosts.
-const DAEMONS: &[&str] = &["datastore"];
+const DAEMONS: &[&str] = &["datastore", "apiserver-proxy"];
 
 /// Every crate of the workspace but the CLI: (directory, manifest text).
 fn other_crates() -> Vec<(PathBuf, String)> {
@@ -84,7 +84,8 @@ fn walk(dir: &Path, with_tests: bool, out: &mut Vec<(PathBuf, usize, String)>) {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if p.is_dir() {
-            if with_tests || !matches!(name.as_str(), "tests" | "benches" | "target") {
+            // Examples are programs of their own, like tests and benches.
+            if with_tests || !matches!(name.as_str(), "tests" | "benches" | "examples" | "target") {
                 walk(&p, with_tests, out);
             }
             continue;
