@@ -30,9 +30,9 @@ use serde::Serialize;
 
 use crate::apply::{ApplyOptions, apply};
 use crate::desired::ResolvedState;
-use crate::fleet::{Sessions, plan_from, session};
 use crate::error::EngineError;
 use crate::facts::Facts;
+use crate::fleet::{Sessions, plan_from, session};
 use crate::observe::{self, Observation};
 use crate::observe_many::{HostObservation, observe_sections};
 use crate::observe_rebase::rebase;

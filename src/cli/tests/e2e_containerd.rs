@@ -24,7 +24,8 @@ fn mirror() -> (PathBuf, Value) {
     let root = match std::env::var_os("K8SUP_MIRROR") {
         Some(root) => PathBuf::from(root),
         None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts/build.sh");
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts/build.sh");
             let out = Command::new("bash")
                 .arg(&script)
                 .arg(KUBERNETES)
