@@ -27,7 +27,10 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A stand-in kube-apiserver port: says its name ("A\n"), then echoes.
+/// A plain TCP upstream for the byte-level forwarding tests (the proxy is
+/// protocol-blind): says its name ("A\n"), then echoes. It is not a
+/// kube-apiserver, and no test here claims to check one: the proxy in front
+/// of the real kube-apiserver from the mirror is still to be tested.
 pub struct Tagged {
     pub addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
