@@ -44,6 +44,8 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Make every host match the inventory (exactly what `plan` shows).
     Apply(cmd::apply::ApplyArgs),
+    /// Print or write the cluster's admin kubeconfig, read from a control plane.
+    Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Local systemd-nspawn machines that behave like VMs, for trying k8sup
     /// and for its end-to-end tests.
     #[command(subcommand)]
@@ -59,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Facts(args) => cmd::facts::execute(args),
         Command::Plan(args) => cmd::plan::execute(args),
         Command::Apply(args) => cmd::apply::execute(args),
+        Command::Kubeconfig(args) => cmd::kubeconfig::execute(args),
         Command::Lab(c) => cmd::lab::execute(c),
     };
     match result {

@@ -3,15 +3,19 @@
 //! (reused for everything the command does).
 
 use anyhow::{Result, bail};
-use k8sup_engine::{Plan, ResolvedRollout, Sessions};
-use k8sup_inventory::Inventory;
+use k8sup_engine::{Phases, Plan, ResolvedRollout, Rollout, Sessions};
+use k8sup_inventory::{Components, Inventory};
 
 use crate::connect::connect_hosts;
 
 pub struct Fleet {
     pub inventory: Inventory,
     pub hosts: Vec<String>,
+    /// The workload alone (`components: none`); empty for a cluster.
     pub desired: ResolvedRollout,
+    /// A cluster's phases (`components: kubernetes`), run by the engine
+    /// phase by phase.
+    pub phases: Option<Phases>,
     pub sessions: Sessions,
 }
 
@@ -19,13 +23,39 @@ impl Fleet {
     /// Everything up to, not including, observing the hosts. Fails naming
     /// every host that cannot be reached: a plan that cannot see a host
     /// cannot be honest about it (use `--host` to leave it out).
-    pub async fn prepare(inventory: Inventory, only: &[String]) -> Result<Fleet> {
+    /// `artifacts` overrides the inventory's artifacts source (`--artifacts`).
+    pub async fn prepare(
+        inventory: Inventory,
+        only: &[String],
+        artifacts: Option<&str>,
+    ) -> Result<Fleet> {
         let hosts = crate::load::select_hosts(&inventory, only)?;
-        let rollout = k8sup_cluster::rollout(&inventory, &hosts)?;
-        // Rendering templates and hashing local files overlaps with the SSH
-        // handshakes: both are on the critical path of a no-op apply.
-        let (desired, connected) =
-            tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts));
+        let cluster = inventory.cluster.components == Components::Kubernetes;
+        let rollout = if cluster {
+            Rollout::default()
+        } else {
+            k8sup_cluster::rollout(&inventory, &hosts)?
+        };
+        // Fetching and verifying artifacts (for a cluster), rendering
+        // templates and hashing local files overlap with the SSH handshakes:
+        // all are on the critical path of a no-op apply. A checksum mismatch
+        // ends the run here, before any host is touched.
+        let files = async {
+            if cluster {
+                crate::node_files::prepare(&inventory, artifacts)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (desired, connected, files) =
+            tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts), files);
+        let phases = match files {
+            Ok(Some(files)) => Some(k8sup_cluster::cluster_phases(&inventory, &hosts, files)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        };
         tracing::debug!("connected, desired state resolved");
         let mut sessions = Sessions::new();
         let mut failed = Vec::new();
@@ -49,19 +79,23 @@ impl Fleet {
                 failed.join("\n")
             );
         }
-        let desired = match desired {
-            Ok(d) => d,
+        let ready = desired
+            .map_err(anyhow::Error::from)
+            .and_then(|d| Ok((d, phases.transpose()?)));
+        let (desired, phases) = match ready {
+            Ok(r) => r,
             Err(e) => {
                 for s in sessions.into_values() {
                     s.close().await;
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         Ok(Fleet {
             inventory,
             hosts: names,
             desired,
+            phases,
             sessions,
         })
     }
@@ -85,6 +119,16 @@ impl Fleet {
                 .await?;
         tracing::debug!(locked = planned.1.len(), "every host observed, plan made");
         Ok(planned)
+    }
+
+    /// A cluster's phased plan (`None` for a workload-only inventory).
+    pub async fn plan_phases(&self) -> Result<Option<k8sup_engine::PhasedPlan>> {
+        let Some(phases) = &self.phases else {
+            return Ok(None);
+        };
+        let plan = k8sup_engine::plan_phases(phases, &self.sessions).await?;
+        tracing::debug!("every host observed, phased plan made");
+        Ok(Some(plan))
     }
 
     pub fn concurrency(&self) -> usize {

@@ -17,5 +17,6 @@ pub mod connect;
 pub mod fleet;
 pub mod hints;
 pub mod load;
+pub mod node_files;
 pub mod output;
 pub mod progress;

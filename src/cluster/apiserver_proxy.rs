@@ -12,6 +12,9 @@
 //! changes nothing).
 
 use anyhow::{Context, Result, bail};
+use k8sup_engine::Resource;
+
+use crate::render;
 use serde::Serialize;
 
 /// Where the proxy reads its config (the proxy's own default).
@@ -46,16 +49,17 @@ struct UnitContext<'a> {
     config: &'a str,
 }
 
-/// The proxy's files for `node`, the `position`-th node that needs a proxy
-/// (0-based, in inventory order), forwarding to `control_planes`
-/// (`host:port`, in inventory order). `ca_file` is the cluster CA on the
-/// node, against which the proxy verifies each upstream's `/readyz`.
-pub fn proxy_files(
-    node: &str,
+/// What the templates are rendered with, for `node`, the `position`-th node
+/// that needs a proxy (0-based, in inventory order), forwarding to
+/// `control_planes` (`host:port`, in inventory order). `ca_file` is the
+/// cluster CA on the node, against which the proxy verifies each upstream's
+/// `/readyz`.
+fn contexts<'a>(
+    node: &'a str,
     position: usize,
-    control_planes: &[String],
-    ca_file: Option<&str>,
-) -> Result<ProxyFiles> {
+    control_planes: &'a [String],
+    ca_file: Option<&'a str>,
+) -> Result<(ConfigContext<'a>, UnitContext<'static>)> {
     if control_planes.is_empty() {
         bail!("{node}: the API-server proxy needs at least one control plane to forward to");
     }
@@ -65,25 +69,56 @@ pub fn proxy_files(
         .chain(&control_planes[..shift])
         .map(String::as_str)
         .collect();
-    let config = k8sup_templates::render(
-        "apiserver-proxy.json",
+    Ok((
         ConfigContext {
             node,
             listen: LISTEN,
             upstreams,
             ca_file,
         },
-    )
-    .with_context(|| format!("{node}: rendering the API-server proxy's config"))?;
-    let unit = k8sup_templates::render(
-        "k8sup-apiserver-proxy.service",
         UnitContext {
             bin: BIN_PATH,
             config: CONFIG_PATH,
         },
-    )
-    .with_context(|| format!("{node}: rendering the API-server proxy's unit"))?;
+    ))
+}
+
+/// The proxy's files for `node` (see [`contexts`] for the arguments).
+pub fn proxy_files(
+    node: &str,
+    position: usize,
+    control_planes: &[String],
+    ca_file: Option<&str>,
+) -> Result<ProxyFiles> {
+    let (config, unit) = contexts(node, position, control_planes, ca_file)?;
+    let config = k8sup_templates::render("apiserver-proxy.json", config)
+        .with_context(|| format!("{node}: rendering the API-server proxy's config"))?;
+    let unit = k8sup_templates::render("k8sup-apiserver-proxy.service", unit)
+        .with_context(|| format!("{node}: rendering the API-server proxy's unit"))?;
     Ok(ProxyFiles { config, unit })
+}
+
+/// The proxy as engine resources for `node`: its config, its unit, and the
+/// service enabled and running (see [`contexts`] for the arguments).
+pub fn resources(
+    node: &str,
+    position: usize,
+    control_planes: &[String],
+    ca_file: Option<&str>,
+) -> Result<Vec<Resource>> {
+    let (config, unit) = contexts(node, position, control_planes, ca_file)?;
+    Ok(vec![
+        Resource::file(
+            CONFIG_PATH,
+            render::template(node, "apiserver-proxy.json", config)?,
+        )
+        .mode(0o644),
+        Resource::unit(
+            UNIT_NAME,
+            render::template(node, "k8sup-apiserver-proxy.service", unit)?,
+        ),
+        Resource::service(UNIT_NAME).enabled(true).running(true),
+    ])
 }
 
 #[cfg(test)]

@@ -2,31 +2,48 @@
 //!
 //! The seam between what the user wrote (`k8sup-inventory`: validated, with
 //! targets) and how hosts are changed (`k8sup-engine`: resources observed,
-//! planned and applied). This crate turns an inventory into the engine's
-//! [`Rollout`]: steps, in cluster order, each with the resources of every
-//! host. Today that is one step, the user's own workload (`workload.rs`);
-//! the cluster's own phases (PKI, artifacts, the datastore, the Kubernetes
-//! components, their lifecycle) join it here, in order.
+//! planned and applied). For a Kubernetes cluster this crate gives the
+//! engine an ordered list of phases (`phases.rs`, read it first): host
+//! preparation, certificates, binaries, the datastore, the control plane,
+//! the nodes, the add-ons, then the user's own workload. For an inventory
+//! with `components: none`, only the workload, as a plain [`Rollout`].
 //!
 //! Rules (ARCHITECTURE.md): this crate never opens a connection (it has no
 //! transport among its dependencies) and never prints; every file it puts on
 //! a host for the cluster itself is rendered from a template under
-//! `templates/` (the user's workload files are the user's data).
+//! `templates/` (the user's workload files are the user's data); it fetches
+//! nothing: the verified local files come in as [`NodeFiles`].
 
+mod addons;
 pub mod apiserver_proxy;
+mod binaries;
+pub mod certificates;
+pub mod control_plane;
+mod host_prep;
+mod inputs;
+pub mod node;
+mod phases;
+mod probe;
+mod render;
+pub mod topology;
 mod workload;
 
 use anyhow::Result;
 use k8sup_engine::Rollout;
 use k8sup_inventory::{Host, Inventory};
 
+pub use inputs::NodeFiles;
+pub use phases::{
+    ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, cluster_phases,
+};
+pub use topology::Topology;
 pub use workload::host_state;
 
 /// The name of the one step that carries the user's own workload.
 pub const WORKLOAD_STEP: &str = "workload";
 
-/// The rollout for `hosts`: today one step, in which every host converges
-/// in parallel.
+/// The user's workload alone (`components: none`): one step, in which every
+/// host converges in parallel.
 pub fn rollout(inventory: &Inventory, hosts: &[&Host]) -> Result<Rollout> {
     let states = hosts
         .iter()

@@ -96,7 +96,7 @@ pub use observe::{
 };
 pub use phase::{FnPhase, Phase, PhaseContext, PhaseOutcome, Phases, phase};
 pub use phased::{PhaseReport, PhasedReport, apply_phases, plan_phases};
-pub use phased_plan::{PhasePlan, PhasedPlan};
+pub use phased_plan::{PhasePlan, PhasedPlan, SECRET_FACT_PREFIX};
 pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
 pub use planner::{DAEMON_RELOAD_ID, plan_host};
 pub use print::PrintOptions;

@@ -33,6 +33,28 @@ use serde::{Deserialize, Serialize};
 use crate::facts::Facts;
 use crate::plan::{FORMAT_VERSION, Plan, READS_VERSIONS, StepPlan, Summary};
 
+/// Facts under keys with this prefix (a credential a probe read back, say)
+/// never leave the process: a plan's JSON, printed or saved, omits them.
+pub const SECRET_FACT_PREFIX: &str = "secret.";
+
+fn public_facts<S: serde::Serializer>(
+    facts: &BTreeMap<String, Facts>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let public: BTreeMap<&String, BTreeMap<&String, &String>> = facts
+        .iter()
+        .map(|(h, f)| {
+            (
+                h,
+                f.0.iter()
+                    .filter(|(k, _)| !k.starts_with(SECRET_FACT_PREFIX))
+                    .collect(),
+            )
+        })
+        .collect();
+    serde::Serialize::serialize(&public, s)
+}
+
 /// One phase as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +88,9 @@ pub struct PhasedPlan {
     /// Always `"phased"`: tells this document from a plain plan.
     pub kind: String,
     pub created_at: u64,
+    /// Facts whose key starts with [`SECRET_FACT_PREFIX`] are kept in memory
+    /// (phases read them) and never serialized.
+    #[serde(serialize_with = "public_facts")]
     pub facts: BTreeMap<String, Facts>,
     pub phases: Vec<PhasePlan>,
     pub summary: Summary,
@@ -101,6 +126,11 @@ impl PhasedPlan {
             s.add(a.kind);
         }
         s
+    }
+
+    /// Every phase's steps as one plan (for counting and progress).
+    pub fn as_plan(&self) -> Plan {
+        Plan::new(self.phases.iter().flat_map(|p| p.steps.clone()).collect())
     }
 
     /// Whether applying would change anything (as planned now).

@@ -22,7 +22,7 @@ pub const DEFAULT_CONCURRENCY: u32 = 64;
 /// The Kubernetes version a cluster gets when the inventory names none.
 /// Upgrades are never started by a change of this default: an upgrade needs
 /// the version written in the inventory (see `kubernetes_version_defaulted`).
-pub const DEFAULT_KUBERNETES_VERSION: &str = "1.34.2";
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.37.2";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,6 +44,60 @@ pub struct Cluster {
     pub cluster_domain: String,
     pub api_server: ApiServer,
     pub datastore: Datastore,
+    /// What k8sup installs on the hosts besides the inventory's own files,
+    /// services and commands.
+    pub components: Components,
+    /// Where the Kubernetes binaries and image archives come from.
+    pub artifacts: Artifacts,
+    /// Hosts whose cgroup layout is v1 (or hybrid) are refused unless this
+    /// is true: the kubelet 1.35+ runs there only in a deprecated mode.
+    #[serde(rename = "allowCgroupV1")]
+    pub allow_cgroup_v1: bool,
+    pub container_runtime: ContainerRuntime,
+}
+
+/// What k8sup installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Components {
+    /// A Kubernetes cluster: the datastore, the control plane, the node
+    /// components, pod networking and DNS (the default).
+    Kubernetes,
+    /// Nothing of Kubernetes: only the inventory's `files:`, `services:` and
+    /// `commands:` (k8sup as a plain configuration tool).
+    None,
+}
+
+/// `cluster.artifacts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifacts {
+    /// A mirror URL (`http(s)://…/`, the official paths beneath it) or a
+    /// local directory laid out the same way; `None`: the official release
+    /// locations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `registry` (containerd pulls pause and CoreDNS) or `archives` (image
+    /// archives from the source, imported on each node: for hosts without a
+    /// registry).
+    pub images: ImageSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSource {
+    Registry,
+    Archives,
+}
+
+/// `cluster.containerRuntime`: containerd settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRuntime {
+    /// containerd's `restrict_oom_score_adj`: needed where the host's root
+    /// cannot lower an OOM score (nested containers, such as the lab's).
+    #[serde(rename = "restrictOOMScoreAdj")]
+    pub restrict_oom_score_adj: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -141,6 +195,30 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
     };
     let api_server = m.get("apiServer").and_then(|n| decode_api_server(cx, n));
     let datastore = m.get("datastore").and_then(|n| decode_datastore(cx, n));
+    let components = match m.get("components") {
+        None => Some(Components::Kubernetes),
+        Some(n) => cx
+            .one_of(n, "'components' in 'cluster'", &["kubernetes", "none"])
+            .map(|c| match c {
+                "none" => Components::None,
+                _ => Components::Kubernetes,
+            }),
+    };
+    let artifacts = match m.get("artifacts") {
+        None => Some(Artifacts {
+            source: None,
+            images: ImageSource::Registry,
+        }),
+        Some(n) => decode_artifacts(cx, n),
+    };
+    let allow_v1 = match m.get("allowCgroupV1") {
+        None => Some(false),
+        Some(n) => cx.boolean(n, "'allowCgroupV1' in 'cluster'"),
+    };
+    let runtime = match m.get("containerRuntime") {
+        None => Some(ContainerRuntime::default()),
+        Some(n) => decode_runtime(cx, n),
+    };
     m.finish(cx);
 
     let default_net = |s: &str| s.parse::<IpNet>().expect("default CIDRs are valid");
@@ -187,6 +265,50 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         cluster_domain: domain?,
         api_server,
         datastore,
+        components: components?,
+        artifacts: artifacts?,
+        allow_cgroup_v1: allow_v1?,
+        container_runtime: runtime?,
+    })
+}
+
+fn decode_artifacts(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Artifacts> {
+    let mut m = cx.map(yaml, "'cluster.artifacts'")?;
+    let source = m
+        .get("source")
+        .map(|n| cx.string(n, "'source' in 'cluster.artifacts'"));
+    let images = match m.get("images") {
+        None => Some(ImageSource::Registry),
+        Some(n) => cx
+            .one_of(
+                n,
+                "'images' in 'cluster.artifacts'",
+                &["registry", "archives"],
+            )
+            .map(|c| match c {
+                "archives" => ImageSource::Archives,
+                _ => ImageSource::Registry,
+            }),
+    };
+    m.finish(cx);
+    Some(Artifacts {
+        source: match source {
+            Some(s) => Some(s?),
+            None => None,
+        },
+        images: images?,
+    })
+}
+
+fn decode_runtime(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ContainerRuntime> {
+    let mut m = cx.map(yaml, "'cluster.containerRuntime'")?;
+    let restrict = match m.get("restrictOOMScoreAdj") {
+        None => Some(false),
+        Some(n) => cx.boolean(n, "'restrictOOMScoreAdj' in 'cluster.containerRuntime'"),
+    };
+    m.finish(cx);
+    Some(ContainerRuntime {
+        restrict_oom_score_adj: restrict?,
     })
 }
 

@@ -10,14 +10,13 @@ use serde::Serialize;
 use crate::files::write_atomic;
 use crate::state::{Machine, Role};
 
-// Lab machines on a hybrid host (this project's CI) see cgroup v1: the
-// cluster layer refuses v1 unless the inventory allows it, and the kubelet
-// (1.35+) needs `failCgroupV1: false` with the cgroupfs driver there. That
-// allowance belongs in this inventory, in `Cluster`, when the cluster layer
-// defines its key; real VMs (cgroup v2) keep k8sup's defaults. Likewise, on
-// hosts whose root lacks CAP_SYS_RESOURCE (this project's sandboxes) no OOM
-// score can be lowered in a machine: containerd there needs
-// `restrict_oom_score_adj = true` (tests/e2e_containerd.rs).
+// The lab's quirks stay in the lab's inventory; real VMs keep k8sup's
+// defaults. Lab machines on a hybrid host (this project's CI) see cgroup v1:
+// the cluster layer refuses v1 unless the inventory allows it
+// (`allowCgroupV1`), and then gives the kubelet `failCgroupV1: false` and the
+// cgroupfs driver. On hosts whose root lacks CAP_SYS_RESOURCE (this
+// project's sandboxes) no OOM score can be lowered in a machine: containerd
+// there needs `restrict_oom_score_adj` (`containerRuntime.restrictOOMScoreAdj`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Inventory<'a> {
@@ -29,8 +28,30 @@ struct Inventory<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Cluster<'a> {
     name: &'a str,
+    /// Lab machines on a hybrid or v1 host see cgroup v1.
+    #[serde(rename = "allowCgroupV1")]
+    allow_cgroup_v1: bool,
+    container_runtime: Runtime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifacts: Option<Artifacts<'a>>,
+}
+
+#[derive(Serialize)]
+struct Runtime {
+    /// Nothing in a lab machine may lower an OOM score below its own.
+    #[serde(rename = "restrictOOMScoreAdj")]
+    restrict_oom_score_adj: bool,
+}
+
+/// The mirror built by tests/artifacts/build.sh: binaries and the image
+/// archives the machines import (they reach no registry).
+#[derive(Serialize)]
+struct Artifacts<'a> {
+    source: &'a Path,
+    images: &'static str,
 }
 
 #[derive(Serialize)]
@@ -55,11 +76,22 @@ pub fn render(
     identity_file: &Path,
     known_hosts: &Path,
     machines: &[Machine],
+    mirror: Option<&Path>,
 ) -> Result<String> {
     let inventory = Inventory {
         api_version: "k8sup.io/v1alpha1",
         kind: "Cluster",
-        cluster: Cluster { name: lab },
+        cluster: Cluster {
+            name: lab,
+            allow_cgroup_v1: true,
+            container_runtime: Runtime {
+                restrict_oom_score_adj: true,
+            },
+            artifacts: mirror.map(|source| Artifacts {
+                source,
+                images: "archives",
+            }),
+        },
         ssh: Ssh {
             user: "root",
             identity_file,
@@ -91,8 +123,9 @@ pub fn write(
     identity_file: &Path,
     known_hosts: &Path,
     machines: &[Machine],
+    mirror: Option<&Path>,
 ) -> Result<()> {
-    let text = render(lab, identity_file, known_hosts, machines)?;
+    let text = render(lab, identity_file, known_hosts, machines, mirror)?;
     write_atomic(path, text.as_bytes(), 0o644)
 }
 
@@ -121,6 +154,7 @@ mod tests {
             Path::new("/var/lib/k8sup/lab/k/id_ed25519"),
             Path::new("/var/lib/k8sup/lab/k/known_hosts"),
             &machines,
+            Some(Path::new("/var/cache/k8sup/mirror/v1.37.2")),
         )
         .unwrap();
         for needle in [
@@ -132,6 +166,10 @@ mod tests {
             "role: control-plane",
             "role: worker",
             "\n  - name: k-2\n",
+            "allowCgroupV1: true",
+            "restrictOOMScoreAdj: true",
+            "source: /var/cache/k8sup/mirror/v1.37.2",
+            "images: archives",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

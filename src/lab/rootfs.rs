@@ -32,7 +32,8 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 /// sshd, sudo for non-root users, python3 so that Ansible and pyinfra can be
 /// benchmarked against k8sup on the same machines, and what a Kubernetes
 /// node expects of its OS: the packet-filter tools kube-proxy and CNI
-/// plugins call (iptables, nftables, ipset, conntrack), ethtool, socat
+/// plugins call (iptables, nftables, ipset, conntrack), ethtool, socat,
+/// curl (health checks)
 /// (port-forward), kmod (kubelet's and kube-proxy's module
 /// checks), procps and CA certificates. Nothing of Kubernetes itself
 /// (containerd, runc, kubelet): installing those is k8sup's job.
@@ -45,6 +46,7 @@ const PACKAGES: &[&str] = &[
     "dbus",
     "sudo",
     "ca-certificates",
+    "curl",
     "iptables",
     "nftables",
     "ipset",

@@ -42,6 +42,9 @@ pub struct UpOptions {
     pub subnet: Option<Ipv4Net>,
     /// How long to wait for sshd on booting machines.
     pub ready_timeout: Duration,
+    /// A mirror of the Kubernetes artifacts (tests/artifacts/build.sh's
+    /// output): the inventory then takes binaries and image archives from it.
+    pub mirror: Option<std::path::PathBuf>,
 }
 
 impl Default for UpOptions {
@@ -51,6 +54,7 @@ impl Default for UpOptions {
             control_planes: 1,
             subnet: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            mirror: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl Lab {
             &info.identity_file,
             &info.known_hosts,
             &state.machines,
+            opts.mirror.as_deref(),
         )?;
         files::hand_to_sudo_user(&[
             &info.identity_file,

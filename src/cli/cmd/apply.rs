@@ -74,6 +74,12 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub break_lock: bool,
 
+    /// Where the Kubernetes artifacts come from, instead of the inventory's
+    /// `cluster.artifacts.source`: a mirror URL, a directory laid out like
+    /// the official locations, or a bundle written by `k8sup artifacts bundle`.
+    #[arg(long, value_name = "URL|DIR|BUNDLE")]
+    pub artifacts: Option<String>,
+
     #[command(flatten)]
     pub display: DisplayArgs,
 
@@ -103,10 +109,22 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
     let json = args.output.output == OutputFormat::Json;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let fleet = Fleet::prepare(super::load_inventory(&inventory)?, &hosts).await?;
+        let fleet = Fleet::prepare(
+            super::load_inventory(&inventory)?,
+            &hosts,
+            args.artifacts.as_deref(),
+        )
+        .await?;
         let from_file = saved.is_some();
         let asked = !args.yes && std::io::stdin().is_terminal();
         let identity = RunIdentity::new();
+        if fleet.phases.is_some() {
+            if from_file {
+                fleet.close().await;
+                bail!("this plan file is not a cluster's plan; run `k8sup apply -i FILE`");
+            }
+            return apply_cluster(fleet, &args, asked, identity, json).await;
+        }
         // An apply that goes on straight after planning locks the hosts that
         // are certain to change while it observes them, saving each a second
         // look under the lock before its first change.
@@ -179,6 +197,141 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
         }
         Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
+}
+
+/// A cluster's apply: plan every phase, show it, ask, then apply phase by
+/// phase (the engine plans each phase again once an earlier one changed the
+/// hosts). The report says what each phase did and how long it took.
+async fn apply_cluster(
+    fleet: Fleet,
+    args: &ApplyArgs,
+    asked: bool,
+    identity: RunIdentity,
+    json: bool,
+) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let planned = fleet.plan_phases().await;
+    let plan = match planned {
+        Ok(p) => p.expect("a cluster fleet has phases"),
+        Err(e) => {
+            fleet.close().await;
+            return Err(e);
+        }
+    };
+    let shown = print::render_phased(&plan, &args.display.print_options());
+    if !plan.has_changes() || args.dry_run {
+        if json {
+            println!("{}", plan.to_json());
+        } else {
+            print!("{shown}");
+        }
+        fleet.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !json {
+        print!("{shown}");
+    }
+    if asked && !confirm(fleet.hosts.len())? {
+        eprintln!("Apply cancelled; nothing was changed.");
+        fleet.close().await;
+        return Ok(ExitCode::from(1));
+    }
+    let opts = ApplyOptions {
+        concurrency: fleet.concurrency(),
+        fail_fast: args.fail_fast,
+        break_stale_lock: args.break_lock,
+        verify_first: asked,
+        identity,
+        ..ApplyOptions::default()
+    };
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nstopping: actions in flight finish, nothing else starts; run apply again to converge"
+            );
+            cancel.cancel();
+        }
+    });
+    let bars = Bars::new(&plan.as_plan());
+    let phases = fleet.phases.as_ref().expect("a cluster fleet has phases");
+    let result = k8sup_engine::apply_phases(phases, &plan, &fleet.sessions, &opts, &bars).await;
+    bars.finish();
+    fleet.close().await;
+    let report = result?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if json {
+        let phases: Vec<JsonPhase> = report
+            .phases
+            .iter()
+            .map(|p| JsonPhase {
+                title: &p.title,
+                ran: p.ran,
+                replanned: p.replanned,
+                changed: p.report.as_ref().map_or(0, ApplyReport::changed),
+                elapsed_seconds: p.report.as_ref().map_or(0.0, |r| r.elapsed.as_secs_f64()),
+                hosts: p
+                    .report
+                    .as_ref()
+                    .map(|r| r.hosts.as_slice())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let j = JsonClusterReport {
+            ok: report.ok(),
+            changed: report.changed(),
+            elapsed_seconds: elapsed,
+            stopped_at: report.stopped_at.as_deref(),
+            phases,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        for p in &report.phases {
+            match &p.report {
+                None => println!("== {}: nothing to do", p.title),
+                Some(r) => {
+                    println!("== {} ({:.1} s)", p.title, r.elapsed.as_secs_f64());
+                    print_report(r);
+                }
+            }
+        }
+        match &report.stopped_at {
+            Some(t) => println!(
+                "\nApply stopped at phase {t:?} after {elapsed:.1} s; fix the failure above and apply again."
+            ),
+            None => println!(
+                "\nApply: {} changed in {} phases, {elapsed:.1} s.",
+                report.changed(),
+                report.phases.len()
+            ),
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonPhase<'a> {
+    title: &'a str,
+    ran: bool,
+    replanned: bool,
+    changed: usize,
+    elapsed_seconds: f64,
+    hosts: &'a [k8sup_engine::HostReport],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonClusterReport<'a> {
+    ok: bool,
+    changed: usize,
+    elapsed_seconds: f64,
+    stopped_at: Option<&'a str>,
+    phases: Vec<JsonPhase<'a>>,
 }
 
 /// [`Fleet::plan_claiming`], stoppable with Ctrl-C: the observations under

@@ -68,6 +68,12 @@ pub struct UpArgs {
     /// Seconds to wait for SSH on booting machines.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub timeout: u64,
+    /// A mirror of the Kubernetes artifacts (the last line printed by
+    /// `tests/artifacts/build.sh VERSION`): the lab's inventory takes the
+    /// binaries and the pod images from it, so `k8sup apply` on it needs no
+    /// internet.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,6 +140,7 @@ fn up(a: UpArgs) -> Result<ExitCode> {
         control_planes: a.control_planes.or(current_cp).unwrap_or(1),
         subnet: a.subnet,
         ready_timeout: Duration::from_secs(a.timeout),
+        mirror: a.mirror.as_deref().map(std::path::absolute).transpose()?,
     };
     if !k8sup_lab::root_is_cached() {
         eprintln!(

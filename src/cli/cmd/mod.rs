@@ -4,6 +4,7 @@ pub mod apply;
 pub mod facts;
 pub mod init;
 pub mod inventory;
+pub mod kubeconfig;
 pub mod lab;
 pub mod plan;
 

@@ -48,6 +48,12 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
 
+    /// Where the Kubernetes artifacts come from, instead of the inventory's
+    /// `cluster.artifacts.source`: a mirror URL, a directory laid out like
+    /// the official locations, or a bundle written by `k8sup artifacts bundle`.
+    #[arg(long, value_name = "URL|DIR|BUNDLE")]
+    pub artifacts: Option<String>,
+
     #[command(flatten)]
     pub display: DisplayArgs,
 
@@ -145,7 +151,34 @@ impl SavedPlan {
 pub fn execute(args: PlanArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let fleet = Fleet::prepare(super::load_inventory(&args.inventory)?, &args.hosts).await?;
+        let fleet = Fleet::prepare(
+            super::load_inventory(&args.inventory)?,
+            &args.hosts,
+            args.artifacts.as_deref(),
+        )
+        .await?;
+        if fleet.phases.is_some() && args.out.is_some() {
+            fleet.close().await;
+            anyhow::bail!(
+                "a cluster's plan cannot be saved yet: its later phases are decided at apply \
+                 (run `k8sup apply -i FILE`, which shows the plan and asks first)"
+            );
+        }
+        if let Some(phased) = fleet.plan_phases().await? {
+            fleet.close().await;
+            match args.output.output {
+                OutputFormat::Json => println!("{}", phased.to_json()),
+                OutputFormat::Text => print!(
+                    "{}",
+                    print::render_phased(&phased, &args.display.print_options())
+                ),
+            }
+            return Ok(if args.detailed_exitcode && phased.has_changes() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         let plan = fleet.plan().await?;
         if let Some(out) = &args.out {
             SavedPlan {

@@ -10,6 +10,10 @@
 //!   known_hosts (host keys stay strictly checked), and `ssh.user` becomes
 //!   `root`, the lab's only login (an example's non-root user with sudo has
 //!   no account on lab machines);
+//! - `cluster.components` becomes `none`: what is checked here is each
+//!   example's workload (files, services, commands); a whole cluster per
+//!   example would be the same install five times (`e2e_cluster.rs` applies
+//!   a cluster);
 //! - everything else stays: roles, groups, vars, the workload, and a
 //!   `proxyJump` (the bastion example jumps through lab machine 1 to reach
 //!   the others, as it would through its edge host). `sudoPasswordEnv` stays
@@ -64,6 +68,9 @@ fn on_the_lab(mut doc: Value, lab: &TestLab) -> Value {
         lab.info.known_hosts.display().to_string().into(),
     );
     ssh.insert("hostKeyPolicy".into(), "strict".into());
+    // The examples' workloads, not a Kubernetes install per example: the
+    // cluster itself is applied to a lab by e2e_cluster.rs.
+    doc["cluster"]["components"] = "none".into();
     let hosts = doc["hosts"].as_array_mut().expect("hosts is a list");
     assert!(
         hosts.len() <= lab.info.machines.len(),

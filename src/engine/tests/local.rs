@@ -691,6 +691,55 @@ async fn facts_that_change_what_is_observed_cost_one_more_exec_unless_hinted() {
     assert_eq!(p2.phases, p.phases);
 }
 
+#[tokio::test]
+async fn secret_facts_reach_the_phases_but_never_the_plans_json() {
+    // A probe that reads a credential back, as the cluster's does.
+    let t = hosts(&["a"]);
+    std::fs::write(t.h(0).path("/key"), "hunter2\n").unwrap();
+    let h = t.h(0).clone();
+    let phases = Phases::new(vec!["a".into()])
+        .facts_probe("echo secret.key=$(cat key); echo arch=x86_64")
+        .then(phase("use", move |cx| {
+            let key = cx
+                .facts_of("a")
+                .get("secret.key")
+                .unwrap_or("none")
+                .to_string();
+            Ok(vec![Step::new(
+                "s",
+                vec![DesiredState::new("a").with(
+                    Resource::file(h.path("/copy"), Content::text(format!("{key}\n"))).mode(0o600),
+                )],
+            )])
+        }));
+    let p = plan_phases(&phases, &t.sessions).await.unwrap();
+    assert_eq!(
+        p.facts["a"].get("secret.key"),
+        Some("hunter2"),
+        "the phase sees it"
+    );
+    let json = p.to_json();
+    assert!(
+        !json.contains("hunter2") && !json.contains("secret.key"),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"arch\": \"x86_64\""),
+        "other facts stay: {json}"
+    );
+    let r = apply_phases(
+        &phases,
+        &p,
+        &t.sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(r.ok());
+    assert_eq!(read(&t.h(0).clone(), "/copy").as_deref(), Some("hunter2\n"));
+}
+
 /// A loopback HTTP server answering each request with the next status of
 /// `statuses` (the last one repeats).
 fn http_server(statuses: Vec<u16>) -> u16 {

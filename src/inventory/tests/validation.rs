@@ -722,3 +722,44 @@ fn tabs_in_indentation_get_a_specific_hint() {
         )
     );
 }
+
+#[test]
+fn cluster_components_artifacts_and_runtime_settings() {
+    let src = format!(
+        "{HEADER}  components: none\n  allowCgroupV1: true\n  containerRuntime: {{ restrictOOMScoreAdj: true }}\n  artifacts: {{ source: ./mirror, images: archives }}\nhosts:\n  - {{ name: cp-1, address: 10.0.0.11, role: control-plane }}\n"
+    );
+    let c = parse(&src).expect("valid").inventory.cluster;
+    assert_eq!(c.components, k8sup_inventory::Components::None);
+    assert!(c.allow_cgroup_v1);
+    assert!(c.container_runtime.restrict_oom_score_adj);
+    assert_eq!(c.artifacts.source.as_deref(), Some("./mirror"));
+    assert_eq!(c.artifacts.images, k8sup_inventory::ImageSource::Archives);
+
+    // The defaults: a Kubernetes cluster, official artifacts, registry images, cgroup v2 only.
+    let d = parse(&with_hosts(
+        "  - { name: cp-1, address: 10.0.0.11, role: control-plane }\n",
+    ))
+    .unwrap()
+    .inventory
+    .cluster;
+    assert_eq!(d.components, k8sup_inventory::Components::Kubernetes);
+    assert_eq!(d.artifacts.source, None);
+    assert_eq!(d.artifacts.images, k8sup_inventory::ImageSource::Registry);
+    assert!(!d.allow_cgroup_v1 && !d.container_runtime.restrict_oom_score_adj);
+}
+
+#[test]
+fn wrong_cluster_settings_are_reported_at_their_line_with_the_choices() {
+    let src = format!(
+        "{HEADER}  components: kubernets\n  allowCgroupV1: yes\n  artifacts: {{ images: pull }}\nhosts:\n  - {{ name: cp-1, address: 10.0.0.11, role: control-plane }}\n"
+    );
+    let r = report(&src);
+    let d = find(&r.diagnostics, "'components' in 'cluster'");
+    assert_eq!(at(d).0, 6);
+    assert!(d.message.contains("'kubernetes', 'none'"), "{}", d.message);
+    assert_eq!(d.help.as_deref(), Some("did you mean 'kubernetes'?"));
+    let d = find(&r.diagnostics, "'allowCgroupV1' in 'cluster'");
+    assert_eq!(at(d).0, 7);
+    let d = find(&r.diagnostics, "'images' in 'cluster.artifacts'");
+    assert_eq!(at(d).0, 8);
+}

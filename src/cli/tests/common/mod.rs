@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use k8sup_lab::{Lab, LabInfo, UpOptions};
 
+mod mirror;
+#[allow(unused_imports)]
+pub use mirror::{KUBERNETES, component, image, mirror};
+
 /// A lab for one test. Each test names its own, so tests run in parallel
 /// (each lab has its own bridge and subnet); `Drop` takes it down.
 pub struct TestLab {
@@ -116,7 +120,7 @@ impl TestLab {
         host_extra: impl Fn(usize) -> String,
     ) -> PathBuf {
         let mut y = format!(
-            "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: {}\nssh:\n  identityFile: {}\n  knownHostsFile: {}\n  hostKeyPolicy: strict\n{ssh_extra}hosts:\n",
+            "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: {}\n  components: none\nssh:\n  identityFile: {}\n  knownHostsFile: {}\n  hostKeyPolicy: strict\n{ssh_extra}hosts:\n",
             self.lab.name(),
             self.info.identity_file.display(),
             self.info.known_hosts.display(),

@@ -1,0 +1,344 @@
+//! A real Kubernetes cluster from one inventory, as a user gets it: a lab of
+//! one control plane and two workers whose inventory `k8sup lab up --mirror`
+//! wrote (artifacts from the mirror of upstream binaries built from Go
+//! modules), `k8sup plan`, `k8sup apply`, then the cluster is checked with
+//! the real kubectl and the admin kubeconfig `k8sup kubeconfig` gives:
+//! every Node Ready, a 3-replica Deployment spread over the nodes, a
+//! ClusterIP Service answering a pod on another node, DNS for
+//! `kubernetes.default` and the Service, `kubectl logs` and `exec`; and a
+//! second apply has nothing to do.
+//!
+//! The test workload's image (busybox: a shell, httpd, nslookup) is put on
+//! the nodes by the inventory's own `files:` and `commands:` (the workload
+//! phase), as a user pre-loads images on hosts without a registry.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{TestLab, image, k8sup, mirror, text};
+use k8sup_lab::UpOptions;
+
+struct Kubectl {
+    bin: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.config)
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    fn apply(&self, yaml: &str) {
+        let dir = self.config.parent().unwrap();
+        let f = dir.join("manifest.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    /// Retries `args` until `until` holds on its output (or panics after `within`).
+    fn wait(
+        &self,
+        what: &str,
+        within: Duration,
+        args: &[&str],
+        until: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            let (ok, out, err) = self.run(args);
+            if ok && until(&out) {
+                return out;
+            }
+            if start.elapsed() > within {
+                panic!("{what}: not within {within:?}; last output:\n{out}\n{err}");
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
+fn workload(lab: &TestLab, inventory: &Path, busybox: &str, archive: &Path) -> std::path::PathBuf {
+    let stage = inventory.parent().unwrap().join("busybox.tar");
+    std::fs::copy(archive, &stage).unwrap();
+    lab.inventory_variant("cluster.yaml", |text| {
+        format!(
+            "{text}files:\n  - {{ path: /var/lib/k8sup-e2e/busybox.tar, src: busybox.tar }}\n\
+             commands:\n  - name: import-busybox\n    run: /usr/local/bin/ctr -n k8s.io images import /var/lib/k8sup-e2e/busybox.tar\n    \
+             unless: /usr/local/bin/ctr -n k8s.io images ls -q | grep -qxF {busybox}\n"
+        )
+    })
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: DoNotSchedule
+          labelSelector: {matchLabels: {app: web}}
+      containers:
+        - name: web
+          image: BUSYBOX
+          imagePullPolicy: Never
+          command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && echo serving from $(hostname) && exec httpd -f -p 8080 -h /www"]
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+#[test]
+fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
+    let (root, index) = mirror();
+    let lab = TestLab::up_with(
+        "t-e2e-k8s",
+        UpOptions {
+            nodes: 3,
+            control_planes: 1,
+            mirror: Some(root.clone()),
+            ..Default::default()
+        },
+    );
+    let (busybox, archive) = image(&root, &index, "busybox");
+    let inventory = workload(&lab, lab.inventory(), &busybox, &archive);
+    let inv = inventory.to_str().unwrap();
+
+    // The plan names every phase and changes nothing.
+    let out = k8sup(&["plan", "-i", inv, "--color", "never"]);
+    let plan = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "plan failed:\n{plan}\n{}",
+        text(&out.stderr)
+    );
+    for phase in [
+        "certificates",
+        "binaries",
+        "datastore",
+        "control plane",
+        "nodes",
+        "add-ons",
+        "workload",
+    ] {
+        assert!(
+            plan.contains(phase),
+            "the plan does not show phase {phase:?}:\n{plan}"
+        );
+    }
+    assert!(
+        !plan.contains("BEGIN EC PRIVATE KEY") && !plan.contains("BEGIN PRIVATE KEY"),
+        "a private key was printed in the plan"
+    );
+    assert_eq!(
+        lab.root(
+            0,
+            "test -e /etc/kubernetes/pki/ca.crt && echo yes || echo no"
+        )
+        .trim(),
+        "no"
+    );
+
+    let started = Instant::now();
+    let out = k8sup(&["apply", "-i", inv, "--yes", "-o", "json"]);
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "apply failed:\n{report}\n{}",
+        text(&out.stderr)
+    );
+    eprintln!(
+        "apply (1 control plane + 2 workers, artifacts cached): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let json: serde_json::Value = serde_json::from_str(&report).expect("the apply report is JSON");
+    for p in json["phases"].as_array().unwrap() {
+        eprintln!(
+            "  {:<14} {:>6.1} s",
+            p["title"].as_str().unwrap(),
+            p["elapsedSeconds"].as_f64().unwrap()
+        );
+    }
+
+    // The admin kubeconfig from the cluster, for the real kubectl.
+    let dir = inventory.parent().unwrap().join("kube");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("admin.conf");
+    let out = k8sup(&["kubeconfig", "-i", inv, "--out", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubeconfig failed: {}",
+        text(&out.stderr)
+    );
+    let kubectl = Kubectl {
+        bin: common::component(&root, &index, "kubectl"),
+        config,
+    };
+
+    let nodes = kubectl.wait(
+        "every node Ready",
+        Duration::from_secs(120),
+        &["get", "nodes", "-o", "wide"],
+        |o| {
+            o.lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .count()
+                == 3
+        },
+    );
+    eprintln!("{nodes}");
+    assert!(
+        nodes.contains(common::KUBERNETES),
+        "nodes do not report {}:\n{nodes}",
+        common::KUBERNETES
+    );
+
+    kubectl.apply(&DEPLOYMENT.replace("BUSYBOX", &busybox));
+    kubectl.wait(
+        "the deployment is available",
+        Duration::from_secs(120),
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        |o| o.trim() == "3",
+    );
+    let pods = kubectl.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    ]);
+    let mut spread: Vec<&str> = pods
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    spread.sort_unstable();
+    spread.dedup();
+    assert_eq!(
+        spread.len(),
+        3,
+        "the 3 replicas are not on 3 nodes:\n{pods}"
+    );
+
+    // From a pod, the Service (by name, through DNS) answers, served by any replica.
+    let client = pods
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let served = kubectl.wait(
+        "the Service answers by name",
+        Duration::from_secs(60),
+        &[
+            "exec",
+            &client,
+            "--",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "5",
+            "http://web.default.svc.cluster.local/",
+        ],
+        |o| !o.trim().is_empty(),
+    );
+    eprintln!("served by {}", served.trim());
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let (ok, out, _) = kubectl.run(&[
+            "exec",
+            &client,
+            "--",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "5",
+            "http://web/",
+        ]);
+        if ok {
+            answered.insert(out.trim().to_string());
+        }
+    }
+    assert!(
+        answered
+            .iter()
+            .any(|h| !client.starts_with(h.as_str()) && h != &client),
+        "no replica on another pod answered the ClusterIP: {answered:?} (client {client})"
+    );
+    let dns = kubectl.ok(&[
+        "exec",
+        &client,
+        "--",
+        "nslookup",
+        "kubernetes.default.svc.cluster.local",
+    ]);
+    assert!(
+        dns.contains("10.152.183.1"),
+        "kubernetes.default does not resolve to the service IP:\n{dns}"
+    );
+
+    let logs = kubectl.ok(&["logs", &client]);
+    assert!(logs.contains("serving from"), "kubectl logs: {logs}");
+
+    // Nothing to do the second time.
+    let out = k8sup(&["plan", "-i", inv, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let total: u64 = again["summary"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(
+        total,
+        0,
+        "a second plan has changes:\n{}",
+        text(&out.stdout)
+    );
+    let facts = again["facts"].to_string();
+    assert!(
+        !facts.contains("secret."),
+        "credentials leaked into the plan's facts"
+    );
+}

@@ -1,0 +1,93 @@
+//! Cluster-wide objects, applied from the first control plane with its
+//! kubectl and admin kubeconfig: the RBAC the API server needs to reach the
+//! kubelets (`kubectl logs`, `exec`) and CoreDNS. Each manifest is a file
+//! from `templates/addons/`; `kubectl apply` runs when a manifest differs
+//! from the copy kept after its last successful apply, so a re-apply runs
+//! nothing. Then a gate waits until every node of the inventory is Ready.
+
+use std::time::Duration;
+
+use k8sup_engine::{Content, DesiredState, EngineError, Guard, ProbeCheck, Resource, ResourceId};
+use k8sup_pki::layout;
+
+use crate::binaries;
+use crate::inputs::NodeFiles;
+use crate::render;
+use crate::topology::Topology;
+
+pub const ADDONS_DIR: &str = "/etc/kubernetes/addons";
+/// Copies of the manifests as last applied.
+pub const APPLIED_DIR: &str = "/var/lib/k8sup/addons-applied";
+
+pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, EngineError> {
+    let cp = t.first_control_plane();
+    let host = cp.name.as_str();
+    let kubectl = format!(
+        "{} --kubeconfig={}",
+        binaries::path("kubectl"),
+        layout::ADMIN_CONF
+    );
+    let replicas = t.nodes.len().clamp(1, 2);
+    let manifests: [(&str, Content); 2] = [
+        (
+            "rbac.yaml",
+            render::template(
+                host,
+                "addons/rbac.yaml",
+                serde_json::json!({
+                    "kubelet_client_user": k8sup_pki::identity::APISERVER_KUBELET_CLIENT_USER,
+                }),
+            )?,
+        ),
+        (
+            "coredns.yaml",
+            render::template(
+                host,
+                "addons/coredns.yaml",
+                serde_json::json!({
+                    "coredns_version": files.coredns_version,
+                    "coredns_image": files.coredns_image,
+                    "dns_ip": t.dns_ip().to_string(),
+                    "cluster_domain": t.cluster.cluster_domain,
+                    "replicas": replicas,
+                }),
+            )?,
+        ),
+    ];
+    let mut s = DesiredState::new(host);
+    s.push(Resource::directory(APPLIED_DIR).mode(0o700));
+    for (name, content) in manifests {
+        let path = format!("{ADDONS_DIR}/{name}");
+        let applied = format!("{APPLIED_DIR}/{name}");
+        s.push(Resource::file(&path, content).mode(0o644));
+        s.push(
+            Resource::command(
+                format!("apply-{name}"),
+                format!("{kubectl} apply -f {path} >/dev/null && cp {path} {applied}"),
+                Guard::Unless(format!("cmp -s {path} {applied}")),
+            )
+            .depends_on(ResourceId::file(&path))
+            .depends_on(ResourceId::dir(APPLIED_DIR)),
+        );
+    }
+    let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
+    // Ready nodes, one name per line, compared with the inventory's.
+    let ready = format!(
+        "[ \"$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{range .status.conditions[?(@.type==\"Ready\")]}}{{.status}}{{end}}{{\"\\n\"}}{{end}}' | awk '$2==\"True\"{{print $1}}' | sort | tr '\\n' ' ')\" = '{} ' ]",
+        {
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            sorted.join(" ")
+        }
+    );
+    s.push(
+        Resource::probe(
+            "nodes-ready",
+            ProbeCheck::Command(ready),
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+        )
+        .depends_on(ResourceId::command("apply-coredns.yaml")),
+    );
+    Ok(s)
+}

@@ -1,0 +1,70 @@
+//! Host preparation: what a machine needs before any component is put on
+//! it. The directories the components use, the kernel settings a node
+//! needs (`templates/sysctl/99-k8sup.conf`, applied at once and at every
+//! boot by systemd-sysctl), and a refusal, naming the host, of a
+//! cgroup layout the inventory does not allow.
+
+//!
+//! Swap is left as it is: the kubelet runs with `failSwapOn: false` and its
+//! default `NoSwap` behaviour (pods never swap), as kind and Canonical
+//! Kubernetes do, rather than k8sup turning off a host's swap.
+
+use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
+
+use crate::render;
+use crate::topology::Topology;
+
+pub const SYSCTL_PATH: &str = "/etc/sysctl.d/99-k8sup.conf";
+
+/// Directories every node needs (its parents are created with it).
+const NODE_DIRS: &[&str] = &[
+    "/etc/kubernetes",
+    "/etc/kubernetes/pki",
+    "/etc/kubernetes/addons",
+    "/etc/containerd",
+    "/etc/cni/net.d",
+    "/opt/cni/bin",
+    "/var/lib/kubelet",
+    "/var/lib/kube-proxy",
+    "/var/lib/k8sup",
+    "/var/lib/k8sup/images",
+    "/etc/k8sup",
+];
+
+/// Whether `facts` say cgroup v1 (a hybrid layout counts as v1).
+pub fn cgroup_v1(facts: &Facts) -> bool {
+    facts.get("cgroup") == Some("v1")
+}
+
+pub fn host_state(t: &Topology, host: &str, facts: &Facts) -> Result<DesiredState, EngineError> {
+    if cgroup_v1(facts) && !t.cluster.allow_cgroup_v1 {
+        return Err(EngineError::Invalid {
+            host: host.to_string(),
+            reason: "this host has cgroup v1 (or a hybrid layout); the kubelet 1.35+ runs there \
+                     only in a deprecated mode. Use a cgroup v2 machine (systemd's default since \
+                     Debian 11 and Ubuntu 21.10), or set `allowCgroupV1: true` under `cluster:` \
+                     in the inventory"
+                .into(),
+        });
+    }
+    let mut s = DesiredState::new(host);
+    for d in NODE_DIRS {
+        s.push(Resource::directory(*d).mode(0o755));
+    }
+    s.push(
+        Resource::file(
+            SYSCTL_PATH,
+            render::template(host, "sysctl/99-k8sup.conf", ())?,
+        )
+        .mode(0o644),
+    );
+    s.push(
+        Resource::command(
+            "sysctl",
+            format!("sysctl -q -p {SYSCTL_PATH} || true"),
+            Guard::Unless("grep -qx 1 /proc/sys/net/ipv4/ip_forward".into()),
+        )
+        .depends_on(ResourceId::file(SYSCTL_PATH)),
+    );
+    Ok(s)
+}

@@ -1,0 +1,32 @@
+//! The cluster's part of the facts probe: a shell fragment run in the same
+//! exec as every observation (see `k8sup_engine::Phases::facts_probe`).
+//! It prints `key=value` lines:
+//! - `cgroup=v1|v2`: the layout the kubelet and containerd must match;
+//! - `k8sup.ipv4=ADDR`: the host's first global IPv4 address (for hosts
+//!   the inventory names by DNS);
+//! - `secret.pki.PATH=BASE64` for every credential file the host holds
+//!   (`certificates.rs`): the cluster, not the workstation, keeps them.
+
+use k8sup_engine::EngineError;
+
+use crate::topology::FACT_IPV4;
+
+/// The probe for a cluster whose credentials live at `paths`.
+pub fn facts_probe(paths: &[&str]) -> Result<String, EngineError> {
+    let mut quoted = Vec::new();
+    for p in paths {
+        quoted.push(shlex::try_quote(p).map_err(|e| EngineError::Invalid {
+            host: "(cluster)".into(),
+            reason: format!("credential path {p:?}: {e}"),
+        })?);
+    }
+    Ok(format!(
+        "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
+         printf '{FACT_IPV4}=%s\\n' \"$(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $4; exit}}' | cut -d/ -f1)\"\n\
+         for p in {}; do\n  \
+           [ -f \"$p\" ] && printf '{prefix}%s=%s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"\n\
+         done\n",
+        quoted.join(" "),
+        prefix = crate::certificates::FACT_PREFIX,
+    ))
+}
