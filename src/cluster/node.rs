@@ -108,8 +108,8 @@ pub fn host_state(
                     "{ctr} -n k8s.io images ls -q 2>/dev/null | grep -qxF {qi}"
                 )),
             )
-            .depends_on(ResourceId::service(CONTAINERD_UNIT))
-            .depends_on(ResourceId::binary(&archive)),
+            // The archive itself came in the binaries phase.
+            .depends_on(ResourceId::service(CONTAINERD_UNIT)),
         );
     }
 

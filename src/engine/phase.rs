@@ -192,6 +192,34 @@ impl Phases {
         self
     }
 
+    /// What every phase wants for these facts, in order, as if no earlier
+    /// phase changed anything: (title, runs, its desired states, resolved,
+    /// so that a dependency on an undeclared resource is an error here).
+    /// For inspecting and testing a phase list without hosts.
+    pub async fn desired(
+        &self,
+        facts: &BTreeMap<String, Facts>,
+    ) -> Result<Vec<(String, bool, crate::ResolvedRollout)>, EngineError> {
+        let mut out = Vec::new();
+        let mut earlier = Vec::new();
+        for p in &self.list {
+            let cx = PhaseContext {
+                facts,
+                earlier: &earlier,
+            };
+            let runs = p.should_run(&cx);
+            let steps = if runs { p.steps(&cx)? } else { Vec::new() };
+            let resolved = crate::Rollout { steps }.resolve().await?;
+            earlier.push(PhaseOutcome {
+                title: p.title(),
+                ran: runs,
+                ..Default::default()
+            });
+            out.push((p.title(), runs, resolved));
+        }
+        Ok(out)
+    }
+
     pub fn titles(&self) -> Vec<String> {
         self.list.iter().map(|p| p.title()).collect()
     }

@@ -342,3 +342,62 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         "credentials leaked into the plan's facts"
     );
 }
+
+#[test]
+fn a_tampered_artifact_is_refused_before_any_host_is_touched() {
+    let (root, index) = mirror();
+    // A mirror like the real one, with one byte more in the kubelet.
+    let work = std::env::temp_dir().join(format!("k8sup-e2e-tampered-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let tampered = work.join("mirror");
+    let status = Command::new("cp")
+        .arg("-rs")
+        .arg(&root)
+        .arg(&tampered)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -rs of the mirror");
+    let kubelet = common::component(&root, &index, "kubelet");
+    let copy = tampered.join(kubelet.strip_prefix(&root).unwrap());
+    let mut bytes = std::fs::read(&kubelet).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(&copy, bytes).unwrap();
+
+    let lab = TestLab::up_with(
+        "t-e2e-tamper",
+        UpOptions {
+            nodes: 1,
+            mirror: Some(tampered.clone()),
+            ..Default::default()
+        },
+    );
+    // An empty workstation cache, so that the mirror is read.
+    let out = Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["apply", "-i", lab.inventory().to_str().unwrap(), "--yes"])
+        .env("XDG_CACHE_HOME", work.join("cache"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a tampered kubelet was accepted:\n{}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains("kubelet"),
+        "the error does not name the artifact:\n{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("sha-256") || err.contains("checksum"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.root(0, "test -e /etc/kubernetes -o -e /usr/local/bin/kubelet -o -e /var/lib/k8sup && echo touched || echo untouched")
+            .trim(),
+        "untouched",
+        "the host was changed before the artifacts were verified"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -1,0 +1,201 @@
+//! The cluster's phase list, computed without hosts: for a 1+2 and a 3+2
+//! inventory, on cgroup v1 and v2 facts, every phase resolves (its
+//! dependencies are declared, its templates render), each host gets what
+//! its role needs, and the same inputs give the same credentials.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8sup_cluster::{NodeFiles, cluster_phases};
+use k8sup_engine::{Facts, ResolvedRollout};
+
+fn inventory(cps: usize, workers: usize, extra: &str) -> k8sup_inventory::Inventory {
+    let mut y = format!(
+        "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: t\n{extra}hosts:\n"
+    );
+    for i in 0..cps {
+        y += &format!(
+            "  - {{ name: cp-{i}, address: 10.0.0.{}, role: control-plane }}\n",
+            10 + i
+        );
+    }
+    for i in 0..workers {
+        y += &format!(
+            "  - {{ name: w-{i}, address: 10.0.0.{}, role: worker }}\n",
+            20 + i
+        );
+    }
+    k8sup_inventory::parse_str(&y, Path::new("t.yaml"), &|_| None)
+        .expect("valid")
+        .inventory
+}
+
+fn files(dir: &Path) -> NodeFiles {
+    let f = dir.join("program");
+    std::fs::write(&f, b"#!/bin/sh\n").unwrap();
+    let mut n = NodeFiles {
+        pause_image: "registry.k8s.io/pause:3.10.2".into(),
+        coredns_image: "registry.k8s.io/coredns/coredns:v1.15.0".into(),
+        coredns_version: "v1.15.0".into(),
+        ..Default::default()
+    };
+    for p in [
+        "containerd",
+        "containerd-shim-runc-v2",
+        "ctr",
+        "runc",
+        "crictl",
+        "kubelet",
+        "kube-proxy",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubectl",
+        "k8sup-datastore",
+        "k8sup-apiserver-proxy",
+        "bridge",
+        "host-local",
+        "loopback",
+        "portmap",
+    ] {
+        n.programs.insert(p.into(), f.clone());
+    }
+    n.images
+        .push(("registry.k8s.io/pause:3.10.2".into(), f.clone()));
+    n
+}
+
+fn facts(hosts: &[String], cgroup: &str) -> BTreeMap<String, Facts> {
+    hosts
+        .iter()
+        .map(|h| (h.clone(), Facts::default().with("cgroup", cgroup)))
+        .collect()
+}
+
+fn ids(r: &ResolvedRollout, host: &str) -> Vec<String> {
+    r.states_of(host)
+        .iter()
+        .flat_map(|s| s.resources.iter().map(|x| x.id.to_string()))
+        .collect()
+}
+
+fn tmp(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("k8sup-cluster-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn every_phase_resolves_and_each_role_gets_its_components() {
+    let dir = tmp("roles");
+    for (cps, workers) in [(1, 2), (3, 2)] {
+        let inv = inventory(cps, workers, "  allowCgroupV1: true\n");
+        let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+        let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+        let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+        for cgroup in ["v1", "v2"] {
+            let desired = phases.desired(&facts(&names, cgroup)).await.unwrap();
+            let titles: Vec<&str> = desired.iter().map(|(t, _, _)| t.as_str()).collect();
+            assert_eq!(
+                titles,
+                [
+                    "prepare hosts",
+                    "certificates",
+                    "binaries",
+                    "datastore",
+                    "control plane",
+                    "nodes",
+                    "add-ons",
+                    "workload"
+                ]
+            );
+            let phase = |t: &str| &desired.iter().find(|(x, _, _)| x == t).unwrap().2;
+            // Control planes: datastore and apiserver; workers: the proxy, no apiserver.
+            assert!(
+                ids(phase("datastore"), "cp-0")
+                    .iter()
+                    .any(|i| i.contains("k8sup-datastore.service"))
+            );
+            assert!(ids(phase("datastore"), "w-0").is_empty());
+            assert!(
+                ids(phase("control plane"), "cp-0")
+                    .iter()
+                    .any(|i| i.contains("kube-apiserver.service"))
+            );
+            let w = ids(phase("nodes"), "w-0");
+            assert!(
+                w.iter()
+                    .any(|i| i.contains("k8sup-apiserver-proxy.service")),
+                "{w:?}"
+            );
+            assert!(w.iter().any(|i| i.contains("kubelet.service")));
+            let cp = ids(phase("nodes"), "cp-0");
+            assert!(!cp.iter().any(|i| i.contains("apiserver-proxy")), "{cp:?}");
+            // Add-ons only on the first control plane.
+            assert!(!ids(phase("add-ons"), "cp-0").is_empty());
+            if cps > 1 {
+                assert!(ids(phase("add-ons"), "cp-1").is_empty());
+            }
+            // The CA key only on control planes.
+            assert!(
+                ids(phase("certificates"), "cp-0")
+                    .iter()
+                    .any(|i| i.ends_with("/pki/ca.key"))
+            );
+            assert!(
+                !ids(phase("certificates"), "w-0")
+                    .iter()
+                    .any(|i| i.ends_with("/pki/ca.key"))
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn cgroup_v1_is_refused_unless_the_inventory_allows_it() {
+    let dir = tmp("cgroup");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let e = phases
+        .desired(&facts(&names, "v1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cp-0") && e.contains("allowCgroupV1: true"),
+        "{e}"
+    );
+    assert!(phases.desired(&facts(&names, "v2")).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_same_inputs_give_the_same_credentials_within_a_run() {
+    let dir = tmp("memo");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let a = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let b = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let hashes = |d: &Vec<(String, bool, ResolvedRollout)>| -> Vec<String> {
+        d[1].2
+            .states_of("cp-0")
+            .iter()
+            .flat_map(|s| {
+                s.resources
+                    .iter()
+                    .map(|r| format!("{:?}", r.body.as_ref().map(|c| c.sha256.clone())))
+            })
+            .collect()
+    };
+    assert_eq!(
+        hashes(&a),
+        hashes(&b),
+        "a second computation issued new keys"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
