@@ -68,6 +68,50 @@ const APISERVER_PKI: ApiserverPki = ApiserverPki {
     sa_pub: layout::SA_PUB,
 };
 
+/// Refuses to start a control plane's datastore member next to members
+/// that already hold the cluster's data: a new member started with
+/// `--initial-cluster-state=new` would found a second cluster. Joining a
+/// running cluster (as a learner, then promoted) is not built yet; until it
+/// is, the way to more control planes is to list them all before the first
+/// apply.
+pub fn refuse_join(
+    t: &Topology,
+    facts: &std::collections::BTreeMap<String, k8sup_engine::Facts>,
+) -> Result<(), EngineError> {
+    let has_data = |n: &&Node| {
+        facts
+            .get(&n.name)
+            .and_then(|f| f.get(crate::probe::FACT_DATASTORE))
+            == Some("present")
+    };
+    let members: Vec<&Node> = t.control_planes().filter(has_data).collect();
+    if members.is_empty() {
+        return Ok(());
+    }
+    // Hosts whose facts are unknown (not observed in this run) are not judged.
+    let new: Vec<&str> = t
+        .control_planes()
+        .filter(|n| facts.contains_key(&n.name) && !has_data(n))
+        .map(|n| n.name.as_str())
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Invalid {
+        host: new.join(", "),
+        reason: format!(
+            "a new control plane cannot join the running datastore yet (its members: {}); \
+             k8sup would found a second cluster. Remove it from the inventory for now, or \
+             list every control plane before the first apply",
+            members
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
 /// The datastore member of control plane `node`.
 pub fn datastore_state(t: &Topology, node: &Node) -> Result<DesiredState, EngineError> {
     let ds = &t.cluster.datastore;

@@ -94,7 +94,10 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     });
     // Credential paths do not depend on addresses: the probe is fixed here.
     let t0 = Topology::new(inventory, &BTreeMap::new())?;
-    let probe = probe::facts_probe(&certificates::paths(&certificates::spec(&t0))?)?;
+    let probe = probe::facts_probe(
+        &certificates::paths(&certificates::spec(&t0))?,
+        &inventory.cluster.datastore.data_dir.display().to_string(),
+    )?;
 
     let sh = shared.clone();
     let prepare = phase(PREPARE, move |cx| {
@@ -118,6 +121,8 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     });
     let sh = shared.clone();
     let datastore = phase(DATASTORE, move |cx| {
+        let t = sh.topology(cx.facts)?;
+        control_plane::refuse_join(&t, cx.facts)?;
         sh.per_node(DATASTORE, cx, |t, n, _| {
             n.control_plane
                 .then(|| control_plane::datastore_state(t, n))

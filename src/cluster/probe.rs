@@ -4,6 +4,8 @@
 //! - `cgroup=v1|v2`: the layout the kubelet and containerd must match;
 //! - `k8sup.ipv4=ADDR`: the host's first global IPv4 address (for hosts
 //!   the inventory names by DNS);
+//! - `k8sup.datastore=present` when the datastore's data directory exists
+//!   (this control plane is already a member of a cluster);
 //! - `secret.pki.PATH=BASE64` for every credential file the host holds
 //!   (`certificates.rs`): the cluster, not the workstation, keeps them.
 
@@ -11,8 +13,11 @@ use k8sup_engine::EngineError;
 
 use crate::topology::FACT_IPV4;
 
+/// Present when this host holds datastore data (see the module docs).
+pub const FACT_DATASTORE: &str = "k8sup.datastore";
+
 /// The probe for a cluster whose credentials live at `paths`.
-pub fn facts_probe(paths: &[&str]) -> Result<String, EngineError> {
+pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, EngineError> {
     let mut quoted = Vec::new();
     for p in paths {
         quoted.push(shlex::try_quote(p).map_err(|e| EngineError::Invalid {
@@ -20,8 +25,13 @@ pub fn facts_probe(paths: &[&str]) -> Result<String, EngineError> {
             reason: format!("credential path {p:?}: {e}"),
         })?);
     }
+    let dir = shlex::try_quote(datastore_dir).map_err(|e| EngineError::Invalid {
+        host: "(cluster)".into(),
+        reason: format!("datastore directory {datastore_dir:?}: {e}"),
+    })?;
     Ok(format!(
-        "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
+        "[ -d {dir} ] && [ -n \"$(ls -A {dir} 2>/dev/null)\" ] && echo {FACT_DATASTORE}=present\n\
+         if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
          printf '{FACT_IPV4}=%s\\n' \"$(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $4; exit}}' | cut -d/ -f1)\"\n\
          for p in {}; do\n  \
            [ -f \"$p\" ] && printf '{prefix}%s=%s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"\n\

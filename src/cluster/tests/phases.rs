@@ -199,3 +199,31 @@ async fn the_same_inputs_give_the_same_credentials_within_a_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_control_plane_added_to_a_running_datastore_is_refused_not_bootstrapped() {
+    let dir = tmp("join");
+    let inv = inventory(2, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let mut f = facts(&names, "v2");
+    f.insert(
+        "cp-0".into(),
+        Facts::default()
+            .with("cgroup", "v2")
+            .with("k8sup.datastore", "present"),
+    );
+    let e = phases.desired(&f).await.unwrap_err().to_string();
+    assert!(e.contains("cp-1") && e.contains("cannot join"), "{e}");
+    // Every member with data (a re-apply), or none (a first apply): fine.
+    f.insert(
+        "cp-1".into(),
+        Facts::default()
+            .with("cgroup", "v2")
+            .with("k8sup.datastore", "present"),
+    );
+    assert!(phases.desired(&f).await.is_ok());
+    assert!(phases.desired(&facts(&names, "v2")).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
