@@ -401,3 +401,110 @@ fn a_tampered_artifact_is_refused_before_any_host_is_touched() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The datastore's members, as the real etcdctl sees them through
+/// control plane `i`, with the apiserver's client certificate.
+fn members(lab: &TestLab, i: usize, dir: &Path) -> serde_json::Value {
+    for (name, path) in [
+        ("ca.crt", "/etc/kubernetes/pki/datastore/ca.crt"),
+        (
+            "client.crt",
+            "/etc/kubernetes/pki/apiserver-datastore-client.crt",
+        ),
+        (
+            "client.key",
+            "/etc/kubernetes/pki/apiserver-datastore-client.key",
+        ),
+    ] {
+        std::fs::write(dir.join(name), lab.root(i, &format!("cat {path}"))).unwrap();
+    }
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://{}:2379", lab.address(i)))
+        .arg(format!("--cacert={}", dir.join("ca.crt").display()))
+        .arg(format!("--cert={}", dir.join("client.crt").display()))
+        .arg(format!("--key={}", dir.join("client.key").display()))
+        .args(["member", "list", "-w", "json"])
+        .output()
+        .expect("run etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl member list: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_str(&text(&out.stdout)).unwrap()
+}
+
+#[test]
+fn three_control_planes_keep_serving_when_the_one_a_worker_uses_stops() {
+    let (root, index) = mirror();
+    let lab = TestLab::up_with(
+        "t-e2e-ha",
+        UpOptions {
+            nodes: 5,
+            control_planes: 3,
+            mirror: Some(root.clone()),
+            ..Default::default()
+        },
+    );
+    let inv = lab.inventory().to_str().unwrap().to_string();
+    let out = k8sup(&["apply", "-i", &inv, "--yes"]);
+    assert!(
+        out.status.success(),
+        "apply failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let dir = lab.inventory().parent().unwrap().join("ha");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Three voting members, none a learner.
+    let m = members(&lab, 0, &dir);
+    let list = m["members"].as_array().expect("members");
+    assert_eq!(list.len(), 3, "{m}");
+    assert!(
+        list.iter().all(|x| x["isLearner"].as_bool() != Some(true)),
+        "{m}"
+    );
+
+    // The first worker's proxy prefers the first control plane: stop that one.
+    let proxy = lab.root(3, "cat /etc/k8sup/apiserver-proxy.json");
+    assert!(
+        proxy.contains(&format!("\"{}:6443\"", lab.address(0))),
+        "worker 1's proxy does not name the first control plane:\n{proxy}"
+    );
+    lab.lab
+        .stop(&lab.node(0))
+        .expect("stop the first control plane");
+
+    // Through the second control plane: the API answers, and worker 1 stays Ready
+    // well past the node monitor's grace period (its kubelet fails over).
+    let config = dir.join("admin.conf");
+    let out = k8sup(&["kubeconfig", "-i", &inv, "--out", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubeconfig with a control plane down: {}",
+        text(&out.stderr)
+    );
+    let kubectl = Kubectl {
+        bin: common::component(&root, &index, "kubectl"),
+        config,
+    };
+    std::thread::sleep(Duration::from_secs(60));
+    let worker = lab.node(3);
+    let ready = kubectl.wait(
+        "worker 1 Ready with the first control plane down",
+        Duration::from_secs(60),
+        &[
+            "get",
+            "node",
+            &worker,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        |o| o.trim() == "True",
+    );
+    assert_eq!(ready.trim(), "True");
+    let m = members(&lab, 1, &dir);
+    assert_eq!(m["members"].as_array().unwrap().len(), 3, "{m}");
+}
