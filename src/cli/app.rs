@@ -44,6 +44,8 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Make every host match the inventory (exactly what `plan` shows).
     Apply(cmd::apply::ApplyArgs),
+    /// Show the cluster: nodes, datastore members, components, certificate expiry.
+    Status(cmd::status::StatusArgs),
     /// Print or write the cluster's admin kubeconfig, read from a control plane.
     Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Local systemd-nspawn machines that behave like VMs, for trying k8sup
@@ -62,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => cmd::plan::execute(args),
         Command::Apply(args) => cmd::apply::execute(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::execute(args),
+        Command::Status(args) => cmd::status::execute(args),
         Command::Lab(c) => cmd::lab::execute(c),
     };
     match result {

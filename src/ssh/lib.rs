@@ -23,7 +23,8 @@
 //! (ssh_config and defaults), `known_hosts` + `handler` (the host-key verdict),
 //! `auth` (agent and key files), `session` (connection, retries, sudo probe),
 //! `exec` (one command on one channel), `sudo`, `shell` (quoting),
-//! `fleet` (many hosts, shared bastions), `error`.
+//! `fleet` (many hosts, shared bastions), `forward` (a local port to the
+//! remote side, OpenSSH's `-L`), `error`.
 //!
 //! Tests (`cargo test -p k8sup-ssh`) start real OpenSSH servers on 127.0.0.x
 //! (see `tests/harness`). They need root, `openssh-server`, `openssh-client` and
@@ -39,6 +40,7 @@ mod config;
 mod error;
 mod exec;
 mod fleet;
+mod forward;
 mod handler;
 mod known_hosts;
 mod quickack;
@@ -50,6 +52,7 @@ mod sudo;
 pub use error::{SshError, UnreachableCause};
 pub use exec::{Chunks, ExitStatus, Output, Signal};
 pub use fleet::connect_all;
+pub use forward::Forward;
 pub use session::Session;
 pub use shell::quote;
 pub use spec::{ConnectSpec, HostKeyPolicy, Secret, Sudo};

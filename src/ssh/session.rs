@@ -266,6 +266,40 @@ impl Session {
         &self.inner.name
     }
 
+    /// A `direct-tcpip` channel to `host:port` as the remote host reaches it
+    /// (see `forward.rs`).
+    pub(crate) async fn open_direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        from_ip: &str,
+        from_port: u16,
+    ) -> Result<russh::Channel<client::Msg>, SshError> {
+        self.inner
+            .handle
+            .channel_open_direct_tcpip(
+                host.to_string(),
+                port as u32,
+                from_ip.to_string(),
+                from_port as u32,
+            )
+            .await
+            .map_err(|e| {
+                self.io_error(
+                    &format!("forwarding to {host}:{port}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })
+    }
+
+    pub(crate) fn io_error(&self, context: &str, source: std::io::Error) -> SshError {
+        SshError::Io {
+            host: self.inner.name.clone(),
+            context: context.to_string(),
+            source,
+        }
+    }
+
     /// The login user.
     pub fn user(&self) -> &str {
         &self.inner.target.user

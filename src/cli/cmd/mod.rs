@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod kubeconfig;
 pub mod lab;
 pub mod plan;
+pub mod status;
 
 use std::path::Path;
 

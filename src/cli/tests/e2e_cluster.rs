@@ -320,6 +320,33 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
     let logs = kubectl.ok(&["logs", &client]);
     assert!(logs.contains("serving from"), "kubectl logs: {logs}");
 
+    // `k8sup status` reads the same from the cluster, over SSH only.
+    let out = k8sup(&["status", "-i", inv, "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap_or_else(|e| {
+        panic!(
+            "status -o json: {e}\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "status says unhealthy:\n{status:#}");
+    let ready = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["ready"] == true)
+        .count();
+    assert_eq!(ready, 3, "{status:#}");
+    let cp = &status["hosts"][0];
+    assert_eq!(cp["datastore"]["leader"], true, "{status:#}");
+    assert_eq!(cp["components"]["kube-apiserver"], "active", "{status:#}");
+    let certs = cp["certificates"].as_array().unwrap();
+    assert!(certs.len() >= 10, "{status:#}");
+    assert!(
+        certs.iter().all(|c| c["daysLeft"].as_i64().unwrap() > 300),
+        "{status:#}"
+    );
+
     // Nothing to do the second time.
     let out = k8sup(&["plan", "-i", inv, "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
