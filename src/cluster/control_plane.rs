@@ -176,7 +176,8 @@ pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, Engin
             .map(|cp| format!("https://{}", host_port(cp.ip, ds.client_port))),
     );
     let version = t.version();
-    let no_args: [&str; 0] = [];
+    // Per-node extra flags are not read from the inventory yet.
+    let no_args = render::extra_args(&[]);
     let apiserver = render::template(
         &node.name,
         "systemd/kube-apiserver.service",

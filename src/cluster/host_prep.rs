@@ -26,7 +26,8 @@ const NODE_DIRS: &[&str] = &[
     "/opt/cni/bin",
     "/var/lib/kubelet",
     "/var/lib/kube-proxy",
-    "/var/lib/k8sup",
+    // Not /var/lib/k8sup itself: the engine keeps its run lock there and
+    // creates it (0700) when it first locks the host.
     "/var/lib/k8sup/images",
     "/etc/k8sup",
 ];

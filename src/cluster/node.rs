@@ -55,7 +55,8 @@ pub fn host_state(
     let v1 = cgroup_v1(facts);
     let version = t.version();
     let behind_proxy = !node.control_plane;
-    let no_args: [&str; 0] = [];
+    // Per-node extra flags are not read from the inventory yet.
+    let no_args = render::extra_args(&[]);
     let mut s = DesiredState::new(host);
 
     // containerd, then the images it must hold before any pod starts.

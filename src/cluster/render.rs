@@ -13,3 +13,21 @@ pub fn template(host: &str, name: &str, context: impl Serialize) -> Result<Conte
             reason: format!("rendering {name}: {e}"),
         })
 }
+
+/// Extra command-line flags as systemd continuation lines, appended after a
+/// unit's last default flag (empty when there are none).
+pub fn extra_args(args: &[String]) -> String {
+    args.iter().map(|a| format!(" \\\n  {a}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn extra_args_continue_the_command_line() {
+        assert_eq!(super::extra_args(&[]), "");
+        assert_eq!(
+            super::extra_args(&["--v=2".into(), "--a=b".into()]),
+            " \\\n  --v=2 \\\n  --a=b"
+        );
+    }
+}

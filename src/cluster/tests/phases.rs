@@ -227,3 +227,133 @@ async fn a_control_plane_added_to_a_running_datastore_is_refused_not_bootstrappe
     assert!(phases.desired(&facts(&names, "v2")).await.is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every unit the cluster writes passes `systemd-analyze verify` (its
+/// programs replaced by /bin/true, which exists here), and its command line
+/// is whole: each continued line starts a flag.
+#[tokio::test]
+async fn every_unit_passes_systemd_analyze_verify() {
+    let dir = tmp("units");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let units = dir.join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let mut written = Vec::new();
+    for (_, _, r) in &desired {
+        for host in &names {
+            for s in r.states_of(host) {
+                for res in &s.resources {
+                    let k8sup_engine::Spec::Unit { name, .. } = &res.resource.spec else {
+                        continue;
+                    };
+                    let text = res
+                        .body
+                        .as_ref()
+                        .and_then(|b| b.text())
+                        .expect("a unit is text")
+                        .to_string();
+                    let mut lines = text.lines().peekable();
+                    while let Some(l) = lines.next() {
+                        if l.ends_with('\\') {
+                            let next = lines.peek().copied().unwrap_or("");
+                            assert!(
+                                next.starts_with("  --"),
+                                "{name}: a continued line does not start a flag: {next:?}\n{text}"
+                            );
+                        }
+                    }
+                    let text = regex_lite_replace(&text);
+                    let path = units.join(name);
+                    std::fs::write(&path, text).unwrap();
+                    written.push(path);
+                }
+            }
+        }
+    }
+    assert!(written.len() >= 8, "{written:?}");
+    written.sort();
+    written.dedup();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&written)
+        .output()
+        .expect("systemd-analyze runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            written
+                .iter()
+                .any(|w| l.contains(w.file_name().unwrap().to_str().unwrap()))
+        })
+        .collect();
+    assert!(ours.is_empty(), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ExecStart=/usr/local/bin/X` and `/sbin/ip` become `/bin/true` (which
+/// exists on the test machine; the units' own programs do not).
+fn regex_lite_replace(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            for key in [
+                "ExecStart=-",
+                "ExecStart=",
+                "ExecStop=-",
+                "ExecStop=",
+                "ExecReload=",
+            ] {
+                if let Some(rest) = l.strip_prefix(key) {
+                    let args = rest
+                        .split_once(' ')
+                        .map(|(_, a)| format!(" {a}"))
+                        .unwrap_or_default();
+                    return format!("{key}/bin/true{args}\n");
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect()
+}
+
+/// The kubelet's and kube-proxy's configs are the YAML they mean to be, with
+/// the cgroup v1 allowance only on v1 hosts.
+#[tokio::test]
+async fn the_kubelet_and_kube_proxy_configs_parse_as_meant() {
+    let dir = tmp("configs");
+    let inv = inventory(1, 1, "  allowCgroupV1: true\n");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    for (cgroup, driver) in [("v1", "cgroupfs"), ("v2", "systemd")] {
+        let desired = phases.desired(&facts(&names, cgroup)).await.unwrap();
+        let nodes = &desired.iter().find(|(t, _, _)| t == "nodes").unwrap().2;
+        let file = |path: &str| -> serde_json::Value {
+            let text = nodes
+                .states_of("w-0")
+                .iter()
+                .flat_map(|s| s.resources.iter())
+                .find(|r| r.id.to_string().ends_with(path))
+                .and_then(|r| r.body.as_ref().and_then(|b| b.text()).map(str::to_string))
+                .unwrap_or_else(|| panic!("no {path}"));
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}\n{text}"))
+        };
+        let k = file("/var/lib/kubelet/config.yaml");
+        assert_eq!(k["cgroupDriver"], driver);
+        assert_eq!(
+            k["failCgroupV1"].as_bool(),
+            (cgroup == "v1").then_some(false),
+            "{k}"
+        );
+        assert_eq!(k["clusterDNS"][0], "10.152.183.10");
+        assert_eq!(k["authentication"]["anonymous"]["enabled"], false);
+        let p = file("/var/lib/kube-proxy/config.yaml");
+        assert_eq!(p["mode"], "iptables");
+        assert_eq!(p["clusterCIDR"], "10.1.0.0/16");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
