@@ -35,7 +35,7 @@ t0=$(now)
 t1=$(now)
 kubeconfig=/var/tmp/k8sup-bench-admin.conf
 "$k8sup" kubeconfig -i "$inventory" --out "$kubeconfig" 2>/dev/null
-kubectl="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(sys.argv[1]+"/"+i["components"]["kubectl"]["path"])' "$mirror")"
+kubectl="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(sys.argv[1]+"/"+i["kubernetes"]["v1.37.2"]["binaries"]["kubectl"]["path"])' "$mirror")"
 busybox="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print([n for n,e in i["images"].items() if e["role"]=="busybox"][0])' "$mirror")"
 archive="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(sys.argv[1]+"/"+[e["path"] for n,e in i["images"].items() if e["role"]=="busybox"][0])' "$mirror")"
 for i in $(seq 1 "$nodes"); do

@@ -198,7 +198,7 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         text(&out.stderr)
     );
     let kubectl = Kubectl {
-        bin: common::component(&root, &index, "kubectl"),
+        bin: common::kube_binary(&root, &index, "kubectl"),
         config,
     };
 
@@ -385,7 +385,7 @@ fn a_tampered_artifact_is_refused_before_any_host_is_touched() {
         .status()
         .unwrap();
     assert!(status.success(), "cp -rs of the mirror");
-    let kubelet = common::component(&root, &index, "kubelet");
+    let kubelet = common::kube_binary(&root, &index, "kubelet");
     let copy = tampered.join(kubelet.strip_prefix(&root).unwrap());
     let mut bytes = std::fs::read(&kubelet).unwrap();
     bytes.extend_from_slice(b"tampered");
@@ -514,7 +514,7 @@ fn three_control_planes_keep_serving_when_the_one_a_worker_uses_stops() {
         text(&out.stderr)
     );
     let kubectl = Kubectl {
-        bin: common::component(&root, &index, "kubectl"),
+        bin: common::kube_binary(&root, &index, "kubectl"),
         config,
     };
     std::thread::sleep(Duration::from_secs(60));

@@ -351,6 +351,17 @@ async fn the_kubelet_and_kube_proxy_configs_parse_as_meant() {
         );
         assert_eq!(k["clusterDNS"][0], "10.152.183.10");
         assert_eq!(k["authentication"]["anonymous"]["enabled"], false);
+        // TOML booleans are lowercase (a Python-style `True` stops containerd).
+        let toml = nodes
+            .states_of("w-0")
+            .iter()
+            .flat_map(|s| s.resources.iter())
+            .find(|r| r.id.to_string().ends_with("/etc/containerd/config.toml"))
+            .and_then(|r| r.body.as_ref().and_then(|b| b.text()).map(str::to_string))
+            .unwrap();
+        let want = format!("SystemdCgroup = {}", cgroup == "v2");
+        assert!(toml.contains(&want), "{toml}");
+        assert!(!toml.contains("True") && !toml.contains("False"), "{toml}");
         let p = file("/var/lib/kube-proxy/config.yaml");
         assert_eq!(p["mode"], "iptables");
         assert_eq!(p["clusterCIDR"], "10.1.0.0/16");

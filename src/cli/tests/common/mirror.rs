@@ -66,3 +66,13 @@ pub fn image(root: &Path, index: &Value, role: &str) -> (String, PathBuf) {
         root.join(entry["path"].as_str().expect("image path")),
     )
 }
+
+/// Path in the mirror of Kubernetes binary `name` (kubectl, kubelet, ...).
+pub fn kube_binary(root: &Path, index: &Value, name: &str) -> PathBuf {
+    let rel = index["kubernetes"][KUBERNETES]["binaries"][name]["path"]
+        .as_str()
+        .unwrap_or_else(|| {
+            panic!("the mirror's index has no Kubernetes {KUBERNETES} binary {name}")
+        });
+    root.join(rel)
+}

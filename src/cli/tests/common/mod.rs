@@ -9,7 +9,7 @@ use k8sup_lab::{Lab, LabInfo, UpOptions};
 
 mod mirror;
 #[allow(unused_imports)]
-pub use mirror::{KUBERNETES, component, image, mirror};
+pub use mirror::{KUBERNETES, component, image, kube_binary, mirror};
 
 /// A lab for one test. Each test names its own, so tests run in parallel
 /// (each lab has its own bridge and subnet); `Drop` takes it down.
