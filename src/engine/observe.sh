@@ -170,7 +170,22 @@ K8SUP_M
     # One systemctl call for every unit; blocks come back in argument order.
     # shellcheck disable=SC2086
     k8sup_show=$(systemctl show --no-pager -p LoadState,ActiveState,SubState,Result,UnitFileState,NeedDaemonReload -- $k8sup_units </dev/null)
-    while IFS= read -r k8sup_l; do printf 'S\t%s\n' "$k8sup_l"; done <<K8SUP_SHOW
+    # systemd caches UnitFileState: a unit enabled with --no-reload (as
+    # apply does, to spare a daemon-reload) after systemd loaded it reads
+    # "disabled" until the next reload. `is-enabled` reads the disk: ask it,
+    # only for blocks that say disabled (none in a converged no-op).
+    k8sup_n=1
+    while IFS= read -r k8sup_l; do
+      if [ -z "$k8sup_l" ]; then
+        k8sup_n=$((k8sup_n + 1))
+      elif [ "$k8sup_l" = UnitFileState=disabled ]; then
+        # shellcheck disable=SC2086
+        k8sup_u=$(printf '%s\n' $k8sup_units | sed -n "${k8sup_n}p")
+        k8sup_l="UnitFileState=$(systemctl is-enabled -- "$k8sup_u" 2>/dev/null)"
+        [ "$k8sup_l" = UnitFileState= ] && k8sup_l=UnitFileState=disabled
+      fi
+      printf 'S\t%s\n' "$k8sup_l"
+    done <<K8SUP_SHOW
 $k8sup_show
 K8SUP_SHOW
     printf 'S\t\n'
