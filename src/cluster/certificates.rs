@@ -76,11 +76,14 @@ pub fn existing(facts: &BTreeMap<String, Facts>) -> Result<Existing, EngineError
     Ok(e)
 }
 
+/// Credentials issued in this run, by the fingerprint of their inputs.
+type Memo = Vec<([u8; 32], Arc<Pki>)>;
+
 /// Issues (or keeps) the cluster's credentials, the same ones for the same
 /// inputs within a run.
 #[derive(Default, Clone)]
 pub struct Issuer {
-    memo: Arc<Mutex<Vec<([u8; 32], Arc<Pki>)>>>,
+    memo: Arc<Mutex<Memo>>,
     now: Option<OffsetDateTime>,
 }
 
