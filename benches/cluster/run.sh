@@ -20,8 +20,14 @@ runs="${RUNS:-3}"
 nodes=$((cps + workers))
 lab=bench-k8s
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --locked -p k8sup -p k8sup-datastore -p k8sup-apiserver-proxy >&2
-k8sup="$CARGO_TARGET_DIR/release/k8sup"
+# K8SUP=path/to/k8sup uses a build at hand (its node daemons beside it, or
+# in K8SUP_NODE_BIN_DIR); otherwise a release build.
+if [ -n "${K8SUP:-}" ]; then
+  k8sup="$K8SUP"
+else
+  cargo build --release --locked -p k8sup -p k8sup-datastore -p k8sup-apiserver-proxy >&2
+  k8sup="$CARGO_TARGET_DIR/release/k8sup"
+fi
 mirror="$(bash tests/artifacts/build.sh v1.37.2 | tail -n1)"
 # The artifacts cached on the workstation first (the figure is "artifacts cached").
 "$k8sup" lab down --name "$lab" >/dev/null 2>&1 || true
@@ -39,7 +45,7 @@ kubectl="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.jso
 busybox="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print([n for n,e in i["images"].items() if e["role"]=="busybox"][0])' "$mirror")"
 archive="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(sys.argv[1]+"/"+[e["path"] for n,e in i["images"].items() if e["role"]=="busybox"][0])' "$mirror")"
 for i in $(seq 1 "$nodes"); do
-  "$k8sup" lab ssh --name "$lab" "$i" -- "ctr -n k8s.io images import -" < "$archive" >/dev/null
+  "$k8sup" lab ssh --name "$lab" "$i" -- "ctr -n k8s.io images import - 2>/dev/null" < "$archive" >/dev/null
 done
 "$kubectl" --kubeconfig "$kubeconfig" apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
