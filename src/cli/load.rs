@@ -5,18 +5,55 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use k8sup_inventory::{Host, Inventory, Loaded};
+use k8sup_inventory::{Components, Diagnostic, Host, Inventory, Loaded, Report, Severity};
 
 /// Load and validate `path`; fail with every error at once. The warnings
 /// are the caller's to show.
 pub fn inventory(path: &Path) -> Result<Loaded> {
-    match k8sup_inventory::load(path) {
-        Ok(loaded) => Ok(loaded),
-        Err(report) => bail!(
-            "{report}\nfix the inventory, then check it with: k8sup inventory check -i {}",
-            path.display()
-        ),
+    let report = match k8sup_inventory::load(path) {
+        Ok(loaded) => match installable(&loaded.inventory) {
+            None => return Ok(loaded),
+            Some(d) => Report {
+                file: d.file.clone(),
+                diagnostics: vec![d],
+            },
+        },
+        Err(report) => report,
+    };
+    bail!(
+        "{report}\nfix the inventory, then check it with: k8sup inventory check -i {}",
+        path.display()
+    )
+}
+
+/// A cluster's Kubernetes version that k8sup cannot install, reported at
+/// its line before anything runs (the inventory crate knows the syntax of a
+/// version; which ones k8sup installs is the artifact catalogue's).
+pub fn installable(inventory: &Inventory) -> Option<Diagnostic> {
+    let c = &inventory.cluster;
+    if c.components != Components::Kubernetes {
+        return None;
     }
+    let version = format!("v{}", c.kubernetes_version);
+    let err = version
+        .parse::<k8sup_artifacts::KubeVersion>()
+        .and_then(|v| v.pinned().map(|_| ()))
+        .err()?;
+    let file = inventory.path.display().to_string();
+    let mut d = Diagnostic::whole_file(
+        Severity::Error,
+        &file,
+        format!("'kubernetesVersion' in 'cluster': {err}"),
+    );
+    if let Some((line, column)) = c.kubernetes_version_at {
+        d.line = line;
+        d.column = column;
+    }
+    d.help = Some(format!(
+        "write one of {} (the patch release of your choice)",
+        k8sup_artifacts::catalog::supported_versions().join(", ")
+    ));
+    Some(d)
 }
 
 /// The hosts named by `names` (all hosts when empty), in inventory order.

@@ -37,6 +37,10 @@ pub struct Cluster {
     /// taken: fine for a first install, never a reason to upgrade.
     #[serde(skip)]
     pub kubernetes_version_defaulted: bool,
+    /// Where the file names the version (line, column; 1-based), for errors
+    /// found after loading (a version k8sup cannot install).
+    #[serde(skip)]
+    pub kubernetes_version_at: Option<(usize, usize)>,
     #[serde(rename = "podCIDR")]
     pub pod_cidr: IpNet,
     #[serde(rename = "serviceCIDR")]
@@ -161,6 +165,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         .and_then(|n| values::dns_label(cx, n, "cluster name"));
     let version_yaml = m.get("kubernetesVersion");
     let version_defaulted = version_yaml.is_none();
+    let version_at = version_yaml.map(|n| (n.pos.line, n.pos.col));
     let version = match version_yaml {
         Some(n) => values::version(cx, n, "'kubernetesVersion' in 'cluster'"),
         None => Some(
@@ -260,6 +265,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         name: name?,
         kubernetes_version: version?,
         kubernetes_version_defaulted: version_defaulted,
+        kubernetes_version_at: version_at,
         pod_cidr,
         service_cidr,
         cluster_domain: domain?,

@@ -94,7 +94,15 @@ struct CheckJson<'a> {
 fn check(args: &FileArgs) -> anyhow::Result<ExitCode> {
     let file = args.inventory.display().to_string();
     let (inventory, diagnostics) = match k8sup_inventory::load(&args.inventory) {
-        Ok(loaded) => (Some(loaded.inventory), loaded.warnings),
+        Ok(loaded) => match crate::load::installable(&loaded.inventory) {
+            // A version k8sup cannot install: reported like any inventory error.
+            Some(d) => {
+                let mut all = loaded.warnings;
+                all.insert(0, d);
+                (None, all)
+            }
+            None => (Some(loaded.inventory), loaded.warnings),
+        },
         Err(Report { diagnostics, .. }) => (None, diagnostics),
     };
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();

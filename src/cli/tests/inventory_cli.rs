@@ -310,3 +310,52 @@ fn show_prints_effective_connections() {
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("5 errors"), "{err}");
 }
+
+#[test]
+fn a_kubernetes_version_k8sup_cannot_install_is_reported_at_its_line() {
+    let dir = std::env::temp_dir().join(format!("k8sup-inv-version-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("inventory.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: demo\n  kubernetesVersion: v1.29.4\nhosts:\n  - { name: cp-1, address: 10.0.0.11, role: control-plane }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["inventory", "check", "-i", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("inventory.yaml:5:22"),
+        "not at its line and column: {err}"
+    );
+    assert!(err.contains("v1.29.4") && err.contains("v1.37.x"), "{err}");
+    // The same refusal before a plan touches anything (no host is reachable here).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["plan", "-i", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("inventory.yaml:5:22"),
+        "{err}"
+    );
+    // A workload-only inventory installs no Kubernetes: any version is fine.
+    std::fs::write(
+        &path,
+        "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: demo\n  components: none\n  kubernetesVersion: v1.29.4\nhosts:\n  - { name: cp-1, address: 10.0.0.11, role: control-plane }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+        .args(["inventory", "check", "-i", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
