@@ -44,6 +44,9 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Make every host match the inventory (exactly what `plan` shows).
     Apply(cmd::apply::ApplyArgs),
+    /// Fetch and verify the cluster's files ahead of time, or bundle them for air gaps.
+    #[command(subcommand)]
+    Artifacts(cmd::artifacts::ArtifactsCmd),
     /// Show the cluster: nodes, datastore members, components, certificate expiry.
     Status(cmd::status::StatusArgs),
     /// Print or write the cluster's admin kubeconfig, read from a control plane.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => cmd::apply::execute(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::execute(args),
         Command::Status(args) => cmd::status::execute(args),
+        Command::Artifacts(c) => cmd::artifacts::execute(c),
         Command::Lab(c) => cmd::lab::execute(c),
     };
     match result {
@@ -84,4 +88,15 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (unique short flags, valid defaults),
+    /// which otherwise only fire when a user runs that subcommand.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

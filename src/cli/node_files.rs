@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use k8sup_artifacts::{Cache, Images, NoProgress, Request, Source, fetch};
+use k8sup_artifacts::{Cache, FetchedSet, Images, NoProgress, Request, Source, fetch};
 use k8sup_cluster::NodeFiles;
 use k8sup_inventory::{ImageSource, Inventory};
 
@@ -44,21 +44,31 @@ pub fn source(inventory: &Inventory, flag: Option<&str>) -> Result<Source> {
         .with_context(|| format!("artifacts source {text:?}"))
 }
 
-/// Fetches (or finds cached) every artifact of the inventory's Kubernetes
-/// version, and finds k8sup's node daemons.
-pub async fn prepare(inventory: &Inventory, flag: Option<&str>) -> Result<NodeFiles> {
+/// What an inventory's cluster needs fetched: its version, for the
+/// workstation's architecture (hosts are assumed to share it), with image
+/// archives when the inventory asks for them.
+pub fn request(inventory: &Inventory) -> Result<Request> {
     let version = format!("v{}", inventory.cluster.kubernetes_version);
     let images = match inventory.cluster.artifacts.images {
         ImageSource::Archives => Images::Archives,
         ImageSource::Registry => Images::Registry,
     };
-    // Hosts are assumed to be of the workstation's architecture.
-    let request = Request::new(&version, std::env::consts::ARCH, images)?;
-    let source = source(inventory, flag)?;
+    Ok(Request::new(&version, std::env::consts::ARCH, images)?)
+}
+
+/// Every artifact of `request` from `source`, verified, in the workstation cache.
+pub async fn fetch_set(request: &Request, source: &Source) -> Result<FetchedSet> {
     let Some(root) = Cache::default_root() else {
         bail!("no cache directory for artifacts: set HOME or XDG_CACHE_HOME");
     };
-    let set = fetch(&request, &source, &Cache::new(root), Arc::new(NoProgress)).await?;
+    Ok(fetch(request, source, &Cache::new(root), Arc::new(NoProgress)).await?)
+}
+
+/// Fetches (or finds cached) every artifact of the inventory's Kubernetes
+/// version, and finds k8sup's node daemons.
+pub async fn prepare(inventory: &Inventory, flag: Option<&str>) -> Result<NodeFiles> {
+    let request = request(inventory)?;
+    let set = fetch_set(&request, &source(inventory, flag)?).await?;
     let pinned = request.kubernetes.pinned()?;
     let mut files = NodeFiles {
         pause_image: k8sup_artifacts::catalog::pause_image(pinned),

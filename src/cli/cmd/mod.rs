@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and its `execute` function.
 
 pub mod apply;
+pub mod artifacts;
 pub mod facts;
 pub mod init;
 pub mod inventory;

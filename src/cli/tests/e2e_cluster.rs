@@ -529,3 +529,115 @@ fn three_control_planes_keep_serving_when_the_one_a_worker_uses_stops() {
     let m = members(&lab, 1, &dir);
     assert_eq!(m["members"].as_array().unwrap().len(), 3, "{m}");
 }
+
+/// `artifacts fetch` fills an empty cache from the mirror; `artifacts bundle`
+/// packs it; a second empty cache is filled from the bundle alone, every
+/// file verified again (what an air-gapped workstation does before `apply
+/// --artifacts BUNDLE`).
+#[test]
+fn artifacts_fetch_and_an_air_gap_bundle_round_trip() {
+    let (root, _) = mirror();
+    let work = std::env::temp_dir().join(format!("k8sup-e2e-bundle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let inventory = work.join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: air\n  kubernetesVersion: {}\n  artifacts: {{ source: {}, images: archives }}\nhosts:\n  - {{ name: cp-1, address: 10.0.0.11, role: control-plane }}\n",
+            common::KUBERNETES,
+            root.display()
+        ),
+    )
+    .unwrap();
+    let run = |cache: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_k8sup"))
+            .args(args)
+            .env("XDG_CACHE_HOME", work.join(cache))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "k8sup {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let inv = inventory.to_str().unwrap();
+    let fetched: serde_json::Value =
+        serde_json::from_str(&run("a", &["artifacts", "fetch", "-i", inv, "-o", "json"])).unwrap();
+    let names: Vec<&str> = fetched
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "kubelet",
+        "kube-apiserver",
+        "containerd",
+        "runc",
+        "cni-plugins",
+        "image-pause",
+        "image-coredns",
+    ] {
+        assert!(names.contains(&n), "{n} not fetched: {names:?}");
+    }
+    assert!(
+        fetched
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "downloaded")
+    );
+    // A second fetch reads nothing.
+    let again: serde_json::Value =
+        serde_json::from_str(&run("a", &["artifacts", "fetch", "-i", inv, "-o", "json"])).unwrap();
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "cached"),
+        "{again}"
+    );
+    let bundle = work.join("bundle.tar");
+    run(
+        "a",
+        &[
+            "artifacts",
+            "bundle",
+            "-i",
+            inv,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let imported: serde_json::Value = serde_json::from_str(&run(
+        "b",
+        &[
+            "artifacts",
+            "fetch",
+            "-i",
+            inv,
+            "--artifacts",
+            bundle.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        imported.as_array().unwrap().len(),
+        fetched.as_array().unwrap().len()
+    );
+    assert!(
+        imported
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "imported"),
+        "{imported}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
