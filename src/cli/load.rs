@@ -45,7 +45,7 @@ pub fn installable(inventory: &Inventory) -> Option<Diagnostic> {
         &file,
         format!("'kubernetesVersion' in 'cluster': {err}"),
     );
-    if let Some((line, column)) = c.kubernetes_version_at {
+    if let Some((line, column)) = c.kubernetes_version_at.0 {
         d.line = line;
         d.column = column;
     }

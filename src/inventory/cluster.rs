@@ -37,10 +37,10 @@ pub struct Cluster {
     /// taken: fine for a first install, never a reason to upgrade.
     #[serde(skip)]
     pub kubernetes_version_defaulted: bool,
-    /// Where the file names the version (line, column; 1-based), for errors
-    /// found after loading (a version k8sup cannot install).
+    /// Where the file names the version, for errors found after loading (a
+    /// version k8sup cannot install).
     #[serde(skip)]
-    pub kubernetes_version_at: Option<(usize, usize)>,
+    pub kubernetes_version_at: SourceAt,
     #[serde(rename = "podCIDR")]
     pub pod_cidr: IpNet,
     #[serde(rename = "serviceCIDR")]
@@ -59,6 +59,20 @@ pub struct Cluster {
     pub allow_cgroup_v1: bool,
     pub container_runtime: ContainerRuntime,
 }
+
+/// A position in the inventory file (line, column; 1-based), kept for
+/// messages. Not part of what an inventory means: two inventories that say
+/// the same thing are equal wherever they say it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceAt(pub Option<(usize, usize)>);
+
+impl PartialEq for SourceAt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SourceAt {}
 
 /// What k8sup installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -265,7 +279,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         name: name?,
         kubernetes_version: version?,
         kubernetes_version_defaulted: version_defaulted,
-        kubernetes_version_at: version_at,
+        kubernetes_version_at: SourceAt(version_at),
         pod_cidr,
         service_cidr,
         cluster_domain: domain?,
