@@ -1,4 +1,5 @@
-//! Side-by-side load generator: starts a 3-member Debian etcd 3.4 cluster
+//! Side-by-side load generator: starts a 3-member etcd 3.6 cluster (from the
+//! artifacts mirror: `K8SUP_ETCD_DIR`, `K8SUP_MIRROR` or `tests/artifacts/build.sh`)
 //! and a 3-member k8sup-datastore cluster on loopback (plaintext, so both
 //! pay the same transport), drives the same workloads against each and
 //! prints every figure with the k8sup/etcd ratio.
@@ -28,8 +29,10 @@ use k8sup_datastore::proto::{
 };
 use tonic::transport::Channel;
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// etcd 3.6's etcdctl (`check perf`, health): the peer's own client.
+fn etcdctl() -> PathBuf {
+    k8sup_testbed::etcd_dir().join("etcdctl")
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,7 +90,7 @@ fn start(name: &'static str, bin: &str, dir: &Path, extra: &[&str]) -> Cluster {
     let c = Cluster { name, procs, urls };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ok = Command::new(ETCDCTL)
+        let ok = Command::new(etcdctl())
             .env("ETCDCTL_API", "3")
             .args([
                 &format!("--endpoints={}", c.urls.join(",")),
@@ -362,7 +365,7 @@ async fn delete_all(chans: &[Channel]) -> f64 {
 }
 
 fn check_perf(c: &Cluster) -> String {
-    let out = Command::new(ETCDCTL)
+    let out = Command::new(etcdctl())
         .env("ETCDCTL_API", "3")
         .args([
             &format!("--endpoints={}", c.urls.join(",")),
@@ -510,7 +513,8 @@ fn main() {
     let mut etcd_r = None;
     let mut ours_r = None;
     if only != "k8sup" {
-        let c = start("etcd", ETCD, dir.path(), &[]);
+        let etcd = k8sup_testbed::etcd_dir().join("etcd");
+        let c = start("etcd", etcd.to_str().unwrap(), dir.path(), &[]);
         etcd_r = Some(rt.block_on(bench(&c, secs, keys)));
     }
     if only != "etcd" {
@@ -529,7 +533,7 @@ fn main() {
         "\nload average (1/5/15 min) before/after: etcd {} / {}, k8sup {} / {}",
         e.load_before, e.load_after, o.load_before, o.load_after
     );
-    println!("\n| workload | etcd 3.4 | k8sup-datastore | k8sup/etcd |");
+    println!("\n| workload | etcd 3.6 | k8sup-datastore | k8sup/etcd |");
     println!("|---|---:|---:|---:|");
     for ((c, pe), (_, po)) in e.puts.iter().zip(o.puts.iter()) {
         println!(

@@ -156,12 +156,13 @@ impl LeaseClock {
         }
     }
 
-    /// Seconds left (rounded like etcd, never below 0), or None if unknown.
+    /// Whole seconds left, truncated as etcd does (`int64(Remaining().Seconds())`:
+    /// `remaining(1s)` right after a grant of 2 s), never below 0; None if unknown.
     pub fn remaining(&self, id: i64) -> Option<(i64, i64)> {
         let m = self.map();
         let (deadline, ttl) = m.get(&id)?;
         let left = deadline.saturating_duration_since(Instant::now());
-        Some((left.as_secs_f64().round() as i64, *ttl))
+        Some((left.as_secs() as i64, *ttl))
     }
 
     pub fn ids(&self) -> Vec<i64> {

@@ -9,7 +9,10 @@
 //! filters by range itself; that lets it track the revision it has fully
 //! delivered, which is what makes `RequestProgress` honest: a progress
 //! notification for revision R is only sent once every watcher on the stream
-//! has pushed all its events up to R into the stream.
+//! has pushed all its events up to R into the stream. Watchers and progress
+//! notifications take the stream's [`SendGate`] to send, so nothing of a
+//! later revision can slip in between that check and the notification (etcd
+//! gets the same from sending under its store lock).
 //!
 //! Memory stays bounded whatever the clients do, as in etcd: each watcher's
 //! queue of live revisions is capped ([`MAX_QUEUED_REVS`], [`MAX_QUEUED_BYTES`]).
@@ -196,9 +199,16 @@ pub struct WatchSpec {
 /// Builds response headers (cluster/member ids, raft term) for a revision.
 pub type HeaderFn = Arc<dyn Fn(i64) -> ResponseHeader + Send + Sync>;
 
+/// One per gRPC stream: held while a response goes into the stream and the
+/// sender's `delivered` revision moves, so a progress notification (sent
+/// under it too) never overtakes or trails an event it claims to cover.
+pub type SendGate = Arc<tokio::sync::Mutex<()>>;
+
 /// The stream side of a running watcher.
 pub struct WatcherHandle {
     pub id: i64,
+    /// The watch's `start_revision` (0: from now on).
+    pub start_rev: i64,
     /// Highest revision whose events this watcher has pushed to the stream.
     pub delivered: Arc<AtomicI64>,
     pub synced: Arc<AtomicBool>,
@@ -238,6 +248,7 @@ struct Watcher {
     queue: Arc<QueueState>,
     out: Out,
     header: HeaderFn,
+    gate: SendGate,
     delivered: Arc<AtomicI64>,
     synced: Arc<AtomicBool>,
 }
@@ -268,20 +279,27 @@ impl Watcher {
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
+        let _gate = self.gate.lock().await;
         self.out.send(Ok(resp)).await.is_ok()
     }
 
-    async fn send_events(&self, rev: i64, events: Vec<Event>) -> bool {
-        if events.is_empty() {
-            return true;
+    /// Sends `events` (if any) with a header at `rev` and records that
+    /// everything up to `upto` is in the stream, both under the gate.
+    async fn deliver(&self, rev: i64, events: Vec<Event>, upto: i64) -> bool {
+        let _gate = self.gate.lock().await;
+        if !events.is_empty() {
+            let resp = WatchResponse {
+                header: Some((self.header)(rev)),
+                watch_id: self.spec.id,
+                events,
+                ..Default::default()
+            };
+            if self.out.send(Ok(resp)).await.is_err() {
+                return false;
+            }
         }
-        self.send(WatchResponse {
-            header: Some((self.header)(rev)),
-            watch_id: self.spec.id,
-            events,
-            ..Default::default()
-        })
-        .await
+        self.delivered.fetch_max(upto, Ordering::AcqRel);
+        true
     }
 
     /// Replays `[from, to]`. Returns false if the stream is gone or the
@@ -360,10 +378,9 @@ impl Watcher {
                 .and_then(|e| e.kv.as_ref())
                 .map(|kv| kv.mod_revision)
                 .unwrap_or(upto);
-            if !self.send_events(rev, events).await {
+            if !self.deliver(rev, events, upto).await {
                 return false;
             }
-            self.delivered.store(upto, Ordering::Release);
             next = upto + 1;
         }
         true
@@ -387,14 +404,21 @@ impl Watcher {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<HubMsg>, progress_every: Duration) {
         let r0 = self.mvcc.current_rev();
         let start = self.spec.start_rev;
-        // Events before `start` are never sent; `delivered` tracks what is covered.
-        self.delivered.store(r0, Ordering::Release);
-        if start != 0 && start <= r0 && !self.replay(start, r0).await {
-            return;
+        if start != 0 && start <= r0 {
+            if !self.replay(start, r0).await {
+                return;
+            }
+        } else {
+            // Nothing to replay: events before `start` are never sent, so
+            // everything up to `r0` is covered.
+            self.delivered.fetch_max(r0, Ordering::AcqRel);
         }
         self.synced.store(true, Ordering::Release);
         let mut ticker = tokio::time::interval(progress_every);
         ticker.tick().await;
+        // etcd skips a watcher's next periodic notification when events
+        // went out since the last tick (they carry the revision already).
+        let mut sent_since_tick = false;
         loop {
             if rx.is_empty() && self.queue.lagging.load(Ordering::Acquire) {
                 if !self.catch_up().await {
@@ -421,16 +445,22 @@ impl Watcher {
                             }
                         }
                     };
-                    if !self.send_events(batch.rev, events).await {
+                    sent_since_tick |= !events.is_empty();
+                    if !self.deliver(batch.rev, events, batch.rev).await {
                         return;
                     }
-                    self.delivered.store(batch.rev, Ordering::Release);
                 }
                 // The hub marked this watcher lagging: re-check at the top.
                 _ = self.queue.wake.notified() => {}
                 _ = ticker.tick(), if self.spec.progress_notify => {
-                    if rx.is_empty() && !self.queue.lagging.load(Ordering::Acquire) {
-                        let rev = self.delivered.load(Ordering::Acquire);
+                    // etcd's `progressIfSync` for one watcher: only when it
+                    // is synced and the revision has reached its start.
+                    let rev = self.delivered.load(Ordering::Acquire);
+                    if !std::mem::take(&mut sent_since_tick)
+                        && rx.is_empty()
+                        && !self.queue.lagging.load(Ordering::Acquire)
+                        && rev >= start
+                    {
                         let resp = WatchResponse { header: Some((self.header)(rev)), watch_id: self.spec.id, ..Default::default() };
                         if !self.send(resp).await {
                             return;
@@ -468,12 +498,17 @@ pub fn spawn_watcher(
     spec: WatchSpec,
     out: Out,
     header: HeaderFn,
+    gate: SendGate,
     progress_every: Duration,
 ) -> WatcherHandle {
     let (rx, queue) = hub.subscribe();
     let delivered = Arc::new(AtomicI64::new(0));
-    let synced = Arc::new(AtomicBool::new(false));
+    // A watch from now on is synced from the start, as in etcd (its events
+    // are queued from the subscription above); one from a revision is not
+    // until its replay is done.
+    let synced = Arc::new(AtomicBool::new(spec.start_rev == 0));
     let id = spec.id;
+    let start_rev = spec.start_rev;
     let w = Watcher {
         spec,
         mvcc,
@@ -481,12 +516,14 @@ pub fn spawn_watcher(
         queue,
         out,
         header,
+        gate,
         delivered: delivered.clone(),
         synced: synced.clone(),
     };
     let task = tokio::spawn(w.run(rx, progress_every));
     WatcherHandle {
         id,
+        start_rev,
         delivered,
         synced,
         task,

@@ -1,5 +1,6 @@
-//! Differential test: the same seeded random operations against Debian's
-//! etcd 3.4 and a 3-member k8sup-datastore cluster; every response is
+//! Differential test: the same seeded random operations against etcd 3.6
+//! (from the artifacts mirror: `K8SUP_ETCD_DIR`, `K8SUP_MIRROR` or
+//! `tests/artifacts/build.sh`) and a 3-member k8sup-datastore cluster; every response is
 //! compared field by field (cluster/member IDs and raft term aside).
 //! Writes and linearizable reads are spread over all three members, so
 //! forwarding and read-index are exercised too.
@@ -296,9 +297,10 @@ struct Target {
     lease: LeaseClient<Channel>,
     watch: Vec<WatchClient<Channel>>,
     next: usize,
-    /// The server answers a progress request only once the watches before it
-    /// are caught up (etcd 3.5+ and ours; Debian's etcd 3.4 answers at once),
-    /// so the end of a replay can be observed instead of waited for.
+    /// The server answers a progress request only when every watch of the
+    /// stream is caught up, and drops it otherwise (etcd 3.6's
+    /// `progressIfSync`, and ours), so asking until one is answered observes
+    /// the end of a replay instead of waiting for it.
     synced_progress: bool,
 }
 
@@ -436,16 +438,36 @@ impl Target {
         let (mut created, mut canceled, mut compact_revision, mut events) =
             (false, false, 0, Vec::new());
         let mut asked_progress = false;
+        let progress_request = || WatchRequest {
+            request_union: Some(watch_request::RequestUnion::ProgressRequest(
+                WatchProgressRequest {},
+            )),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             // Once the watch is created, a progress request makes "caught up"
-            // observable where the server answers it only after the replay
-            // before it was delivered: a slow replay on a busy machine is then
-            // compared, not cut short by a timeout.
+            // observable: the server answers one only once the replay before
+            // it was delivered (and drops it before that, so it is asked
+            // again, as kube-apiserver does): a slow replay on a busy machine
+            // is then compared, not cut short by a timeout.
             let wait = match (created, self.synced_progress) {
-                (false, _) | (true, true) => 5000,
+                (false, _) => 5000,
+                (true, true) => 100,
                 (true, false) => 400,
             };
             let next = tokio::time::timeout(Duration::from_millis(wait), stream.message()).await;
+            if next.is_err()
+                && created
+                && self.synced_progress
+                && !canceled
+                && tokio::time::Instant::now() < deadline
+            {
+                asked_progress = true;
+                if tx.send(progress_request()).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             match next {
                 Ok(Ok(Some(r))) => {
                     let progress =
@@ -459,12 +481,7 @@ impl Target {
                     }
                     if self.synced_progress && created && !asked_progress && !canceled {
                         asked_progress = true;
-                        let req = WatchRequest {
-                            request_union: Some(watch_request::RequestUnion::ProgressRequest(
-                                WatchProgressRequest {},
-                            )),
-                        };
-                        if tx.send(req).await.is_err() {
+                        if tx.send(progress_request()).await.is_err() {
                             break;
                         }
                     }
@@ -594,7 +611,7 @@ async fn run_seed(seed: u64, n: usize) {
         },
     );
     let our_urls: Vec<String> = ours.members.iter().map(|m| m.client_url(false)).collect();
-    let mut a = Target::new(&[etcd.url()], false).await;
+    let mut a = Target::new(&[etcd.url()], true).await;
     let mut b = Target::new(&our_urls, true).await;
     let mut g = Gen {
         rng: ChaCha8Rng::seed_from_u64(seed),
@@ -608,7 +625,6 @@ async fn run_seed(seed: u64, n: usize) {
     // every member publishes every revision.
     let live_b = LiveWatch::start(b.watch[1].clone()).await;
     let mut history: Vec<String> = Vec::new();
-    let mut tolerated = 0usize;
     for step in 0..n {
         let op = g.op();
         history.push(format!("{step}: {op:?}"));
@@ -619,10 +635,7 @@ async fn run_seed(seed: u64, n: usize) {
         let ra = a.run(&op, g.rev_hint).await;
         let rb = b.run(&op, g.rev_hint).await;
         history.push(format!("   -> {ra:?}"));
-        if ra != rb && etcd_lost_compacted_tombstones(&ra, &rb, g.compact_hint) {
-            history.push(format!("   (etcd 3.4.23 lost the deletes at the compacted revision {}: etcd-io/etcd#18089)", g.compact_hint));
-            tolerated += 1;
-        } else if ra != rb {
+        if ra != rb {
             if let Op::Range(r) = &op {
                 let full = Op::Range(RangeRequest {
                     limit: 0,
@@ -648,11 +661,6 @@ async fn run_seed(seed: u64, n: usize) {
             );
         }
         update_hints(&mut g, &op, &ra);
-    }
-    if tolerated > 0 {
-        eprintln!(
-            "seed {seed}: {tolerated} watch(es) where etcd 3.4.23 lost deletes at the compacted revision (etcd-io/etcd#18089)"
-        );
     }
     // The live watchers saw the same events, `prev_kv`s included.
     live_a.wait_for(g.rev_hint, "etcd").await;
@@ -715,42 +723,6 @@ async fn run_seed(seed: u64, n: usize) {
     }
 }
 
-/// Debian's etcd 3.4.23 predates the fix for etcd-io/etcd#18089 (etcd PR
-/// #18274, in 3.4.33 and 3.5.15): its compaction at R removes the tombstones
-/// written at R, so a watch from R misses those deletes, though only once
-/// its backend has committed (up to 100 ms after the compaction; before that
-/// it still replays them). We keep them, as fixed etcd does. This accepts
-/// exactly that difference: our events equal etcd's once the Delete events
-/// at the compacted revision are removed from ours, and nothing else.
-fn etcd_lost_compacted_tombstones(etcd: &Outcome, ours: &Outcome, compact_rev: i64) -> bool {
-    let (
-        Outcome::Watch {
-            created: c1,
-            canceled: x1,
-            compact_revision: r1,
-            events: e1,
-        },
-        Outcome::Watch {
-            created: c2,
-            canceled: x2,
-            compact_revision: r2,
-            events: e2,
-        },
-    ) = (etcd, ours)
-    else {
-        return false;
-    };
-    let at_compaction = |e: &Event| {
-        e.r#type == EventType::Delete as i32
-            && e.kv.as_ref().map(|kv| kv.mod_revision) == Some(compact_rev)
-    };
-    let kept: Vec<&Event> = e2.iter().filter(|e| !at_compaction(e)).collect();
-    (c1, x1, r1) == (c2, x2, r2)
-        && kept.len() < e2.len()
-        && !e1.iter().any(at_compaction)
-        && kept == e1.iter().collect::<Vec<_>>()
-}
-
 fn ops() -> usize {
     std::env::var("DIFF_OPS")
         .ok()
@@ -779,11 +751,237 @@ async fn differential_against_etcd_seed_2() {
     }
 }
 
-/// Seed 3 reaches the same case at a moment where etcd 3.4.23 has already
-/// lost the deletes (see [`etcd_lost_compacted_tombstones`]).
+/// Seed 3 reaches the same case at a moment where Debian's etcd 3.4.23 (the
+/// oracle before etcd 3.6) had already lost the deletes; etcd 3.6 keeps
+/// them, as we do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_etcd_seed_3() {
     if std::env::var("DIFF_SEED").is_err() {
         run_seed(3, ops()).await;
     }
+}
+
+/// etcd 3.6 and a 3-member k8sup-datastore cluster, both plaintext.
+async fn etcd_and_ours() -> (common::Etcd, common::Cluster, Target, Target) {
+    let etcd = common::Etcd::start();
+    let ours = common::Cluster::start(
+        3,
+        common::Opts {
+            tls: false,
+            ..Default::default()
+        },
+    );
+    let urls: Vec<String> = ours.members.iter().map(|m| m.client_url(false)).collect();
+    let a = Target::new(&[etcd.url()], true).await;
+    let b = Target::new(&urls, true).await;
+    (etcd, ours, a, b)
+}
+
+/// `etcdctl lease timetolive` right after `lease grant 2` says
+/// `remaining(1s)` from etcd: it truncates the time left to whole seconds
+/// (`int64(Remaining().Seconds())`). So must we.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_time_to_live_truncates_like_etcd() {
+    let (_etcd, _ours, mut a, mut b) = etcd_and_ours().await;
+    let mut seen = Vec::new();
+    for t in [&mut a, &mut b] {
+        let id = t
+            .lease
+            .lease_grant(LeaseGrantRequest { ttl: 2, id: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        let r = t
+            .lease
+            .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.push((r.ttl, r.granted_ttl));
+    }
+    assert_eq!(seen[0], (1, 2), "etcd 3.6: (remaining, granted)");
+    assert_eq!(
+        seen[1], seen[0],
+        "ours against etcd 3.6: (remaining, granted)"
+    );
+}
+
+type Opening = tokio::task::JoinHandle<Result<tonic::Streaming<WatchResponse>, tonic::Status>>;
+
+/// One watch stream and what it received, for the progress scenario.
+struct ProgressProbe {
+    tx: tokio::sync::mpsc::Sender<WatchRequest>,
+    /// etcd (grpc-go) sends the stream's headers with its first response:
+    /// until then the call is still opening.
+    opening: Option<Opening>,
+    rx: Option<tonic::Streaming<WatchResponse>>,
+}
+
+impl ProgressProbe {
+    async fn open(t: &mut Target, member: usize) -> ProgressProbe {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let mut client = t.watch[member].clone();
+        let opening = tokio::spawn(async move {
+            client
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map(|r| r.into_inner())
+        });
+        ProgressProbe {
+            tx,
+            opening: Some(opening),
+            rx: None,
+        }
+    }
+
+    async fn send(&self, u: watch_request::RequestUnion) {
+        self.tx
+            .send(WatchRequest {
+                request_union: Some(u),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn progress(&self) {
+        self.send(watch_request::RequestUnion::ProgressRequest(
+            WatchProgressRequest {},
+        ))
+        .await;
+    }
+
+    /// The next response within `ms`: (watch_id, header revision, created,
+    /// canceled, number of events).
+    async fn next(&mut self, ms: u64) -> Option<(i64, i64, bool, bool, usize)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        if let Some(opening) = &mut self.opening {
+            let stream = tokio::time::timeout_at(deadline, opening).await.ok()?;
+            self.rx = Some(stream.unwrap().unwrap());
+            self.opening = None;
+        }
+        let rx = self.rx.as_mut().unwrap();
+        let r = tokio::time::timeout_at(deadline, rx.message())
+            .await
+            .ok()?
+            .unwrap()?;
+        Some((
+            r.watch_id,
+            r.header.map(|h| h.revision).unwrap_or(0),
+            r.created,
+            r.canceled,
+            r.events.len(),
+        ))
+    }
+}
+
+/// RequestProgress as etcd 3.6 answers it (`progressIfSync`, etcd PR #17507
+/// among others): nothing on a stream without watchers, nothing while a
+/// watcher waits for a future revision, and once every watcher is synced one
+/// notification (watch_id -1) at the current revision, after every event up
+/// to it. kube-apiserver's consistent reads from its cache rely on exactly
+/// this (the datastore reports 3.5.21 so that it turns them on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_progress_is_answered_like_etcd_3_6() {
+    let (_etcd, _ours, mut a, mut b) = etcd_and_ours().await;
+    let mut outcomes = Vec::new();
+    for t in [&mut a, &mut b] {
+        let mut seen: Vec<String> = Vec::new();
+        let put = |k: &str| PutRequest {
+            key: k.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        let l = t.leader().await;
+        let rev = t.kv[l]
+            .put(put("p/0"))
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision;
+        // On the leader, which has applied a write when it acknowledges it
+        // (a follower applies a moment later, in etcd as in ours).
+        let mut p = ProgressProbe::open(t, l).await;
+        // No watcher: no answer.
+        p.progress().await;
+        seen.push(format!("no watcher: {:?}", p.next(700).await));
+        // A watcher on a future revision: no answer.
+        p.send(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"p/".to_vec(),
+                range_end: b"p0".to_vec(),
+                start_revision: rev + 100,
+                ..Default::default()
+            },
+        ))
+        .await;
+        let created = p.next(5000).await.expect("created");
+        let future_id = created.0;
+        seen.push(format!("future watch created: {}", created.2));
+        p.progress().await;
+        seen.push(format!("future watcher: {:?}", p.next(700).await));
+        p.send(watch_request::RequestUnion::CancelRequest(
+            WatchCancelRequest {
+                watch_id: future_id,
+            },
+        ))
+        .await;
+        let canceled = p.next(5000).await.expect("canceled");
+        seen.push(format!("canceled: {}", canceled.3));
+        // A watcher from now on: synced at once, answered at the current revision.
+        p.send(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"p/".to_vec(),
+                range_end: b"p0".to_vec(),
+                ..Default::default()
+            },
+        ))
+        .await;
+        seen.push(format!(
+            "created: {}",
+            p.next(5000).await.expect("created").2
+        ));
+        p.progress().await;
+        let r = p.next(5000).await;
+        seen.push(format!(
+            "synced watcher: {:?}",
+            r.map(|(id, hrev, ..)| (id, hrev - rev))
+        ));
+        // A write, then a request: the event first, then the notification
+        // at its revision.
+        let rev2 = t.kv[l]
+            .put(put("p/1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision;
+        p.progress().await;
+        for _ in 0..2 {
+            let r = p.next(5000).await;
+            seen.push(format!(
+                "after a write: {:?}",
+                r.map(|(id, hrev, _, _, n)| (id == -1, hrev - rev2, n))
+            ));
+        }
+        outcomes.push(seen);
+    }
+    assert_eq!(
+        outcomes[0],
+        vec![
+            "no watcher: None",
+            "future watch created: true",
+            "future watcher: None",
+            "canceled: true",
+            "created: true",
+            "synced watcher: Some((-1, 0))",
+            "after a write: Some((false, 0, 1))",
+            "after a write: Some((true, 0, 0))",
+        ],
+        "etcd 3.6"
+    );
+    assert_eq!(outcomes[1], outcomes[0], "ours against etcd 3.6");
 }

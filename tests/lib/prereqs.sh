@@ -9,8 +9,9 @@ K8SUP_APT_PACKAGES=(
   # the datastore: RocksDB's bindings (bindgen). The protos need no protoc:
   # datastore/build.rs compiles them with the protox crate.
   libclang-dev
-  # the datastore's oracles: Debian's etcd and the real etcdctl
-  etcd-server etcd-client
+  # the datastore's etcdctl suite: Debian's etcdctl 3.4, an older client than
+  # the mirror's 3.6. (The oracle, etcd 3.6, comes from tests/artifacts/build.sh.)
+  etcd-client
   # the PKI's judge: its tests check every certificate with `openssl verify` and `x509 -text`
   openssl
   # tests/artifacts/build.sh (real Kubernetes from Go modules; Go itself is the
@@ -34,7 +35,7 @@ k8sup_install_prereqs() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "== installing ${missing[*]}"
-  # Packages like openssh-server and etcd-server start their daemon on install;
+  # Packages like openssh-server start their daemon on install;
   # on a workstation or CI box we want the binaries only.
   local policy=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$policy" ]; then

@@ -20,7 +20,7 @@ use crate::mvcc::RangeEnd;
 use crate::proto::watch_create_request::FilterType;
 use crate::proto::watch_server::Watch;
 use crate::proto::{WatchRequest, WatchResponse, watch_request};
-use crate::watch::{HeaderFn, WatchSpec, WatcherHandle, spawn_watcher};
+use crate::watch::{HeaderFn, SendGate, WatchSpec, WatcherHandle, spawn_watcher};
 
 pub struct WatchService {
     pub node: Arc<Node>,
@@ -35,6 +35,7 @@ struct StreamState {
     node: Arc<Node>,
     out: Out,
     header: HeaderFn,
+    gate: SendGate,
     watchers: HashMap<i64, WatcherHandle>,
     next_id: i64,
     progress_pending: bool,
@@ -42,6 +43,7 @@ struct StreamState {
 
 impl StreamState {
     async fn send(&self, r: WatchResponse) -> bool {
+        let _gate = self.gate.lock().await;
         self.out.send(Ok(r)).await.is_ok()
     }
 
@@ -97,6 +99,7 @@ impl StreamState {
                     spec,
                     self.out.clone(),
                     self.header.clone(),
+                    self.gate.clone(),
                     self.node.progress_every,
                 );
                 self.watchers.insert(id, h);
@@ -118,6 +121,24 @@ impl StreamState {
                 true
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                if self.progress_pending {
+                    return true;
+                }
+                // etcd 3.6's `progressIfSync` (watchable_store.go): no
+                // answer at all when the stream has no watcher, when one is
+                // still catching up (replaying history or lagging), or when
+                // one waits for a revision the store has not reached. The
+                // request is dropped, not kept: kube-apiserver asks again.
+                self.watchers.retain(|_, h| !h.is_finished());
+                let rev = self.node.hub.published();
+                if self.watchers.is_empty()
+                    || self
+                        .watchers
+                        .values()
+                        .any(|h| !h.synced.load(Ordering::Acquire) || h.start_rev > rev)
+                {
+                    return true;
+                }
                 self.progress_pending = true;
                 self.try_progress().await
             }
@@ -125,27 +146,41 @@ impl StreamState {
         }
     }
 
-    /// Answers a pending RequestProgress once every watcher on the stream
-    /// has delivered everything up to the revision it reports (etcd 3.5.13+).
+    /// Sends an accepted RequestProgress (`watch_id` -1, which the client
+    /// hands to every watcher of the stream) at the current revision, once
+    /// every watcher has pushed its events up to that revision into the
+    /// stream: the events etcd would already have in its send queue. Under
+    /// the stream's gate, so no later event goes out before it.
     async fn try_progress(&mut self) -> bool {
         if !self.progress_pending {
             return true;
         }
+        // Busy: a watcher is sending (maybe to a client that does not
+        // read); the stream's tick tries again.
+        let Ok(gate) = self.gate.clone().try_lock_owned() else {
+            return true;
+        };
         self.watchers.retain(|_, h| !h.is_finished());
         let rev = self.node.hub.published();
-        let synced = self.watchers.values().all(|h| {
-            h.synced.load(Ordering::Acquire) && h.delivered.load(Ordering::Acquire) >= rev
-        });
-        if !synced {
+        if !self
+            .watchers
+            .values()
+            .all(|h| h.delivered.load(Ordering::Acquire) >= rev)
+        {
             return true;
         }
         self.progress_pending = false;
-        self.send(WatchResponse {
-            header: Some((self.header)(rev)),
-            watch_id: -1,
-            ..Default::default()
-        })
-        .await
+        let sent = self
+            .out
+            .send(Ok(WatchResponse {
+                header: Some((self.header)(rev)),
+                watch_id: -1,
+                ..Default::default()
+            }))
+            .await
+            .is_ok();
+        drop(gate);
+        sent
     }
 }
 
@@ -175,6 +210,7 @@ impl Watch for WatchService {
             node,
             out: tx.clone(),
             header,
+            gate: SendGate::default(),
             watchers: HashMap::new(),
             next_id: 0,
             progress_pending: false,

@@ -1,5 +1,6 @@
 //! Shared test harness: a throw-away PKI, free loopback ports, clusters of
-//! real `k8sup-datastore` processes, Debian's `etcd`, and the real `etcdctl`.
+//! real `k8sup-datastore` processes, etcd 3.6 from the artifacts mirror (the
+//! oracle), and the real `etcdctl`.
 #![allow(dead_code)]
 
 pub mod netns;
@@ -14,8 +15,24 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
+/// Debian's etcdctl 3.4 (etcd-client): the etcdctl suite also checks that
+/// an older client works.
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
-pub const ETCD: &str = "/usr/bin/etcd";
+
+/// The k8sup-datastore binary under test: cargo's, or `K8SUP_DATASTORE_BIN`
+/// (cargo puts binaries at one path per target directory, which checkouts
+/// sharing a `CARGO_TARGET_DIR` overwrite in turn).
+pub fn datastore_bin() -> String {
+    std::env::var("K8SUP_DATASTORE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_k8sup-datastore").to_string())
+}
+
+/// etcd 3.6 (the oracle): `K8SUP_ETCD_DIR`, else the artifacts mirror's
+/// (`K8SUP_MIRROR`, else `tests/artifacts/build.sh`); panics saying so when
+/// neither is there.
+pub fn etcd_bin() -> PathBuf {
+    k8sup_testbed::etcd_dir().join("etcd")
+}
 
 /// CA, a server/peer certificate for 127.0.0.1 and a client certificate, as PEM files.
 pub struct Pki {
@@ -166,7 +183,8 @@ impl MemberProc {
     }
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.data_dir.with_extension("log")).unwrap();
-        let bin = env!("CARGO_BIN_EXE_k8sup-datastore");
+        let bin = datastore_bin();
+        let bin = bin.as_str();
         // `ip netns exec` execs the binary: the child's PID is the member's.
         let mut cmd = match &self.netns {
             Some(ns) => {
@@ -468,7 +486,7 @@ impl Cluster {
     }
 }
 
-/// Debian's etcd 3.4 as a single plaintext member, for differential tests.
+/// etcd 3.6 as a single plaintext member, for differential tests.
 pub struct Etcd {
     pub dir: tempfile::TempDir,
     pub client_port: u16,
@@ -481,7 +499,8 @@ impl Etcd {
         let client_port = free_port();
         let peer_port = free_port();
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(ETCD)
+        let bin = etcd_bin();
+        let child = Command::new(&bin)
             .args([
                 "--name=ref",
                 &format!("--data-dir={}", dir.path().join("data").display()),
@@ -494,7 +513,7 @@ impl Etcd {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawning /usr/bin/etcd (apt-get install etcd-server)");
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         let e = Etcd {
             dir,
             client_port,
