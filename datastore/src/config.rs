@@ -29,6 +29,52 @@ pub enum Sub {
     },
     /// Create the data directory of a new one-member cluster from a snapshot file.
     Restore(RestoreArgs),
+    /// Membership operations against a running cluster (etcdctl's `member`).
+    Member {
+        #[command(subcommand)]
+        op: MemberOp,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberOp {
+    /// One line per member: ID, name (empty until it first starts), peer
+    /// URLs, `learner` or `voter`, `started` or `unstarted`.
+    List(MemberListArgs),
+    /// Add a member (as a learner with --learner: it replicates but does
+    /// not vote until promoted). Does nothing if one with these peer URLs exists.
+    Add(MemberAddArgs),
+    /// Make the learner with these peer URLs a voting member.
+    Promote(MemberPromoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberListArgs {
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberAddArgs {
+    /// The new member's name (as its --name).
+    pub name: String,
+    /// Its peer URLs, comma separated (as its --initial-advertise-peer-urls).
+    #[arg(long)]
+    pub peer_urls: String,
+    /// Add it as a learner (non-voting until `member promote`).
+    #[arg(long)]
+    pub learner: bool,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberPromoteArgs {
+    /// The learner's peer URLs, comma separated (IDs change between runs; URLs do not).
+    #[arg(long)]
+    pub peer_urls: String,
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Subcommand)]

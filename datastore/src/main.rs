@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use k8sup_datastore::config::{Cli, RestoreArgs, SaveArgs, SnapshotOp, Sub};
+use k8sup_datastore::config::{Cli, ClientTls, MemberOp, RestoreArgs, SaveArgs, SnapshotOp, Sub};
 use k8sup_datastore::durable::AtomicFile;
 use k8sup_datastore::proto::SnapshotRequest;
 use k8sup_datastore::proto::maintenance_client::MaintenanceClient;
@@ -25,17 +25,18 @@ fn init_logs(level: &str, format: &str) {
     }
 }
 
-async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
-    let mut ep = tonic::transport::Endpoint::from_shared(a.tls.endpoints.clone())
-        .map_err(|e| anyhow::anyhow!("--endpoints {}: {e}", a.tls.endpoints))?;
-    if a.tls.endpoints.starts_with("https://") {
+/// A gRPC channel to `--endpoints`, with the client's TLS settings.
+async fn channel(t: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+    let mut ep = tonic::transport::Endpoint::from_shared(t.endpoints.clone())
+        .map_err(|e| anyhow::anyhow!("--endpoints {}: {e}", t.endpoints))?;
+    if t.endpoints.starts_with("https://") {
         let mut tls = tonic::transport::ClientTlsConfig::new();
-        if let Some(ca) = &a.tls.cacert {
+        if let Some(ca) = &t.cacert {
             let pem =
                 std::fs::read(ca).map_err(|e| anyhow::anyhow!("--cacert {}: {e}", ca.display()))?;
             tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
         }
-        if let (Some(c), Some(k)) = (&a.tls.cert, &a.tls.key) {
+        if let (Some(c), Some(k)) = (&t.cert, &t.key) {
             let cert =
                 std::fs::read(c).map_err(|e| anyhow::anyhow!("--cert {}: {e}", c.display()))?;
             let key =
@@ -44,10 +45,86 @@ async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
         }
         ep = ep.tls_config(tls)?;
     }
-    let chan = ep
-        .connect()
+    ep.connect()
         .await
-        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", a.tls.endpoints))?;
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", t.endpoints))
+}
+
+/// `member list|add|promote`: what etcdctl's `member` does, so that k8sup
+/// can join a member from the host itself (no etcdctl there).
+async fn member(op: MemberOp) -> anyhow::Result<()> {
+    use k8sup_datastore::proto::cluster_client::ClusterClient;
+    use k8sup_datastore::proto::{MemberAddRequest, MemberListRequest, MemberPromoteRequest};
+    let tls = match &op {
+        MemberOp::List(a) => &a.tls,
+        MemberOp::Add(a) => &a.tls,
+        MemberOp::Promote(a) => &a.tls,
+    };
+    let mut client = ClusterClient::new(channel(tls).await?);
+    let members = client
+        .member_list(MemberListRequest { linearizable: true })
+        .await?
+        .into_inner()
+        .members;
+    let urls = |s: &str| -> Vec<String> { k8sup_datastore::config::split_urls(s) };
+    match op {
+        MemberOp::List(_) => {
+            for m in &members {
+                println!(
+                    "{:x} {} {} {} {}",
+                    m.id,
+                    if m.name.is_empty() { "-" } else { &m.name },
+                    m.peer_ur_ls.join(","),
+                    if m.is_learner { "learner" } else { "voter" },
+                    if m.client_ur_ls.is_empty() {
+                        "unstarted"
+                    } else {
+                        "started"
+                    }
+                );
+            }
+        }
+        MemberOp::Add(a) => {
+            let want = urls(&a.peer_urls);
+            if members.iter().any(|m| m.peer_ur_ls == want) {
+                println!("{} ({}) is already a member", a.name, a.peer_urls);
+                return Ok(());
+            }
+            let r = client
+                .member_add(MemberAddRequest {
+                    peer_ur_ls: want,
+                    is_learner: a.learner,
+                })
+                .await?
+                .into_inner();
+            let id = r.member.map(|m| m.id).unwrap_or_default();
+            println!(
+                "added {} ({}) as {} {id:x}",
+                a.name,
+                a.peer_urls,
+                if a.learner { "learner" } else { "voter" }
+            );
+        }
+        MemberOp::Promote(a) => {
+            let want = urls(&a.peer_urls);
+            let Some(m) = members.iter().find(|m| m.peer_ur_ls == want) else {
+                anyhow::bail!("no member has peer URLs {}", a.peer_urls);
+            };
+            if !m.is_learner {
+                println!("{} is already a voter", a.peer_urls);
+                return Ok(());
+            }
+            client
+                .member_promote(MemberPromoteRequest { id: m.id })
+                .await?;
+            println!("promoted {} ({:x})", a.peer_urls, m.id);
+        }
+    }
+    Ok(())
+}
+
+async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
+    let chan = channel(&a.tls).await?;
     let mut client = MaintenanceClient::new(chan).max_decoding_message_size(usize::MAX);
     let mut stream = client.snapshot(SnapshotRequest {}).await?.into_inner();
     // Written as it arrives (a snapshot is as large as the database), then
@@ -129,6 +206,7 @@ fn main() -> std::process::ExitCode {
             op: SnapshotOp::Save(a),
         }) => rt.block_on(snapshot_save(a)),
         Some(Sub::Restore(a)) => restore(a),
+        Some(Sub::Member { op }) => rt.block_on(member(op)),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,7 +9,11 @@
 
 use std::time::Duration;
 
-use k8sup_engine::{DesiredState, EngineError, ProbeCheck, Resource, ResourceId};
+use std::collections::BTreeMap;
+
+use k8sup_engine::{
+    DesiredState, EngineError, Facts, Guard, ProbeCheck, Resource, ResourceId, Step,
+};
 use k8sup_pki::layout;
 use serde::Serialize;
 
@@ -68,58 +72,140 @@ const APISERVER_PKI: ApiserverPki = ApiserverPki {
     sa_pub: layout::SA_PUB,
 };
 
-/// Refuses to start a control plane's datastore member next to members
-/// that already hold the cluster's data: a new member started with
-/// `--initial-cluster-state=new` would found a second cluster. Joining a
-/// running cluster (as a learner, then promoted) is not built yet; until it
-/// is, the way to more control planes is to list them all before the first
-/// apply.
-pub fn refuse_join(
+/// How each member first meets the cluster (`datastore-bootstrap.env`).
+pub const BOOTSTRAP_ENV: &str = "/etc/k8sup/datastore-bootstrap.env";
+
+/// Whether `node`'s facts say its member holds data (it has joined before).
+fn has_data(facts: &BTreeMap<String, Facts>, node: &Node) -> bool {
+    facts
+        .get(&node.name)
+        .and_then(|f| f.get(crate::probe::FACT_DATASTORE))
+        == Some("present")
+}
+
+/// The datastore phase's steps. A first apply starts every control plane's
+/// member at once with the same `--initial-cluster` (etcd's static
+/// bootstrap). Once members hold data, a control plane added to the
+/// inventory joins as the peers' rules ask: one at a time, added as a
+/// learner by a running member, started with `--initial-cluster-state
+/// existing`, healthy, then promoted to a voter; the running members'
+/// units do not change.
+pub fn datastore_steps(
     t: &Topology,
-    facts: &std::collections::BTreeMap<String, k8sup_engine::Facts>,
-) -> Result<(), EngineError> {
-    let has_data = |n: &&Node| {
-        facts
-            .get(&n.name)
-            .and_then(|f| f.get(crate::probe::FACT_DATASTORE))
-            == Some("present")
-    };
-    let members: Vec<&Node> = t.control_planes().filter(has_data).collect();
-    if members.is_empty() {
-        return Ok(());
-    }
+    facts: &BTreeMap<String, Facts>,
+    selected: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Step>, EngineError> {
+    let ds = &t.cluster.datastore;
+    let peer = |n: &Node| format!("https://{}", host_port(n.ip, ds.peer_port));
+    let members: Vec<&Node> = t.control_planes().filter(|n| has_data(facts, n)).collect();
     // Hosts whose facts are unknown (not observed in this run) are not judged.
-    let new: Vec<&str> = t
-        .control_planes()
-        .filter(|n| facts.contains_key(&n.name) && !has_data(n))
-        .map(|n| n.name.as_str())
-        .collect();
-    if new.is_empty() {
-        return Ok(());
-    }
-    Err(EngineError::Invalid {
-        host: new.join(", "),
-        reason: format!(
-            "a new control plane cannot join the running datastore yet (its members: {}); \
-             k8sup would found a second cluster. Remove it from the inventory for now, or \
-             list every control plane before the first apply",
-            members
-                .iter()
-                .map(|n| n.name.as_str())
+    let joiners: Vec<&Node> = if members.is_empty() {
+        Vec::new()
+    } else {
+        t.control_planes()
+            .filter(|n| facts.contains_key(&n.name) && !has_data(facts, n))
+            .collect()
+    };
+    let mut first = Vec::new();
+    for n in t.control_planes().filter(|n| selected(&n.name)) {
+        if joiners.iter().any(|j| j.name == n.name) {
+            continue;
+        }
+        let mut s = DesiredState::new(&n.name);
+        if members.is_empty() {
+            let all = t
+                .control_planes()
+                .map(|cp| format!("{}={}", cp.name, peer(cp)))
                 .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
+                .join(",");
+            s.push(bootstrap_env(
+                &n.name,
+                &all,
+                "new",
+                "founded the cluster with every control plane of the first apply",
+            )?);
+        }
+        member_resources(t, n, &mut s)?;
+        first.push(s);
+    }
+    let mut steps = vec![Step::new("datastore", first)];
+    let Some(leader) = members.first() else {
+        return Ok(steps);
+    };
+    let tool = binaries::path("k8sup-datastore");
+    let tls = format!(
+        "--endpoints=https://127.0.0.1:{} --cacert={} --cert={} --key={}",
+        ds.client_port,
+        layout::DATASTORE_CA_CRT,
+        layout::APISERVER_DATASTORE_CLIENT_CRT,
+        layout::APISERVER_DATASTORE_CLIENT_KEY
+    );
+    let mut known: Vec<&Node> = members.clone();
+    for j in &joiners {
+        let url = peer(j);
+        known.push(j);
+        let initial = known
+            .iter()
+            .map(|cp| format!("{}={}", cp.name, peer(cp)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let listed = format!("{tool} member list {tls} | grep -q ' {url} '");
+        steps.push(Step::new(
+            format!("add {} as a learner", j.name),
+            vec![DesiredState::new(&leader.name).with(Resource::command(
+                format!("datastore-add-{}", j.name),
+                format!(
+                    "{tool} member add {} --peer-urls={url} --learner {tls}",
+                    j.name
+                ),
+                Guard::Unless(listed),
+            ))],
+        ));
+        if selected(&j.name) {
+            let mut s = DesiredState::new(&j.name);
+            s.push(bootstrap_env(
+                &j.name,
+                &initial,
+                "existing",
+                "joined a running cluster as a learner",
+            )?);
+            member_resources(t, j, &mut s)?;
+            steps.push(Step::new(format!("start {}'s member", j.name), vec![s]));
+        }
+        steps.push(Step::new(
+            format!("promote {}", j.name),
+            vec![DesiredState::new(&leader.name).with(Resource::command(
+                format!("datastore-promote-{}", j.name),
+                format!("{tool} member promote --peer-urls={url} {tls}"),
+                Guard::Unless(format!(
+                    "{tool} member list {tls} | grep ' {url} ' | grep -q ' voter '"
+                )),
+            ))],
+        ));
+    }
+    Ok(steps)
+}
+
+fn bootstrap_env(
+    host: &str,
+    initial: &str,
+    state: &str,
+    how: &str,
+) -> Result<Resource, EngineError> {
+    Ok(Resource::file(
+        BOOTSTRAP_ENV,
+        render::template(
+            host,
+            "datastore-bootstrap.env",
+            serde_json::json!({"initial_cluster": initial, "initial_state": state, "how": how}),
+        )?,
+    )
+    .mode(0o644))
 }
 
 /// The datastore member of control plane `node`.
-pub fn datastore_state(t: &Topology, node: &Node) -> Result<DesiredState, EngineError> {
+fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(), EngineError> {
     let ds = &t.cluster.datastore;
-    let initial_cluster = t
-        .control_planes()
-        .map(|cp| format!("{}=https://{}", cp.name, host_port(cp.ip, ds.peer_port)))
-        .collect::<Vec<_>>()
-        .join(",");
     let unit = render::template(
         &node.name,
         "systemd/k8sup-datastore.service",
@@ -131,8 +217,7 @@ pub fn datastore_state(t: &Topology, node: &Node) -> Result<DesiredState, Engine
             "client_port": ds.client_port,
             "peer_port": ds.peer_port,
             "metrics_port": DATASTORE_METRICS_PORT,
-            "initial_cluster": initial_cluster,
-            "initial_state": "new",
+            "bootstrap_env": BOOTSTRAP_ENV,
             "token": t.cluster.name,
             "pki": DatastorePki {
                 ca: layout::DATASTORE_CA_CRT,
@@ -143,7 +228,6 @@ pub fn datastore_state(t: &Topology, node: &Node) -> Result<DesiredState, Engine
             },
         }),
     )?;
-    let mut s = DesiredState::new(&node.name);
     s.push(Resource::unit(DATASTORE_UNIT, unit));
     s.push(
         Resource::service(DATASTORE_UNIT)
@@ -163,7 +247,7 @@ pub fn datastore_state(t: &Topology, node: &Node) -> Result<DesiredState, Engine
         )
         .depends_on(ResourceId::service(DATASTORE_UNIT)),
     );
-    Ok(s)
+    Ok(())
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler of `node`.

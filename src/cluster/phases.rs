@@ -6,7 +6,8 @@
 //! 2. `certificates`: every credential, issued once, kept on the hosts;
 //! 3. `binaries`: the programs and image archives, pushed from the
 //!    workstation's verified cache;
-//! 4. `datastore`: each control plane's member, until healthy;
+//! 4. `datastore`: each control plane's member, until healthy; a control
+//!    plane added later joins as a learner, then is promoted, one at a time;
 //! 5. `control plane`: kube-apiserver (until ready), the controller manager
 //!    and the scheduler;
 //! 6. `nodes`: containerd and the pod images, the pod network, the
@@ -122,12 +123,7 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     let sh = shared.clone();
     let datastore = phase(DATASTORE, move |cx| {
         let t = sh.topology(cx.facts)?;
-        control_plane::refuse_join(&t, cx.facts)?;
-        sh.per_node(DATASTORE, cx, |t, n, _| {
-            n.control_plane
-                .then(|| control_plane::datastore_state(t, n))
-                .transpose()
-        })
+        control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h))
     });
     let sh = shared.clone();
     let cp = phase(CONTROL_PLANE, move |cx| {

@@ -641,3 +641,113 @@ fn artifacts_fetch_and_an_air_gap_bundle_round_trip() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The lab's inventory with only the hosts `keep` (by index), written as
+/// JSON (which is YAML) beside it.
+fn inventory_of(lab: &TestLab, file: &str, keep: &[usize]) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(lab.inventory()).unwrap();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let hosts: Vec<serde_json::Value> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, h)| h.clone())
+        .collect();
+    doc["hosts"] = serde_json::Value::Array(hosts);
+    let path = lab.inventory().with_file_name(file);
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_control_plane_and_a_worker_added_later_join_the_running_cluster() {
+    let (root, index) = mirror();
+    let lab = TestLab::up_with(
+        "t-e2e-join",
+        UpOptions {
+            nodes: 4,
+            control_planes: 2,
+            mirror: Some(root.clone()),
+            ..Default::default()
+        },
+    );
+    // First: one control plane (machine 0) and one worker (machine 2).
+    let small = inventory_of(&lab, "small.yaml", &[0, 2]);
+    let out = k8sup(&["apply", "-i", small.to_str().unwrap(), "--yes"]);
+    assert!(
+        out.status.success(),
+        "first apply:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // Then every machine: the plan adds the new control plane as a learner.
+    let full = inventory_of(&lab, "full.yaml", &[0, 1, 2, 3]);
+    let out = k8sup(&["plan", "-i", full.to_str().unwrap(), "--color", "never"]);
+    let plan = text(&out.stdout);
+    assert!(out.status.success(), "{plan}\n{}", text(&out.stderr));
+    let new_cp = lab.node(1);
+    assert!(
+        plan.contains(&format!("add {new_cp} as a learner")),
+        "{plan}"
+    );
+    let joins = plan
+        .lines()
+        .filter(|l| l.contains("add ") && l.contains("as a learner"))
+        .count();
+    assert_eq!(joins, 1, "one learner join: {plan}");
+    let out = k8sup(&["apply", "-i", full.to_str().unwrap(), "--yes"]);
+    assert!(
+        out.status.success(),
+        "second apply:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let dir = lab.inventory().parent().unwrap().join("join");
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = members(&lab, 0, &dir);
+    let list = m["members"].as_array().expect("members");
+    assert_eq!(list.len(), 2, "{m}");
+    assert!(
+        list.iter().all(|x| x["isLearner"].as_bool() != Some(true)),
+        "a learner was not promoted: {m}"
+    );
+
+    let config = dir.join("admin.conf");
+    let out = k8sup(&[
+        "kubeconfig",
+        "-i",
+        full.to_str().unwrap(),
+        "--out",
+        config.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kubectl = Kubectl {
+        bin: common::kube_binary(&root, &index, "kubectl"),
+        config,
+    };
+    kubectl.wait(
+        "four Ready nodes",
+        Duration::from_secs(120),
+        &["get", "nodes"],
+        |o| {
+            o.lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .count()
+                == 4
+        },
+    );
+    let out = k8sup(&["plan", "-i", full.to_str().unwrap(), "-o", "json"]);
+    let again: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let total: u64 = again["summary"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(total, 0, "a third plan has changes:\n{}", text(&out.stdout));
+}

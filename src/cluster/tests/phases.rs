@@ -201,30 +201,59 @@ async fn the_same_inputs_give_the_same_credentials_within_a_run() {
 }
 
 #[tokio::test]
-async fn a_control_plane_added_to_a_running_datastore_is_refused_not_bootstrapped() {
+async fn a_control_plane_added_to_a_running_datastore_joins_as_a_learner_then_is_promoted() {
     let dir = tmp("join");
-    let inv = inventory(2, 1, "");
+    let inv = inventory(3, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
     let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
     let mut f = facts(&names, "v2");
-    f.insert(
-        "cp-0".into(),
-        Facts::default()
-            .with("cgroup", "v2")
-            .with("k8sup.datastore", "present"),
+    for cp in ["cp-0", "cp-1"] {
+        f.insert(
+            cp.into(),
+            Facts::default()
+                .with("cgroup", "v2")
+                .with("k8sup.datastore", "present"),
+        );
+    }
+    let desired = phases.desired(&f).await.unwrap();
+    let ds = &desired.iter().find(|(t, _, _)| t == "datastore").unwrap().2;
+    let steps: Vec<&str> = ds.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "datastore",
+            "add cp-2 as a learner",
+            "start cp-2's member",
+            "promote cp-2"
+        ]
     );
-    let e = phases.desired(&f).await.unwrap_err().to_string();
-    assert!(e.contains("cp-1") && e.contains("cannot join"), "{e}");
-    // Every member with data (a re-apply), or none (a first apply): fine.
-    f.insert(
-        "cp-1".into(),
-        Facts::default()
-            .with("cgroup", "v2")
-            .with("k8sup.datastore", "present"),
+    // The running members keep their units and write no bootstrap file; the
+    // new one is told to join the existing cluster of all three.
+    let first: Vec<String> = ids(ds, "cp-0");
+    assert!(
+        !first.iter().any(|i| i.contains("datastore-bootstrap.env")),
+        "{first:?}"
     );
-    assert!(phases.desired(&f).await.is_ok());
-    assert!(phases.desired(&facts(&names, "v2")).await.is_ok());
+    assert!(first.iter().any(|i| i == "command:datastore-add-cp-2"));
+    assert!(first.iter().any(|i| i == "command:datastore-promote-cp-2"));
+    let env = ds.steps[2].hosts[0]
+        .resources
+        .iter()
+        .find(|r| r.id.to_string().ends_with("datastore-bootstrap.env"))
+        .and_then(|r| r.body.as_ref().and_then(|b| b.text()).map(str::to_string))
+        .unwrap();
+    assert!(env.contains("INITIAL_CLUSTER_STATE=existing"), "{env}");
+    assert!(
+        env.contains(
+            "cp-0=https://10.0.0.10:2380,cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380"
+        ),
+        "{env}"
+    );
+    // A first apply: one step, every member founding the cluster together.
+    let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let ds = &desired.iter().find(|(t, _, _)| t == "datastore").unwrap().2;
+    assert_eq!(ds.steps.len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
