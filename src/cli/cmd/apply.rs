@@ -172,15 +172,10 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
             identity,
             ..ApplyOptions::default()
         };
-        let cancel = opts.cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping: actions in flight finish, nothing else starts; run apply again to converge");
-                cancel.cancel();
-            }
-        });
+        stop_on_ctrl_c(&opts);
         let bars = Bars::new(&plan);
-        let result = k8sup_engine::apply(&plan, &fleet.desired, &fleet.sessions, &opts, &bars).await;
+        let result =
+            k8sup_engine::apply(&plan, &fleet.desired, &fleet.sessions, &opts, &bars).await;
         bars.finish();
         fleet.close().await;
         let report = result?;
@@ -195,7 +190,11 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
         } else {
             print_report(&report);
         }
-        Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Ok(if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     })
 }
 
@@ -244,15 +243,7 @@ async fn apply_cluster(
         identity,
         ..ApplyOptions::default()
     };
-    let cancel = opts.cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nstopping: actions in flight finish, nothing else starts; run apply again to converge"
-            );
-            cancel.cancel();
-        }
-    });
+    stop_on_ctrl_c(&opts);
     let bars = Bars::new(&plan.as_plan());
     let phases = fleet.phases.as_ref().expect("a cluster fleet has phases");
     let result = k8sup_engine::apply_phases(phases, &plan, &fleet.sessions, &opts, &bars).await;
@@ -356,6 +347,19 @@ async fn claiming_plan(
     k8sup_engine::release_claims(&fleet.sessions, &claimed, identity).await;
     eprintln!("Apply stopped before any change; nothing was changed.");
     Ok(None)
+}
+
+/// Ctrl-C during an apply: actions in flight finish, nothing else starts.
+fn stop_on_ctrl_c(opts: &ApplyOptions) {
+    let cancel = opts.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nstopping: actions in flight finish, nothing else starts; run apply again to converge"
+            );
+            cancel.cancel();
+        }
+    });
 }
 
 fn confirm(hosts: usize) -> Result<bool> {

@@ -72,26 +72,13 @@ pub fn execute(args: KubeconfigArgs) -> Result<ExitCode> {
         )
     })?;
     let server = format!("https://{}:{port}", bracket(&host.address));
-    let mut replaced = false;
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if !replaced && l.trim_start().starts_with("server:") {
-                replaced = true;
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}server: {server}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    if !replaced {
+    let Some(text) = with_server(&text, &server) else {
         bail!(
             "{}: {} has no server line",
             host.name,
             k8sup_pki::layout::ADMIN_CONF
         );
-    }
+    };
     match &args.out {
         Some(path) => {
             let mut f = std::fs::OpenOptions::new()
@@ -110,6 +97,26 @@ pub fn execute(args: KubeconfigArgs) -> Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kubeconfig` (k8sup's: one cluster) with its server pointed at `server`;
+/// `None` when it names no server. Shared with `status`, which points it at
+/// a forwarded port.
+pub(crate) fn with_server(kubeconfig: &str, server: &str) -> Option<String> {
+    let mut replaced = false;
+    let text = kubeconfig
+        .lines()
+        .map(|l| {
+            if !replaced && l.trim_start().starts_with("server:") {
+                replaced = true;
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}server: {server}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    replaced.then_some(text)
 }
 
 fn bracket(address: &str) -> String {

@@ -206,17 +206,8 @@ async fn nodes(session: &k8sup_ssh::Session, port: u16) -> Result<Vec<(String, S
     let forward = session.forward("127.0.0.1", port).await?;
     // The apiserver's certificate covers 127.0.0.1, so TLS is verified as is.
     let server = format!("https://{}", forward.local());
-    let admin: String = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("server:") {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}server: {server}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let admin = super::kubeconfig::with_server(&admin, &server)
+        .context("the admin kubeconfig names no server")?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&admin).context("the admin kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
