@@ -52,6 +52,14 @@ async fn metrics(State((node, limits)): State<AppState>) -> impl IntoResponse {
         (m.current_leader == Some(node.id)) as u8 as f64,
     );
     gauge(
+        "etcd_server_is_learner",
+        "Whether this member is a learner (1) or a voter (0).",
+        m.membership_config
+            .membership()
+            .learner_ids()
+            .any(|id| id == node.id) as u8 as f64,
+    );
+    gauge(
         "etcd_server_term",
         "Current Raft term.",
         m.current_term as f64,

@@ -4,7 +4,7 @@
 //!
 //! Every node runs containerd, runc, the CNI plugins, the kubelet and
 //! kube-proxy (control planes too, as in Canonical Kubernetes). Control
-//! planes add the datastore, kube-apiserver, kube-controller-manager,
+//! planes add the datastore (unless the cluster's is external), kube-apiserver, kube-controller-manager,
 //! kube-scheduler and kubectl; the others add the API-server proxy.
 
 use k8sup_engine::{DesiredState, EngineError, Resource};
@@ -26,7 +26,6 @@ const NODE_PROGRAMS: &[&str] = &[
     "kube-proxy",
 ];
 const CONTROL_PLANE_PROGRAMS: &[&str] = &[
-    "k8sup-datastore",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -56,14 +55,25 @@ pub fn image_path(image: &str) -> String {
     format!("{IMAGE_DIR}/{file}.tar")
 }
 
-pub fn host_state(node: &Node, files: &NodeFiles) -> Result<DesiredState, EngineError> {
+/// k8sup's datastore, on control planes unless the cluster's is external.
+const DATASTORE_PROGRAM: &str = "k8sup-datastore";
+
+pub fn host_state(
+    node: &Node,
+    own_datastore: bool,
+    files: &NodeFiles,
+) -> Result<DesiredState, EngineError> {
     let mut s = DesiredState::new(&node.name);
-    let role: &[&str] = if node.control_plane {
-        CONTROL_PLANE_PROGRAMS
+    let role: Vec<&str> = if node.control_plane {
+        let mut r = CONTROL_PLANE_PROGRAMS.to_vec();
+        if own_datastore {
+            r.push(DATASTORE_PROGRAM);
+        }
+        r
     } else {
-        PROXIED_PROGRAMS
+        PROXIED_PROGRAMS.to_vec()
     };
-    for p in NODE_PROGRAMS.iter().chain(role) {
+    for p in NODE_PROGRAMS.iter().chain(&role) {
         s.push(Resource::binary(path(p), files.program(p)?).mode(0o755));
     }
     for p in CNI_PLUGINS {

@@ -39,6 +39,7 @@ pub fn spec(t: &Topology) -> PkiSpec {
         nodes: t.nodes.iter().map(member).collect(),
         api_server_extra_sans: t.cluster.api_server.extra_sans.clone(),
         api_server_url: format!("https://127.0.0.1:{}", t.cluster.api_server.port),
+        own_datastore: t.cluster.datastore.external.is_none(),
     }
 }
 

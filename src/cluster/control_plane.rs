@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use k8sup_engine::{
     DesiredState, EngineError, Facts, Guard, ProbeCheck, Resource, ResourceId, Step,
 };
+use k8sup_inventory::ArgsComponent;
 use k8sup_pki::layout;
 use serde::Serialize;
 
@@ -43,9 +44,6 @@ struct ApiserverPki {
     ca_key: &'static str,
     apiserver_crt: &'static str,
     apiserver_key: &'static str,
-    datastore_ca: &'static str,
-    datastore_client_crt: &'static str,
-    datastore_client_key: &'static str,
     kubelet_client_crt: &'static str,
     kubelet_client_key: &'static str,
     front_proxy_ca: &'static str,
@@ -60,9 +58,6 @@ const APISERVER_PKI: ApiserverPki = ApiserverPki {
     ca_key: layout::CA_KEY,
     apiserver_crt: layout::APISERVER_CRT,
     apiserver_key: layout::APISERVER_KEY,
-    datastore_ca: layout::DATASTORE_CA_CRT,
-    datastore_client_crt: layout::APISERVER_DATASTORE_CLIENT_CRT,
-    datastore_client_key: layout::APISERVER_DATASTORE_CLIENT_KEY,
     kubelet_client_crt: layout::APISERVER_KUBELET_CLIENT_CRT,
     kubelet_client_key: layout::APISERVER_KUBELET_CLIENT_KEY,
     front_proxy_ca: layout::FRONT_PROXY_CA_CRT,
@@ -206,7 +201,7 @@ fn bootstrap_env(
 /// The datastore member of control plane `node`.
 fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(), EngineError> {
     let ds = &t.cluster.datastore;
-    let unit = render::template(
+    let unit = render::unit(
         &node.name,
         "systemd/k8sup-datastore.service",
         serde_json::json!({
@@ -227,6 +222,8 @@ fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(
                 peer_key: layout::DATASTORE_PEER_KEY,
             },
         }),
+        ArgsComponent::K8supDatastore,
+        &node.args(ArgsComponent::K8supDatastore),
     )?;
     s.push(Resource::unit(DATASTORE_UNIT, unit));
     s.push(
@@ -253,16 +250,34 @@ fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(
 /// kube-apiserver, kube-controller-manager and kube-scheduler of `node`.
 pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, EngineError> {
     let ds = &t.cluster.datastore;
-    let mut servers = vec![format!("https://127.0.0.1:{}", ds.client_port)];
-    servers.extend(
-        t.control_planes()
-            .filter(|cp| cp.name != node.name)
-            .map(|cp| format!("https://{}", host_port(cp.ip, ds.client_port))),
-    );
+    let (servers, datastore_tls) = match &ds.external {
+        Some(ext) => (
+            ext.servers.clone(),
+            [
+                crate::external_datastore::CA,
+                crate::external_datastore::CLIENT_CRT,
+                crate::external_datastore::CLIENT_KEY,
+            ],
+        ),
+        None => {
+            let mut servers = vec![format!("https://127.0.0.1:{}", ds.client_port)];
+            servers.extend(
+                t.control_planes()
+                    .filter(|cp| cp.name != node.name)
+                    .map(|cp| format!("https://{}", host_port(cp.ip, ds.client_port))),
+            );
+            (
+                servers,
+                [
+                    layout::DATASTORE_CA_CRT,
+                    layout::APISERVER_DATASTORE_CLIENT_CRT,
+                    layout::APISERVER_DATASTORE_CLIENT_KEY,
+                ],
+            )
+        }
+    };
     let version = t.version();
-    // Per-node extra flags are not read from the inventory yet.
-    let no_args = render::extra_args(&[]);
-    let apiserver = render::template(
+    let apiserver = render::unit(
         &node.name,
         "systemd/kube-apiserver.service",
         serde_json::json!({
@@ -271,13 +286,20 @@ pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, Engin
             "ip": node.ip.to_string(),
             "port": t.cluster.api_server.port,
             "datastore_servers": servers.join(","),
+            "own_datastore": ds.external.is_none(),
+            "datastore_tls": {
+                "ca": datastore_tls[0],
+                "cert": datastore_tls[1],
+                "key": datastore_tls[2],
+            },
             "cluster_domain": t.cluster.cluster_domain,
             "service_cidr": t.cluster.service_cidr.to_string(),
             "pki": APISERVER_PKI,
-            "extra_args": no_args,
         }),
+        ArgsComponent::KubeApiserver,
+        &node.args(ArgsComponent::KubeApiserver),
     )?;
-    let controller_manager = render::template(
+    let controller_manager = render::unit(
         &node.name,
         "systemd/kube-controller-manager.service",
         serde_json::json!({
@@ -287,18 +309,20 @@ pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, Engin
             "cluster_name": t.cluster.name,
             "service_cidr": t.cluster.service_cidr.to_string(),
             "pki": APISERVER_PKI,
-            "extra_args": no_args,
         }),
+        ArgsComponent::KubeControllerManager,
+        &node.args(ArgsComponent::KubeControllerManager),
     )?;
-    let scheduler = render::template(
+    let scheduler = render::unit(
         &node.name,
         "systemd/kube-scheduler.service",
         serde_json::json!({
             "version": version,
             "bin": binaries::path("kube-scheduler"),
             "kubeconfig": layout::SCHEDULER_CONF,
-            "extra_args": no_args,
         }),
+        ArgsComponent::KubeScheduler,
+        &node.args(ArgsComponent::KubeScheduler),
     )?;
     let mut s = DesiredState::new(&node.name);
     for (unit, content) in [

@@ -2,7 +2,8 @@
 //! it. The directories the components use, the kernel settings a node
 //! needs (`templates/sysctl/99-k8sup.conf`, applied at once and at every
 //! boot by systemd-sysctl), and a refusal, naming the host, of a
-//! cgroup layout the inventory does not allow.
+//! cgroup layout the inventory does not allow or of a host that lacks a
+//! program a node needs (`REQUIRED_TOOLS`, from the facts probe).
 
 //!
 //! Swap is left as it is: the kubelet runs with `failSwapOn: false` and its
@@ -32,6 +33,20 @@ const NODE_DIRS: &[&str] = &[
     "/etc/k8sup",
 ];
 
+/// What a node needs from its OS that k8sup does not bring: kube-proxy and
+/// the CNI plugins program iptables (with either backend) and clear
+/// conntrack entries; the routes unit uses `ip`; the kubelet mounts
+/// volumes. A cloud image has them; a minimal one may not.
+pub const REQUIRED_TOOLS: &[&str] = &[
+    "iptables",
+    "iptables-save",
+    "iptables-restore",
+    "conntrack",
+    "ip",
+    "mount",
+    "umount",
+];
+
 /// Whether `facts` say cgroup v1 (a hybrid layout counts as v1).
 pub fn cgroup_v1(facts: &Facts) -> bool {
     facts.get("cgroup") == Some("v1")
@@ -46,6 +61,23 @@ pub fn host_state(t: &Topology, host: &str, facts: &Facts) -> Result<DesiredStat
                      Debian 11 and Ubuntu 21.10), or set `allowCgroupV1: true` under `cluster:` \
                      in the inventory"
                 .into(),
+        });
+    }
+    if let Some(missing) = facts
+        .get(crate::probe::FACT_MISSING)
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        let list = missing.split_whitespace().collect::<Vec<_>>().join(", ");
+        return Err(EngineError::Invalid {
+            host: host.to_string(),
+            reason: format!(
+                "this host lacks {list}, which a Kubernetes node needs (kube-proxy and the CNI \
+                 plugins use iptables and conntrack, the pod routes use ip). Install them, e.g. \
+                 `apt-get install iptables conntrack iproute2 mount` (Debian, Ubuntu) or `dnf \
+                 install iptables-nft conntrack-tools iproute util-linux` (Fedora, RHEL), then \
+                 run k8sup again"
+            ),
         });
     }
     let mut s = DesiredState::new(host);

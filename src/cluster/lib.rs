@@ -24,6 +24,7 @@ pub mod apiserver_proxy;
 mod binaries;
 pub mod certificates;
 pub mod control_plane;
+pub mod external_datastore;
 mod host_prep;
 mod inputs;
 pub mod node;

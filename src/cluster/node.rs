@@ -12,6 +12,7 @@
 //! no overlay, no extra daemon on the node.
 
 use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
+use k8sup_inventory::ArgsComponent;
 use k8sup_pki::layout;
 use serde::Serialize;
 
@@ -24,6 +25,8 @@ use crate::render;
 use crate::topology::{Node, Topology};
 
 pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+/// containerd's per-registry host configuration (`config_path`).
+pub const CONTAINERD_CERTS_D: &str = "/etc/containerd/certs.d";
 pub const CONTAINERD_UNIT: &str = "containerd.service";
 pub const CNI_CONFIG: &str = "/etc/cni/net.d/10-k8sup-bridge.conflist";
 pub const ROUTES_UNIT: &str = "k8sup-pod-routes.service";
@@ -55,8 +58,6 @@ pub fn host_state(
     let v1 = cgroup_v1(facts);
     let version = t.version();
     let behind_proxy = !node.control_plane;
-    // Per-node extra flags are not read from the inventory yet.
-    let no_args = render::extra_args(&[]);
     let mut s = DesiredState::new(host);
 
     // containerd, then the images it must hold before any pod starts.
@@ -65,7 +66,8 @@ pub fn host_state(
         "containerd/config.toml",
         serde_json::json!({
             "pause_image": files.pause_image,
-            "registry_mirror": false,
+            "registry_mirror": !t.cluster.container_runtime.registry_mirrors.is_empty(),
+            "certs_d": CONTAINERD_CERTS_D,
             "restrict_oom_score_adj": t.cluster.container_runtime.restrict_oom_score_adj,
             "systemd_cgroup": !v1,
         }),
@@ -77,10 +79,12 @@ pub fn host_state(
     );
     s.push(Resource::unit(
         CONTAINERD_UNIT,
-        render::template(
+        render::unit(
             host,
             "systemd/containerd.service",
             serde_json::json!({"bin": binaries::path("containerd"), "config": CONTAINERD_CONFIG}),
+            ArgsComponent::Containerd,
+            &node.args(ArgsComponent::Containerd),
         )?,
     ));
     s.push(
@@ -88,6 +92,23 @@ pub fn host_state(
             .enabled(true)
             .running(true),
     );
+    for (registry, mirrors) in &t.cluster.container_runtime.registry_mirrors {
+        s.push(
+            Resource::file(
+                format!("{CONTAINERD_CERTS_D}/{registry}/hosts.toml"),
+                render::template(
+                    host,
+                    "containerd/hosts.toml",
+                    serde_json::json!({
+                        "registry": registry,
+                        "server": registry_server(registry),
+                        "mirrors": mirrors,
+                    }),
+                )?,
+            )
+            .mode(0o644),
+        );
+    }
     for (image, _) in &files.images {
         let archive = binaries::image_path(image);
         let q = |s: &str| shlex::try_quote(s).map(|c| c.into_owned());
@@ -181,6 +202,11 @@ pub fn host_state(
                     "dns_ip": t.dns_ip().to_string(),
                     "cluster_domain": t.cluster.cluster_domain,
                     "resolv_conf": resolv_conf,
+                    "taints": if node.control_plane {
+                        t.cluster.control_plane_taints.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }),
             )?,
         )
@@ -189,7 +215,7 @@ pub fn host_state(
     );
     s.push(Resource::unit(
         KUBELET_UNIT,
-        render::template(
+        render::unit(
             host,
             "systemd/kubelet.service",
             serde_json::json!({
@@ -200,8 +226,9 @@ pub fn host_state(
                 "kubeconfig": layout::KUBELET_CONF,
                 "ip": node.ip.to_string(),
                 "behind_proxy": behind_proxy,
-                "extra_args": no_args,
             }),
+            ArgsComponent::Kubelet,
+            &node.args(ArgsComponent::Kubelet),
         )?,
     ));
     let mut kubelet = Resource::service(KUBELET_UNIT)
@@ -240,7 +267,7 @@ pub fn host_state(
     );
     s.push(Resource::unit(
         KUBE_PROXY_UNIT,
-        render::template(
+        render::unit(
             host,
             "systemd/kube-proxy.service",
             serde_json::json!({
@@ -249,8 +276,9 @@ pub fn host_state(
                 "bin": binaries::path("kube-proxy"),
                 "config": KUBE_PROXY_CONFIG,
                 "behind_proxy": behind_proxy,
-                "extra_args": no_args,
             }),
+            ArgsComponent::KubeProxy,
+            &node.args(ArgsComponent::KubeProxy),
         )?,
     ));
     let mut kube_proxy = Resource::service(KUBE_PROXY_UNIT)
@@ -261,6 +289,17 @@ pub fn host_state(
     }
     s.push(kube_proxy);
     Ok(s)
+}
+
+/// The upstream a registry's `hosts.toml` falls back to (`None` for
+/// `_default`, which has none: only its mirrors).
+fn registry_server(registry: &str) -> Option<String> {
+    match registry {
+        "_default" => None,
+        // Docker Hub's images are named docker.io/… but served elsewhere.
+        "docker.io" => Some("https://registry-1.docker.io".into()),
+        r => Some(format!("https://{r}")),
+    }
 }
 
 /// A resource-name-safe form of an image name.

@@ -30,7 +30,9 @@ use k8sup_inventory::{Host, Inventory};
 use crate::certificates::{self, Issuer};
 use crate::inputs::NodeFiles;
 use crate::topology::Topology;
-use crate::{addons, binaries, control_plane, host_prep, node, probe, workload};
+use crate::{
+    addons, binaries, control_plane, external_datastore, host_prep, node, probe, workload,
+};
 
 pub const PREPARE: &str = "prepare hosts";
 pub const CERTIFICATES: &str = "certificates";
@@ -116,14 +118,24 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     });
     let sh = shared.clone();
     let bins = phase(BINARIES, move |cx| {
-        sh.per_node(BINARIES, cx, |_, n, _| {
-            binaries::host_state(n, &sh.files).map(Some)
+        sh.per_node(BINARIES, cx, |t, n, _| {
+            binaries::host_state(n, t.cluster.datastore.external.is_none(), &sh.files).map(Some)
         })
     });
     let sh = shared.clone();
     let datastore = phase(DATASTORE, move |cx| {
         let t = sh.topology(cx.facts)?;
-        control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h))
+        match &t.cluster.datastore.external {
+            // The user's etcd: its credentials on every control plane.
+            Some(ext) => Ok(vec![Step::new(
+                DATASTORE,
+                t.control_planes()
+                    .filter(|n| sh.selected(&n.name))
+                    .map(|n| external_datastore::host_state(&n.name, ext))
+                    .collect(),
+            )]),
+            None => control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h)),
+        }
     });
     let sh = shared.clone();
     let cp = phase(CONTROL_PLANE, move |cx| {

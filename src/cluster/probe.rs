@@ -4,6 +4,11 @@
 //! - `cgroup=v1|v2`: the layout the kubelet and containerd must match;
 //! - `k8sup.ipv4=ADDR`: the host's first global IPv4 address (for hosts
 //!   the inventory names by DNS);
+//! - `k8sup.podcidr=NET` and `k8sup.route.ADDR=NET`: the pod network this
+//!   node's CNI config has, and those it routes to other nodes (so that a
+//!   running node keeps its network: `topology.rs`);
+//! - `k8sup.missing=TOOL…`: the host programs a node needs that it lacks
+//!   (the preflight of `host_prep.rs`);
 //! - `k8sup.datastore=present` when the datastore's data directory exists
 //!   (this control plane is already a member of a cluster);
 //! - `secret.pki.PATH=BASE64` for every credential file the host holds
@@ -11,7 +16,12 @@
 
 use k8sup_engine::EngineError;
 
-use crate::topology::FACT_IPV4;
+use crate::node::{CNI_CONFIG, ROUTES_UNIT};
+use crate::topology::{FACT_IPV4, FACT_POD_CIDR, FACT_ROUTE_PREFIX};
+
+/// The host programs of `host_prep::REQUIRED_TOOLS` this host lacks,
+/// space-separated (empty when it has them all).
+pub const FACT_MISSING: &str = "k8sup.missing";
 
 /// Present when this host holds datastore data (see the module docs).
 pub const FACT_DATASTORE: &str = "k8sup.datastore";
@@ -33,10 +43,14 @@ pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, Engine
         "[ -d {dir} ] && [ -n \"$(ls -A {dir} 2>/dev/null)\" ] && echo {FACT_DATASTORE}=present\n\
          if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
          printf '{FACT_IPV4}=%s\\n' \"$(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $4; exit}}' | cut -d/ -f1)\"\n\
+         sed -n 's/.*\"subnet\": *\"\\([^\"]*\\)\".*/{FACT_POD_CIDR}=\\1/p' {CNI_CONFIG} 2>/dev/null\n\
+         sed -n 's|^ExecStart=/sbin/ip route replace \\([^ ]*\\) via \\([^ ]*\\)$|{FACT_ROUTE_PREFIX}\\2=\\1|p' /etc/systemd/system/{ROUTES_UNIT} 2>/dev/null\n\
+         m=; for t in {tools}; do PATH=$PATH:/usr/sbin:/sbin command -v $t >/dev/null 2>&1 || m=\"$m $t\"; done; echo {FACT_MISSING}=${{m# }}\n\
          for p in {}; do\n  \
            [ -f \"$p\" ] && printf '{prefix}%s=%s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"\n\
          done\n",
         quoted.join(" "),
         prefix = crate::certificates::FACT_PREFIX,
+        tools = crate::host_prep::REQUIRED_TOOLS.join(" "),
     ))
 }

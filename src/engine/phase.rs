@@ -175,6 +175,11 @@ impl Phases {
         self
     }
 
+    /// The facts probe, as set (to inspect or test it without hosts).
+    pub fn probe(&self) -> Option<&str> {
+        self.probe.as_deref()
+    }
+
     /// What `host`'s facts are expected to be. Why: the observation of every
     /// phase is in the same exec as the facts, so its manifest is computed
     /// from expected facts (empty by default) and checked once the real

@@ -79,6 +79,19 @@ fn control_planes(cx: &mut Cx<'_>, d: &Draft) {
                 )
                 .help("set 'role: control-plane' on one host (or three, for high availability)");
         }
+        2 => {
+            let last = cps.last().map_or(hosts_pos, |(_, p)| p.entry);
+            cx.sink
+                .error(
+                    last,
+                    "2 control-plane hosts: the datastore stops when either one stops",
+                )
+                .help(
+                    "the datastore needs a majority (2 of 2) to work, so two control planes fail \
+                     twice as often as one; use 1, or 3 for high availability (k8sup adds them \
+                     one at a time, so 1 grows to 3 in one apply)",
+                );
+        }
         n if n % 2 == 0 => {
             let last = cps.last().map_or(hosts_pos, |(_, p)| p.entry);
             cx.sink

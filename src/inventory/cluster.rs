@@ -2,12 +2,14 @@
 //! same defaults as Canonical Kubernetes so that a minimal inventory needs
 //! only a name.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::decode::Cx;
+use crate::extra_args::{self, ExtraArgs};
 use crate::values;
 use crate::yaml::Spanned;
 
@@ -58,6 +60,34 @@ pub struct Cluster {
     #[serde(rename = "allowCgroupV1")]
     pub allow_cgroup_v1: bool,
     pub container_runtime: ContainerRuntime,
+    /// Flags added to, changed in or removed from the components' command
+    /// lines on every host (a host's own `extraArgs` win over these).
+    #[serde(skip_serializing_if = "ExtraArgs::is_empty")]
+    pub extra_args: ExtraArgs,
+    /// Taints every control-plane Node registers with. None by default:
+    /// control planes run workloads too, as in Canonical Kubernetes. Set
+    /// `node-role.kubernetes.io/control-plane:NoSchedule` to keep them off.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub control_plane_taints: Vec<Taint>,
+}
+
+/// A Node taint, `key[=value]:Effect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+impl std::fmt::Display for Taint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)?;
+        if let Some(v) = &self.value {
+            write!(f, "={v}")?;
+        }
+        write!(f, ":{}", self.effect)
+    }
 }
 
 /// A position in the inventory file (line, column; 1-based), kept for
@@ -116,6 +146,11 @@ pub struct ContainerRuntime {
     /// cannot lower an OOM score (nested containers, such as the lab's).
     #[serde(rename = "restrictOOMScoreAdj")]
     pub restrict_oom_score_adj: bool,
+    /// Registry host (`docker.io`, `registry.k8s.io`, `_default` for any) →
+    /// mirror URLs tried in order before the registry itself (containerd's
+    /// `hosts.toml`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -134,6 +169,24 @@ pub struct Datastore {
     pub peer_port: u16,
     /// On the control-plane hosts.
     pub data_dir: PathBuf,
+    /// `type: external`: the user's etcd, which k8sup only points
+    /// kube-apiserver at (`None`: k8sup's own datastore on the control
+    /// planes, the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatastore>,
+}
+
+/// An etcd cluster k8sup does not manage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatastore {
+    /// Client URLs, `https://host:port`.
+    pub servers: Vec<String>,
+    /// Files on the workstation (relative paths are from the inventory's
+    /// directory), pushed to each control plane.
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 fn with_v<S: serde::Serializer>(v: &semver::Version, s: S) -> Result<S::Ok, S::Error> {
@@ -172,7 +225,7 @@ pub(crate) fn decode_options(cx: &mut Cx<'_>, yaml: Option<&Spanned>) -> Options
 }
 
 /// `None` when a required value is missing or invalid (already reported).
-pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster> {
+pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned, base: &Path) -> Option<Cluster> {
     let mut m = cx.map(yaml, "'cluster'")?;
     let name = m
         .required(cx, "name")
@@ -213,7 +266,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         }),
     };
     let api_server = m.get("apiServer").and_then(|n| decode_api_server(cx, n));
-    let datastore = m.get("datastore").and_then(|n| decode_datastore(cx, n));
+    let datastore = m.get("datastore").map(|n| decode_datastore(cx, n, base));
     let components = match m.get("components") {
         None => Some(Components::Kubernetes),
         Some(n) => cx
@@ -238,6 +291,26 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         None => Some(ContainerRuntime::default()),
         Some(n) => decode_runtime(cx, n),
     };
+    let extra = match m.get("extraArgs") {
+        None => Some(ExtraArgs::default()),
+        Some(n) => extra_args::decode(cx, n, "'extraArgs' in 'cluster'"),
+    };
+    let taints = match m.get("controlPlaneTaints") {
+        None => Some(Vec::new()),
+        Some(n) => cx.list(n, "'controlPlaneTaints' in 'cluster'", |cx, item| {
+            let t = cx.string(item, "a control-plane taint")?;
+            let parsed = parse_taint(&t);
+            if parsed.is_none() {
+                cx.sink
+                    .error(
+                        item.pos,
+                        format!("'{t}' is not a taint: expected key[=value]:Effect"),
+                    )
+                    .help("for example 'node-role.kubernetes.io/control-plane:NoSchedule'; the effect is NoSchedule, PreferNoSchedule or NoExecute");
+            }
+            parsed
+        }),
+    };
     m.finish(cx);
 
     let default_net = |s: &str| s.parse::<IpNet>().expect("default CIDRs are valid");
@@ -253,11 +326,15 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         port: DEFAULT_API_SERVER_PORT,
         extra_sans: Vec::new(),
     });
-    let datastore = datastore.unwrap_or(Datastore {
-        client_port: DEFAULT_DATASTORE_CLIENT_PORT,
-        peer_port: DEFAULT_DATASTORE_PEER_PORT,
-        data_dir: PathBuf::from(DEFAULT_DATASTORE_DIR),
-    });
+    let datastore = match datastore {
+        Some(d) => d?,
+        None => Datastore {
+            client_port: DEFAULT_DATASTORE_CLIENT_PORT,
+            peer_port: DEFAULT_DATASTORE_PEER_PORT,
+            data_dir: PathBuf::from(DEFAULT_DATASTORE_DIR),
+            external: None,
+        },
+    };
     let ports = [
         ("apiServer.port", api_server.port),
         ("datastore.clientPort", datastore.client_port),
@@ -289,6 +366,38 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Cluster>
         artifacts: artifacts?,
         allow_cgroup_v1: allow_v1?,
         container_runtime: runtime?,
+        extra_args: extra?,
+        control_plane_taints: taints?,
+    })
+}
+
+/// `key[=value]:Effect`, as `kubectl taint` writes it.
+fn parse_taint(s: &str) -> Option<Taint> {
+    let (kv, effect) = s.rsplit_once(':')?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return None;
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 63
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let key_ok = match key.split_once('/') {
+        Some((prefix, name)) => crate::values::is_dns_name(prefix) && name_ok(name),
+        None => name_ok(key),
+    };
+    let value_ok = value.as_deref().is_none_or(|v| v.is_empty() || name_ok(v));
+    (key_ok && value_ok).then(|| Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
     })
 }
 
@@ -326,10 +435,84 @@ fn decode_runtime(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ContainerRuntime> {
         None => Some(false),
         Some(n) => cx.boolean(n, "'restrictOOMScoreAdj' in 'cluster.containerRuntime'"),
     };
+    let mirrors = match m.get("registryMirrors") {
+        None => Some(BTreeMap::new()),
+        Some(n) => decode_mirrors(cx, n),
+    };
     m.finish(cx);
     Some(ContainerRuntime {
         restrict_oom_score_adj: restrict?,
+        registry_mirrors: mirrors?,
     })
+}
+
+/// `registryMirrors: { docker.io: [https://mirror.internal:5000] }`.
+fn decode_mirrors(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<BTreeMap<String, Vec<String>>> {
+    let what = "'registryMirrors' in 'cluster.containerRuntime'";
+    let crate::yaml::Kind::Map(entries) = &yaml.kind else {
+        cx.sink
+            .error(
+                yaml.pos,
+                format!(
+                    "{what} must be a mapping of registry to mirror URLs, found {}",
+                    yaml.describe()
+                ),
+            )
+            .help("for example 'docker.io: [https://mirror.internal:5000]'");
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for e in entries {
+        let registry = e.key.as_str();
+        let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
+            if p.parse::<u16>().is_ok() {
+                h
+            } else {
+                registry
+            }
+        });
+        if registry != "_default"
+            && !values::is_dns_name(host)
+            && host.parse::<std::net::IpAddr>().is_err()
+        {
+            cx.sink
+                .error(e.key_pos, format!("{what}: '{registry}' is not a registry host"))
+                .help("name the registry as images do ('docker.io', 'registry.k8s.io', 'host:port'), or '_default' for every registry");
+            ok = false;
+            continue;
+        }
+        let urls = cx.list(
+            &e.value,
+            &format!("mirrors of '{registry}' in {what}"),
+            |cx, item| {
+                let u = cx.string(item, "a mirror URL")?;
+                let valid = (u.starts_with("https://") || u.starts_with("http://"))
+                    && u.split_once("://").is_some_and(|(_, rest)| {
+                        !rest.is_empty() && !rest.contains(char::is_whitespace)
+                    });
+                if !valid {
+                    cx.sink
+                        .error(item.pos, format!("'{u}' is not a mirror URL"))
+                        .help("write it as https://host[:port][/path]");
+                    return None;
+                }
+                Some(u)
+            },
+        );
+        match urls {
+            Some(u) if !u.is_empty() => {
+                out.insert(registry.to_string(), u);
+            }
+            Some(_) => {
+                cx.sink
+                    .error(e.value.pos, format!("{what}: '{registry}' lists no mirror"));
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn decode_api_server(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ApiServer> {
@@ -351,8 +534,12 @@ fn decode_api_server(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ApiServer> {
     })
 }
 
-fn decode_datastore(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Datastore> {
+fn decode_datastore(cx: &mut Cx<'_>, yaml: &Spanned, base: &Path) -> Option<Datastore> {
     let mut m = cx.map(yaml, "'cluster.datastore'")?;
+    let kind = match m.get("type") {
+        None => Some("k8sup"),
+        Some(n) => cx.one_of(n, "'type' in 'cluster.datastore'", &["k8sup", "external"]),
+    };
     let client = match m.get("clientPort") {
         Some(n) => cx.port(n, "'clientPort' in 'cluster.datastore'"),
         None => Some(DEFAULT_DATASTORE_CLIENT_PORT),
@@ -365,10 +552,100 @@ fn decode_datastore(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<Datastore> {
         Some(n) => values::host_path(cx, n, "'dataDir' in 'cluster.datastore'"),
         None => Some(PathBuf::from(DEFAULT_DATASTORE_DIR)),
     };
+    let servers = m.get("servers");
+    let files = [
+        ("caFile", m.get("caFile")),
+        ("certFile", m.get("certFile")),
+        ("keyFile", m.get("keyFile")),
+    ];
     m.finish(cx);
+    let external = match kind? {
+        "external" => {
+            let servers = match servers {
+                Some(n) => cx.list(n, "'servers' in 'cluster.datastore'", |cx, item| {
+                    let u = cx.string(item, "an etcd client URL")?;
+                    let ok = u
+                        .strip_prefix("https://")
+                        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ']));
+                    if !ok {
+                        cx.sink
+                            .error(item.pos, format!("'{u}' is not an etcd client URL"))
+                            .help("write https://host:2379; k8sup talks to an external datastore only over TLS");
+                        return None;
+                    }
+                    Some(u)
+                }),
+                None => {
+                    cx.sink
+                        .error(yaml.pos, "'cluster.datastore' has type: external but no 'servers'")
+                        .help("list the etcd client URLs: servers: [https://etcd-1:2379]");
+                    None
+                }
+            };
+            let mut paths = Vec::new();
+            for (key, n) in files {
+                let Some(n) = n else {
+                    cx.sink
+                        .error(yaml.pos, format!("'cluster.datastore' has type: external but no '{key}'"))
+                        .help("caFile, certFile and keyFile are the etcd client's TLS files on this workstation");
+                    paths.push(None);
+                    continue;
+                };
+                paths.push(local_file(
+                    cx,
+                    n,
+                    &format!("'{key}' in 'cluster.datastore'"),
+                    base,
+                ));
+            }
+            let [ca, cert, key] = <[Option<PathBuf>; 3]>::try_from(paths).ok()?;
+            let servers = servers.filter(|s| !s.is_empty());
+            Some(ExternalDatastore {
+                servers: servers?,
+                ca_file: ca?,
+                cert_file: cert?,
+                key_file: key?,
+            })
+        }
+        _ => {
+            if let Some(n) = servers.or(files.iter().find_map(|(_, n)| *n)) {
+                cx.sink
+                    .error(n.pos, "'servers', 'caFile', 'certFile' and 'keyFile' are for an external datastore")
+                    .help("set 'type: external' in 'cluster.datastore' to use your own etcd, or remove them");
+                return None;
+            }
+            None
+        }
+    };
     Some(Datastore {
         client_port: client?,
         peer_port: peer?,
         data_dir: dir?,
+        external,
     })
+}
+
+/// A file on the workstation that must exist now.
+fn local_file(cx: &mut Cx<'_>, yaml: &Spanned, what: &str, base: &Path) -> Option<PathBuf> {
+    let value = cx.string(yaml, what)?;
+    let path = crate::effective::resolve_path(Path::new(&value), base);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Some(path),
+        Ok(_) => {
+            cx.sink.error(
+                yaml.pos,
+                format!("{what}: {} is not a regular file", path.display()),
+            );
+            None
+        }
+        Err(e) => {
+            cx.sink
+                .error(
+                    yaml.pos,
+                    format!("{what}: cannot read {}: {e}", path.display()),
+                )
+                .help("relative paths are relative to the inventory file's directory");
+            None
+        }
+    }
 }

@@ -46,10 +46,12 @@ impl<'s> Cx<'s> {
     /// section that accepts it (`user` under a host belongs under `ssh`).
     pub(crate) fn report_unknown_keys(&mut self) {
         for u in std::mem::take(&mut self.unknown) {
-            let help = if let Some(g) = suggest(&u.key, u.asked.iter().copied()) {
-                format!("did you mean '{g}'?")
-            } else if let Some(home) = self.home_of(&u.key, &u.what) {
+            // A key spelt exactly as another section's is most likely in the
+            // wrong place (`extraSANs` under `cluster` is not `extraArgs`).
+            let help = if let Some(home) = self.home_of(&u.key, &u.what) {
                 format!("'{}' belongs under {home}", u.key)
+            } else if let Some(g) = suggest(&u.key, u.asked.iter().copied()) {
+                format!("did you mean '{g}'?")
             } else {
                 format!("valid keys here: {}", u.asked.join(", "))
             };

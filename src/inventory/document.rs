@@ -115,9 +115,10 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Spanned, path: PathBuf) -> Option<D
             .help(format!("write 'kind: {KIND}'"));
         None
     });
+    let base = path.parent().map(PathBuf::from).unwrap_or_default();
     let cluster = m
         .required(cx, "cluster")
-        .and_then(|n| cluster::decode_cluster(cx, n));
+        .and_then(|n| cluster::decode_cluster(cx, n, &base));
     let options = cluster::decode_options(cx, m.get("options"));
     let (ssh, ssh_pos) = match m.get("ssh") {
         Some(n) => ssh::decode(cx, n, "'ssh'"),
@@ -162,7 +163,6 @@ pub(crate) fn decode(cx: &mut Cx<'_>, root: &Spanned, path: PathBuf) -> Option<D
                 .map(|h| h.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>())
         })
         .flatten();
-    let base = path.parent().map(PathBuf::from).unwrap_or_default();
     let files = m.get("files").map_or(Some(Vec::new()), |n| {
         files::decode(cx, n, known.as_deref(), &base)
     });

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::decode::{Cx, suggest};
+use crate::extra_args::{self, ExtraArgs};
 use crate::ssh::{self, SshPos, SshSettings};
 use crate::values;
 use crate::yaml::{Kind, Pos, Spanned, Style};
@@ -52,6 +53,9 @@ pub struct Host {
     /// 1.2 type; quoted scalars and `${ENV}` values are strings.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// This host's component flags, over the cluster's `extraArgs`.
+    #[serde(skip_serializing_if = "ExtraArgs::is_empty")]
+    pub extra_args: ExtraArgs,
 }
 
 fn is_default(s: &SshSettings) -> bool {
@@ -138,6 +142,28 @@ pub(crate) fn decode(cx: &mut Cx<'_>, yaml: &Spanned, index: usize) -> Option<(H
         },
         None => Some(BTreeMap::new()),
     };
+    let extra = match m.get("extraArgs") {
+        None => Some(ExtraArgs::default()),
+        Some(n) => extra_args::decode(cx, n, &format!("'extraArgs' of {label}")),
+    };
+    if let (Some(Role::Worker), Some(e), Some(n)) = (role, &extra, m.get("extraArgs")) {
+        let cp_only: Vec<&str> =
+            e.0.iter()
+                .filter(|(c, flags)| c.control_plane_only() && !flags.is_empty())
+                .map(|(c, _)| c.as_str())
+                .collect();
+        if !cp_only.is_empty() {
+            cx.sink
+                .warning(
+                    n.pos,
+                    format!(
+                        "'extraArgs' of {label}: {} run only on control planes; this worker ignores them",
+                        cp_only.join(", ")
+                    ),
+                )
+                .help("move them to a control-plane host, or to 'extraArgs' in 'cluster'");
+        }
+    }
     m.finish(cx);
     let pos = HostPos {
         entry: yaml.pos,
@@ -152,6 +178,7 @@ pub(crate) fn decode(cx: &mut Cx<'_>, yaml: &Spanned, index: usize) -> Option<(H
         groups: groups?,
         ssh,
         vars: vars?,
+        extra_args: extra?,
     };
     Some((host, pos))
 }

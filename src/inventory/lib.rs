@@ -36,6 +36,7 @@ mod document;
 mod effective;
 mod env;
 mod example;
+mod extra_args;
 mod files;
 mod host;
 mod services;
@@ -51,7 +52,8 @@ pub use cluster::{
     ApiServer, Artifacts, Cluster, Components, ContainerRuntime, DEFAULT_API_SERVER_PORT,
     DEFAULT_CLUSTER_DOMAIN, DEFAULT_CONCURRENCY, DEFAULT_DATASTORE_CLIENT_PORT,
     DEFAULT_DATASTORE_DIR, DEFAULT_DATASTORE_PEER_PORT, DEFAULT_KUBERNETES_VERSION,
-    DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, ImageSource, Options,
+    DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, ExternalDatastore, ImageSource, Options,
+    Taint,
 };
 pub use commands::CommandSpec;
 pub use diagnostic::{Diagnostic, Report, Severity};
@@ -61,6 +63,7 @@ pub use effective::{
     JumpHost, resolve_path,
 };
 pub use example::EXAMPLE_INVENTORY;
+pub use extra_args::{ArgsComponent, ExtraArgs};
 pub use files::{FileKind, FileSpec};
 pub use host::{Host, Role};
 pub use services::{ServiceSpec, ServiceState};

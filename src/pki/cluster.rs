@@ -37,6 +37,10 @@ pub struct PkiSpec {
     /// reaches the apiserver itself on a control plane and the API-server
     /// proxy on a worker.
     pub api_server_url: String,
+    /// Whether the control planes run k8sup's datastore (its CA, members'
+    /// and client certificates are issued), or the cluster uses an
+    /// external etcd whose credentials the user brings.
+    pub own_datastore: bool,
 }
 
 /// A host: its inventory name and the addresses others reach it on.
@@ -375,6 +379,10 @@ pub(crate) fn wanted(spec: &PkiSpec) -> Result<Vec<Wanted>, PkiError> {
             });
         }
     }
+    if !spec.own_datastore {
+        // The user's etcd has its own CA and client credentials.
+        w.retain(|x| !signed_by_datastore_ca(&x.what));
+    }
     for (name, user, group, path) in [
         (
             "admin.conf",
@@ -501,4 +509,18 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
         }
     }
     out
+}
+
+/// The datastore CA itself, or a leaf it signs.
+fn signed_by_datastore_ca(what: &What) -> bool {
+    matches!(
+        what,
+        What::Ca {
+            ca: Authority::Datastore,
+            ..
+        } | What::Leaf {
+            ca: Authority::Datastore,
+            ..
+        }
+    )
 }

@@ -21,6 +21,7 @@
 //!     nodes: vec![Member::new("w-1", &["10.0.0.21".parse().unwrap()])],
 //!     api_server_extra_sans: vec![],
 //!     api_server_url: "https://127.0.0.1:6443".into(),
+//!     own_datastore: true,
 //! };
 //! let now = time::OffsetDateTime::now_utc();
 //! // First apply: nothing on the hosts, everything is issued.

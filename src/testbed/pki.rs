@@ -30,6 +30,7 @@ impl TestPki {
             nodes: Vec::new(),
             api_server_extra_sans: Vec::new(),
             api_server_url: apiserver_url.into(),
+            own_datastore: true,
         };
         let now = k8sup_pki::time::OffsetDateTime::now_utc();
         let pki = reconcile(&spec, &Existing::new(), now, &Policy::default())

@@ -34,7 +34,7 @@ use crate::output::{OutputArgs, OutputFormat};
 ///
 /// JSON output: `nodes[]` (`name`, `role`, `version`, `ready`),
 /// `hosts[]` (`host`, `role`, `reachable`, `error`, `components{unit: state}`,
-/// `datastore` (`leader`, `hasLeader`), `certificates[]` (`path`, `notAfter`,
+/// `datastore` (`leader`, `hasLeader`, `learner`), `certificates[]` (`path`, `notAfter`,
 /// `daysLeft`)), `apiError`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -60,6 +60,8 @@ struct NodeRow {
 struct Member {
     leader: bool,
     has_leader: bool,
+    /// Added, catching up, not yet promoted to a voter.
+    learner: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +88,10 @@ struct HostRow {
 #[serde(rename_all = "camelCase")]
 struct Status {
     cluster: String,
+    /// The endpoints of the user's etcd, when the datastore is external
+    /// (`hosts[].datastore` is then absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_datastore: Option<Vec<String>>,
     nodes: Vec<NodeRow>,
     api_error: Option<String>,
     hosts: Vec<HostRow>,
@@ -133,16 +139,22 @@ fn cert_paths(inventory: &Inventory, host: &str) -> Vec<&'static str> {
 
 fn script(inventory: &Inventory, h: &Host) -> String {
     let mut s = String::from("set +e\n");
-    for u in units(h.role) {
+    let own_datastore = inventory.cluster.datastore.external.is_none();
+    // With an external etcd, no k8sup datastore member runs here.
+    for u in units(h.role)
+        .iter()
+        .filter(|u| own_datastore || **u != "k8sup-datastore")
+    {
         s += &format!(
             "printf 'unit {u} %s\\n' \"$(systemctl is-active {u}.service 2>/dev/null)\"\n"
         );
     }
-    if h.role == Role::ControlPlane {
+    if h.role == Role::ControlPlane && own_datastore {
         s += &format!(
             "m=\"$(curl -s --max-time 3 http://127.0.0.1:{}/metrics)\"\n\
              printf 'leader %s\\n' \"$(printf '%s\\n' \"$m\" | awk '/^etcd_server_is_leader /{{print $2}}')\"\n\
-             printf 'has_leader %s\\n' \"$(printf '%s\\n' \"$m\" | awk '/^etcd_server_has_leader /{{print $2}}')\"\n",
+             printf 'has_leader %s\\n' \"$(printf '%s\\n' \"$m\" | awk '/^etcd_server_has_leader /{{print $2}}')\"\n\
+             printf 'learner %s\\n' \"$(printf '%s\\n' \"$m\" | awk '/^etcd_server_is_learner /{{print $2}}')\"\n",
             k8sup_cluster::control_plane::DATASTORE_METRICS_PORT
         );
     }
@@ -153,7 +165,7 @@ fn script(inventory: &Inventory, h: &Host) -> String {
 }
 
 fn parse(out: &str, row: &mut HostRow, now: k8sup_pki::time::OffsetDateTime) {
-    let (mut leader, mut has_leader) = (None, None);
+    let (mut leader, mut has_leader, mut learner) = (None, None, None);
     for line in out.lines() {
         let mut f = line.splitn(3, ' ');
         match (f.next(), f.next(), f.next()) {
@@ -170,6 +182,7 @@ fn parse(out: &str, row: &mut HostRow, now: k8sup_pki::time::OffsetDateTime) {
             }
             (Some("leader"), v, _) => leader = v.map(|v| v.trim() == "1"),
             (Some("has_leader"), v, _) => has_leader = v.map(|v| v.trim() == "1"),
+            (Some("learner"), v, _) => learner = v.map(|v| v.trim() == "1"),
             (Some("cert"), Some(path), Some(b64)) => {
                 let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
                     continue;
@@ -188,10 +201,11 @@ fn parse(out: &str, row: &mut HostRow, now: k8sup_pki::time::OffsetDateTime) {
             _ => {}
         }
     }
-    if row.role == Role::ControlPlane.as_str() {
+    if row.role == Role::ControlPlane.as_str() && leader.is_some() {
         row.datastore = Some(Member {
             leader: leader.unwrap_or(false),
             has_leader: has_leader.unwrap_or(false),
+            learner: learner.unwrap_or(false),
         });
     }
 }
@@ -320,6 +334,12 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
         }
         Status {
             cluster: inventory.cluster.name.clone(),
+            external_datastore: inventory
+                .cluster
+                .datastore
+                .external
+                .as_ref()
+                .map(|e| e.servers.clone()),
             nodes: node_rows,
             api_error,
             hosts: host_rows,
@@ -357,7 +377,11 @@ fn print_text(s: &Status) {
             if n.ready { "Ready" } else { "NotReady" }
         );
     }
-    println!("\nDatastore members:");
+    if let Some(servers) = &s.external_datastore {
+        println!("\nDatastore: external etcd at {}", servers.join(", "));
+    } else {
+        println!("\nDatastore members:");
+    }
     for h in s.hosts.iter().filter(|h| h.datastore.is_some()) {
         let m = h.datastore.as_ref().expect("filtered");
         println!(
@@ -365,6 +389,8 @@ fn print_text(s: &Status) {
             h.host,
             if m.leader {
                 "leader"
+            } else if m.learner {
+                "learner (not yet a voter)"
             } else if m.has_leader {
                 "follower"
             } else {

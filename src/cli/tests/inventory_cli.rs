@@ -132,18 +132,18 @@ fn check_json_output_is_one_document() {
 
 #[test]
 fn warnings_are_printed_but_do_not_fail() {
-    let file = fixture("even-control-planes.yaml");
+    let file = fixture("four-control-planes.yaml");
     let (code, out, err) = run(k8sup().args(["inventory", "check", "-i"]).arg(&file));
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(&format!(
-            "{}:7:5: warning: 2 control-plane hosts",
+            "{}:10:5: warning: 4 control-plane hosts",
             file.display()
         )),
         "{err}"
     );
     assert!(
-        out.ends_with("ok, 2 hosts (2 control-plane, 0 workers), 1 warning\n"),
+        out.ends_with("ok, 4 hosts (4 control-plane, 0 workers), 1 warning\n"),
         "{out}"
     );
 }

@@ -3,87 +3,11 @@
 //! dependencies are declared, its templates render), each host gets what
 //! its role needs, and the same inputs give the same credentials.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use k8sup_cluster::{NodeFiles, cluster_phases};
+use k8sup_cluster::cluster_phases;
 use k8sup_engine::{Facts, ResolvedRollout};
 
-fn inventory(cps: usize, workers: usize, extra: &str) -> k8sup_inventory::Inventory {
-    let mut y = format!(
-        "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: t\n{extra}hosts:\n"
-    );
-    for i in 0..cps {
-        y += &format!(
-            "  - {{ name: cp-{i}, address: 10.0.0.{}, role: control-plane }}\n",
-            10 + i
-        );
-    }
-    for i in 0..workers {
-        y += &format!(
-            "  - {{ name: w-{i}, address: 10.0.0.{}, role: worker }}\n",
-            20 + i
-        );
-    }
-    k8sup_inventory::parse_str(&y, Path::new("t.yaml"), &|_| None)
-        .expect("valid")
-        .inventory
-}
-
-fn files(dir: &Path) -> NodeFiles {
-    let f = dir.join("program");
-    std::fs::write(&f, b"#!/bin/sh\n").unwrap();
-    let mut n = NodeFiles {
-        pause_image: "registry.k8s.io/pause:3.10.2".into(),
-        coredns_image: "registry.k8s.io/coredns/coredns:v1.15.0".into(),
-        coredns_version: "v1.15.0".into(),
-        ..Default::default()
-    };
-    for p in [
-        "containerd",
-        "containerd-shim-runc-v2",
-        "ctr",
-        "runc",
-        "crictl",
-        "kubelet",
-        "kube-proxy",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubectl",
-        "k8sup-datastore",
-        "k8sup-apiserver-proxy",
-        "bridge",
-        "host-local",
-        "loopback",
-        "portmap",
-    ] {
-        n.programs.insert(p.into(), f.clone());
-    }
-    n.images
-        .push(("registry.k8s.io/pause:3.10.2".into(), f.clone()));
-    n
-}
-
-fn facts(hosts: &[String], cgroup: &str) -> BTreeMap<String, Facts> {
-    hosts
-        .iter()
-        .map(|h| (h.clone(), Facts::default().with("cgroup", cgroup)))
-        .collect()
-}
-
-fn ids(r: &ResolvedRollout, host: &str) -> Vec<String> {
-    r.states_of(host)
-        .iter()
-        .flat_map(|s| s.resources.iter().map(|x| x.id.to_string()))
-        .collect()
-}
-
-fn tmp(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("k8sup-cluster-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{facts, files, ids, inventory, tmp};
 
 #[tokio::test]
 async fn every_phase_resolves_and_each_role_gets_its_components() {
@@ -169,6 +93,75 @@ async fn cgroup_v1_is_refused_unless_the_inventory_allows_it() {
         "{e}"
     );
     assert!(phases.desired(&facts(&names, "v2")).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A host without the programs a node needs is refused before anything
+/// changes, naming the host, what it lacks and how to install it.
+#[tokio::test]
+async fn a_host_that_lacks_node_tools_is_refused_naming_them() {
+    let dir = tmp("tools");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let mut f = facts(&names, "v2");
+    f.insert(
+        "w-0".into(),
+        Facts::default()
+            .with("cgroup", "v2")
+            .with("k8sup.missing", "conntrack iptables-restore"),
+    );
+    let e = phases.desired(&f).await.unwrap_err().to_string();
+    assert!(e.contains("w-0"), "{e}");
+    assert!(e.contains("lacks conntrack, iptables-restore"), "{e}");
+    assert!(e.contains("apt-get install"), "{e}");
+    f.insert(
+        "w-0".into(),
+        Facts::default()
+            .with("cgroup", "v2")
+            .with("k8sup.missing", ""),
+    );
+    assert!(phases.desired(&f).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The probe's shell, run here on files laid out as a node has them,
+/// prints the pod networks the node has and routes to.
+#[tokio::test]
+async fn the_probe_reads_a_nodes_pod_networks_back() {
+    let dir = tmp("probe");
+    let inv = inventory(1, 2, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let nodes = &desired.iter().find(|(t, _, _)| t == "nodes").unwrap().2;
+    let conflist = common::text(nodes, "w-0", "10-k8sup-bridge.conflist").unwrap();
+    let routes = common::text(nodes, "w-0", "k8sup-pod-routes.service").unwrap();
+    // The probe with the node's paths moved under a scratch root.
+    let root = dir.join("root");
+    for (path, body) in [
+        ("etc/cni/net.d/10-k8sup-bridge.conflist", &conflist),
+        ("etc/systemd/system/k8sup-pod-routes.service", &routes),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let probe = phases
+        .probe()
+        .expect("a cluster has a facts probe")
+        .replace(" /etc/", &format!(" {}/etc/", root.display()));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&probe)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("k8sup.podcidr=10.1.1.0/24\n"), "{out}");
+    assert!(out.contains("k8sup.route.10.0.0.10=10.1.0.0/24\n"), "{out}");
+    assert!(out.contains("k8sup.route.10.0.0.21=10.1.2.0/24\n"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

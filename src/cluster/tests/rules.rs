@@ -1,7 +1,9 @@
 //! The cluster layer's rules (ARCHITECTURE.md), checked on its sources:
 //! - every file it puts on a host for the cluster is rendered from a
 //!   template under `templates/` (`k8sup_templates`); the user's workload
-//!   (`workload.rs`) is the user's data and exempt;
+//!   (`workload.rs`) and the credentials of the user's own etcd
+//!   (`external_datastore.rs`) are the user's data and exempt, and `render.rs` is
+//!   where rendered text becomes content;
 //! - it never opens a connection: no transport among its dependencies, and
 //!   its sources name no session or connect.
 
@@ -46,7 +48,20 @@ fn every_file_of_the_cluster_layer_comes_from_templates() {
     let mut bad = Vec::new();
     for (path, text) in sources() {
         // The user's own files: their content is the inventory's.
-        if path.file_name().is_some_and(|n| n == "workload.rs") {
+        if path
+            .file_name()
+            .is_some_and(|n| n == "workload.rs" || n == "external_datastore.rs")
+        {
+            continue;
+        }
+        // Where a template's output becomes content (and a unit's flags are
+        // edited): every line there starts from `k8sup_templates::render`.
+        if path.file_name().is_some_and(|n| n == "render.rs") {
+            assert!(
+                text.contains("k8sup_templates::render("),
+                "{}",
+                path.display()
+            );
             continue;
         }
         for line in untemplated(&text) {

@@ -317,19 +317,33 @@ fn no_control_plane_and_unknown_role() {
 }
 
 #[test]
-fn even_number_of_control_planes_is_a_warning() {
+fn two_control_planes_are_an_error_and_four_a_warning() {
     let src = with_hosts(
         "  - { name: cp-1, address: 10.0.0.11, role: control-plane }\n  - { name: cp-2, address: 10.0.0.12, role: control-plane }\n",
     );
-    let loaded = parse(&src).expect("a warning does not fail");
+    let r = report(&src);
+    let d = find(&r.diagnostics, "2 control-plane hosts");
+    assert_eq!(d.severity, Severity::Error);
+    assert_eq!(
+        d.message,
+        "2 control-plane hosts: the datastore stops when either one stops"
+    );
+    assert!(d.help.as_deref().unwrap().contains("use 1, or 3"), "{d:?}");
+    assert_eq!(at(d), (8, 5));
+
+    // Four is where three grow to five: allowed, with a warning.
+    let four: String = (1..=4)
+        .map(|i| format!("  - {{ name: cp-{i}, address: 10.0.0.1{i}, role: control-plane }}\n"))
+        .collect();
+    let loaded = parse(&with_hosts(&four)).expect("a warning does not fail");
     assert_eq!(loaded.warnings.len(), 1);
     let d = &loaded.warnings[0];
     assert_eq!(d.severity, Severity::Warning);
     assert_eq!(
         d.message,
-        "2 control-plane hosts: an even number adds no fault tolerance"
+        "4 control-plane hosts: an even number adds no fault tolerance"
     );
-    assert_eq!(at(d), (8, 5));
+    assert_eq!(at(d), (10, 5));
 }
 
 #[test]
@@ -564,7 +578,7 @@ hosts:
 #[test]
 fn env_substitution_in_values() {
     let src = with_hosts(
-        "  - name: cp-1\n    address: ${CP_ADDR:-10.0.0.11}\n    role: ${ROLE:-control-plane}\n    ssh: { user: \"${SSH_USER}\", port: '${SSH_PORT}' }\n    vars: { literal: '$${NOT_A_VAR}', n: 3, q: '3' }\n  - { name: cp-2, address: 10.0.0.12, role: control-plane }\n  - { name: cp-3, address: 10.0.0.13, role: control-plane }\n",
+        "  - name: cp-1\n    address: ${CP_ADDR:-10.0.0.11}\n    role: ${ROLE:-control-plane}\n    ssh: { user: \"${SSH_USER}\", port: '${SSH_PORT}' }\n    vars: { literal: '$${NOT_A_VAR}', n: 3, q: '3' }\n  - { name: cp-2, address: 10.0.0.12, role: control-plane }\n",
     );
     let inv = parse(&src).expect("valid").inventory;
     let h = &inv.hosts[0];

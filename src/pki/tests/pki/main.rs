@@ -33,6 +33,7 @@ pub fn spec() -> PkiSpec {
         control_planes: cps,
         api_server_extra_sans: vec!["api.example.com".into(), "192.0.2.10".into()],
         api_server_url: "https://127.0.0.1:6443".into(),
+        own_datastore: true,
     }
 }
 
