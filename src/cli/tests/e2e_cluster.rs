@@ -456,80 +456,6 @@ fn members(lab: &TestLab, i: usize, dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text(&out.stdout)).unwrap()
 }
 
-#[test]
-fn three_control_planes_keep_serving_when_the_one_a_worker_uses_stops() {
-    let (root, index) = mirror();
-    let lab = TestLab::up_with(
-        "t-e2e-ha",
-        UpOptions {
-            nodes: 5,
-            control_planes: 3,
-            mirror: Some(root.clone()),
-            ..Default::default()
-        },
-    );
-    let inv = lab.inventory().to_str().unwrap().to_string();
-    let out = k8sup(&["apply", "-i", &inv, "--yes"]);
-    assert!(
-        out.status.success(),
-        "apply failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let dir = lab.inventory().parent().unwrap().join("ha");
-    std::fs::create_dir_all(&dir).unwrap();
-
-    // Three voting members, none a learner.
-    let m = members(&lab, 0, &dir);
-    let list = m["members"].as_array().expect("members");
-    assert_eq!(list.len(), 3, "{m}");
-    assert!(
-        list.iter().all(|x| x["isLearner"].as_bool() != Some(true)),
-        "{m}"
-    );
-
-    // The first worker's proxy prefers the first control plane: stop that one.
-    let proxy = lab.root(3, "cat /etc/k8sup/apiserver-proxy.json");
-    assert!(
-        proxy.contains(&format!("\"{}:6443\"", lab.address(0))),
-        "worker 1's proxy does not name the first control plane:\n{proxy}"
-    );
-    lab.lab
-        .stop(&lab.node(0))
-        .expect("stop the first control plane");
-
-    // Through the second control plane: the API answers, and worker 1 stays Ready
-    // well past the node monitor's grace period (its kubelet fails over).
-    let config = dir.join("admin.conf");
-    let out = k8sup(&["kubeconfig", "-i", &inv, "--out", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubeconfig with a control plane down: {}",
-        text(&out.stderr)
-    );
-    let kubectl = Kubectl {
-        bin: common::kube_binary(&root, &index, "kubectl"),
-        config,
-    };
-    std::thread::sleep(Duration::from_secs(60));
-    let worker = lab.node(3);
-    let ready = kubectl.wait(
-        "worker 1 Ready with the first control plane down",
-        Duration::from_secs(60),
-        &[
-            "get",
-            "node",
-            &worker,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ],
-        |o| o.trim() == "True",
-    );
-    assert_eq!(ready.trim(), "True");
-    let m = members(&lab, 1, &dir);
-    assert_eq!(m["members"].as_array().unwrap().len(), 3, "{m}");
-}
-
 /// `artifacts fetch` fills an empty cache from the mirror; `artifacts bundle`
 /// packs it; a second empty cache is filled from the bundle alone, every
 /// file verified again (what an air-gapped workstation does before `apply
@@ -661,61 +587,130 @@ fn inventory_of(lab: &TestLab, file: &str, keep: &[usize]) -> std::path::PathBuf
     path
 }
 
+/// The plan's actions on `host`, as `kind resource` strings.
+fn actions_on(plan: &serde_json::Value, host: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in plan["phases"].as_array().into_iter().flatten() {
+        for s in p["steps"].as_array().into_iter().flatten() {
+            for h in s["hosts"].as_array().into_iter().flatten() {
+                if h["host"] != host {
+                    continue;
+                }
+                for a in h["actions"].as_array().into_iter().flatten() {
+                    out.push(format!(
+                        "{} {}",
+                        a["kind"].as_str().unwrap_or("?"),
+                        a["resource"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Scenario 2 of the cluster issue: a 3+2 cluster with three voting
+/// members grows by a control plane and a worker (the plan shows their
+/// additions and one learner join; running nodes keep their datastore
+/// units, their kubelets and their pod networks), then loses the control
+/// plane a worker's API-server proxy prefers: the API answers through the
+/// others and that Node stays Ready.
 #[test]
-fn a_control_plane_and_a_worker_added_later_join_the_running_cluster() {
+fn three_control_planes_grow_by_one_of_each_then_keep_serving_when_one_stops() {
     let (root, index) = mirror();
+    // Machines 0-3 can be control planes, 4-6 workers.
     let lab = TestLab::up_with(
-        "t-e2e-join",
+        "t-e2e-ha",
         UpOptions {
-            nodes: 4,
-            control_planes: 2,
+            nodes: 7,
+            control_planes: 4,
             mirror: Some(root.clone()),
             ..Default::default()
         },
     );
-    // First: one control plane (machine 0) and one worker (machine 2).
-    let small = inventory_of(&lab, "small.yaml", &[0, 2]);
-    let out = k8sup(&["apply", "-i", small.to_str().unwrap(), "--yes"]);
+    let first = inventory_of(&lab, "first.yaml", &[0, 1, 2, 4, 5]);
+    let out = k8sup(&["apply", "-i", first.to_str().unwrap(), "--yes"]);
     assert!(
         out.status.success(),
-        "first apply:\n{}\n{}",
+        "apply of 3+2 failed:\n{}\n{}",
         text(&out.stdout),
         text(&out.stderr)
     );
+    let dir = lab.inventory().parent().unwrap().join("ha");
+    std::fs::create_dir_all(&dir).unwrap();
 
-    // Then every machine: the plan adds the new control plane as a learner.
-    let full = inventory_of(&lab, "full.yaml", &[0, 1, 2, 3]);
+    // Three voting members, none a learner.
+    let m = members(&lab, 0, &dir);
+    let list = m["members"].as_array().expect("members");
+    assert_eq!(list.len(), 3, "{m}");
+    assert!(
+        list.iter().all(|x| x["isLearner"].as_bool() != Some(true)),
+        "{m}"
+    );
+    let conflist = "cat /etc/cni/net.d/10-k8sup-bridge.conflist";
+    let worker_net = lab.root(4, conflist);
+
+    // The grown inventory lists the new control plane before the running
+    // workers: the plan adds it as a learner and the new worker, and leaves
+    // what runs on the other hosts alone.
+    let full = inventory_of(&lab, "full.yaml", &[0, 1, 2, 3, 4, 5, 6]);
     let out = k8sup(&["plan", "-i", full.to_str().unwrap(), "--color", "never"]);
     let plan = text(&out.stdout);
     assert!(out.status.success(), "{plan}\n{}", text(&out.stderr));
-    let new_cp = lab.node(1);
-    assert!(
-        plan.contains(&format!("add {new_cp} as a learner")),
-        "{plan}"
-    );
-    let joins = plan
+    let joins: Vec<&str> = plan
         .lines()
         .filter(|l| l.contains("add ") && l.contains("as a learner"))
-        .count();
-    assert_eq!(joins, 1, "one learner join: {plan}");
+        .collect();
+    assert_eq!(joins.len(), 1, "one learner join: {plan}");
+    assert!(joins[0].contains(&lab.node(3)), "{plan}");
+    let out = k8sup(&["plan", "-i", full.to_str().unwrap(), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    for i in [0, 1, 2, 4, 5] {
+        let touched: Vec<String> = actions_on(&json, &lab.node(i))
+            .into_iter()
+            .filter(|a| {
+                [
+                    "k8sup-datastore.service",
+                    "kubelet",
+                    "containerd",
+                    "10-k8sup-bridge",
+                    "kube-proxy",
+                ]
+                .iter()
+                .any(|k| a.contains(k))
+            })
+            .collect();
+        assert!(
+            touched.is_empty(),
+            "{}: growing the cluster touches what runs there: {touched:?}",
+            lab.node(i)
+        );
+    }
+    assert!(
+        !actions_on(&json, &lab.node(6)).is_empty(),
+        "the new worker has nothing to do:\n{plan}"
+    );
     let out = k8sup(&["apply", "-i", full.to_str().unwrap(), "--yes"]);
     assert!(
         out.status.success(),
-        "second apply:\n{}\n{}",
+        "apply of 4+3 failed:\n{}\n{}",
         text(&out.stdout),
         text(&out.stderr)
     );
 
-    let dir = lab.inventory().parent().unwrap().join("join");
-    std::fs::create_dir_all(&dir).unwrap();
+    // Four voters: the learner was promoted.
     let m = members(&lab, 0, &dir);
     let list = m["members"].as_array().expect("members");
-    assert_eq!(list.len(), 2, "{m}");
+    assert_eq!(list.len(), 4, "{m}");
     assert!(
         list.iter().all(|x| x["isLearner"].as_bool() != Some(true)),
         "a learner was not promoted: {m}"
     );
-
+    assert_eq!(
+        lab.root(4, conflist),
+        worker_net,
+        "a running worker's pod network moved"
+    );
     let config = dir.join("admin.conf");
     let out = k8sup(&[
         "kubeconfig",
@@ -727,18 +722,18 @@ fn a_control_plane_and_a_worker_added_later_join_the_running_cluster() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let kubectl = Kubectl {
         bin: common::kube_binary(&root, &index, "kubectl"),
-        config,
+        config: config.clone(),
     };
     kubectl.wait(
-        "four Ready nodes",
-        Duration::from_secs(120),
+        "seven Ready nodes",
+        Duration::from_secs(180),
         &["get", "nodes"],
         |o| {
             o.lines()
                 .skip(1)
                 .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
                 .count()
-                == 4
+                == 7
         },
     );
     let out = k8sup(&["plan", "-i", full.to_str().unwrap(), "-o", "json"]);
@@ -749,5 +744,52 @@ fn a_control_plane_and_a_worker_added_later_join_the_running_cluster() {
         .values()
         .filter_map(|v| v.as_u64())
         .sum();
-    assert_eq!(total, 0, "a third plan has changes:\n{}", text(&out.stdout));
+    assert_eq!(
+        total,
+        0,
+        "a plan after the growth has changes:\n{}",
+        text(&out.stdout)
+    );
+
+    // The first worker's proxy prefers the first control plane: stop that one.
+    let proxy = lab.root(4, "cat /etc/k8sup/apiserver-proxy.json");
+    assert!(
+        proxy.contains(&format!("\"{}:6443\"", lab.address(0))),
+        "worker 1's proxy does not name the first control plane:\n{proxy}"
+    );
+    lab.lab
+        .stop(&lab.node(0))
+        .expect("stop the first control plane");
+
+    // Through another control plane: the API answers, and worker 1 stays
+    // Ready well past the node monitor's grace period (its kubelet fails over).
+    let out = k8sup(&[
+        "kubeconfig",
+        "-i",
+        full.to_str().unwrap(),
+        "--out",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "kubeconfig with a control plane down: {}",
+        text(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(60));
+    let worker = lab.node(4);
+    let ready = kubectl.wait(
+        "worker 1 Ready with the first control plane down",
+        Duration::from_secs(60),
+        &[
+            "get",
+            "node",
+            &worker,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        |o| o.trim() == "True",
+    );
+    assert_eq!(ready.trim(), "True");
+    let m = members(&lab, 1, &dir);
+    assert_eq!(m["members"].as_array().unwrap().len(), 4, "{m}");
 }
