@@ -11,6 +11,7 @@
 //! Kubernetes do, rather than k8sup turning off a host's swap.
 
 use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
+use k8sup_inventory::KubeProxyMode;
 
 use crate::render;
 use crate::topology::Topology;
@@ -47,6 +48,14 @@ pub const REQUIRED_TOOLS: &[&str] = &[
     "umount",
 ];
 
+/// What kube-proxy's nftables mode adds (`cluster.kubeProxyMode`).
+pub const NFTABLES_TOOLS: &[&str] = &["nft"];
+
+/// Every program the probe looks for.
+pub fn probed_tools() -> Vec<&'static str> {
+    REQUIRED_TOOLS.iter().chain(NFTABLES_TOOLS).copied().collect()
+}
+
 /// Whether `facts` say cgroup v1 (a hybrid layout counts as v1).
 pub fn cgroup_v1(facts: &Facts) -> bool {
     facts.get("cgroup") == Some("v1")
@@ -63,20 +72,26 @@ pub fn host_state(t: &Topology, host: &str, facts: &Facts) -> Result<DesiredStat
                 .into(),
         });
     }
-    if let Some(missing) = facts
+    let needed = |tool: &&str| {
+        REQUIRED_TOOLS.contains(tool)
+            || (t.cluster.kube_proxy_mode == KubeProxyMode::Nftables && NFTABLES_TOOLS.contains(tool))
+    };
+    let missing: Vec<&str> = facts
         .get(crate::probe::FACT_MISSING)
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        let list = missing.split_whitespace().collect::<Vec<_>>().join(", ");
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(needed)
+        .collect();
+    if !missing.is_empty() {
+        let list = missing.join(", ");
         return Err(EngineError::Invalid {
             host: host.to_string(),
             reason: format!(
                 "this host lacks {list}, which a Kubernetes node needs (kube-proxy and the CNI \
-                 plugins use iptables and conntrack, the pod routes use ip). Install them, e.g. \
-                 `apt-get install iptables conntrack iproute2 mount` (Debian, Ubuntu) or `dnf \
-                 install iptables-nft conntrack-tools iproute util-linux` (Fedora, RHEL), then \
-                 run k8sup again"
+                 plugins use iptables and conntrack, kube-proxy's nftables mode nft, the pod \
+                 routes ip). Install them, e.g. `apt-get install iptables conntrack iproute2 \
+                 mount nftables` (Debian, Ubuntu) or `dnf install iptables-nft conntrack-tools \
+                 iproute util-linux nftables` (Fedora, RHEL), then run k8sup again"
             ),
         });
     }

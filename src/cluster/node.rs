@@ -257,7 +257,7 @@ pub fn host_state(
                 serde_json::json!({
                     "node": host,
                     "kubeconfig": layout::KUBE_PROXY_CONF,
-                    "mode": "iptables",
+                    "mode": t.cluster.kube_proxy_mode.as_str(),
                     "pod_cidr": t.cluster.pod_cidr.to_string(),
                 }),
             )?,

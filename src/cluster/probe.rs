@@ -19,7 +19,7 @@ use k8sup_engine::EngineError;
 use crate::node::{CNI_CONFIG, ROUTES_UNIT};
 use crate::topology::{FACT_IPV4, FACT_POD_CIDR, FACT_ROUTE_PREFIX};
 
-/// The host programs of `host_prep::REQUIRED_TOOLS` this host lacks,
+/// The host programs of `host_prep::probed_tools` this host lacks,
 /// space-separated (empty when it has them all).
 pub const FACT_MISSING: &str = "k8sup.missing";
 
@@ -51,6 +51,6 @@ pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, Engine
          done\n",
         quoted.join(" "),
         prefix = crate::certificates::FACT_PREFIX,
-        tools = crate::host_prep::REQUIRED_TOOLS.join(" "),
+        tools = crate::host_prep::probed_tools().join(" "),
     ))
 }

@@ -69,6 +69,26 @@ pub struct Cluster {
     /// `node-role.kubernetes.io/control-plane:NoSchedule` to keep them off.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub control_plane_taints: Vec<Taint>,
+    /// How kube-proxy programs Services: `iptables` (the default) or
+    /// `nftables` (needs the `nft` program on every node).
+    pub kube_proxy_mode: KubeProxyMode,
+}
+
+/// `cluster.kubeProxyMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    Iptables,
+    Nftables,
+}
+
+impl KubeProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeProxyMode::Iptables => "iptables",
+            KubeProxyMode::Nftables => "nftables",
+        }
+    }
 }
 
 /// A Node taint, `key[=value]:Effect`.
@@ -311,6 +331,15 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned, base: &Path) -> Op
             parsed
         }),
     };
+    let proxy_mode = match m.get("kubeProxyMode") {
+        None => Some(KubeProxyMode::Iptables),
+        Some(n) => cx
+            .one_of(n, "'kubeProxyMode' in 'cluster'", &["iptables", "nftables"])
+            .map(|c| match c {
+                "nftables" => KubeProxyMode::Nftables,
+                _ => KubeProxyMode::Iptables,
+            }),
+    };
     m.finish(cx);
 
     let default_net = |s: &str| s.parse::<IpNet>().expect("default CIDRs are valid");
@@ -368,6 +397,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned, base: &Path) -> Op
         container_runtime: runtime?,
         extra_args: extra?,
         control_plane_taints: taints?,
+        kube_proxy_mode: proxy_mode?,
     })
 }
 

@@ -159,6 +159,17 @@ async fn control_planes_register_with_the_inventory_taints_workers_with_none() {
 }
 
 #[tokio::test]
+async fn kube_proxy_runs_in_the_inventory_mode() {
+    let yaml = "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster: {name: t, kubeProxyMode: nftables}\nhosts:\n  - {name: cp-0, address: 10.0.0.10, role: control-plane}\n";
+    let d = resolved(yaml, "nftables").await;
+    let config: serde_json::Value = serde_saphyr::from_str(
+        &text(phase(&d, "nodes"), "cp-0", "/var/lib/kube-proxy/config.yaml").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["mode"], "nftables");
+}
+
+#[tokio::test]
 async fn registry_mirrors_become_containerd_hosts_files() {
     let d = resolved(INVENTORY, "mirrors").await;
     let nodes = phase(&d, "nodes");
