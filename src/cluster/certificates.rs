@@ -37,7 +37,22 @@ pub fn spec(t: &Topology) -> PkiSpec {
         service_cidr: t.cluster.service_cidr,
         control_planes: t.control_planes().map(member).collect(),
         nodes: t.nodes.iter().map(member).collect(),
-        api_server_extra_sans: t.cluster.api_server.extra_sans.clone(),
+        // The endpoint users reach (a load balancer's name) is one more name.
+        api_server_extra_sans: t
+            .cluster
+            .api_server
+            .extra_sans
+            .iter()
+            .cloned()
+            .chain(
+                t.cluster
+                    .api_server
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.host.clone())
+                    .filter(|h| !t.cluster.api_server.extra_sans.contains(h)),
+            )
+            .collect(),
         api_server_url: format!("https://127.0.0.1:{}", t.cluster.api_server.port),
         own_datastore: t.cluster.datastore.external.is_none(),
     }

@@ -53,7 +53,11 @@ pub const NFTABLES_TOOLS: &[&str] = &["nft"];
 
 /// Every program the probe looks for.
 pub fn probed_tools() -> Vec<&'static str> {
-    REQUIRED_TOOLS.iter().chain(NFTABLES_TOOLS).copied().collect()
+    REQUIRED_TOOLS
+        .iter()
+        .chain(NFTABLES_TOOLS)
+        .copied()
+        .collect()
 }
 
 /// Whether `facts` say cgroup v1 (a hybrid layout counts as v1).
@@ -74,7 +78,8 @@ pub fn host_state(t: &Topology, host: &str, facts: &Facts) -> Result<DesiredStat
     }
     let needed = |tool: &&str| {
         REQUIRED_TOOLS.contains(tool)
-            || (t.cluster.kube_proxy_mode == KubeProxyMode::Nftables && NFTABLES_TOOLS.contains(tool))
+            || (t.cluster.kube_proxy_mode == KubeProxyMode::Nftables
+                && NFTABLES_TOOLS.contains(tool))
     };
     let missing: Vec<&str> = facts
         .get(crate::probe::FACT_MISSING)

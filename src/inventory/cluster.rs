@@ -180,6 +180,64 @@ pub struct ApiServer {
     /// Extra names and IPs for the API server certificate.
     #[serde(rename = "extraSANs")]
     pub extra_sans: Vec<String>,
+    /// Where users reach the API (a load balancer, a DNS name),
+    /// `https://HOST:PORT`: the server of the kubeconfig `k8sup kubeconfig`
+    /// gives, and a name of the API server's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+}
+
+/// `cluster.apiServer.endpoint`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Endpoint {
+    /// A DNS name or an IP address (without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl From<Endpoint> for String {
+    fn from(e: Endpoint) -> String {
+        e.url()
+    }
+}
+
+/// `HOST`, `HOST:PORT` or `https://HOST[:PORT]` (the port defaults to the
+/// API server's).
+fn parse_endpoint(s: &str, default_port: u16) -> Option<Endpoint> {
+    let rest = s
+        .strip_prefix("https://")
+        .unwrap_or(s)
+        .trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') || rest.contains("://") {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (rest.to_string(), default_port),
+        }
+    };
+    let ok = values::is_dns_name(&host) || host.parse::<std::net::IpAddr>().is_ok();
+    (ok && port != 0).then_some(Endpoint { host, port })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -354,6 +412,7 @@ pub(crate) fn decode_cluster(cx: &mut Cx<'_>, yaml: &Spanned, base: &Path) -> Op
     let api_server = api_server.unwrap_or(ApiServer {
         port: DEFAULT_API_SERVER_PORT,
         extra_sans: Vec::new(),
+        endpoint: None,
     });
     let datastore = match datastore {
         Some(d) => d?,
@@ -557,10 +616,26 @@ fn decode_api_server(cx: &mut Cx<'_>, yaml: &Spanned) -> Option<ApiServer> {
         }),
         None => Some(Vec::new()),
     };
+    let endpoint = match m.get("endpoint") {
+        None => Some(None),
+        Some(n) => cx
+            .string(n, "'endpoint' in 'cluster.apiServer'")
+            .and_then(|e| {
+                let parsed = parse_endpoint(&e, port.unwrap_or(DEFAULT_API_SERVER_PORT));
+                if parsed.is_none() {
+                    cx.sink
+                        .error(n.pos, format!("'endpoint' in 'cluster.apiServer': '{e}' is not a host[:port] or an https:// URL"))
+                        .help("for example 'k8s.example.com:6443' (a load balancer in front of the control planes)");
+                }
+                parsed
+            })
+            .map(Some),
+    };
     m.finish(cx);
     Some(ApiServer {
         port: port?,
         extra_sans: sans?,
+        endpoint: endpoint?,
     })
 }
 

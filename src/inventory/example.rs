@@ -22,10 +22,25 @@ cluster:
   apiServer:
     port: 6443
     extraSANs: []                   # extra names/IPs for the API certificate, e.g. [k8s.example.com]
+    # endpoint: k8s.example.com:6443  # a load balancer: the server `k8sup kubeconfig` writes
   datastore:
+    type: k8sup                     # k8sup | external (your etcd: servers, caFile, certFile, keyFile)
     clientPort: 2379
     peerPort: 2380
     dataDir: /var/lib/k8sup/datastore
+  kubeProxyMode: iptables           # iptables | nftables (needs nft on the nodes)
+  controlPlaneTaints: []            # e.g. [node-role.kubernetes.io/control-plane:NoSchedule]
+  # artifacts:
+  #   source: https://mirror.example.com/   # default: the official release locations
+  #   images: registry                # registry | archives (imported on each node)
+  # containerRuntime:
+  #   registryMirrors:
+  #     docker.io: [https://mirror.example.com:5000]
+  # Flags for the components on every host (a host's own extraArgs apply
+  # after these): a value sets or replaces a flag, null removes k8sup's.
+  # extraArgs:
+  #   kube-apiserver: { --audit-log-maxage: 30 }
+  #   kubelet: { --max-pods: 200 }
 
 options:
   concurrency: 64                   # hosts worked on at once
@@ -64,4 +79,5 @@ hosts:
     groups: [rack-b]
     ssh: { user: ubuntu, port: 2222 }   # per-host overrides of the defaults above
     vars: { gpu: false }                # free-form values for templates
+    # extraArgs: { kubelet: { --max-pods: 50 } }  # this host's component flags
 "#;

@@ -52,8 +52,8 @@ pub use cluster::{
     ApiServer, Artifacts, Cluster, Components, ContainerRuntime, DEFAULT_API_SERVER_PORT,
     DEFAULT_CLUSTER_DOMAIN, DEFAULT_CONCURRENCY, DEFAULT_DATASTORE_CLIENT_PORT,
     DEFAULT_DATASTORE_DIR, DEFAULT_DATASTORE_PEER_PORT, DEFAULT_KUBERNETES_VERSION,
-    DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, ExternalDatastore, ImageSource, KubeProxyMode, Options,
-    Taint,
+    DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, Datastore, Endpoint, ExternalDatastore, ImageSource,
+    KubeProxyMode, Options, Taint,
 };
 pub use commands::CommandSpec;
 pub use diagnostic::{Diagnostic, Report, Severity};

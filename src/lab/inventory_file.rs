@@ -2,6 +2,7 @@
 //! machines, ready for `k8sup -i PATH`. The schema belongs to the
 //! k8sup-inventory crate; this writes its documented shape (camelCase keys).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -17,6 +18,11 @@ use crate::state::{Machine, Role};
 // cgroupfs driver. On hosts whose root lacks CAP_SYS_RESOURCE (this
 // project's sandboxes) no OOM score can be lowered in a machine: containerd
 // there needs `restrict_oom_score_adj` (`containerRuntime.restrictOOMScoreAdj`).
+// Lab machines share the host's disk, whose free space says nothing about
+// one machine: the kubelet would evict every pod when the host's disk is
+// 85% full (its default `imagefs.available<15%`). As kind does, the lab's
+// kubelets get no disk eviction (a `0%` threshold is ignored) and keep the
+// memory one (`extraArgs`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Inventory<'a> {
@@ -37,7 +43,12 @@ struct Cluster<'a> {
     container_runtime: Runtime,
     #[serde(skip_serializing_if = "Option::is_none")]
     artifacts: Option<Artifacts<'a>>,
+    extra_args: BTreeMap<&'static str, BTreeMap<&'static str, &'static str>>,
 }
+
+/// The kubelet's eviction thresholds on a lab machine (see above).
+const LAB_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%";
 
 #[derive(Serialize)]
 struct Runtime {
@@ -91,6 +102,10 @@ pub fn render(
                 source,
                 images: "archives",
             }),
+            extra_args: BTreeMap::from([(
+                "kubelet",
+                BTreeMap::from([("--eviction-hard", LAB_EVICTION_HARD)]),
+            )]),
         },
         ssh: Ssh {
             user: "root",
@@ -170,6 +185,8 @@ mod tests {
             "restrictOOMScoreAdj: true",
             "source: /var/cache/k8sup/mirror/v1.37.2",
             "images: archives",
+            "--eviction-hard:",
+            "memory.available<100Mi,nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -2,9 +2,11 @@
 //!
 //! The cluster keeps it (k8sup keeps no state on the workstation): it is
 //! read over SSH from the first control plane that answers, and its server
-//! is pointed at an address the user can reach: that control plane's
-//! inventory address (the certificate covers every control plane's names
-//! and addresses, and the inventory's extra SANs).
+//! is pointed at an address the user can reach: the inventory's
+//! `cluster.apiServer.endpoint` (a load balancer, a DNS name) when it names
+//! one, else that control plane's inventory address (the certificate covers
+//! every control plane's names and addresses, the endpoint and the
+//! inventory's extra SANs).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,8 +19,9 @@ use k8sup_inventory::Role;
 use crate::connect::connect_hosts;
 
 /// Print or write the cluster's admin kubeconfig (cluster-admin: keep it
-/// safe). It is read from a control plane over SSH; its server is that
-/// control plane's address.
+/// safe). It is read from a control plane over SSH; its server is the
+/// inventory's `cluster.apiServer.endpoint`, else that control plane's
+/// address.
 ///
 /// Examples:
 ///   k8sup kubeconfig -i inventory.yaml > ~/.kube/config
@@ -71,7 +74,12 @@ pub fn execute(args: KubeconfigArgs) -> Result<ExitCode> {
             errors.join("\n")
         )
     })?;
-    let server = format!("https://{}:{port}", bracket(&host.address));
+    // The endpoint the inventory names for users (a load balancer), else
+    // the control plane that answered.
+    let server = match &inventory.cluster.api_server.endpoint {
+        Some(e) => e.url(),
+        None => format!("https://{}:{port}", bracket(&host.address)),
+    };
     let Some(text) = with_server(&text, &server) else {
         bail!(
             "{}: {} has no server line",

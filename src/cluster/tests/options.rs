@@ -163,7 +163,12 @@ async fn kube_proxy_runs_in_the_inventory_mode() {
     let yaml = "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster: {name: t, kubeProxyMode: nftables}\nhosts:\n  - {name: cp-0, address: 10.0.0.10, role: control-plane}\n";
     let d = resolved(yaml, "nftables").await;
     let config: serde_json::Value = serde_saphyr::from_str(
-        &text(phase(&d, "nodes"), "cp-0", "/var/lib/kube-proxy/config.yaml").unwrap(),
+        &text(
+            phase(&d, "nodes"),
+            "cp-0",
+            "/var/lib/kube-proxy/config.yaml",
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(config["mode"], "nftables");
@@ -263,4 +268,26 @@ async fn an_external_datastore_replaces_k8sups_on_every_control_plane() {
         "{api}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `apiServer.endpoint` (a load balancer users reach) is a name of the API
+/// server's certificate, on every control plane.
+#[tokio::test]
+async fn the_api_endpoint_is_in_the_api_servers_certificate() {
+    let yaml = "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: t\n  apiServer: {endpoint: 'https://k8s.example.com:443'}\nhosts:\n  - {name: cp-0, address: 10.0.0.10, role: control-plane}\n";
+    let d = resolved(yaml, "endpoint").await;
+    let pem = text(
+        phase(&d, "certificates"),
+        "cp-0",
+        "/etc/kubernetes/pki/apiserver.crt",
+    )
+    .expect("the apiserver certificate");
+    let info = k8sup_pki::inspect_file("/etc/kubernetes/pki/apiserver.crt", pem.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert!(
+        info.dns_names.iter().any(|n| n == "k8s.example.com"),
+        "{:?}",
+        info.dns_names
+    );
 }

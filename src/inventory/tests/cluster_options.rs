@@ -176,3 +176,26 @@ fn an_external_datastore_needs_tls_urls_and_existing_files() {
     assert_eq!(d.line, 6);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_api_endpoint_takes_a_host_a_port_or_a_url() {
+    let url = |e: &str| {
+        parse(&with_cluster(&format!(
+            "  apiServer: {{endpoint: '{e}'}}\n"
+        )))
+        .unwrap_or_else(|r| panic!("{e}: {r}"))
+        .inventory
+        .cluster
+        .api_server
+        .endpoint
+        .expect("an endpoint")
+        .url()
+    };
+    assert_eq!(url("k8s.example.com"), "https://k8s.example.com:6443");
+    assert_eq!(url("k8s.example.com:443"), "https://k8s.example.com:443");
+    assert_eq!(url("https://192.0.2.10:8443/"), "https://192.0.2.10:8443");
+    assert_eq!(url("[2001:db8::1]"), "https://[2001:db8::1]:6443");
+    let r = report(&with_cluster("  apiServer:\n    endpoint: http://lb/api\n"));
+    let d = find(&r.diagnostics, "'http://lb/api' is not a host[:port]");
+    assert_eq!(d.line, 6);
+}
