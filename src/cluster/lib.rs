@@ -39,7 +39,8 @@ use k8sup_inventory::{Host, Inventory};
 
 pub use inputs::NodeFiles;
 pub use phases::{
-    ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, cluster_phases,
+    ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, RunOptions,
+    cluster_phases, cluster_phases_with,
 };
 pub use topology::Topology;
 pub use workload::host_state;

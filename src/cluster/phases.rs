@@ -26,6 +26,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use k8sup_engine::{DesiredState, EngineError, Facts, PhaseContext, Phases, Step, phase};
 use k8sup_inventory::{Host, Inventory};
+use k8sup_pki::{Pki, Policy};
 
 use crate::certificates::{self, Issuer};
 use crate::inputs::NodeFiles;
@@ -57,6 +58,11 @@ impl Shared {
         })
     }
 
+    /// The credentials this run wants (the same ones in every phase).
+    fn pki(&self, t: &Topology, facts: &BTreeMap<String, Facts>) -> Result<Arc<Pki>, EngineError> {
+        self.issuer.issue(&certificates::spec(t), facts)
+    }
+
     fn selected(&self, name: &str) -> bool {
         self.selected.iter().any(|s| s == name)
     }
@@ -84,14 +90,38 @@ impl Shared {
     }
 }
 
+/// How a run treats the cluster beyond making it match the inventory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Renew every leaf certificate and kubeconfig (`k8sup certs renew`);
+    /// CAs and the service-account key are kept. The components that read
+    /// a renewed credential restart.
+    pub renew_certificates: bool,
+}
+
 /// The phases that build and keep the cluster of `inventory`, applied to
 /// `hosts` (all of the inventory's, or those chosen with `--host`).
 pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) -> Result<Phases> {
+    cluster_phases_with(inventory, hosts, files, RunOptions::default())
+}
+
+/// [`cluster_phases`], with `options`.
+pub fn cluster_phases_with(
+    inventory: &Inventory,
+    hosts: &[&Host],
+    files: NodeFiles,
+    options: RunOptions,
+) -> Result<Phases> {
+    let policy = if options.renew_certificates {
+        Policy::renew_all()
+    } else {
+        Policy::default()
+    };
     let shared = Arc::new(Shared {
         inventory: inventory.clone(),
         selected: hosts.iter().map(|h| h.name.clone()).collect(),
         files,
-        issuer: Issuer::new(),
+        issuer: Issuer::with_policy(policy),
     });
     // Credential paths do not depend on addresses: the probe is fixed here.
     let t0 = Topology::new(inventory, &BTreeMap::new())?;
@@ -109,7 +139,7 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     let sh = shared.clone();
     let certs = phase(CERTIFICATES, move |cx| {
         let t = sh.topology(cx.facts)?;
-        let pki = sh.issuer.issue(&certificates::spec(&t), cx.facts)?;
+        let pki = sh.pki(&t, cx.facts)?;
         sh.per_node(CERTIFICATES, cx, |_, n, _| {
             Ok(Some(certificates::host_state(&pki, &n.name)))
         })
@@ -123,20 +153,34 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     let sh = shared.clone();
     let datastore = phase(DATASTORE, move |cx| {
         let t = sh.topology(cx.facts)?;
-        control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h))
+        let pki = sh.pki(&t, cx.facts)?;
+        control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h), &pki)
     });
     let sh = shared.clone();
     let cp = phase(CONTROL_PLANE, move |cx| {
-        sh.per_node(CONTROL_PLANE, cx, |t, n, _| {
-            n.control_plane
-                .then(|| control_plane::components_state(t, n))
-                .transpose()
-        })
+        let t = sh.topology(cx.facts)?;
+        let pki = sh.pki(&t, cx.facts)?;
+        let mut states = Vec::new();
+        for n in t.control_planes().filter(|n| sh.selected(&n.name)) {
+            states.push(control_plane::components_state(&t, n, &pki)?);
+        }
+        // A running cluster restarts its API servers one at a time (each
+        // waits for the one before to be ready), so the API stays up; a
+        // first apply starts them all at once.
+        if control_plane::running(&t, cx.facts) {
+            Ok(states
+                .into_iter()
+                .map(|s| Step::new(format!("control plane on {}", s.host), vec![s]))
+                .collect())
+        } else {
+            Ok(vec![Step::new(CONTROL_PLANE, states)])
+        }
     });
     let sh = shared.clone();
     let nodes = phase(NODES, move |cx| {
+        let pki = sh.pki(&sh.topology(cx.facts)?, cx.facts)?;
         sh.per_node(NODES, cx, |t, n, f| {
-            node::host_state(t, n, f, &sh.files).map(Some)
+            node::host_state(t, n, f, &sh.files, &pki).map(Some)
         })
     });
     let sh = shared.clone();

@@ -222,12 +222,14 @@ async fn a_control_plane_added_to_a_running_datastore_joins_as_a_learner_then_is
     assert_eq!(
         steps,
         [
-            "datastore",
+            "datastore on cp-0",
+            "datastore on cp-1",
             "add cp-2 as a learner",
             "start cp-2's member",
             "promote cp-2"
         ]
     );
+    // Each running member is a step of its own (one restart at a time).
     // The running members keep their units and write no bootstrap file; the
     // new one is told to join the existing cluster of all three.
     let first: Vec<String> = ids(ds, "cp-0");
@@ -237,7 +239,7 @@ async fn a_control_plane_added_to_a_running_datastore_joins_as_a_learner_then_is
     );
     assert!(first.iter().any(|i| i == "command:datastore-add-cp-2"));
     assert!(first.iter().any(|i| i == "command:datastore-promote-cp-2"));
-    let env = ds.steps[2].hosts[0]
+    let env = ds.steps[3].hosts[0]
         .resources
         .iter()
         .find(|r| r.id.to_string().ends_with("datastore-bootstrap.env"))
@@ -394,6 +396,216 @@ async fn the_kubelet_and_kube_proxy_configs_parse_as_meant() {
         let p = file("/var/lib/kube-proxy/config.yaml");
         assert_eq!(p["mode"], "iptables");
         assert_eq!(p["clusterCIDR"], "10.1.0.0/16");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every file of phase `title` on `host`, by path: its bytes.
+fn files_of(
+    desired: &[(String, bool, ResolvedRollout)],
+    title: &str,
+    host: &str,
+) -> BTreeMap<String, Vec<u8>> {
+    let r = &desired.iter().find(|(t, _, _)| t == title).unwrap().2;
+    r.states_of(host)
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .filter_map(|r| match &r.resource.spec {
+            k8sup_engine::Spec::File {
+                path,
+                content: k8sup_engine::Content::Inline(b),
+                ..
+            } => Some((path.clone(), b.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Facts of a running cluster whose hosts hold `certs` (path -> bytes, per host).
+fn running_facts(
+    names: &[String],
+    certs: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+) -> BTreeMap<String, Facts> {
+    use base64::Engine as _;
+    names
+        .iter()
+        .map(|h| {
+            let mut f = Facts::default().with("cgroup", "v2");
+            if h.starts_with("cp-") {
+                f = f.with("k8sup.datastore", "present");
+            }
+            for (path, bytes) in &certs[h] {
+                f = f.with(
+                    format!("secret.pki.{path}"),
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                );
+            }
+            (h.clone(), f)
+        })
+        .collect()
+}
+
+/// The digest files (`/etc/k8sup/credentials/UNIT.sha256`) of every phase
+/// on `host`: unit -> (content, the service it notifies).
+fn digests(
+    desired: &[(String, bool, ResolvedRollout)],
+    host: &str,
+) -> BTreeMap<String, (Vec<u8>, Vec<String>)> {
+    let mut out = BTreeMap::new();
+    for (_, _, r) in desired {
+        for res in r.states_of(host).iter().flat_map(|s| s.resources.iter()) {
+            if let k8sup_engine::Spec::File {
+                path,
+                content: k8sup_engine::Content::Inline(b),
+                ..
+            } = &res.resource.spec
+                && let Some(unit) = path
+                    .strip_prefix("/etc/k8sup/credentials/")
+                    .and_then(|u| u.strip_suffix(".sha256"))
+            {
+                let notifies = res.resource.notify.iter().map(|n| n.to_string()).collect();
+                out.insert(unit.to_string(), (b.clone(), notifies));
+            }
+        }
+    }
+    out
+}
+
+/// `k8sup certs renew` on a running 3+2 cluster: every leaf certificate and
+/// kubeconfig changes on every host that holds it, no CA and not the
+/// service-account key; the digest of each component that reads a renewed
+/// file changes and notifies that component's service (the API-server
+/// proxy reads only the CA: no restart); the datastore and the API servers
+/// restart one control plane per step. Planned again after the certificates
+/// were written (the same run), nothing is renewed a second time; a normal
+/// run afterwards wants exactly what the renewal wrote.
+#[tokio::test]
+async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
+    let dir = tmp("renew");
+    let inv = inventory(3, 2, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    // A cluster as a first apply left it.
+    let first = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let d0 = first.desired(&facts(&names, "v2")).await.unwrap();
+    let held: BTreeMap<String, BTreeMap<String, Vec<u8>>> = names
+        .iter()
+        .map(|h| (h.clone(), files_of(&d0, "certificates", h)))
+        .collect();
+    let running = running_facts(&names, &held);
+
+    // A normal run on it: the same credentials, the same digests.
+    let normal = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let d1 = normal.desired(&running).await.unwrap();
+    for h in &names {
+        assert_eq!(files_of(&d1, "certificates", h), held[h], "{h}");
+    }
+
+    let renew = k8sup_cluster::cluster_phases_with(
+        &inv,
+        &hosts,
+        files(&dir),
+        k8sup_cluster::RunOptions {
+            renew_certificates: true,
+        },
+    )
+    .unwrap();
+    let d2 = renew.desired(&running).await.unwrap();
+    let kept = [
+        "/etc/kubernetes/pki/ca.crt",
+        "/etc/kubernetes/pki/ca.key",
+        "/etc/kubernetes/pki/front-proxy-ca.crt",
+        "/etc/kubernetes/pki/front-proxy-ca.key",
+        "/etc/kubernetes/pki/datastore/ca.crt",
+        "/etc/kubernetes/pki/datastore/ca.key",
+        "/etc/kubernetes/pki/sa.key",
+        "/etc/kubernetes/pki/sa.pub",
+    ];
+    for h in &names {
+        let renewed = files_of(&d2, "certificates", h);
+        assert_eq!(
+            renewed.keys().collect::<Vec<_>>(),
+            held[h].keys().collect::<Vec<_>>(),
+            "{h}: the same files"
+        );
+        for (path, bytes) in &renewed {
+            if kept.contains(&path.as_str()) {
+                assert_eq!(bytes, &held[h][path], "{h}: {path} was renewed");
+            } else {
+                assert_ne!(bytes, &held[h][path], "{h}: {path} was not renewed");
+            }
+        }
+        // Which readers restart.
+        let (before, after) = (digests(&d1, h), digests(&d2, h));
+        let changed: Vec<&str> = after
+            .iter()
+            .filter(|(u, (b, _))| before.get(*u).map(|x| &x.0) != Some(b))
+            .map(|(u, _)| u.as_str())
+            .collect();
+        let want: &[&str] = if h.starts_with("cp-") {
+            &[
+                "k8sup-datastore.service",
+                "kube-apiserver.service",
+                "kube-controller-manager.service",
+                "kube-proxy.service",
+                "kube-scheduler.service",
+                "kubelet.service",
+            ]
+        } else {
+            &["kube-proxy.service", "kubelet.service"]
+        };
+        assert_eq!(changed, want, "{h}");
+        if h.starts_with("w-") {
+            assert!(after.contains_key("k8sup-apiserver-proxy.service"), "{h}");
+        }
+        for (unit, (_, notifies)) in &after {
+            assert_eq!(notifies, &[format!("service:{unit}")], "{h}: {unit}");
+        }
+        // No key in a digest file.
+        for (unit, (b, _)) in &after {
+            assert!(
+                !String::from_utf8_lossy(b).contains("PRIVATE KEY"),
+                "{unit}"
+            );
+        }
+    }
+    // One control plane per step in the datastore and control-plane phases.
+    for title in ["datastore", "control plane"] {
+        let r = &d2.iter().find(|(t, _, _)| t == title).unwrap().2;
+        let steps: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            steps,
+            [
+                format!("{title} on cp-0"),
+                format!("{title} on cp-1"),
+                format!("{title} on cp-2")
+            ],
+            "{title}"
+        );
+    }
+
+    // The same run, planned again once the certificates phase wrote them:
+    // nothing is renewed twice, and the digests are the ones planned.
+    let written: BTreeMap<String, BTreeMap<String, Vec<u8>>> = names
+        .iter()
+        .map(|h| (h.clone(), files_of(&d2, "certificates", h)))
+        .collect();
+    let after = running_facts(&names, &written);
+    let d3 = renew.desired(&after).await.unwrap();
+    for h in &names {
+        assert_eq!(
+            files_of(&d3, "certificates", h),
+            written[h],
+            "{h}: renewed twice"
+        );
+        assert_eq!(digests(&d3, h), digests(&d2, h), "{h}");
+    }
+    // The next normal run wants exactly what the renewal wrote.
+    let next = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let d4 = next.desired(&after).await.unwrap();
+    for h in &names {
+        assert_eq!(files_of(&d4, "certificates", h), written[h], "{h}");
+        assert_eq!(digests(&d4, h), digests(&d2, h), "{h}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
