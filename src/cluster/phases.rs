@@ -13,7 +13,12 @@
 //! 6. `nodes`: containerd and the pod images, the pod network, the
 //!    API-server proxy where there is no apiserver, the kubelet, kube-proxy;
 //! 7. `add-ons`: RBAC and CoreDNS, then every node Ready;
-//! 8. `workload`: the inventory's own files, services and commands.
+//! 8. `cluster state`: what k8sup remembers (`state.rs`), on every control
+//!    plane and in the datastore;
+//! 9. `workload`: the inventory's own files, services and commands.
+//!
+//! Before any of it, the first phase refuses an inventory whose pod CIDR,
+//! service CIDR or cluster domain differ from the recorded ones.
 //!
 //! Each phase computes its hosts' desired state from the facts (gathered in
 //! the same exec as the observation, `probe.rs`) and never opens a
@@ -31,7 +36,7 @@ use k8sup_pki::{Pki, Policy};
 use crate::certificates::{self, Issuer};
 use crate::inputs::NodeFiles;
 use crate::topology::Topology;
-use crate::{addons, binaries, control_plane, host_prep, node, probe, workload};
+use crate::{addons, binaries, control_plane, host_prep, node, probe, state, workload};
 
 pub const PREPARE: &str = "prepare hosts";
 pub const CERTIFICATES: &str = "certificates";
@@ -40,6 +45,7 @@ pub const DATASTORE: &str = "datastore";
 pub const CONTROL_PLANE: &str = "control plane";
 pub const NODES: &str = "nodes";
 pub const ADDONS: &str = "add-ons";
+pub const STATE: &str = "cluster state";
 pub const WORKLOAD: &str = crate::WORKLOAD_STEP;
 
 /// What every phase reads.
@@ -132,6 +138,8 @@ pub fn cluster_phases_with(
 
     let sh = shared.clone();
     let prepare = phase(PREPARE, move |cx| {
+        // Settings a running cluster cannot change: refused before anything.
+        state::check(&sh.topology(cx.facts)?, cx.facts)?;
         sh.per_node(PREPARE, cx, |t, n, f| {
             host_prep::host_state(t, &n.name, f).map(Some)
         })
@@ -195,6 +203,16 @@ pub fn cluster_phases_with(
         Ok(vec![Step::new(ADDONS, states)])
     });
     let sh = shared.clone();
+    let record = phase(STATE, move |cx| {
+        let t = sh.topology(cx.facts)?;
+        let first = t.first_control_plane().name.clone();
+        let mut states = Vec::new();
+        for n in t.control_planes().filter(|n| sh.selected(&n.name)) {
+            states.push(state::host_state(&t, n, n.name == first)?);
+        }
+        Ok(vec![Step::new(STATE, states)])
+    });
+    let sh = shared.clone();
     let work = phase(WORKLOAD, move |_cx| {
         let mut states = Vec::new();
         for h in sh.inventory.hosts.iter().filter(|h| sh.selected(&h.name)) {
@@ -218,5 +236,6 @@ pub fn cluster_phases_with(
         .then(cp)
         .then(nodes)
         .then(add_ons)
+        .then(record)
         .then(work))
 }

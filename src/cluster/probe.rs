@@ -7,7 +7,9 @@
 //! - `k8sup.datastore=present` when the datastore's data directory exists
 //!   (this control plane is already a member of a cluster);
 //! - `secret.pki.PATH=BASE64` for every credential file the host holds
-//!   (`certificates.rs`): the cluster, not the workstation, keeps them.
+//!   (`certificates.rs`): the cluster, not the workstation, keeps them;
+//! - `k8sup.state=BASE64`: the cluster's record on a control plane
+//!   (`state.rs`).
 
 use k8sup_engine::EngineError;
 
@@ -33,10 +35,13 @@ pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, Engine
         "[ -d {dir} ] && [ -n \"$(ls -A {dir} 2>/dev/null)\" ] && echo {FACT_DATASTORE}=present\n\
          if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
          printf '{FACT_IPV4}=%s\\n' \"$(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $4; exit}}' | cut -d/ -f1)\"\n\
+         [ -f {state} ] && printf '{fact_state}=%s\\n' \"$(base64 -w0 < {state})\"\n\
          for p in {}; do\n  \
            [ -f \"$p\" ] && printf '{prefix}%s=%s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"\n\
          done\n",
         quoted.join(" "),
         prefix = crate::certificates::FACT_PREFIX,
+        state = crate::state::STATE_PATH,
+        fact_state = crate::state::FACT_STATE,
     ))
 }

@@ -6,7 +6,8 @@
 //! every Node Ready, a 3-replica Deployment spread over the nodes, a
 //! ClusterIP Service answering a pod on another node, DNS for
 //! `kubernetes.default` and the Service, `kubectl logs` and `exec`; a
-//! second apply has nothing to do; and `k8sup certs renew` renews the
+//! second apply has nothing to do; the cluster's record is on the control
+//! plane and in the datastore; and `k8sup certs renew` renews the
 //! certificates of the running cluster (kube-apiserver serves a new one,
 //! the Nodes stay Ready, and the next plan has nothing to do).
 //!
@@ -333,6 +334,50 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         .filter(|n| n["ready"] == true)
         .count();
     assert_eq!(ready, 3, "{status:#}");
+    assert_eq!(
+        status["recorded"]["kubernetesVersion"],
+        common::KUBERNETES,
+        "{status:#}"
+    );
+    // What k8sup remembers is in the cluster: the record on the control
+    // plane (0600 root) and the same bytes in the datastore, under /k8sup/.
+    assert_eq!(
+        lab.root(0, "stat -c '%a %U' /etc/k8sup/cluster-state.json")
+            .trim(),
+        "600 root"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&lab.root(0, "cat /etc/k8sup/cluster-state.json")).unwrap();
+    assert_eq!(
+        record["kubernetesVersion"],
+        common::KUBERNETES,
+        "{record:#}"
+    );
+    assert_eq!(
+        record["controlPlanes"][0]["name"],
+        lab.node(0),
+        "{record:#}"
+    );
+    assert_eq!(
+        record["controlPlanes"][0]["address"],
+        lab.address(0),
+        "{record:#}"
+    );
+    assert_eq!(record["workers"].as_array().unwrap().len(), 2, "{record:#}");
+    assert_eq!(record["podCIDR"], "10.1.0.0/16", "{record:#}");
+    assert_eq!(
+        lab.root(
+            0,
+            "/usr/local/bin/k8sup-datastore get /k8sup/cluster-state \
+             --cacert=/etc/kubernetes/pki/datastore/ca.crt \
+             --cert=/etc/kubernetes/pki/apiserver-datastore-client.crt \
+             --key=/etc/kubernetes/pki/apiserver-datastore-client.key \
+             | cmp - /etc/k8sup/cluster-state.json && echo same"
+        )
+        .trim(),
+        "same",
+        "the datastore does not hold the record"
+    );
     let cp = &status["hosts"][0];
     assert_eq!(cp["datastore"]["leader"], true, "{status:#}");
     assert_eq!(cp["components"]["kube-apiserver"], "active", "{status:#}");

@@ -106,6 +106,7 @@ async fn every_phase_resolves_and_each_role_gets_its_components() {
                     "control plane",
                     "nodes",
                     "add-ons",
+                    "cluster state",
                     "workload"
                 ]
             );
@@ -607,5 +608,212 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
         assert_eq!(files_of(&d4, "certificates", h), written[h], "{h}");
         assert_eq!(digests(&d4, h), digests(&d2, h), "{h}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cluster's record (`state.rs`) of `desired`'s "cluster state" phase on `host`.
+fn record_of(desired: &[(String, bool, ResolvedRollout)], host: &str) -> Option<Vec<u8>> {
+    files_of(desired, "cluster state", host).remove(k8sup_cluster::state::STATE_PATH)
+}
+
+/// The record renders from its template as the JSON it means, on every
+/// control plane (0600) and no worker; the first control plane also puts it
+/// into the datastore under `/k8sup/`, guarded by a comparison with the
+/// datastore's copy.
+#[tokio::test]
+async fn the_cluster_record_is_on_every_control_plane_and_put_into_the_datastore() {
+    let dir = tmp("record");
+    let inv = inventory(3, 2, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let bytes = record_of(&desired, "cp-0").expect("a record on cp-0");
+    let r: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&bytes)));
+    assert_eq!(r["formatVersion"], 1);
+    assert_eq!(r["cluster"], "t");
+    assert_eq!(
+        r["kubernetesVersion"],
+        format!("v{}", inv.cluster.kubernetes_version)
+    );
+    assert_eq!(r["podCIDR"], "10.1.0.0/16");
+    assert_eq!(r["serviceCIDR"], "10.152.183.0/24");
+    assert_eq!(r["clusterDomain"], "cluster.local");
+    assert_eq!(r["datastore"], "k8sup");
+    assert_eq!(r["k8supVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r["controlPlanes"].as_array().unwrap().len(), 3);
+    assert_eq!(r["controlPlanes"][1]["name"], "cp-1");
+    assert_eq!(r["controlPlanes"][1]["address"], "10.0.0.11");
+    assert_eq!(r["workers"][0]["name"], "w-0");
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.contains("  \"workers\": [\n    {\"name\": \"w-0\", \"address\": \"10.0.0.20\"},\n"),
+        "{text}"
+    );
+    let parsed: k8sup_cluster::state::Record = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(parsed.workers.len(), 2);
+    for cp in ["cp-1", "cp-2"] {
+        assert_eq!(
+            record_of(&desired, cp).as_deref(),
+            Some(bytes.as_slice()),
+            "{cp}"
+        );
+    }
+    assert!(record_of(&desired, "w-0").is_none());
+    let state = &desired
+        .iter()
+        .find(|(t, _, _)| t == "cluster state")
+        .unwrap()
+        .2;
+    let commands = |h: &str| -> Vec<(String, String)> {
+        state
+            .states_of(h)
+            .iter()
+            .flat_map(|s| s.resources.iter())
+            .filter_map(|r| match &r.resource.spec {
+                k8sup_engine::Spec::Command {
+                    command,
+                    guard: k8sup_engine::Guard::Unless(check),
+                    ..
+                } => Some((command.clone(), check.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(commands("cp-1").is_empty());
+    let c = commands("cp-0");
+    assert_eq!(c.len(), 1, "{c:?}");
+    let (put, guard) = &c[0];
+    assert!(
+        put.contains(" put /k8sup/cluster-state --from-file=/etc/k8sup/cluster-state.json"),
+        "{put}"
+    );
+    assert!(
+        put.contains("--cert=/etc/kubernetes/pki/apiserver-datastore-client.crt"),
+        "{put}"
+    );
+    assert!(guard.contains(" get /k8sup/cluster-state "), "{guard}");
+    let mode = state
+        .states_of("cp-0")
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .find_map(|r| match &r.resource.spec {
+            k8sup_engine::Spec::File { path, attrs, .. }
+                if path == k8sup_cluster::state::STATE_PATH =>
+            {
+                attrs.mode
+            }
+            _ => None,
+        });
+    assert_eq!(mode, Some(0o600));
+
+    // The guard, run by sh with a stand-in for the datastore's `get` (which
+    // prints the datastore's copy): a no-op when the copies are equal, the
+    // put otherwise (different, or no copy in the datastore).
+    let stub = dir.join("k8sup-datastore");
+    let held = dir.join("held.json");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\ncat {} 2>/dev/null\n",
+            dir.join("in-datastore").display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&stub)
+        .status()
+        .unwrap();
+    std::fs::write(&held, &bytes).unwrap();
+    let check = guard
+        .replace("/usr/local/bin/k8sup-datastore", stub.to_str().unwrap())
+        .replace(k8sup_cluster::state::STATE_PATH, held.to_str().unwrap());
+    assert_ne!(
+        &check, guard,
+        "the guard names the tool and the file: {guard}"
+    );
+    let passes = || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&check)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!passes(), "nothing in the datastore, yet no put");
+    std::fs::write(dir.join("in-datastore"), b"{}").unwrap();
+    assert!(!passes(), "a different copy in the datastore, yet no put");
+    std::fs::write(dir.join("in-datastore"), &bytes).unwrap();
+    assert!(passes(), "the same copy in the datastore, yet a put");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pod CIDR, service CIDR and cluster domain a cluster was built with
+/// cannot change: an inventory that changes one is refused before any
+/// phase, naming the host, the record and the fix; the same settings pass.
+#[tokio::test]
+async fn an_inventory_that_changes_the_recorded_cidrs_is_refused() {
+    use base64::Engine as _;
+    let dir = tmp("cidr");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
+    let record = record_of(&desired, "cp-0").unwrap();
+    let with_record = |bytes: &[u8]| {
+        let mut f = facts(&names, "v2");
+        let cp = f.remove("cp-0").unwrap().with(
+            k8sup_cluster::state::FACT_STATE,
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+        f.insert("cp-0".into(), cp);
+        f
+    };
+    // The same settings: planned as usual.
+    assert!(phases.desired(&with_record(&record)).await.is_ok());
+    for (key, inventory_line, fix) in [
+        (
+            "podCIDR",
+            "  podCIDR: 10.9.0.0/16\n",
+            "cluster.podCIDR: 10.1.0.0/16",
+        ),
+        (
+            "serviceCIDR",
+            "  serviceCIDR: 10.96.0.0/24\n",
+            "cluster.serviceCIDR: 10.152.183.0/24",
+        ),
+        (
+            "clusterDomain",
+            "  clusterDomain: example.internal\n",
+            "cluster.clusterDomain: cluster.local",
+        ),
+    ] {
+        let changed = inventory(1, 1, inventory_line);
+        let hosts: Vec<&k8sup_inventory::Host> = changed.hosts.iter().collect();
+        let phases = cluster_phases(&changed, &hosts, files(&dir)).unwrap();
+        let e = phases
+            .desired(&with_record(&record))
+            .await
+            .unwrap_err()
+            .to_string();
+        for want in ["cp-0", "/etc/k8sup/cluster-state.json", key, fix] {
+            assert!(e.contains(want), "{key}: the refusal lacks {want:?}: {e}");
+        }
+        // Without a record (a new cluster), the same inventory is fine.
+        assert!(phases.desired(&facts(&names, "v2")).await.is_ok(), "{key}");
+    }
+    // A record k8sup cannot read is named, with what to do.
+    let e = phases
+        .desired(&with_record(b"not json"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cp-0") && e.contains("/etc/k8sup/cluster-state.json"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
