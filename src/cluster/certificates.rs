@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use k8sup_engine::{Content, DesiredState, EngineError, Facts, Resource, ResourceId};
-use k8sup_pki::{Existing, Member, Pki, PkiSpec, Policy, layout, time::OffsetDateTime};
+use k8sup_pki::{
+    Existing, Kind, Member, Pki, PkiSpec, Policy, Reason, layout, time::OffsetDateTime,
+};
 use sha2::{Digest, Sha256};
 
 use crate::topology::Topology;
@@ -148,9 +150,39 @@ impl Issuer {
             k8sup_pki::reconcile(spec, &existing, now, &self.policy)
                 .map_err(|e| invalid("(cluster)", e))?,
         );
+        refuse_second_ca(&pki, facts)?;
         memo.push((key, spec_key, pki.clone()));
         Ok(pki)
     }
+}
+
+/// A CA is issued only for a cluster that has none: when a CA would be
+/// "missing" while an observed host holds its certificate, the run did not
+/// observe the control planes that keep it (a run on chosen hosts only),
+/// and a second CA would cut the chosen hosts off from the cluster.
+fn refuse_second_ca(pki: &Pki, facts: &BTreeMap<String, Facts>) -> Result<(), EngineError> {
+    let missing = pki
+        .items
+        .iter()
+        .filter(|i| i.kind == Kind::Ca && i.change == Some(Reason::Missing))
+        .flat_map(|i| &i.files)
+        .filter(|f| f.mode & 0o044 != 0);
+    for f in missing {
+        let key = format!("{FACT_PREFIX}{}", f.path);
+        if let Some((host, _)) = facts.iter().find(|(_, hf)| hf.get(&key).is_some()) {
+            return Err(invalid(
+                host,
+                format!(
+                    "{host} holds the cluster's CA ({}), but no control plane among the hosts of \
+                     this run does: the CAs and their keys are read from the control planes, \
+                     and without them k8sup would issue a second CA that cuts {host} off; \
+                     include a control plane among the chosen hosts",
+                    f.path
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether every one of `hosts` holds exactly its files of `pki`.

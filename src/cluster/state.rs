@@ -10,8 +10,8 @@
 //! (`probe.rs`, as [`FACT_STATE`]) for when the datastore is down, and put
 //! into the datastore under [`STATE_KEY`], a reserved prefix outside
 //! kube-apiserver's `/registry/`, by a guarded command on the first control
-//! plane (`k8sup-datastore put`, run only when `k8sup-datastore get` differs
-//! from the file). Written by the last cluster phase, so it says what was
+//! plane (`k8sup-datastore put`, run unless `k8sup-datastore get` gives the
+//! record this run wants, by SHA-256). Written by the last cluster phase, so it says what was
 //! applied.
 //!
 //! Read: the first phase refuses an inventory whose pod CIDR, service CIDR
@@ -24,6 +24,7 @@ use base64::Engine as _;
 use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
 use k8sup_pki::layout;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::binaries;
 use crate::render;
@@ -148,11 +149,17 @@ pub fn check(t: &Topology, facts: &BTreeMap<String, Facts>) -> Result<(), Engine
 }
 
 /// The record on control plane `node`; on the first control plane also the
-/// command that puts it into the datastore when the datastore's copy differs.
+/// command that puts it into the datastore unless the datastore already
+/// holds this very record (its SHA-256).
 pub fn host_state(t: &Topology, node: &Node, first: bool) -> Result<DesiredState, EngineError> {
     let mut s = DesiredState::new(&node.name);
+    let content = render(&node.name, &record(t))?;
+    let sha = match &content {
+        k8sup_engine::Content::Inline(bytes) => hex(&Sha256::digest(bytes)),
+        _ => unreachable!("a rendered template is inline"),
+    };
     s.push(
-        Resource::file(STATE_PATH, render(&node.name, &record(t))?)
+        Resource::file(STATE_PATH, content)
             .mode(0o600)
             .owner("root")
             .group("root"),
@@ -171,12 +178,18 @@ pub fn host_state(t: &Topology, node: &Node, first: bool) -> Result<DesiredState
             Resource::command(
                 "cluster-state-record",
                 format!("{tool} put {STATE_KEY} --from-file={STATE_PATH} {tls} >/dev/null"),
+                // Compared with the record this run wants (not the file,
+                // which this same step may be about to rewrite).
                 Guard::Unless(format!(
-                    "{tool} get {STATE_KEY} {tls} 2>/dev/null | cmp -s - {STATE_PATH}"
+                    "{tool} get {STATE_KEY} {tls} 2>/dev/null | sha256sum | grep -q '^{sha} '"
                 )),
             )
             .depends_on(ResourceId::file(STATE_PATH)),
         );
     }
     Ok(s)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
