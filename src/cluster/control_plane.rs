@@ -84,9 +84,16 @@ fn has_data(facts: &BTreeMap<String, Facts>, node: &Node) -> bool {
         == Some("present")
 }
 
-/// Whether the cluster already runs: a control plane's member holds data.
+/// Whether the API already runs: a control plane has kube-apiserver's unit
+/// (a first apply starts every apiserver at once; a running cluster
+/// restarts them one at a time).
 pub fn running(t: &Topology, facts: &BTreeMap<String, Facts>) -> bool {
-    t.control_planes().any(|n| has_data(facts, n))
+    t.control_planes().any(|n| {
+        facts
+            .get(&n.name)
+            .and_then(|f| f.get(crate::probe::FACT_APISERVER))
+            == Some("present")
+    })
 }
 
 /// The datastore phase's steps. A first apply starts every control plane's

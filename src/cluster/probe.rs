@@ -6,6 +6,8 @@
 //!   the inventory names by DNS);
 //! - `k8sup.datastore=present` when the datastore's data directory exists
 //!   (this control plane is already a member of a cluster);
+//! - `k8sup.apiserver=present` when kube-apiserver's unit is installed
+//!   (this control plane already serves the API);
 //! - `secret.pki.PATH=BASE64` for every credential file the host holds
 //!   (`certificates.rs`): the cluster, not the workstation, keeps them;
 //! - `k8sup.state=BASE64`: the cluster's record on a control plane
@@ -17,6 +19,8 @@ use crate::topology::FACT_IPV4;
 
 /// Present when this host holds datastore data (see the module docs).
 pub const FACT_DATASTORE: &str = "k8sup.datastore";
+/// Present when this host's kube-apiserver unit is installed.
+pub const FACT_APISERVER: &str = "k8sup.apiserver";
 
 /// The probe for a cluster whose credentials live at `paths`.
 pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, EngineError> {
@@ -33,6 +37,7 @@ pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, Engine
     })?;
     Ok(format!(
         "[ -d {dir} ] && [ -n \"$(ls -A {dir} 2>/dev/null)\" ] && echo {FACT_DATASTORE}=present\n\
+         [ -f {apiserver_unit} ] && echo {FACT_APISERVER}=present\n\
          if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo cgroup=v2; else echo cgroup=v1; fi\n\
          printf '{FACT_IPV4}=%s\\n' \"$(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $4; exit}}' | cut -d/ -f1)\"\n\
          [ -f {state} ] && printf '{fact_state}=%s\\n' \"$(base64 -w0 < {state})\"\n\
@@ -42,6 +47,11 @@ pub fn facts_probe(paths: &[&str], datastore_dir: &str) -> Result<String, Engine
         quoted.join(" "),
         prefix = crate::certificates::FACT_PREFIX,
         state = crate::state::STATE_PATH,
+        apiserver_unit = format_args!(
+            "{}/{}",
+            k8sup_engine::UNIT_DIR,
+            crate::control_plane::APISERVER_UNIT
+        ),
         fact_state = crate::state::FACT_STATE,
     ))
 }

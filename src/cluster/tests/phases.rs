@@ -433,7 +433,9 @@ fn running_facts(
         .map(|h| {
             let mut f = Facts::default().with("cgroup", "v2");
             if h.starts_with("cp-") {
-                f = f.with("k8sup.datastore", "present");
+                f = f
+                    .with("k8sup.datastore", "present")
+                    .with("k8sup.apiserver", "present");
             }
             for (path, bytes) in &certs[h] {
                 f = f.with(
@@ -570,7 +572,14 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
             );
         }
     }
-    // One control plane per step in the datastore and control-plane phases.
+    // A first apply starts every member and every apiserver in one step;
+    // a running cluster has one control plane per step in the datastore
+    // and control-plane phases.
+    for title in ["datastore", "control plane"] {
+        let r = &d0.iter().find(|(t, _, _)| t == title).unwrap().2;
+        let steps: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(steps, [title], "first apply: {title}");
+    }
     for title in ["datastore", "control plane"] {
         let r = &d2.iter().find(|(t, _, _)| t == title).unwrap().2;
         let steps: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
