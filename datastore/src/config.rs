@@ -34,6 +34,33 @@ pub enum Sub {
         #[command(subcommand)]
         op: MemberOp,
     },
+    /// Print one key's value, byte for byte, with nothing added (nothing
+    /// when the key does not exist; etcdctl's `get --print-value-only`).
+    /// A linearizable read.
+    Get(GetArgs),
+    /// Set one key to the bytes of a file (or of stdin), as etcdctl's `put`.
+    Put(PutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The key (named `name` here: `--key` is the client key's flag).
+    #[arg(value_name = "KEY")]
+    pub name: String,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The key (named `name` here: `--key` is the client key's flag).
+    #[arg(value_name = "KEY")]
+    pub name: String,
+    /// Read the value from this file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,4 +311,15 @@ pub fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, Vec<String>
         anyhow::bail!("--initial-cluster is empty");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (unique argument names, valid
+    /// defaults), which otherwise only fire when that subcommand runs.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

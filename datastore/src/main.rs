@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
-use k8sup_datastore::config::{Cli, ClientTls, MemberOp, RestoreArgs, SaveArgs, SnapshotOp, Sub};
+use k8sup_datastore::config::{
+    Cli, ClientTls, GetArgs, MemberOp, PutArgs, RestoreArgs, SaveArgs, SnapshotOp, Sub,
+};
 use k8sup_datastore::durable::AtomicFile;
 use k8sup_datastore::proto::SnapshotRequest;
 use k8sup_datastore::proto::maintenance_client::MaintenanceClient;
@@ -123,6 +125,54 @@ async fn member(op: MemberOp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `get KEY`: the value's bytes on stdout, nothing when there is no such key.
+async fn get(a: GetArgs) -> anyhow::Result<()> {
+    use k8sup_datastore::proto::RangeRequest;
+    use k8sup_datastore::proto::kv_client::KvClient;
+    use std::io::Write;
+    let mut kv = KvClient::new(channel(&a.tls).await?);
+    let r = kv
+        .range(RangeRequest {
+            key: a.name.into_bytes(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    if let Some(v) = r.kvs.first() {
+        out.write_all(&v.value)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `put KEY [--from-file FILE]`: the key set to the file's (or stdin's) bytes.
+async fn put(a: PutArgs) -> anyhow::Result<()> {
+    use k8sup_datastore::proto::PutRequest;
+    use k8sup_datastore::proto::kv_client::KvClient;
+    let value = match &a.from_file {
+        Some(f) => std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+        None => {
+            use std::io::Read;
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v)?;
+            v
+        }
+    };
+    let mut kv = KvClient::new(channel(&a.tls).await?);
+    let r = kv
+        .put(PutRequest {
+            key: a.name.clone().into_bytes(),
+            value,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let rev = r.header.map(|h| h.revision).unwrap_or_default();
+    println!("put {} at revision {rev}", a.name);
+    Ok(())
+}
+
 async fn snapshot_save(a: SaveArgs) -> anyhow::Result<()> {
     let chan = channel(&a.tls).await?;
     let mut client = MaintenanceClient::new(chan).max_decoding_message_size(usize::MAX);
@@ -207,6 +257,8 @@ fn main() -> std::process::ExitCode {
         }) => rt.block_on(snapshot_save(a)),
         Some(Sub::Restore(a)) => restore(a),
         Some(Sub::Member { op }) => rt.block_on(member(op)),
+        Some(Sub::Get(a)) => rt.block_on(get(a)),
+        Some(Sub::Put(a)) => rt.block_on(put(a)),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,13 +1,14 @@
 //! Operating a cluster the way etcd's tools do: the gRPC health service
 //! follows leadership, `etcdctl member update` moves a member's peer URL,
 //! and `etcdctl move-leader` answers etcd's errors (or says plainly that
-//! the transfer itself is not supported).
+//! the transfer itself is not supported); `k8sup-datastore get` and `put`
+//! keep a value byte for byte.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Opts};
+use common::{Cluster, Opts, datastore_bin};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -223,4 +224,67 @@ fn move_leader_answers_etcds_errors() {
         "{err}"
     );
     assert_eq!(c.leader_index(), Some(leader), "leadership unchanged");
+}
+
+/// `k8sup-datastore put KEY --from-file FILE` and `get KEY`, the client
+/// subcommands k8sup runs on a control plane (its cluster record): over
+/// mutual TLS, the value's bytes exactly (no newline added), what etcdctl
+/// reads; a missing key prints nothing and succeeds; `put` also reads stdin.
+#[test]
+fn get_and_put_keep_a_value_byte_for_byte() {
+    use std::io::Write;
+    let c = Cluster::start(1, Opts::default());
+    c.wait_healthy(Duration::from_secs(20));
+    let p = c.pki.as_ref().unwrap();
+    let tls = [
+        format!("--endpoints={}", c.endpoints()),
+        format!("--cacert={}", p.ca.display()),
+        format!("--cert={}", p.client_cert.display()),
+        format!("--key={}", p.client_key.display()),
+    ];
+    let run = |args: &[&str], stdin: Option<&[u8]>| -> std::process::Output {
+        let mut cmd = std::process::Command::new(datastore_bin());
+        cmd.args(args).args(&tls);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let value = b"{\n  \"formatVersion\": 1\n}\n".to_vec();
+    let file = c.dir.path().join("record.json");
+    std::fs::write(&file, &value).unwrap();
+    let from = format!("--from-file={}", file.display());
+    let out = run(&["put", "/k8sup/cluster-state", &from], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["get", "/k8sup/cluster-state"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, value);
+    let seen = c.ctl(&["get", "/k8sup/cluster-state", "--print-value-only"]);
+    assert_eq!(seen.as_bytes(), [value.as_slice(), b"\n"].concat());
+    let out = run(&["get", "/k8sup/none"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let out = run(&["put", "/k8sup/x"], Some(b"no newline"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run(&["get", "/k8sup/x"], None).stdout, b"no newline");
 }

@@ -47,6 +47,9 @@ pub enum Command {
     /// Fetch and verify the cluster's files ahead of time, or bundle them for air gaps.
     #[command(subcommand)]
     Artifacts(cmd::artifacts::ArtifactsCmd),
+    /// The cluster's certificates: renew every leaf certificate and kubeconfig now.
+    #[command(subcommand)]
+    Certs(cmd::certs::CertsCmd),
     /// Show the cluster: nodes, datastore members, components, certificate expiry.
     Status(cmd::status::StatusArgs),
     /// Print or write the cluster's admin kubeconfig, read from a control plane.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => cmd::apply::execute(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::execute(args),
         Command::Status(args) => cmd::status::execute(args),
+        Command::Certs(c) => cmd::certs::execute(c),
         Command::Artifacts(c) => cmd::artifacts::execute(c),
         Command::Lab(c) => cmd::lab::execute(c),
     };

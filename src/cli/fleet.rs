@@ -3,6 +3,7 @@
 //! (reused for everything the command does).
 
 use anyhow::{Result, bail};
+use k8sup_cluster::RunOptions;
 use k8sup_engine::{Phases, Plan, ResolvedRollout, Rollout, Sessions};
 use k8sup_inventory::{Components, Inventory};
 
@@ -29,6 +30,16 @@ impl Fleet {
         only: &[String],
         artifacts: Option<&str>,
     ) -> Result<Fleet> {
+        Self::prepare_with(inventory, only, artifacts, RunOptions::default()).await
+    }
+
+    /// [`Fleet::prepare`] for a run with `options` (`k8sup certs renew`).
+    pub async fn prepare_with(
+        inventory: Inventory,
+        only: &[String],
+        artifacts: Option<&str>,
+        options: RunOptions,
+    ) -> Result<Fleet> {
         let hosts = crate::load::select_hosts(&inventory, only)?;
         let cluster = inventory.cluster.components == Components::Kubernetes;
         let rollout = if cluster {
@@ -52,7 +63,9 @@ impl Fleet {
         let (desired, connected, files) =
             tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts), files);
         let phases = match files {
-            Ok(Some(files)) => Some(k8sup_cluster::cluster_phases(&inventory, &hosts, files)),
+            Ok(Some(files)) => Some(k8sup_cluster::cluster_phases_with(
+                &inventory, &hosts, files, options,
+            )),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         };

@@ -15,10 +15,11 @@ use k8sup_engine::{
     DesiredState, EngineError, Facts, Guard, ProbeCheck, Resource, ResourceId, Step,
 };
 use k8sup_inventory::ArgsComponent;
-use k8sup_pki::layout;
+use k8sup_pki::{Pki, layout};
 use serde::Serialize;
 
 use crate::binaries;
+use crate::certificates;
 use crate::render;
 use crate::topology::{Node, Topology};
 
@@ -78,6 +79,18 @@ fn has_data(facts: &BTreeMap<String, Facts>, node: &Node) -> bool {
         == Some("present")
 }
 
+/// Whether the API already runs: a control plane has kube-apiserver's unit
+/// (a first apply starts every apiserver at once; a running cluster
+/// restarts them one at a time).
+pub fn running(t: &Topology, facts: &BTreeMap<String, Facts>) -> bool {
+    t.control_planes().any(|n| {
+        facts
+            .get(&n.name)
+            .and_then(|f| f.get(crate::probe::FACT_APISERVER))
+            == Some("present")
+    })
+}
+
 /// The datastore phase's steps. A first apply starts every control plane's
 /// member at once with the same `--initial-cluster` (etcd's static
 /// bootstrap). Once members hold data, a control plane added to the
@@ -85,10 +98,16 @@ fn has_data(facts: &BTreeMap<String, Facts>, node: &Node) -> bool {
 /// learner by a running member, started with `--initial-cluster-state
 /// existing`, healthy, then promoted to a voter; the running members'
 /// units do not change.
+///
+/// Once members hold data, each running member is a step of its own, so
+/// that a restart (a renewed certificate, a changed unit) takes one member
+/// down at a time, and the next waits for its health: the cluster keeps its
+/// quorum.
 pub fn datastore_steps(
     t: &Topology,
     facts: &BTreeMap<String, Facts>,
     selected: &dyn Fn(&str) -> bool,
+    pki: &Pki,
 ) -> Result<Vec<Step>, EngineError> {
     let ds = &t.cluster.datastore;
     let peer = |n: &Node| format!("https://{}", host_port(n.ip, ds.peer_port));
@@ -120,10 +139,17 @@ pub fn datastore_steps(
                 "founded the cluster with every control plane of the first apply",
             )?);
         }
-        member_resources(t, n, &mut s)?;
+        member_resources(t, n, &mut s, pki)?;
         first.push(s);
     }
-    let mut steps = vec![Step::new("datastore", first)];
+    let mut steps = if members.is_empty() {
+        vec![Step::new("datastore", first)]
+    } else {
+        first
+            .into_iter()
+            .map(|s| Step::new(format!("datastore on {}", s.host), vec![s]))
+            .collect()
+    };
     let Some(leader) = members.first() else {
         return Ok(steps);
     };
@@ -164,7 +190,7 @@ pub fn datastore_steps(
                 "existing",
                 "joined a running cluster as a learner",
             )?);
-            member_resources(t, j, &mut s)?;
+            member_resources(t, j, &mut s, pki)?;
             steps.push(Step::new(format!("start {}'s member", j.name), vec![s]));
         }
         steps.push(Step::new(
@@ -199,7 +225,12 @@ fn bootstrap_env(
 }
 
 /// The datastore member of control plane `node`.
-fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(), EngineError> {
+fn member_resources(
+    t: &Topology,
+    node: &Node,
+    s: &mut DesiredState,
+    pki: &Pki,
+) -> Result<(), EngineError> {
     let ds = &t.cluster.datastore;
     let unit = render::unit(
         &node.name,
@@ -226,6 +257,9 @@ fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(
         &node.args(ArgsComponent::K8supDatastore),
     )?;
     s.push(Resource::unit(DATASTORE_UNIT, unit));
+    if let Some(d) = certificates::digest(pki, &node.name, DATASTORE_UNIT)? {
+        s.push(d);
+    }
     s.push(
         Resource::service(DATASTORE_UNIT)
             .enabled(true)
@@ -248,7 +282,7 @@ fn member_resources(t: &Topology, node: &Node, s: &mut DesiredState) -> Result<(
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler of `node`.
-pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, EngineError> {
+pub fn components_state(t: &Topology, node: &Node, pki: &Pki) -> Result<DesiredState, EngineError> {
     let ds = &t.cluster.datastore;
     let (servers, datastore_tls) = match &ds.external {
         Some(ext) => (
@@ -330,8 +364,12 @@ pub fn components_state(t: &Topology, node: &Node) -> Result<DesiredState, Engin
         (CONTROLLER_MANAGER_UNIT, controller_manager),
         (SCHEDULER_UNIT, scheduler),
     ] {
-        // A changed unit restarts its service (the engine notifies it).
+        // A changed unit restarts its service (the engine notifies it), and
+        // so does a changed credential (its digest file notifies it).
         s.push(Resource::unit(unit, content));
+        if let Some(d) = certificates::digest(pki, &node.name, unit)? {
+            s.push(d);
+        }
         s.push(Resource::service(unit).enabled(true).running(true));
     }
     s.push(

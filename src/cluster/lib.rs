@@ -5,7 +5,8 @@
 //! planned and applied). For a Kubernetes cluster this crate gives the
 //! engine an ordered list of phases (`phases.rs`, read it first): host
 //! preparation, certificates, binaries, the datastore, the control plane,
-//! the nodes, the add-ons, then the user's own workload. For an inventory
+//! the nodes, the add-ons, the cluster's own record (`state.rs`), then the
+//! user's own workload. For an inventory
 //! with `components: none`, only the workload, as a plain [`Rollout`].
 //!
 //! Rules (ARCHITECTURE.md): this crate never opens a connection (it has no
@@ -31,6 +32,7 @@ pub mod node;
 mod phases;
 mod probe;
 mod render;
+pub mod state;
 pub mod topology;
 mod workload;
 
@@ -40,7 +42,8 @@ use k8sup_inventory::{Host, Inventory};
 
 pub use inputs::NodeFiles;
 pub use phases::{
-    ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, cluster_phases,
+    ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, RunOptions, STATE,
+    cluster_phases, cluster_phases_with,
 };
 pub use topology::Topology;
 pub use workload::host_state;

@@ -13,11 +13,12 @@
 
 use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
 use k8sup_inventory::ArgsComponent;
-use k8sup_pki::layout;
+use k8sup_pki::{Pki, layout};
 use serde::Serialize;
 
 use crate::apiserver_proxy;
 use crate::binaries;
+use crate::certificates;
 use crate::control_plane::host_port;
 use crate::host_prep::cgroup_v1;
 use crate::inputs::NodeFiles;
@@ -53,6 +54,7 @@ pub fn host_state(
     node: &Node,
     facts: &Facts,
     files: &NodeFiles,
+    pki: &Pki,
 ) -> Result<DesiredState, EngineError> {
     let host = node.name.as_str();
     let v1 = cgroup_v1(facts);
@@ -180,6 +182,9 @@ pub fn host_state(
         for r in proxy {
             s.push(r);
         }
+        if let Some(d) = certificates::digest(pki, host, apiserver_proxy::UNIT_NAME)? {
+            s.push(d);
+        }
     }
 
     // The kubelet.
@@ -231,6 +236,9 @@ pub fn host_state(
             &node.args(ArgsComponent::Kubelet),
         )?,
     ));
+    if let Some(d) = certificates::digest(pki, host, KUBELET_UNIT)? {
+        s.push(d);
+    }
     let mut kubelet = Resource::service(KUBELET_UNIT)
         .enabled(true)
         .running(true)
@@ -281,6 +289,9 @@ pub fn host_state(
             &node.args(ArgsComponent::KubeProxy),
         )?,
     ));
+    if let Some(d) = certificates::digest(pki, host, KUBE_PROXY_UNIT)? {
+        s.push(d);
+    }
     let mut kube_proxy = Resource::service(KUBE_PROXY_UNIT)
         .enabled(true)
         .running(true);

@@ -13,7 +13,12 @@
 //! 6. `nodes`: containerd and the pod images, the pod network, the
 //!    API-server proxy where there is no apiserver, the kubelet, kube-proxy;
 //! 7. `add-ons`: RBAC and CoreDNS, then every node Ready;
-//! 8. `workload`: the inventory's own files, services and commands.
+//! 8. `cluster state`: what k8sup remembers (`state.rs`), on every control
+//!    plane and in the datastore;
+//! 9. `workload`: the inventory's own files, services and commands.
+//!
+//! Before any of it, the first phase refuses an inventory whose pod CIDR,
+//! service CIDR or cluster domain differ from the recorded ones.
 //!
 //! Each phase computes its hosts' desired state from the facts (gathered in
 //! the same exec as the observation, `probe.rs`) and never opens a
@@ -26,12 +31,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use k8sup_engine::{DesiredState, EngineError, Facts, PhaseContext, Phases, Step, phase};
 use k8sup_inventory::{Host, Inventory};
+use k8sup_pki::{Pki, Policy};
 
 use crate::certificates::{self, Issuer};
 use crate::inputs::NodeFiles;
 use crate::topology::Topology;
 use crate::{
-    addons, binaries, control_plane, external_datastore, host_prep, node, probe, workload,
+    addons, binaries, control_plane, external_datastore, host_prep, node, probe, state, workload,
 };
 
 pub const PREPARE: &str = "prepare hosts";
@@ -41,6 +47,7 @@ pub const DATASTORE: &str = "datastore";
 pub const CONTROL_PLANE: &str = "control plane";
 pub const NODES: &str = "nodes";
 pub const ADDONS: &str = "add-ons";
+pub const STATE: &str = "cluster state";
 pub const WORKLOAD: &str = crate::WORKLOAD_STEP;
 
 /// What every phase reads.
@@ -57,6 +64,11 @@ impl Shared {
             host: "(cluster)".into(),
             reason: format!("{e:#}"),
         })
+    }
+
+    /// The credentials this run wants (the same ones in every phase).
+    fn pki(&self, t: &Topology, facts: &BTreeMap<String, Facts>) -> Result<Arc<Pki>, EngineError> {
+        self.issuer.issue(&certificates::spec(t), facts)
     }
 
     fn selected(&self, name: &str) -> bool {
@@ -86,14 +98,38 @@ impl Shared {
     }
 }
 
+/// How a run treats the cluster beyond making it match the inventory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Renew every leaf certificate and kubeconfig (`k8sup certs renew`);
+    /// CAs and the service-account key are kept. The components that read
+    /// a renewed credential restart.
+    pub renew_certificates: bool,
+}
+
 /// The phases that build and keep the cluster of `inventory`, applied to
 /// `hosts` (all of the inventory's, or those chosen with `--host`).
 pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) -> Result<Phases> {
+    cluster_phases_with(inventory, hosts, files, RunOptions::default())
+}
+
+/// [`cluster_phases`], with `options`.
+pub fn cluster_phases_with(
+    inventory: &Inventory,
+    hosts: &[&Host],
+    files: NodeFiles,
+    options: RunOptions,
+) -> Result<Phases> {
+    let policy = if options.renew_certificates {
+        Policy::renew_all()
+    } else {
+        Policy::default()
+    };
     let shared = Arc::new(Shared {
         inventory: inventory.clone(),
         selected: hosts.iter().map(|h| h.name.clone()).collect(),
         files,
-        issuer: Issuer::new(),
+        issuer: Issuer::with_policy(policy),
     });
     // Credential paths do not depend on addresses: the probe is fixed here.
     let t0 = Topology::new(inventory, &BTreeMap::new())?;
@@ -104,6 +140,8 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
 
     let sh = shared.clone();
     let prepare = phase(PREPARE, move |cx| {
+        // Settings a running cluster cannot change: refused before anything.
+        state::check(&sh.topology(cx.facts)?, cx.facts)?;
         sh.per_node(PREPARE, cx, |t, n, f| {
             host_prep::host_state(t, &n.name, f).map(Some)
         })
@@ -111,7 +149,7 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
     let sh = shared.clone();
     let certs = phase(CERTIFICATES, move |cx| {
         let t = sh.topology(cx.facts)?;
-        let pki = sh.issuer.issue(&certificates::spec(&t), cx.facts)?;
+        let pki = sh.pki(&t, cx.facts)?;
         sh.per_node(CERTIFICATES, cx, |_, n, _| {
             Ok(Some(certificates::host_state(&pki, &n.name)))
         })
@@ -134,21 +172,37 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
                     .map(|n| external_datastore::host_state(&n.name, ext))
                     .collect(),
             )]),
-            None => control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h)),
+            None => {
+                let pki = sh.pki(&t, cx.facts)?;
+                control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h), &pki)
+            }
         }
     });
     let sh = shared.clone();
     let cp = phase(CONTROL_PLANE, move |cx| {
-        sh.per_node(CONTROL_PLANE, cx, |t, n, _| {
-            n.control_plane
-                .then(|| control_plane::components_state(t, n))
-                .transpose()
-        })
+        let t = sh.topology(cx.facts)?;
+        let pki = sh.pki(&t, cx.facts)?;
+        let mut states = Vec::new();
+        for n in t.control_planes().filter(|n| sh.selected(&n.name)) {
+            states.push(control_plane::components_state(&t, n, &pki)?);
+        }
+        // A running cluster restarts its API servers one at a time (each
+        // waits for the one before to be ready), so the API stays up; a
+        // first apply starts them all at once.
+        if control_plane::running(&t, cx.facts) {
+            Ok(states
+                .into_iter()
+                .map(|s| Step::new(format!("control plane on {}", s.host), vec![s]))
+                .collect())
+        } else {
+            Ok(vec![Step::new(CONTROL_PLANE, states)])
+        }
     });
     let sh = shared.clone();
     let nodes = phase(NODES, move |cx| {
+        let pki = sh.pki(&sh.topology(cx.facts)?, cx.facts)?;
         sh.per_node(NODES, cx, |t, n, f| {
-            node::host_state(t, n, f, &sh.files).map(Some)
+            node::host_state(t, n, f, &sh.files, &pki).map(Some)
         })
     });
     let sh = shared.clone();
@@ -161,6 +215,16 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
             Vec::new()
         };
         Ok(vec![Step::new(ADDONS, states)])
+    });
+    let sh = shared.clone();
+    let record = phase(STATE, move |cx| {
+        let t = sh.topology(cx.facts)?;
+        let first = t.first_control_plane().name.clone();
+        let mut states = Vec::new();
+        for n in t.control_planes().filter(|n| sh.selected(&n.name)) {
+            states.push(state::host_state(&t, n, n.name == first)?);
+        }
+        Ok(vec![Step::new(STATE, states)])
     });
     let sh = shared.clone();
     let work = phase(WORKLOAD, move |_cx| {
@@ -186,5 +250,6 @@ pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) 
         .then(cp)
         .then(nodes)
         .then(add_ons)
+        .then(record)
         .then(work))
 }

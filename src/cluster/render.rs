@@ -166,10 +166,10 @@ mod tests {
     #[test]
     fn a_space_separated_value_is_one_flag() {
         let unit = "ExecStart=/bin/containerd --config /etc/c.toml\n";
-        let out = edit_exec_start(unit, &edits(&[("--log-level", Some("debug"))])).unwrap();
+        let out = edit_exec_start(unit, &edits(&[("--root", Some("/srv/containerd"))])).unwrap();
         assert_eq!(
             out,
-            "ExecStart=/bin/containerd \\\n  --config /etc/c.toml \\\n  --log-level=debug\n"
+            "ExecStart=/bin/containerd \\\n  --config /etc/c.toml \\\n  --root=/srv/containerd\n"
         );
         let removed = edit_exec_start(unit, &edits(&[("--config", None)])).unwrap();
         assert_eq!(removed, "ExecStart=/bin/containerd\n");

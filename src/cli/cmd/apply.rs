@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use k8sup_cluster::RunOptions;
 use k8sup_engine::{ApplyOptions, ApplyReport, RunIdentity, print};
 use serde::Serialize;
 
@@ -97,6 +98,12 @@ struct JsonReport<'a> {
 }
 
 pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
+    run(args, RunOptions::default())
+}
+
+/// An apply with `options` (`k8sup certs renew` is an apply that renews
+/// every leaf certificate).
+pub(crate) fn run(args: ApplyArgs, options: RunOptions) -> Result<ExitCode> {
     let saved = args.plan.as_deref().map(SavedPlan::read).transpose()?;
     let (inventory, hosts) = match (&saved, &args.inventory) {
         (Some(s), None) => (s.inventory.clone(), s.hosts.clone()),
@@ -109,12 +116,18 @@ pub fn execute(args: ApplyArgs) -> Result<ExitCode> {
     let json = args.output.output == OutputFormat::Json;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let fleet = Fleet::prepare(
-            super::load_inventory(&inventory)?,
-            &hosts,
-            args.artifacts.as_deref(),
-        )
-        .await?;
+        let inventory = super::load_inventory(&inventory)?;
+        if options.renew_certificates
+            && inventory.cluster.components != k8sup_inventory::Components::Kubernetes
+        {
+            bail!(
+                "{}: this inventory has no Kubernetes cluster (cluster.components: none), \
+                 so there are no certificates to renew",
+                inventory.path.display()
+            );
+        }
+        let fleet =
+            Fleet::prepare_with(inventory, &hosts, args.artifacts.as_deref(), options).await?;
         let from_file = saved.is_some();
         let asked = !args.yes && std::io::stdin().is_terminal();
         let identity = RunIdentity::new();

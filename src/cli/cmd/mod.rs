@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod artifacts;
+pub mod certs;
 pub mod facts;
 pub mod init;
 pub mod inventory;

@@ -32,7 +32,8 @@ use crate::output::{OutputArgs, OutputFormat};
 ///   k8sup status -i inventory.yaml
 ///   k8sup status -i inventory.yaml -o json    # the same, for CI
 ///
-/// JSON output: `nodes[]` (`name`, `role`, `version`, `ready`),
+/// JSON output: `recorded` (what k8sup last applied, from a control plane's
+/// record: `host`, `kubernetesVersion`, `k8supVersion`), `nodes[]` (`name`, `role`, `version`, `ready`),
 /// `hosts[]` (`host`, `role`, `reachable`, `error`, `components{unit: state}`,
 /// `datastore` (`leader`, `hasLeader`, `learner`), `certificates[]` (`path`, `notAfter`,
 /// `daysLeft`)), `apiError`.
@@ -82,6 +83,17 @@ struct HostRow {
     components: BTreeMap<String, String>,
     datastore: Option<Member>,
     certificates: Vec<Cert>,
+    #[serde(skip)]
+    recorded: Option<Recorded>,
+}
+
+/// What the cluster's record says was applied (`k8sup_cluster::state`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Recorded {
+    host: String,
+    kubernetes_version: String,
+    k8sup_version: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +104,7 @@ struct Status {
     /// (`hosts[].datastore` is then absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     external_datastore: Option<Vec<String>>,
+    recorded: Option<Recorded>,
     nodes: Vec<NodeRow>,
     api_error: Option<String>,
     hosts: Vec<HostRow>,
@@ -149,6 +162,10 @@ fn script(inventory: &Inventory, h: &Host) -> String {
             "printf 'unit {u} %s\\n' \"$(systemctl is-active {u}.service 2>/dev/null)\"\n"
         );
     }
+    if h.role == Role::ControlPlane {
+        let state = k8sup_cluster::state::STATE_PATH;
+        s += &format!("[ -f {state} ] && printf 'state %s\\n' \"$(base64 -w0 < {state})\"\n");
+    }
     if h.role == Role::ControlPlane && own_datastore {
         s += &format!(
             "m=\"$(curl -s --max-time 3 http://127.0.0.1:{}/metrics)\"\n\
@@ -179,6 +196,17 @@ fn parse(out: &str, row: &mut HostRow, now: k8sup_pki::time::OffsetDateTime) {
                         state.into()
                     },
                 );
+            }
+            (Some("state"), Some(b64), _) => {
+                let facts = k8sup_engine::Facts::default()
+                    .with(k8sup_cluster::state::FACT_STATE, b64.trim());
+                if let Ok(Some(r)) = k8sup_cluster::state::recorded(&row.host, &facts) {
+                    row.recorded = Some(Recorded {
+                        host: row.host.clone(),
+                        kubernetes_version: r.kubernetes_version,
+                        k8sup_version: r.k8sup_version,
+                    });
+                }
             }
             (Some("leader"), v, _) => leader = v.map(|v| v.trim() == "1"),
             (Some("has_leader"), v, _) => has_leader = v.map(|v| v.trim() == "1"),
@@ -275,6 +303,7 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
                         components: BTreeMap::new(),
                         datastore: None,
                         certificates: Vec::new(),
+                        recorded: None,
                     };
                     match session {
                         Err(e) => {
@@ -340,6 +369,7 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
                 .external
                 .as_ref()
                 .map(|e| e.servers.clone()),
+            recorded: host_rows.iter().find_map(|h| h.recorded.clone()),
             nodes: node_rows,
             api_error,
             hosts: host_rows,
@@ -364,6 +394,13 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
 
 fn print_text(s: &Status) {
     println!("Cluster {}", s.cluster);
+    match &s.recorded {
+        Some(r) => println!(
+            "Applied: Kubernetes {} by k8sup {} (recorded on {})",
+            r.kubernetes_version, r.k8sup_version, r.host
+        ),
+        None => println!("Applied: no record on any control plane (not applied yet?)"),
+    }
     println!("\nNodes:");
     if let Some(e) = &s.api_error {
         println!("  the API did not answer: {e}");

@@ -5,8 +5,11 @@
 //! the real kubectl and the admin kubeconfig `k8sup kubeconfig` gives:
 //! every Node Ready, a 3-replica Deployment spread over the nodes, a
 //! ClusterIP Service answering a pod on another node, DNS for
-//! `kubernetes.default` and the Service, `kubectl logs` and `exec`; and a
-//! second apply has nothing to do.
+//! `kubernetes.default` and the Service, `kubectl logs` and `exec`; a
+//! second apply has nothing to do; the cluster's record is on the control
+//! plane and in the datastore; and `k8sup certs renew` renews the
+//! certificates of the running cluster (kube-apiserver serves a new one,
+//! the Nodes stay Ready, and the next plan has nothing to do).
 //!
 //! The test workload's image (busybox: a shell, httpd, nslookup) is put on
 //! the nodes by the inventory's own `files:` and `commands:` (the workload
@@ -331,6 +334,50 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         .filter(|n| n["ready"] == true)
         .count();
     assert_eq!(ready, 3, "{status:#}");
+    assert_eq!(
+        status["recorded"]["kubernetesVersion"],
+        common::KUBERNETES,
+        "{status:#}"
+    );
+    // What k8sup remembers is in the cluster: the record on the control
+    // plane (0600 root) and the same bytes in the datastore, under /k8sup/.
+    assert_eq!(
+        lab.root(0, "stat -c '%a %U' /etc/k8sup/cluster-state.json")
+            .trim(),
+        "600 root"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&lab.root(0, "cat /etc/k8sup/cluster-state.json")).unwrap();
+    assert_eq!(
+        record["kubernetesVersion"],
+        common::KUBERNETES,
+        "{record:#}"
+    );
+    assert_eq!(
+        record["controlPlanes"][0]["name"],
+        lab.node(0),
+        "{record:#}"
+    );
+    assert_eq!(
+        record["controlPlanes"][0]["address"],
+        lab.address(0),
+        "{record:#}"
+    );
+    assert_eq!(record["workers"].as_array().unwrap().len(), 2, "{record:#}");
+    assert_eq!(record["podCIDR"], "10.1.0.0/16", "{record:#}");
+    assert_eq!(
+        lab.root(
+            0,
+            "/usr/local/bin/k8sup-datastore get /k8sup/cluster-state \
+             --cacert=/etc/kubernetes/pki/datastore/ca.crt \
+             --cert=/etc/kubernetes/pki/apiserver-datastore-client.crt \
+             --key=/etc/kubernetes/pki/apiserver-datastore-client.key \
+             | cmp - /etc/k8sup/cluster-state.json && echo same"
+        )
+        .trim(),
+        "same",
+        "the datastore does not hold the record"
+    );
     let cp = &status["hosts"][0];
     assert_eq!(cp["datastore"]["leader"], true, "{status:#}");
     assert_eq!(cp["components"]["kube-apiserver"], "active", "{status:#}");
@@ -342,6 +389,72 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
     );
 
     // Nothing to do the second time.
+    nothing_to_do(inv, "a second plan");
+
+    // `k8sup certs renew`: the plan first (`--dry-run` changes nothing),
+    // then every leaf renewed and its readers restarted: kube-apiserver
+    // serves a new certificate, the Nodes stay Ready, and nothing is left
+    // to do.
+    let serial_before = serving_serial(&lab.address(0));
+    let out = k8sup(&["certs", "renew", "-i", inv, "--dry-run", "--color", "never"]);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}\n{}", text(&out.stderr));
+    for want in [
+        "/etc/kubernetes/pki/apiserver.crt",
+        "/etc/kubernetes/kubelet.conf",
+        "/etc/k8sup/credentials/kube-apiserver.service.sha256",
+        "service:kube-apiserver.service",
+        "service:k8sup-datastore.service",
+        "service:kubelet.service",
+    ] {
+        assert!(
+            shown.contains(want),
+            "the renewal's plan lacks {want}:\n{shown}"
+        );
+    }
+    assert!(
+        !shown.contains("PRIVATE KEY"),
+        "a private key was printed in the renewal's plan"
+    );
+    assert_eq!(
+        serving_serial(&lab.address(0)),
+        serial_before,
+        "--dry-run renewed"
+    );
+    let out = k8sup(&["certs", "renew", "-i", inv, "--yes", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "certs renew failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let serial_after = serving_serial(&lab.address(0));
+    assert_ne!(
+        serial_after, serial_before,
+        "kube-apiserver still serves its old certificate"
+    );
+    kubectl.wait(
+        "every node Ready after the renewal",
+        Duration::from_secs(120),
+        &["get", "nodes"],
+        |o| {
+            o.lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .count()
+                == 3
+        },
+    );
+    let plan = nothing_to_do(inv, "the plan after `certs renew`");
+    // The facts that make a running cluster restart one control plane at a time.
+    let cp_facts = &plan["facts"][lab.node(0)];
+    assert_eq!(cp_facts["k8sup.apiserver"], "present", "{cp_facts}");
+    assert_eq!(cp_facts["k8sup.datastore"], "present", "{cp_facts}");
+}
+
+/// `k8sup plan` on `inv` has nothing to do (and shows no credential); the
+/// plan's JSON.
+fn nothing_to_do(inv: &str, what: &str) -> serde_json::Value {
     let out = k8sup(&["plan", "-i", inv, "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let again: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
@@ -351,17 +464,31 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         .values()
         .filter_map(|v| v.as_u64())
         .sum();
-    assert_eq!(
-        total,
-        0,
-        "a second plan has changes:\n{}",
-        text(&out.stdout)
-    );
+    assert_eq!(total, 0, "{what} has changes:\n{}", text(&out.stdout));
     let facts = again["facts"].to_string();
     assert!(
         !facts.contains("secret."),
         "credentials leaked into the plan's facts"
     );
+    again
+}
+
+/// The serial number of the certificate kube-apiserver serves at `address`.
+fn serving_serial(address: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {address}:6443 </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl runs");
+    let serial = text(&out.stdout).trim().to_string();
+    assert!(
+        serial.starts_with("serial="),
+        "no certificate served at {address}:6443: {serial}\n{}",
+        text(&out.stderr)
+    );
+    serial
 }
 
 #[test]

@@ -359,3 +359,66 @@ fn a_kubernetes_version_k8sup_cannot_install_is_reported_at_its_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `k8sup certs renew` teaches itself and refuses what it cannot do before
+/// connecting to anything.
+#[test]
+fn certs_renew_help_and_argument_errors() {
+    let (code, out, err) = run(k8sup().args(["--help"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("certs"), "{out}");
+
+    let (code, out, err) = run(k8sup().args(["certs", "renew", "--help"]));
+    assert_eq!(code, 0, "{err}");
+    // As one line of words (clap wraps the help to the terminal).
+    let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "--inventory",
+        "--dry-run",
+        "--yes",
+        "--host",
+        "--output",
+        "CAs",
+        "service-account key",
+        "restarts",
+        "one control plane at a time",
+        "k8sup certs renew -i inventory.yaml --dry-run",
+    ] {
+        assert!(
+            out.contains(want),
+            "`certs renew --help` lacks {want:?}:\n{out}"
+        );
+    }
+
+    // No inventory: clap's usage error names the flag.
+    let (code, _, err) = run(k8sup().args(["certs", "renew"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--inventory"), "{err}");
+    // No subcommand: the group's usage lists `renew`.
+    let (code, _, err) = run(k8sup().args(["certs"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("renew"), "{err}");
+    // A missing file is named.
+    let (code, _, err) = run(k8sup().args(["certs", "renew", "-i", "/nonexistent/inv.yaml"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/nonexistent/inv.yaml"), "{err}");
+
+    // An inventory without a cluster has nothing to renew (refused before
+    // any host is reached: its address is not routable).
+    let dir = std::env::temp_dir().join(format!("k8sup-certs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inv = dir.join("none.yaml");
+    std::fs::write(
+        &inv,
+        "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster:\n  name: t\n  components: none\n\
+         hosts:\n  - { name: h, address: 192.0.2.1, role: control-plane }\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(k8sup().args(["certs", "renew", "--yes", "-i"]).arg(&inv));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no certificates to renew") && err.contains("none.yaml"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
