@@ -20,6 +20,8 @@
 #   6. leaves the cluster up and prints its kubeconfig's path.
 #
 # Remove it all with: k8sup lab down --name demo
+# K8SUP_BIN_DIR=DIR uses the k8sup, k8sup-datastore and k8sup-apiserver-proxy
+# already built there instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/prereqs.sh
@@ -29,9 +31,14 @@ name="${K8SUP_DEMO_NAME:-demo}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "building k8sup"
-cargo build --release --locked -p k8sup -p k8sup-datastore -p k8sup-apiserver-proxy
-k8sup="$CARGO_TARGET_DIR/release/k8sup"
+if [ -n "${K8SUP_BIN_DIR:-}" ]; then
+  # Binaries built already (k8sup and its node daemons side by side).
+  k8sup="$K8SUP_BIN_DIR/k8sup"
+else
+  step "building k8sup"
+  cargo build --release --locked -p k8sup -p k8sup-datastore -p k8sup-apiserver-proxy
+  k8sup="$CARGO_TARGET_DIR/release/k8sup"
+fi
 
 step "the artifacts mirror (cached after the first build)"
 mirror=$(bash tests/artifacts/build.sh v1.37.2 | tail -n1)

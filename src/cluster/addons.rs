@@ -3,7 +3,10 @@
 //! kubelets (`kubectl logs`, `exec`) and CoreDNS. Each manifest is a file
 //! from `templates/addons/`; `kubectl apply` runs when a manifest differs
 //! from the copy kept after its last successful apply, so a re-apply runs
-//! nothing. Then a gate waits until every node of the inventory is Ready.
+//! nothing. Then a gate waits until every node of the inventory is Ready,
+//! Pods can be created (the `default` ServiceAccount exists) and names
+//! resolve (a CoreDNS replica is available): when an apply ends, the
+//! cluster takes workloads.
 
 use std::time::Duration;
 
@@ -71,9 +74,17 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
         );
     }
     let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
-    // Ready nodes, one name per line, compared with the inventory's.
+    // Ready nodes, one name per line, compared with the inventory's; and the
+    // `default` ServiceAccount, which the controller manager creates a few
+    // seconds after it starts: until it exists no Pod can be created in
+    // `default`, so an apply that ended sooner would hand the user a cluster
+    // that refuses `kubectl run` (kubeadm leaves that race to its users);
+    // and a CoreDNS replica available, without which a new pod's first
+    // name lookup is refused.
     let ready = format!(
-        "[ \"$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{range .status.conditions[?(@.type==\"Ready\")]}}{{.status}}{{end}}{{\"\\n\"}}{{end}}' | awk '$2==\"True\"{{print $1}}' | sort | tr '\\n' ' ')\" = '{} ' ]",
+        "{kubectl} -n default get serviceaccount default >/dev/null 2>&1 && \
+         [ \"$({kubectl} -n kube-system get deployment coredns -o jsonpath='{{.status.availableReplicas}}')\" -ge 1 ] 2>/dev/null && \
+         [ \"$({kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}} {{range .status.conditions[?(@.type==\"Ready\")]}}{{.status}}{{end}}{{\"\\n\"}}{{end}}' | awk '$2==\"True\"{{print $1}}' | sort | tr '\\n' ' ')\" = '{} ' ]",
         {
             let mut sorted = names.clone();
             sorted.sort_unstable();
