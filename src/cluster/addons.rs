@@ -91,6 +91,31 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
             sorted.join(" ")
         }
     );
+    // The node list: when it changes (a node joins), the gate runs again,
+    // and the new nodes get their role label once Ready.
+    let roles: Vec<serde_json::Value> = t
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": n.name,
+                "role": if n.control_plane { "control-plane" } else { "worker" },
+            })
+        })
+        .collect();
+    let nodes_file = format!("{ADDONS_DIR}/nodes.txt");
+    let labeled = format!("{APPLIED_DIR}/nodes.txt");
+    s.push(
+        Resource::file(
+            &nodes_file,
+            render::template(
+                host,
+                "addons/nodes.txt",
+                serde_json::json!({"nodes": roles}),
+            )?,
+        )
+        .mode(0o644),
+    );
     s.push(
         Resource::probe(
             "nodes-ready",
@@ -98,7 +123,34 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
             Duration::from_secs(300),
             Duration::from_secs(1),
         )
-        .depends_on(ResourceId::command("apply-coredns.yaml")),
+        .depends_on(ResourceId::command("apply-coredns.yaml"))
+        .depends_on(ResourceId::file(&nodes_file)),
+    );
+    // `kubectl get nodes` shows each node's role, as on kubeadm's and
+    // Canonical's clusters (the kubelet may not set these labels itself).
+    let label: Vec<String> = t
+        .nodes
+        .iter()
+        .map(|n| {
+            let role = if n.control_plane {
+                "control-plane"
+            } else {
+                "worker"
+            };
+            format!(
+                "{kubectl} label node {} node-role.kubernetes.io/{role}= --overwrite >/dev/null",
+                n.name
+            )
+        })
+        .collect();
+    s.push(
+        Resource::command(
+            "label-node-roles",
+            format!("{} && cp {nodes_file} {labeled}", label.join(" && ")),
+            Guard::Unless(format!("cmp -s {nodes_file} {labeled}")),
+        )
+        .depends_on(ResourceId::probe("nodes-ready"))
+        .depends_on(ResourceId::dir(APPLIED_DIR)),
     );
     Ok(s)
 }
