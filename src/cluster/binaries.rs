@@ -4,7 +4,7 @@
 //!
 //! Every node runs containerd, runc, the CNI plugins, the kubelet and
 //! kube-proxy (control planes too, as in Canonical Kubernetes). Control
-//! planes add the datastore (unless the cluster's is external), kube-apiserver, kube-controller-manager,
+//! planes add the datastore, kube-apiserver, kube-controller-manager,
 //! kube-scheduler and kubectl; the others add the API-server proxy.
 
 use k8sup_engine::{DesiredState, EngineError, Resource};
@@ -25,7 +25,10 @@ const NODE_PROGRAMS: &[&str] = &[
     "kubelet",
     "kube-proxy",
 ];
+/// `k8sup-datastore` is the member and the client k8sup records the
+/// cluster's state with (with an external etcd, only the client).
 const CONTROL_PLANE_PROGRAMS: &[&str] = &[
+    "k8sup-datastore",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
@@ -55,25 +58,14 @@ pub fn image_path(image: &str) -> String {
     format!("{IMAGE_DIR}/{file}.tar")
 }
 
-/// k8sup's datastore, on control planes unless the cluster's is external.
-const DATASTORE_PROGRAM: &str = "k8sup-datastore";
-
-pub fn host_state(
-    node: &Node,
-    own_datastore: bool,
-    files: &NodeFiles,
-) -> Result<DesiredState, EngineError> {
+pub fn host_state(node: &Node, files: &NodeFiles) -> Result<DesiredState, EngineError> {
     let mut s = DesiredState::new(&node.name);
-    let role: Vec<&str> = if node.control_plane {
-        let mut r = CONTROL_PLANE_PROGRAMS.to_vec();
-        if own_datastore {
-            r.push(DATASTORE_PROGRAM);
-        }
-        r
+    let role: &[&str] = if node.control_plane {
+        CONTROL_PLANE_PROGRAMS
     } else {
-        PROXIED_PROGRAMS.to_vec()
+        PROXIED_PROGRAMS
     };
-    for p in NODE_PROGRAMS.iter().chain(&role) {
+    for p in NODE_PROGRAMS.iter().chain(role) {
         s.push(Resource::binary(path(p), files.program(p)?).mode(0o755));
     }
     for p in CNI_PLUGINS {

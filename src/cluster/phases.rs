@@ -156,8 +156,8 @@ pub fn cluster_phases_with(
     });
     let sh = shared.clone();
     let bins = phase(BINARIES, move |cx| {
-        sh.per_node(BINARIES, cx, |t, n, _| {
-            binaries::host_state(n, t.cluster.datastore.external.is_none(), &sh.files).map(Some)
+        sh.per_node(BINARIES, cx, |_, n, _| {
+            binaries::host_state(n, &sh.files).map(Some)
         })
     });
     let sh = shared.clone();

@@ -71,8 +71,12 @@ pub fn record(t: &Topology) -> Record {
         cluster: t.cluster.name.clone(),
         kubernetes_version: t.version(),
         k8sup_version: env!("CARGO_PKG_VERSION").to_string(),
-        // The only kind k8sup runs today (`external` is not built yet).
-        datastore: "k8sup".to_string(),
+        datastore: if t.cluster.datastore.external.is_some() {
+            "external"
+        } else {
+            "k8sup"
+        }
+        .to_string(),
         pod_cidr: t.cluster.pod_cidr.to_string(),
         service_cidr: t.cluster.service_cidr.to_string(),
         cluster_domain: t.cluster.cluster_domain.clone(),
@@ -167,22 +171,41 @@ pub fn host_state(t: &Topology, node: &Node, first: bool) -> Result<DesiredState
     if first {
         let ds = &t.cluster.datastore;
         let tool = binaries::path("k8sup-datastore");
-        let tls = format!(
-            "--endpoints=https://127.0.0.1:{} --cacert={} --cert={} --key={}",
-            ds.client_port,
-            layout::DATASTORE_CA_CRT,
-            layout::APISERVER_DATASTORE_CLIENT_CRT,
-            layout::APISERVER_DATASTORE_CLIENT_KEY
-        );
+        // k8sup's members, through the local one; or the user's etcd, each
+        // endpoint in turn until one answers (`k8sup-datastore` is an etcd
+        // v3 client as well).
+        let (endpoints, ca, cert, key) = match &ds.external {
+            Some(ext) => (
+                ext.servers.clone(),
+                crate::external_datastore::CA,
+                crate::external_datastore::CLIENT_CRT,
+                crate::external_datastore::CLIENT_KEY,
+            ),
+            None => (
+                vec![format!("https://127.0.0.1:{}", ds.client_port)],
+                layout::DATASTORE_CA_CRT,
+                layout::APISERVER_DATASTORE_CLIENT_CRT,
+                layout::APISERVER_DATASTORE_CLIENT_KEY,
+            ),
+        };
+        let tls = format!("--endpoints=$e --cacert={ca} --cert={cert} --key={key}");
+        let each = |cmd: String| {
+            format!(
+                "(for e in {}; do {cmd} && exit 0; done; exit 1)",
+                endpoints.join(" ")
+            )
+        };
         s.push(
             Resource::command(
                 "cluster-state-record",
-                format!("{tool} put {STATE_KEY} --from-file={STATE_PATH} {tls} >/dev/null"),
+                each(format!(
+                    "{tool} put {STATE_KEY} --from-file={STATE_PATH} {tls} >/dev/null"
+                )),
                 // Compared with the record this run wants (not the file,
                 // which this same step may be about to rewrite).
-                Guard::Unless(format!(
+                Guard::Unless(each(format!(
                     "{tool} get {STATE_KEY} {tls} 2>/dev/null | sha256sum | grep -q '^{sha} '"
-                )),
+                ))),
             )
             .depends_on(ResourceId::file(STATE_PATH)),
         );

@@ -920,3 +920,172 @@ fn three_control_planes_grow_by_one_of_each_then_keep_serving_when_one_stops() {
     let m = members(&lab, 1, &dir);
     assert_eq!(m["members"].as_array().unwrap().len(), 4, "{m}");
 }
+
+/// Run `script` with sh in `dir`; panics with its output when it fails.
+fn sh_in(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `cluster.datastore.type: external`: a control plane and a worker on the
+/// user's etcd 3.6 (on a third machine, mTLS with the user's own CA, made
+/// here with openssl): no k8sup datastore runs, the Nodes are Ready, and
+/// the cluster's objects and k8sup's record are in the user's etcd.
+#[test]
+fn a_cluster_on_an_external_etcd() {
+    let (root, index) = mirror();
+    let lab = TestLab::up_with(
+        "t-e2e-ext",
+        UpOptions {
+            nodes: 3,
+            control_planes: 1,
+            mirror: Some(root.clone()),
+            ..Default::default()
+        },
+    );
+    let dir = lab.inventory().parent().unwrap().join("user-etcd");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The user's etcd on machine 2, which is not in the cluster's inventory.
+    let ip = lab.address(2);
+    sh_in(
+        &dir,
+        &format!(
+            "tar -xzf {tarball} --strip-components=1 etcd-v3.6.17-linux-amd64/etcd etcd-v3.6.17-linux-amd64/etcdctl
+             key() {{ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out \"$1\" 2>/dev/null; }}
+             key ca.key
+             openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=user-etcd-ca
+             for who in server client; do
+               key $who.key
+               openssl req -new -key $who.key -out $who.csr -subj /CN=$who
+             done
+             printf 'subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n' > server.ext
+             printf 'extendedKeyUsage=clientAuth\n' > client.ext
+             for who in server client; do
+               openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile $who.ext -out $who.crt 2>/dev/null
+             done",
+            tarball = common::component(&root, &index, "etcd").display(),
+        ),
+    );
+    lab.root(2, "mkdir -p /etc/user-etcd");
+    lab.copy_to(2, &dir.join("etcd"), "/usr/local/bin/etcd");
+    for f in ["ca.crt", "server.crt", "server.key"] {
+        lab.copy_to(2, &dir.join(f), &format!("/etc/user-etcd/{f}"));
+    }
+    lab.root(
+        2,
+        &format!(
+            "systemd-run --unit=user-etcd /usr/local/bin/etcd --name user-etcd \
+             --data-dir /var/lib/user-etcd \
+             --listen-client-urls https://{ip}:2379 --advertise-client-urls https://{ip}:2379 \
+             --cert-file /etc/user-etcd/server.crt --key-file /etc/user-etcd/server.key \
+             --trusted-ca-file /etc/user-etcd/ca.crt --client-cert-auth \
+             --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+             --initial-cluster user-etcd=http://127.0.0.1:2380"
+        ),
+    );
+    let etcdctl = format!(
+        "./etcdctl --endpoints=https://{ip}:2379 --cacert=ca.crt --cert=client.crt --key=client.key"
+    );
+    let start = Instant::now();
+    while !Command::new("sh")
+        .arg("-c")
+        .arg(format!("{etcdctl} endpoint health"))
+        .current_dir(&dir)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the user's etcd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The cluster's inventory: machines 0 and 1, on the user's etcd.
+    let inventory = inventory_of(&lab, "external.yaml", &[0, 1]);
+    let mut doc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+    doc["cluster"]["datastore"] = serde_json::json!({
+        "type": "external",
+        "servers": [format!("https://{ip}:2379")],
+        "caFile": dir.join("ca.crt"),
+        "certFile": dir.join("client.crt"),
+        "keyFile": dir.join("client.key"),
+    });
+    std::fs::write(&inventory, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let inv = inventory.to_str().unwrap();
+    let out = k8sup(&["apply", "-i", inv, "--yes"]);
+    assert!(
+        out.status.success(),
+        "apply on an external etcd:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // No k8sup datastore member anywhere; the key 0600.
+    let active = lab.root(0, "systemctl is-active k8sup-datastore.service || true");
+    assert_ne!(active.trim(), "active");
+    let mode = lab.root(
+        0,
+        "stat -c %a /etc/kubernetes/pki/external-datastore/client.key",
+    );
+    assert_eq!(mode.trim(), "600");
+    let config = dir.join("admin.conf");
+    let out = k8sup(&["kubeconfig", "-i", inv, "--out", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kubectl = Kubectl {
+        bin: common::kube_binary(&root, &index, "kubectl"),
+        config,
+    };
+    kubectl.wait(
+        "two Ready nodes",
+        Duration::from_secs(120),
+        &["get", "nodes"],
+        |o| {
+            o.lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .count()
+                == 2
+        },
+    );
+    kubectl.ok(&["create", "namespace", "on-user-etcd"]);
+    // The cluster's objects and k8sup's record are in the user's etcd.
+    let keys = sh_in(
+        &dir,
+        &format!("{etcdctl} get /registry/namespaces/on-user-etcd --keys-only"),
+    );
+    assert!(keys.contains("/registry/namespaces/on-user-etcd"), "{keys}");
+    let record = sh_in(
+        &dir,
+        &format!("{etcdctl} get /k8sup/cluster-state --print-value-only"),
+    );
+    assert!(record.contains("\"datastore\": \"external\""), "{record}");
+    let out = k8sup(&["status", "-i", inv]);
+    assert!(
+        out.status.success(),
+        "status on an external etcd:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&format!("external etcd at https://{ip}:2379")));
+    let out = k8sup(&["plan", "-i", inv, "--color", "never"]);
+    assert!(
+        text(&out.stdout).contains("No changes."),
+        "a second plan has changes:\n{}",
+        text(&out.stdout)
+    );
+}

@@ -237,7 +237,7 @@ async fn an_external_datastore_replaces_k8sups_on_every_control_plane() {
         let ids = all_ids(host);
         assert!(
             !ids.iter()
-                .any(|i| i.contains("k8sup-datastore") || i.contains("pki/datastore")),
+                .any(|i| i.contains("k8sup-datastore.service") || i.contains("pki/datastore")),
             "{host}: {ids:#?}"
         );
     }

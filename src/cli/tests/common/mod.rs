@@ -79,6 +79,29 @@ impl TestLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Copy the local file `from` to `to` on machine `i` (the system scp,
+    /// host keys checked).
+    pub fn copy_to(&self, i: usize, from: &Path, to: &str) {
+        let out = Command::new("scp")
+            .args(["-q", "-i", self.info.identity_file.to_str().unwrap()])
+            .args([
+                "-o",
+                &format!("UserKnownHostsFile={}", self.info.known_hosts.display()),
+            ])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .arg(from)
+            .arg(format!("root@{}:{to}", self.address(i)))
+            .output()
+            .expect("run scp");
+        assert!(
+            out.status.success(),
+            "scp {} to {}:{to}: {}",
+            from.display(),
+            self.node(i),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A copy of the lab's inventory with `edit` applied to its text, in the
     /// lab's directory (so relative paths keep working).
     pub fn inventory_variant(&self, file: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
