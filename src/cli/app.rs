@@ -31,18 +31,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A command whose arguments are a struct takes its one-line summary from
+/// `about` here and its long help (with examples, line breaks kept) from
+/// the struct's doc comment: a doc comment here would replace that help.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented example inventory to stdout (or --out FILE).
+    #[command(about = "Write a commented example inventory to stdout (or --out FILE)")]
     Init(cmd::init::InitArgs),
     /// Check an inventory file, and show the connection settings each host gets.
     #[command(subcommand)]
     Inventory(cmd::inventory::InventoryCmd),
-    /// Connect to every host and report what it is and what k8sup finds there.
+    #[command(about = "Connect to every host and report what it is and what k8sup finds there")]
     Facts(cmd::facts::FactsArgs),
-    /// Show what `apply` would change on every host, changing nothing.
+    #[command(about = "Show what `apply` would change on every host, changing nothing")]
     Plan(cmd::plan::PlanArgs),
-    /// Make every host match the inventory (exactly what `plan` shows).
+    #[command(about = "Make every host match the inventory (exactly what `plan` shows)")]
     Apply(cmd::apply::ApplyArgs),
     /// Fetch and verify the cluster's files ahead of time, or bundle them for air gaps.
     #[command(subcommand)]
@@ -50,9 +53,9 @@ pub enum Command {
     /// The cluster's certificates: renew every leaf certificate and kubeconfig now.
     #[command(subcommand)]
     Certs(cmd::certs::CertsCmd),
-    /// Show the cluster: nodes, datastore members, components, certificate expiry.
+    #[command(about = "Show the cluster: nodes, datastore members, components, certificate expiry")]
     Status(cmd::status::StatusArgs),
-    /// Print or write the cluster's admin kubeconfig, read from a control plane.
+    #[command(about = "Print or write the cluster's admin kubeconfig, read from a control plane")]
     Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Local systemd-nspawn machines that behave like VMs, for trying k8sup
     /// and for its end-to-end tests.
@@ -63,6 +66,17 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
+    if matches!(
+        cli.command,
+        Command::Init(_)
+            | Command::Inventory(_)
+            | Command::Facts(_)
+            | Command::Plan(_)
+            | Command::Status(_)
+            | Command::Kubeconfig(_)
+    ) {
+        quiet_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Init(args) => cmd::init::execute(args),
         Command::Inventory(c) => cmd::inventory::execute(c),
@@ -81,6 +95,19 @@ pub fn main() -> ExitCode {
             crate::output::print_error(&err);
             ExitCode::from(1)
         }
+    }
+}
+
+/// `k8sup status | head`: when the reader of stdout goes away, end quietly
+/// as any Unix tool does (the default action of SIGPIPE), instead of a
+/// panic in `println!`. Only for commands that read and print: one that
+/// changes hosts or runs machines never dies half-way on a closed pipe
+/// (sockets are written with MSG_NOSIGNAL either way).
+fn quiet_on_closed_stdout() {
+    // SAFETY: restoring the default disposition of a signal has no
+    // preconditions; it runs before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

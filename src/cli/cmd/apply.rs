@@ -45,6 +45,7 @@ use crate::progress::Bars;
 /// `host`, `changed`, `unchanged`, `failed`, `notRun`, `error`, `executed[]`
 /// (`resource`, `kind`).
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct ApplyArgs {
     /// A plan saved by `k8sup plan --out`: apply exactly it, refusing if any
     /// host changed since it was made.

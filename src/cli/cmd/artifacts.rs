@@ -20,6 +20,7 @@ pub enum ArtifactsCmd {
     /// Examples:
     ///   k8sup artifacts fetch -i inventory.yaml
     ///   k8sup artifacts fetch -i inventory.yaml --artifacts http://mirror.internal/ -o json
+    #[command(verbatim_doc_comment)]
     Fetch(FetchArgs),
     /// Write an air-gap bundle (binaries, image archives, a manifest with
     /// every SHA-256) that `k8sup apply --artifacts BUNDLE.tar` uses.
@@ -27,6 +28,7 @@ pub enum ArtifactsCmd {
     /// Examples:
     ///   k8sup artifacts bundle -i inventory.yaml --out k8s-v1.37.2.tar
     ///   k8sup apply -i inventory.yaml --artifacts k8s-v1.37.2.tar   # on the air-gapped side
+    #[command(verbatim_doc_comment)]
     Bundle(BundleArgs),
 }
 

@@ -21,8 +21,9 @@ pub enum CertsCmd {
     /// certificates, each kubelet's serving certificate, and the admin,
     /// controller-manager, scheduler, kube-proxy and kubelet kubeconfigs.
     /// Each gets a new key and a year of validity; its subject and names
-    /// stay. The CAs and the service-account key are never renewed (a new CA is a migration, not a renewal), so
-    /// existing kubeconfigs and service-account tokens stay valid.
+    /// stay. The CAs and the service-account key are never renewed (a new CA
+    /// is a migration, not a renewal), so existing kubeconfigs and
+    /// service-account tokens stay valid.
     ///
     /// Every component that reads a renewed file restarts once, after its
     /// files are in place: the datastore members and then the API servers one
@@ -38,11 +39,8 @@ pub enum CertsCmd {
     /// would. `--dry-run` shows the plan only.
     ///
     /// Examples:
-    ///
     ///   k8sup certs renew -i inventory.yaml --dry-run
-    ///
     ///   k8sup certs renew -i inventory.yaml
-    ///
     ///   k8sup certs renew -i inventory.yaml --yes -o json     # CI
     ///
     /// JSON output: as `k8sup apply -o json` (the plan's JSON with `--dry-run`).

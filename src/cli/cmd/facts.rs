@@ -33,6 +33,7 @@ use k8sup_facts::{self as facts, HostFacts};
 ///
 /// Example: k8sup facts -i inventory.yaml --output json | jq '.[] | select(.ok | not)'
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct FactsArgs {
     /// The inventory file.
     #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]

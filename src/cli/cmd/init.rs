@@ -13,6 +13,7 @@ use anyhow::Context as _;
 /// variant's doc in `app.rs` (which clap lets override a long description);
 /// the explanation and examples are attached here as `after_help`.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 #[command(
     after_help = "The example describes one control-plane host and two workers and shows every \
     setting with its default and a comment. Edit the names and addresses, then check it.\n\n\

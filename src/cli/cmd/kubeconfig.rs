@@ -28,6 +28,7 @@ use crate::connect::connect_hosts;
 ///   k8sup kubeconfig -i inventory.yaml --out admin.conf   # written 0600
 ///   kubectl --kubeconfig admin.conf get nodes
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct KubeconfigArgs {
     /// The inventory file.
     #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]

@@ -30,6 +30,7 @@ use crate::output::{OutputArgs, OutputFormat};
 /// `unchanged`, `actions[]` with `resource`, `kind`, `reason`, `diff`), and
 /// `summary` (`create`, `update`, `delete`, `restart`, `reload`, `run`).
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct PlanArgs {
     /// The inventory file.
     #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]

@@ -38,6 +38,7 @@ use crate::output::{OutputArgs, OutputFormat};
 /// `datastore` (`leader`, `hasLeader`, `learner`), `certificates[]` (`path`, `notAfter`,
 /// `daysLeft`)), `apiError`.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     /// The inventory file.
     #[arg(short, long, env = "K8SUP_INVENTORY", value_name = "FILE")]

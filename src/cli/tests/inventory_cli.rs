@@ -422,3 +422,22 @@ fn certs_renew_help_and_argument_errors() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `k8sup init | head -0`: when the reader of stdout is gone, the command
+/// ends quietly (SIGPIPE, as any Unix tool), not with a panic on stderr.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = k8sup()
+        .arg("init")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{:?} {err}", out.status);
+}
