@@ -1,9 +1,9 @@
 //! Cluster-wide objects, applied from the first control plane with its
 //! kubectl and admin kubeconfig: the RBAC the API server needs to reach the
 //! kubelets (`kubectl logs`, `exec`) and CoreDNS. Each manifest is a file
-//! from `templates/addons/`; `kubectl apply` runs when a manifest differs
-//! from the copy kept after its last successful apply, so a re-apply runs
-//! nothing. Then a gate waits until every node of the inventory is Ready,
+//! from `templates/addons/`; `kubectl apply` runs when the manifest's
+//! SHA-256 differs from the one recorded after its last successful apply,
+//! so a re-apply runs nothing. Then a gate waits until every node of the inventory is Ready,
 //! Pods can be created (the `default` ServiceAccount exists) and names
 //! resolve (a CoreDNS replica is available): when an apply ends, the
 //! cluster takes workloads.
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use k8sup_engine::{Content, DesiredState, EngineError, Guard, ProbeCheck, Resource, ResourceId};
 use k8sup_pki::layout;
+use sha2::{Digest, Sha256};
 
 use crate::binaries;
 use crate::inputs::NodeFiles;
@@ -61,13 +62,13 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
     s.push(Resource::directory(APPLIED_DIR).mode(0o700));
     for (name, content) in manifests {
         let path = format!("{ADDONS_DIR}/{name}");
-        let applied = format!("{APPLIED_DIR}/{name}");
+        let (run, guard) = once_per_content(&content, &format!("{APPLIED_DIR}/{name}.sha256"));
         s.push(Resource::file(&path, content).mode(0o644));
         s.push(
             Resource::command(
                 format!("apply-{name}"),
-                format!("{kubectl} apply -f {path} >/dev/null && cp {path} {applied}"),
-                Guard::Unless(format!("cmp -s {path} {applied}")),
+                run(format!("{kubectl} apply -f {path} >/dev/null")),
+                guard,
             )
             .depends_on(ResourceId::file(&path))
             .depends_on(ResourceId::dir(APPLIED_DIR)),
@@ -104,18 +105,14 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
         })
         .collect();
     let nodes_file = format!("{ADDONS_DIR}/nodes.txt");
-    let labeled = format!("{APPLIED_DIR}/nodes.txt");
-    s.push(
-        Resource::file(
-            &nodes_file,
-            render::template(
-                host,
-                "addons/nodes.txt",
-                serde_json::json!({"nodes": roles}),
-            )?,
-        )
-        .mode(0o644),
-    );
+    let nodes_list = render::template(
+        host,
+        "addons/nodes.txt",
+        serde_json::json!({"nodes": roles}),
+    )?;
+    let (labelled, label_guard) =
+        once_per_content(&nodes_list, &format!("{APPLIED_DIR}/nodes.txt.sha256"));
+    s.push(Resource::file(&nodes_file, nodes_list).mode(0o644));
     s.push(
         Resource::probe(
             "nodes-ready",
@@ -146,11 +143,30 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
     s.push(
         Resource::command(
             "label-node-roles",
-            format!("{} && cp {nodes_file} {labeled}", label.join(" && ")),
-            Guard::Unless(format!("cmp -s {nodes_file} {labeled}")),
+            labelled(label.join(" && ")),
+            label_guard,
         )
         .depends_on(ResourceId::probe("nodes-ready"))
         .depends_on(ResourceId::dir(APPLIED_DIR)),
     );
     Ok(s)
+}
+
+/// A command that runs once for each `content`: it records the content's
+/// SHA-256 in `marker` when it succeeds, and its guard compares the marker
+/// with the SHA-256 this run wants. Why not compare the file on the host:
+/// guards are checked when the step is observed, before the step rewrites
+/// that file, so a changed manifest would be applied one run late.
+fn once_per_content(content: &Content, marker: &str) -> (impl Fn(String) -> String + use<>, Guard) {
+    let sha: String = match content {
+        Content::Inline(bytes) => Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        _ => unreachable!("a rendered template is inline"),
+    };
+    let marker = marker.to_string();
+    let guard = Guard::Unless(format!("[ \"$(cat {marker} 2>/dev/null)\" = {sha} ]"));
+    let run = move |cmd: String| format!("{cmd} && echo {sha} > {marker}");
+    (run, guard)
 }

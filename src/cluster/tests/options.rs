@@ -291,3 +291,66 @@ async fn the_api_endpoint_is_in_the_api_servers_certificate() {
         info.dns_names
     );
 }
+
+/// An add-on's `kubectl apply` runs once per manifest content: its guard
+/// compares what the last successful apply recorded with the SHA-256 this
+/// run wants, not the file on the host, which the same step rewrites after
+/// the guard was checked (so a changed manifest is applied in that run, not
+/// the next).
+#[tokio::test]
+async fn add_ons_are_applied_in_the_run_that_changes_them() {
+    let yaml = "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster: {name: t}\nhosts:\n  - {name: cp-0, address: 10.0.0.10, role: control-plane}\n";
+    let d = resolved(yaml, "addons-guard").await;
+    let addons = phase(&d, "add-ons");
+    let manifest = text(addons, "cp-0", "/etc/kubernetes/addons/coredns.yaml").unwrap();
+    let (run, check) = addons
+        .states_of("cp-0")
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .find_map(|r| match &r.resource.spec {
+            k8sup_engine::Spec::Command {
+                name,
+                command,
+                guard: k8sup_engine::Guard::Unless(check),
+            } if name == "apply-coredns.yaml" => Some((command.clone(), check.clone())),
+            _ => None,
+        })
+        .expect("the CoreDNS apply");
+    assert!(
+        !check.contains("/etc/kubernetes/addons/coredns.yaml"),
+        "{check}"
+    );
+    let dir = tmp("addons-marker");
+    let marker = dir.join("coredns.yaml.sha256");
+    let check = check.replace(
+        "/var/lib/k8sup/addons-applied/coredns.yaml.sha256",
+        marker.to_str().unwrap(),
+    );
+    let passes = || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&check)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!passes(), "never applied, yet skipped");
+    let sha = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(manifest.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    std::fs::write(&marker, "0000\n").unwrap();
+    assert!(!passes(), "another manifest applied last, yet skipped");
+    std::fs::write(&marker, format!("{sha}\n")).unwrap();
+    assert!(passes(), "this manifest applied last, yet run again");
+    assert!(
+        run.ends_with(&format!(
+            "&& echo {sha} > /var/lib/k8sup/addons-applied/coredns.yaml.sha256"
+        )),
+        "{run}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
