@@ -208,7 +208,11 @@ pub fn host_state(
                     "cluster_domain": t.cluster.cluster_domain,
                     "resolv_conf": resolv_conf,
                     "taints": if node.control_plane {
-                        t.cluster.control_plane_taints.clone()
+                        t.cluster
+                            .control_plane_taints
+                            .iter()
+                            .map(|t| serde_json::json!({"key": t.key, "value": t.value, "effect": t.effect}))
+                            .collect()
                     } else {
                         Vec::new()
                     },

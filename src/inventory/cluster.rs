@@ -91,13 +91,20 @@ impl KubeProxyMode {
     }
 }
 
-/// A Node taint, `key[=value]:Effect`.
+/// A Node taint, `key[=value]:Effect` (written so in the inventory, and
+/// serialized so: an inventory written by serializing reads back the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
 pub struct Taint {
     pub key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     pub effect: String,
+}
+
+impl From<Taint> for String {
+    fn from(t: Taint) -> String {
+        t.to_string()
+    }
 }
 
 impl std::fmt::Display for Taint {
@@ -240,8 +247,7 @@ fn parse_endpoint(s: &str, default_port: u16) -> Option<Endpoint> {
     (ok && port != 0).then_some(Endpoint { host, port })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datastore {
     pub client_port: u16,
     pub peer_port: u16,
@@ -250,8 +256,38 @@ pub struct Datastore {
     /// `type: external`: the user's etcd, which k8sup only points
     /// kube-apiserver at (`None`: k8sup's own datastore on the control
     /// planes, the default).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatastore>,
+}
+
+/// As the inventory writes it: `type`, then the external etcd's keys
+/// beside the others (an inventory written by serializing reads back the
+/// same).
+impl Serialize for Datastore {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Written<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            client_port: u16,
+            peer_port: u16,
+            data_dir: &'a PathBuf,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            external: Option<&'a ExternalDatastore>,
+        }
+        Written {
+            kind: if self.external.is_some() {
+                "external"
+            } else {
+                "k8sup"
+            },
+            client_port: self.client_port,
+            peer_port: self.peer_port,
+            data_dir: &self.data_dir,
+            external: self.external.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 /// An etcd cluster k8sup does not manage.

@@ -161,3 +161,47 @@ fn serialized_inventory_reads_back_identically() {
     let again = load(&yaml);
     assert_eq!(again, inv, "{yaml}");
 }
+
+/// The same, with every cluster setting beyond the defaults: taints, flag
+/// edits (a null included), the API endpoint, kube-proxy's mode, registry
+/// mirrors and an external etcd.
+#[test]
+fn an_inventory_with_every_cluster_setting_reads_back_identically() {
+    let dir = std::env::temp_dir().join(format!("k8sup-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["ca.crt", "client.crt", "client.key"] {
+        std::fs::write(dir.join(f), "x").unwrap();
+    }
+    let src = format!(
+        "apiVersion: k8sup.io/v1alpha1
+kind: Cluster
+cluster:
+  name: demo
+  kubernetesVersion: v1.37.2
+  apiServer: {{endpoint: 'k8s.example.com'}}
+  kubeProxyMode: nftables
+  controlPlaneTaints: ['node-role.kubernetes.io/control-plane:NoSchedule', 'dedicated=infra:NoExecute']
+  extraArgs:
+    kube-apiserver: {{--profiling: null, --v: 2}}
+  containerRuntime:
+    registryMirrors: {{docker.io: ['https://mirror.example.com:5000']}}
+  datastore:
+    type: external
+    servers: ['https://etcd-1:2379']
+    caFile: {d}/ca.crt
+    certFile: {d}/client.crt
+    keyFile: {d}/client.key
+hosts:
+  - name: cp-1
+    address: 10.0.0.11
+    role: control-plane
+    extraArgs: {{kubelet: {{--max-pods: 50}}}}
+",
+        d = dir.display()
+    );
+    let inv = load(&src);
+    let yaml = serde_saphyr::to_string(&inv).unwrap();
+    let again = load(&yaml);
+    assert_eq!(again, inv, "{yaml}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
