@@ -54,8 +54,9 @@ for tool in k8sup ansible pyinfra; do
     > "$work/bench-$tool.service"
 done
 
-# k8sup: the lab's inventory plus the workload.
-{ cat "$inventory"; cat "$work/k8sup-workload.yaml"; } > "$work/k8sup.yaml"
+# k8sup: the lab's inventory plus the workload, as a plain configuration
+# tool (`components: none`: the same job as the playbook, no cluster).
+{ sed 's/^cluster:$/&\n  components: none/' "$inventory"; cat "$work/k8sup-workload.yaml"; } > "$work/k8sup.yaml"
 # Ansible and pyinfra: the same hosts, key and known_hosts.
 "$venv/bin/python" - "$inventory" "$work" "$labdir" "$nodes" <<'PY'
 import sys, yaml
