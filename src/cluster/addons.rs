@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use k8sup_engine::{Content, DesiredState, EngineError, Guard, ProbeCheck, Resource, ResourceId};
 use k8sup_pki::layout;
-use sha2::{Digest, Sha256};
 
 use crate::binaries;
+use crate::digest::sha256_hex;
 use crate::inputs::NodeFiles;
 use crate::render;
 use crate::topology::Topology;
@@ -159,10 +159,7 @@ pub fn host_state(t: &Topology, files: &NodeFiles) -> Result<DesiredState, Engin
 /// that file, so a changed manifest would be applied one run late.
 fn once_per_content(content: &Content, marker: &str) -> (impl Fn(String) -> String + use<>, Guard) {
     let sha: String = match content {
-        Content::Inline(bytes) => Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        Content::Inline(bytes) => sha256_hex(bytes),
         _ => unreachable!("a rendered template is inline"),
     };
     let marker = marker.to_string();

@@ -38,6 +38,7 @@ use k8sup_pki::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_hex;
 use crate::topology::Topology;
 
 /// The facts key prefix under which the probe prints a credential file.
@@ -332,7 +333,7 @@ pub fn digest(pki: &Pki, host: &str, unit: &str) -> Result<Option<Resource>, Eng
         .iter()
         .filter_map(|p| {
             pki.files_for(host).find(|f| f.path == *p).map(|f| FileSum {
-                sha256: hex(&Sha256::digest(&f.contents)),
+                sha256: sha256_hex(&f.contents),
                 path: f.path,
             })
         })
@@ -349,10 +350,6 @@ pub fn digest(pki: &Pki, host: &str, unit: &str) -> Result<Option<Resource>, Eng
             .group("root")
             .notify(ResourceId::service(unit)),
     ))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn invalid(host: &str, e: impl std::fmt::Display) -> EngineError {

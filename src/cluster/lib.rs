@@ -25,6 +25,7 @@ pub mod apiserver_proxy;
 mod binaries;
 pub mod certificates;
 pub mod control_plane;
+mod digest;
 pub mod external_datastore;
 mod host_prep;
 mod inputs;

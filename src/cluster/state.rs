@@ -20,11 +20,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::digest::sha256_hex;
 use base64::Engine as _;
 use k8sup_engine::{DesiredState, EngineError, Facts, Guard, Resource, ResourceId};
 use k8sup_pki::layout;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::binaries;
 use crate::render;
@@ -159,7 +159,7 @@ pub fn host_state(t: &Topology, node: &Node, first: bool) -> Result<DesiredState
     let mut s = DesiredState::new(&node.name);
     let content = render(&node.name, &record(t))?;
     let sha = match &content {
-        k8sup_engine::Content::Inline(bytes) => hex(&Sha256::digest(bytes)),
+        k8sup_engine::Content::Inline(bytes) => sha256_hex(bytes),
         _ => unreachable!("a rendered template is inline"),
     };
     s.push(
@@ -211,8 +211,4 @@ pub fn host_state(t: &Topology, node: &Node, first: bool) -> Result<DesiredState
         );
     }
     Ok(s)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
