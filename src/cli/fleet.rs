@@ -62,9 +62,15 @@ impl Fleet {
         };
         let (desired, connected, files) =
             tokio::join!(rollout.resolve(), connect_hosts(&inventory, &hosts), files);
+        // The add-ons phase reaches the cluster's API over these connections.
+        let api = k8sup_kube::KubeApi::new();
         let phases = match files {
             Ok(Some(files)) => Some(k8sup_cluster::cluster_phases_with(
-                &inventory, &hosts, files, options,
+                &inventory,
+                &hosts,
+                files,
+                options,
+                api.clone(),
             )),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
@@ -92,6 +98,7 @@ impl Fleet {
                 failed.join("\n")
             );
         }
+        api.connected(&sessions);
         let ready = desired
             .map_err(anyhow::Error::from)
             .and_then(|d| Ok((d, phases.transpose()?)));

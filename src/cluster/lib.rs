@@ -5,7 +5,8 @@
 //! planned and applied). For a Kubernetes cluster this crate gives the
 //! engine an ordered list of phases (`phases.rs`, read it first): host
 //! preparation, certificates, binaries, the datastore, the control plane,
-//! the nodes, the add-ons, the cluster's own record (`state.rs`), then the
+//! the nodes, the add-ons (through the Kubernetes API, by the caller's
+//! [`ClusterApi`]), the cluster's own record (`state.rs`), then the
 //! user's own workload. For an inventory
 //! with `components: none`, only the workload, as a plain [`Rollout`].
 //!
@@ -20,7 +21,8 @@
 // only add a conversion at every phase boundary.
 #![allow(clippy::result_large_err)]
 
-mod addons;
+pub mod addons;
+pub mod api;
 pub mod apiserver_proxy;
 mod binaries;
 pub mod certificates;
@@ -41,6 +43,7 @@ use anyhow::Result;
 use k8sup_engine::Rollout;
 use k8sup_inventory::{Host, Inventory};
 
+pub use api::{AddonsRequest, ClusterApi};
 pub use inputs::NodeFiles;
 pub use phases::{
     ADDONS, BINARIES, CERTIFICATES, CONTROL_PLANE, DATASTORE, NODES, PREPARE, RunOptions, STATE,

@@ -12,7 +12,9 @@
 //!    and the scheduler;
 //! 6. `nodes`: containerd and the pod images, the pod network, the
 //!    API-server proxy where there is no apiserver, the kubelet, kube-proxy;
-//! 7. `add-ons`: RBAC and CoreDNS, then every node Ready;
+//! 7. `add-ons`, through the Kubernetes API (a service phase): RBAC and
+//!    CoreDNS, then every node Ready and the cluster taking workloads, then
+//!    each node's role label;
 //! 8. `cluster state`: what k8sup remembers (`state.rs`), on every control
 //!    plane and in the datastore;
 //! 9. `workload`: the inventory's own files, services and commands.
@@ -23,16 +25,22 @@
 //! Each phase computes its hosts' desired state from the facts (gathered in
 //! the same exec as the observation, `probe.rs`) and never opens a
 //! connection; the engine observes, plans, applies, and plans a phase again
-//! once an earlier one has changed the hosts.
+//! once an earlier one has changed the hosts. The add-ons phase says what
+//! the API must hold, and the caller's [`ClusterApi`] talks to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use k8sup_engine::{DesiredState, EngineError, Facts, PhaseContext, Phases, Step, phase};
+use futures::future::BoxFuture;
+use k8sup_engine::{
+    DesiredState, EngineError, Facts, HostPlan, HostReport, PhaseContext, Phases, Progress,
+    ServicePhase, Step, phase, service_phase,
+};
 use k8sup_inventory::{Host, Inventory};
 use k8sup_pki::{Pki, Policy};
 
+use crate::api::ClusterApi;
 use crate::certificates::{self, Issuer};
 use crate::inputs::NodeFiles;
 use crate::topology::Topology;
@@ -98,6 +106,63 @@ impl Shared {
     }
 }
 
+/// The add-ons phase: what the API must hold (`addons.rs`), planned and
+/// applied by the caller's [`ClusterApi`].
+struct AddOns {
+    sh: Arc<Shared>,
+    api: Arc<dyn ClusterApi>,
+}
+
+impl AddOns {
+    fn request(
+        &self,
+        cx: &PhaseContext<'_>,
+        settled: bool,
+    ) -> Result<crate::api::AddonsRequest, EngineError> {
+        let t = self.sh.topology(cx.facts)?;
+        addons::request(
+            &t,
+            &self.sh.files,
+            cx.facts,
+            &|h| self.sh.selected(h),
+            settled,
+        )
+    }
+}
+
+impl ServicePhase for AddOns {
+    fn plan<'a>(
+        &'a self,
+        cx: PhaseContext<'a>,
+        settled: bool,
+    ) -> BoxFuture<'a, Result<HostPlan, EngineError>> {
+        Box::pin(async move {
+            let want = self.request(&cx, settled)?;
+            self.api.plan(&want).await
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: PhaseContext<'a>,
+        plan: &'a HostPlan,
+        progress: &'a dyn Progress,
+    ) -> BoxFuture<'a, HostReport> {
+        Box::pin(async move {
+            match self.request(&cx, true) {
+                Ok(want) => self.api.apply(&want, plan, progress).await,
+                Err(e) => HostReport {
+                    host: plan.host.clone(),
+                    failed: 1,
+                    not_run: plan.actions.len().saturating_sub(1),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            }
+        })
+    }
+}
+
 /// How a run treats the cluster beyond making it match the inventory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunOptions {
@@ -108,9 +173,15 @@ pub struct RunOptions {
 }
 
 /// The phases that build and keep the cluster of `inventory`, applied to
-/// `hosts` (all of the inventory's, or those chosen with `--host`).
-pub fn cluster_phases(inventory: &Inventory, hosts: &[&Host], files: NodeFiles) -> Result<Phases> {
-    cluster_phases_with(inventory, hosts, files, RunOptions::default())
+/// `hosts` (all of the inventory's, or those chosen with `--host`); `api`
+/// reaches the cluster's Kubernetes API for the add-ons phase.
+pub fn cluster_phases(
+    inventory: &Inventory,
+    hosts: &[&Host],
+    files: NodeFiles,
+    api: Arc<dyn ClusterApi>,
+) -> Result<Phases> {
+    cluster_phases_with(inventory, hosts, files, RunOptions::default(), api)
 }
 
 /// [`cluster_phases`], with `options`.
@@ -119,6 +190,7 @@ pub fn cluster_phases_with(
     hosts: &[&Host],
     files: NodeFiles,
     options: RunOptions,
+    api: Arc<dyn ClusterApi>,
 ) -> Result<Phases> {
     let policy = if options.renew_certificates {
         Policy::renew_all()
@@ -206,15 +278,18 @@ pub fn cluster_phases_with(
         })
     });
     let sh = shared.clone();
-    let add_ons = phase(ADDONS, move |cx| {
-        let t = sh.topology(cx.facts)?;
-        let first = t.first_control_plane().name.clone();
-        let states = if sh.selected(&first) {
-            vec![addons::host_state(&t, &sh.files)?]
-        } else {
-            Vec::new()
-        };
-        Ok(vec![Step::new(ADDONS, states)])
+    let add_ons = service_phase(
+        ADDONS,
+        AddOns {
+            sh: shared.clone(),
+            api,
+        },
+    )
+    // Through a control plane of this run: none chosen (`--host` workers
+    // only), no API.
+    .when(move |cx| {
+        sh.topology(cx.facts)
+            .is_ok_and(|t| t.control_planes().any(|n| sh.selected(&n.name)))
     });
     let sh = shared.clone();
     let record = phase(STATE, move |cx| {

@@ -38,6 +38,16 @@ pub fn unit(
     Ok(Content::text(text))
 }
 
+/// `templates/<name>` rendered for `host`, as text (for what is not put
+/// on a host as a file: the add-ons' objects).
+pub fn template_text(
+    host: &str,
+    name: &str,
+    context: impl Serialize,
+) -> Result<String, EngineError> {
+    rendered(host, name, context)
+}
+
 fn rendered(host: &str, name: &str, context: impl Serialize) -> Result<String, EngineError> {
     k8sup_templates::render(name, context).map_err(|e| EngineError::Invalid {
         host: host.to_string(),

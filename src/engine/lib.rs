@@ -22,6 +22,9 @@
 //!   earlier phases did whether it runs and what hosts must look like. All
 //!   are planned up front ([`PhasedPlan`]); at apply, each phase after one
 //!   that changed something is observed and planned again.
+//! - **Service phases** ([`ServicePhase`], [`service_phase`]): a phase whose
+//!   changes go through a service the hosts run (an API), planned and
+//!   applied by the caller's code, shown and reported like a host's.
 //! - **Probes** ([`ProbeCheck`], [`Resource::probe`]): health gates that wait
 //!   for a condition after what they depend on changed.
 //! - **Removal**: [`Resource::absent`], [`DesiredState::removal`], [`hosts_to_remove`].
@@ -79,6 +82,7 @@ mod report;
 mod resource;
 mod rollout;
 mod script;
+mod service;
 mod template;
 mod transport;
 mod upload;
@@ -94,7 +98,7 @@ pub use lock::{LOCK_PATH, LockHolder, LockSettings, ObservedLock, RunIdentity};
 pub use observe::{
     GuardState, MAX_DIFF_BYTES, Observation, PathState, UnitState, observe, observe_claiming,
 };
-pub use phase::{FnPhase, Phase, PhaseContext, PhaseOutcome, Phases, phase};
+pub use phase::{FnPhase, Phase, PhaseContext, PhaseOutcome, Phases, phase, service_phase};
 pub use phased::{PhaseReport, PhasedReport, apply_phases, plan_phases};
 pub use phased_plan::{PhasePlan, PhasedPlan, SECRET_FACT_PREFIX};
 pub use plan::{Action, ActionKind, FORMAT_VERSION, HostPlan, Op, Plan, StepPlan, Summary};
@@ -106,6 +110,7 @@ pub use removal::hosts_to_remove;
 pub use report::{ApplyReport, Executed, HostReport};
 pub use resource::{Attrs, Ensure, Guard, Resource, ResourceId, Spec, UNIT_DIR};
 pub use rollout::{ResolvedRollout, ResolvedStep, Rollout, Step};
+pub use service::ServicePhase;
 pub use template::TemplateContext;
 pub use tokio_util::sync::CancellationToken;
 pub use transport::Transport;

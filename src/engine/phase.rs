@@ -18,6 +18,7 @@ use crate::error::EngineError;
 use crate::facts::Facts;
 use crate::resource::ResourceId;
 use crate::rollout::Step;
+use crate::service::ServicePhase;
 
 /// What an earlier phase did (at apply) or will do (at plan).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,16 +92,25 @@ pub trait Phase: Send + Sync {
 
     /// The phase's desired states, as steps of hosts (see [`Step`]).
     fn steps(&self, cx: &PhaseContext<'_>) -> Result<Vec<Step>, EngineError>;
+
+    /// For a phase whose changes go through a service the hosts run (an
+    /// API) rather than onto the hosts: who plans and applies them
+    /// (`service.rs`). Such a phase gives no host steps.
+    fn service(&self) -> Option<&dyn ServicePhase> {
+        None
+    }
 }
 
 type When = Box<dyn Fn(&PhaseContext<'_>) -> bool + Send + Sync>;
 type Steps = Box<dyn Fn(&PhaseContext<'_>) -> Result<Vec<Step>, EngineError> + Send + Sync>;
 
-/// A phase made of closures (see [`phase`]).
+/// A phase made of closures (see [`phase`]), or of a service
+/// ([`service_phase`]).
 pub struct FnPhase {
     title: String,
     when: Option<When>,
     steps: Steps,
+    service: Option<Box<dyn ServicePhase>>,
 }
 
 /// A phase titled `title` whose steps `steps` computes.
@@ -112,6 +122,18 @@ pub fn phase(
         title: title.into(),
         when: None,
         steps: Box::new(steps),
+        service: None,
+    }
+}
+
+/// A phase titled `title` whose changes `service` makes through a service
+/// the hosts run (see `service.rs`).
+pub fn service_phase(title: impl Into<String>, service: impl ServicePhase + 'static) -> FnPhase {
+    FnPhase {
+        title: title.into(),
+        when: None,
+        steps: Box::new(|_| Ok(Vec::new())),
+        service: Some(Box::new(service)),
     }
 }
 
@@ -137,6 +159,10 @@ impl Phase for FnPhase {
 
     fn steps(&self, cx: &PhaseContext<'_>) -> Result<Vec<Step>, EngineError> {
         (self.steps)(cx)
+    }
+
+    fn service(&self) -> Option<&dyn ServicePhase> {
+        self.service.as_deref()
     }
 }
 

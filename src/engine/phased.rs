@@ -19,6 +19,9 @@
 //! observation under the lock. A phase with a failed host ends the run. A
 //! no-op therefore costs one exec per host in all: the plan's.
 //!
+//! A service phase (`service.rs`) is planned by its own code in place of an
+//! observation, and at apply planned again and applied by it, in its turn.
+//!
 //! Each phase's apply takes and releases the run lock on its hosts; between
 //! two phases another run could take it, which the next phase's lock and
 //! fingerprint check then refuses.
@@ -38,10 +41,11 @@ use crate::observe_many::{HostObservation, observe_sections};
 use crate::observe_rebase::rebase;
 use crate::phase::{Phase, PhaseContext, PhaseOutcome, Phases};
 use crate::phased_plan::{PhasePlan, PhasedPlan};
-use crate::plan::{ActionKind, Plan};
+use crate::plan::{ActionKind, Plan, StepPlan};
 use crate::progress::Progress;
 use crate::report::ApplyReport;
 use crate::rollout::{ResolvedRollout, Rollout};
+use crate::service::ServicePhase;
 use crate::transport::Transport;
 
 /// A phase's decision and desired state for these facts and outcomes.
@@ -247,12 +251,27 @@ pub async fn plan_phases<T: Transport>(
     let mut planned = Vec::new();
     for (k, p) in phases.list.iter().enumerate() {
         let (runs, resolved) = desire(p.as_ref(), &facts, &outcomes).await?;
-        let section = |h: &str| {
-            let obs = observed.get(h)?.sections.get(k)?.clone();
-            Some((manifest_of(&guessed[k], h), obs))
-        };
-        let mut plan = plan_phase(sessions, &resolved, &section, phases.concurrency).await?;
         let after = last_change(&outcomes);
+        let mut plan = match p.service() {
+            Some(service) if runs => {
+                let cx = PhaseContext {
+                    facts: &facts,
+                    earlier: &outcomes,
+                };
+                let host = service.plan(cx, after.is_none()).await?;
+                Plan::new(vec![StepPlan {
+                    name: p.title(),
+                    hosts: vec![host],
+                }])
+            }
+            _ => {
+                let section = |h: &str| {
+                    let obs = observed.get(h)?.sections.get(k)?.clone();
+                    Some((manifest_of(&guessed[k], h), obs))
+                };
+                plan_phase(sessions, &resolved, &section, phases.concurrency).await?
+            }
+        };
         if let Some(n) = after {
             mark(&mut plan, n);
         }
@@ -334,6 +353,55 @@ fn outcome_of_report(title: String, ran: bool, report: Option<&ApplyReport>) -> 
     }
 }
 
+/// Apply a service phase (see `service.rs`): plan it again now that the
+/// earlier phases ran, refuse a drifted service when nothing before it
+/// changed, and carry out the fresh plan. `None` as the report: it did not
+/// run, or had nothing to do.
+async fn apply_service(
+    title: &str,
+    service: &dyn ServicePhase,
+    cx: PhaseContext<'_>,
+    approved: &PhasePlan,
+    runs: bool,
+    changed_before: bool,
+    progress: &dyn Progress,
+) -> Result<(bool, Plan, Option<ApplyReport>), EngineError> {
+    if !runs {
+        return Ok((false, Plan::new(Vec::new()), None));
+    }
+    let fresh = service.plan(cx, true).await?;
+    if !changed_before {
+        let approved_changes: Vec<_> = approved
+            .steps
+            .iter()
+            .flat_map(|s| &s.hosts)
+            .flat_map(crate::service::changes)
+            .collect();
+        if crate::service::changes(&fresh) != approved_changes {
+            return Err(EngineError::PlanMismatch {
+                host: fresh.host.clone(),
+                reason: format!(
+                    "what phase {title:?} would change is not what the plan said (it changed since); make the plan again"
+                ),
+            });
+        }
+    }
+    let plan = Plan::new(vec![StepPlan {
+        name: title.to_string(),
+        hosts: vec![fresh.clone()],
+    }]);
+    if fresh.actions.is_empty() {
+        return Ok((true, plan, None));
+    }
+    let started = std::time::Instant::now();
+    let host = service.apply(cx, &fresh, progress).await;
+    let report = ApplyReport {
+        hosts: vec![host],
+        elapsed: started.elapsed(),
+    };
+    Ok((true, plan, Some(report)))
+}
+
 /// Apply a phased plan (see the module docs). `phases` must be the list the
 /// plan was made from (same titles, in order). Whole-run refusals (drift, a
 /// lock, changed inputs) are errors; host failures are in the report.
@@ -365,6 +433,51 @@ pub async fn apply_phases<T: Transport>(
     for (p, approved) in phases.list.iter().zip(&plan.phases) {
         let title = p.title();
         let changed_before = outcomes.iter().any(PhaseOutcome::any_change);
+        if let Some(service) = p.service()
+            && (changed_before || approved.has_changes())
+        {
+            if changed_before {
+                // The hosts changed since their facts were read: read them again.
+                let observed = observe_all(
+                    sessions,
+                    &phases.hosts,
+                    phases.probe.as_deref(),
+                    &|_| Vec::new(),
+                    phases.concurrency,
+                )
+                .await?;
+                facts = facts_from(&phases.hosts, &observed, &facts);
+            }
+            let cx = PhaseContext {
+                facts: &facts,
+                earlier: &outcomes,
+            };
+            let runs = p.should_run(&cx);
+            let (ran, this_plan, report) = apply_service(
+                &title,
+                service,
+                cx,
+                approved,
+                runs,
+                changed_before,
+                progress,
+            )
+            .await?;
+            let ok = report.as_ref().is_none_or(ApplyReport::ok);
+            outcomes.push(outcome_of_report(title.clone(), ran, report.as_ref()));
+            out.phases.push(PhaseReport {
+                title: title.clone(),
+                ran,
+                replanned: changed_before,
+                plan: this_plan,
+                report,
+            });
+            if !ok {
+                out.stopped_at = Some(title);
+                break;
+            }
+            continue;
+        }
         let (ran, replanned, this_plan, resolved) = if !changed_before {
             if !approved.has_changes() {
                 outcomes.push(PhaseOutcome {

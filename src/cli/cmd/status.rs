@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine as _;
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::Node;
@@ -246,20 +246,14 @@ async fn nodes(session: &k8sup_ssh::Session, port: u16) -> Result<Vec<(String, S
         .await?
         .stdout_str()
         .into_owned();
-    let forward = session.forward("127.0.0.1", port).await?;
-    // The apiserver's certificate covers 127.0.0.1, so TLS is verified as is.
-    let server = format!("https://{}", forward.local());
-    let admin = super::kubeconfig::with_server(&admin, &server)
-        .context("the admin kubeconfig names no server")?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&admin).context("the admin kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let api = k8sup_kube::connect(session, port, &admin, std::time::Duration::from_secs(10))
         .await
-        .context("the admin kubeconfig")?;
-    let client = kube::Client::try_from(config)?;
+        .map_err(|e| anyhow::anyhow!("{}: the Kubernetes API: {e}", session.name()))?;
+    let client = api.client.clone();
     let list = kube::Api::<Node>::all(client)
         .list(&Default::default())
         .await?;
-    drop(forward);
+    drop(api);
     Ok(list
         .items
         .into_iter()

@@ -155,6 +155,10 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         "plan failed:\n{plan}\n{}",
         text(&out.stderr)
     );
+    assert!(
+        plan.contains("kubernetes-api") && plan.contains("object:Deployment/kube-system/coredns"),
+        "the plan does not show the add-ons' objects through the API:\n{plan}"
+    );
     for phase in [
         "certificates",
         "binaries",
@@ -387,6 +391,57 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
 
     // Nothing to do the second time.
     nothing_to_do(inv, "a second plan");
+
+    // The add-ons are compared with the cluster through its API: every
+    // node has its role, and an object someone changed by hand is in the
+    // plan with what differs, and is put back by the next apply.
+    let roles = kubectl.ok(&[
+        "get",
+        "nodes",
+        "-l",
+        "node-role.kubernetes.io/worker",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(roles.lines().count(), 2, "workers labelled:\n{roles}");
+    kubectl.ok(&[
+        "-n",
+        "kube-system",
+        "scale",
+        "deployment",
+        "coredns",
+        "--replicas=1",
+    ]);
+    let out = k8sup(&["plan", "-i", inv, "--color", "never"]);
+    let drift = text(&out.stdout);
+    assert!(out.status.success(), "{drift}\n{}", text(&out.stderr));
+    assert!(
+        drift.contains("object:Deployment/kube-system/coredns")
+            && drift.contains("\"replicas\": 2"),
+        "the plan does not show CoreDNS scaled back to 2 replicas:\n{drift}"
+    );
+    let out = k8sup(&["apply", "-i", inv, "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        kubectl
+            .ok(&[
+                "-n",
+                "kube-system",
+                "get",
+                "deployment",
+                "coredns",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ])
+            .trim(),
+        "2"
+    );
+    nothing_to_do(inv, "the plan after CoreDNS was put back");
 
     // `k8sup certs renew`: the plan first (`--dry-run` changes nothing),
     // then every leaf renewed and its readers restarted: kube-apiserver

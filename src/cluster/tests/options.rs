@@ -49,7 +49,7 @@ async fn resolved(yaml: &str, test: &str) -> Vec<(String, bool, ResolvedRollout)
         .inventory;
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&tmp(test))).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&tmp(test)), common::no_api()).unwrap();
     phases.desired(&facts(&names, "v2")).await.unwrap()
 }
 
@@ -130,7 +130,8 @@ async fn removing_a_flag_k8sup_does_not_set_names_the_host_and_the_fix() {
         .inventory;
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&tmp("bad-removal"))).unwrap();
+    let phases =
+        cluster_phases(&inv, &hosts, files(&tmp("bad-removal")), common::no_api()).unwrap();
     let err = phases.desired(&facts(&names, "v2")).await.unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("cp-0"), "{msg}");
@@ -292,65 +293,70 @@ async fn the_api_endpoint_is_in_the_api_servers_certificate() {
     );
 }
 
-/// An add-on's `kubectl apply` runs once per manifest content: its guard
-/// compares what the last successful apply recorded with the SHA-256 this
-/// run wants, not the file on the host, which the same step rewrites after
-/// the guard was checked (so a changed manifest is applied in that run, not
-/// the next).
-#[tokio::test]
-async fn add_ons_are_applied_in_the_run_that_changes_them() {
-    let yaml = "apiVersion: k8sup.io/v1alpha1\nkind: Cluster\ncluster: {name: t}\nhosts:\n  - {name: cp-0, address: 10.0.0.10, role: control-plane}\n";
-    let d = resolved(yaml, "addons-guard").await;
-    let addons = phase(&d, "add-ons");
-    let manifest = text(addons, "cp-0", "/etc/kubernetes/addons/coredns.yaml").unwrap();
-    let (run, check) = addons
-        .states_of("cp-0")
+/// The add-ons phase asks the API for the objects of `templates/addons/`,
+/// in order, reached through the run's control planes with the admin
+/// kubeconfig each holds, and for the run's nodes Ready with their roles.
+#[test]
+fn add_ons_ask_the_api_for_the_templates_objects_and_the_runs_nodes() {
+    use base64::Engine as _;
+    let inv = common::inventory(3, 2, "");
+    let mut f = facts(
+        &inv.hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+        "v2",
+    );
+    let admin = "apiVersion: v1\nkind: Config\n";
+    f.get_mut("cp-1").unwrap().0.insert(
+        "secret.pki./etc/kubernetes/admin.conf".into(),
+        base64::engine::general_purpose::STANDARD.encode(admin),
+    );
+    let t = k8sup_cluster::Topology::new(&inv, &f).unwrap();
+    let files = files(&tmp("addons-request"));
+    // A run of cp-1 and w-1 only (`--host cp-1,w-1`).
+    let chosen = |h: &str| h == "cp-1" || h == "w-1";
+    let want = k8sup_cluster::addons::request(&t, &files, &f, &chosen, false).unwrap();
+    assert_eq!(want.through.len(), 1, "only the chosen control plane");
+    assert_eq!(want.through[0].host, "cp-1");
+    assert_eq!(want.through[0].port, 6443);
+    assert_eq!(want.through[0].admin_kubeconfig.as_deref(), Some(admin));
+    let nodes: Vec<(&str, &str)> = want
+        .nodes
         .iter()
-        .flat_map(|s| s.resources.iter())
-        .find_map(|r| match &r.resource.spec {
-            k8sup_engine::Spec::Command {
-                name,
-                command,
-                guard: k8sup_engine::Guard::Unless(check),
-            } if name == "apply-coredns.yaml" => Some((command.clone(), check.clone())),
-            _ => None,
+        .map(|n| (n.name.as_str(), n.role))
+        .collect();
+    assert_eq!(nodes, [("cp-1", "control-plane"), ("w-1", "worker")]);
+    let kinds: Vec<String> = want
+        .objects
+        .iter()
+        .map(|(tpl, o)| {
+            format!(
+                "{tpl} {} {}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
         })
-        .expect("the CoreDNS apply");
-    assert!(
-        !check.contains("/etc/kubernetes/addons/coredns.yaml"),
-        "{check}"
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "addons/rbac.yaml ClusterRoleBinding k8sup:kube-apiserver-kubelet-client",
+            "addons/coredns.yaml ServiceAccount coredns",
+            "addons/coredns.yaml ClusterRole k8sup:coredns",
+            "addons/coredns.yaml ClusterRoleBinding k8sup:coredns",
+            "addons/coredns.yaml ConfigMap coredns",
+            "addons/coredns.yaml Deployment coredns",
+            "addons/coredns.yaml Service kube-dns",
+        ]
     );
-    let dir = tmp("addons-marker");
-    let marker = dir.join("coredns.yaml.sha256");
-    let check = check.replace(
-        "/var/lib/k8sup/addons-applied/coredns.yaml.sha256",
-        marker.to_str().unwrap(),
-    );
-    let passes = || {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&check)
-            .status()
-            .unwrap()
-            .success()
-    };
-    assert!(!passes(), "never applied, yet skipped");
-    let sha = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(manifest.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    std::fs::write(&marker, "0000\n").unwrap();
-    assert!(!passes(), "another manifest applied last, yet skipped");
-    std::fs::write(&marker, format!("{sha}\n")).unwrap();
-    assert!(passes(), "this manifest applied last, yet run again");
-    assert!(
-        run.ends_with(&format!(
-            "&& echo {sha} > /var/lib/k8sup/addons-applied/coredns.yaml.sha256"
-        )),
-        "{run}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let deployment = &want.objects[5].1;
+    assert_eq!(deployment["spec"]["replicas"], 2, "two replicas on 5 nodes");
+    let service = &want.objects[6].1;
+    assert_eq!(service["spec"]["clusterIP"], "10.152.183.10");
+    // The Corefile keeps its booleans-looking words as text.
+    let corefile = want.objects[4].1["data"]["Corefile"].as_str().unwrap();
+    assert!(corefile.contains("cluster.local"), "{corefile}");
+    // No control plane has an admin kubeconfig yet: none to go through.
+    let fresh = facts(&["cp-0".into(), "cp-1".into()], "v2");
+    let want = k8sup_cluster::addons::request(&t, &files, &fresh, &|_| true, false).unwrap();
+    assert!(want.through.iter().all(|t| t.admin_kubeconfig.is_none()));
+    assert_eq!(want.through.len(), 3);
 }

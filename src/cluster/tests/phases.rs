@@ -18,7 +18,7 @@ async fn every_phase_resolves_and_each_role_gets_its_components() {
         let inv = inventory(cps, workers, "  allowCgroupV1: true\n");
         let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
         let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-        let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+        let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
         for cgroup in ["v1", "v2"] {
             let desired = phases.desired(&facts(&names, cgroup)).await.unwrap();
             let titles: Vec<&str> = desired.iter().map(|(t, _, _)| t.as_str()).collect();
@@ -58,11 +58,8 @@ async fn every_phase_resolves_and_each_role_gets_its_components() {
             assert!(w.iter().any(|i| i.contains("kubelet.service")));
             let cp = ids(phase("nodes"), "cp-0");
             assert!(!cp.iter().any(|i| i.contains("apiserver-proxy")), "{cp:?}");
-            // Add-ons only on the first control plane.
-            assert!(!ids(phase("add-ons"), "cp-0").is_empty());
-            if cps > 1 {
-                assert!(ids(phase("add-ons"), "cp-1").is_empty());
-            }
+            // The add-ons go through the API: no host resources.
+            assert!(ids(phase("add-ons"), "cp-0").is_empty());
             // The CA key only on control planes.
             assert!(
                 ids(phase("certificates"), "cp-0")
@@ -85,7 +82,7 @@ async fn cgroup_v1_is_refused_unless_the_inventory_allows_it() {
     let inv = inventory(1, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let e = phases
         .desired(&facts(&names, "v1"))
         .await
@@ -107,7 +104,7 @@ async fn a_host_that_lacks_node_tools_is_refused_naming_them() {
     let inv = inventory(1, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let mut f = facts(&names, "v2");
     f.insert(
         "w-0".into(),
@@ -137,7 +134,7 @@ async fn the_probe_reads_a_nodes_pod_networks_back() {
     let inv = inventory(1, 2, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
     let nodes = &desired.iter().find(|(t, _, _)| t == "nodes").unwrap().2;
     let conflist = common::text(nodes, "w-0", "10-k8sup-bridge.conflist").unwrap();
@@ -174,7 +171,7 @@ async fn the_same_inputs_give_the_same_credentials_within_a_run() {
     let inv = inventory(1, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let a = phases.desired(&facts(&names, "v2")).await.unwrap();
     let b = phases.desired(&facts(&names, "v2")).await.unwrap();
     let hashes = |d: &Vec<(String, bool, ResolvedRollout)>| -> Vec<String> {
@@ -202,7 +199,7 @@ async fn a_control_plane_added_to_a_running_datastore_joins_as_a_learner_then_is
     let inv = inventory(3, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let mut f = facts(&names, "v2");
     for cp in ["cp-0", "cp-1"] {
         f.insert(
@@ -264,7 +261,7 @@ async fn every_unit_passes_systemd_analyze_verify() {
     let inv = inventory(1, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
     let units = dir.join("units");
     std::fs::create_dir_all(&units).unwrap();
@@ -355,7 +352,7 @@ async fn the_kubelet_and_kube_proxy_configs_parse_as_meant() {
     let inv = inventory(1, 1, "  allowCgroupV1: true\n");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     for (cgroup, driver) in [("v1", "cgroupfs"), ("v2", "systemd")] {
         let desired = phases.desired(&facts(&names, cgroup)).await.unwrap();
         let nodes = &desired.iter().find(|(t, _, _)| t == "nodes").unwrap().2;
@@ -484,7 +481,7 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
     // A cluster as a first apply left it.
-    let first = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let first = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let d0 = first.desired(&facts(&names, "v2")).await.unwrap();
     let held: BTreeMap<String, BTreeMap<String, Vec<u8>>> = names
         .iter()
@@ -493,7 +490,7 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
     let running = running_facts(&names, &held);
 
     // A normal run on it: the same credentials, the same digests.
-    let normal = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let normal = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let d1 = normal.desired(&running).await.unwrap();
     for h in &names {
         assert_eq!(files_of(&d1, "certificates", h), held[h], "{h}");
@@ -506,6 +503,7 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
         k8sup_cluster::RunOptions {
             renew_certificates: true,
         },
+        common::no_api(),
     )
     .unwrap();
     let d2 = renew.desired(&running).await.unwrap();
@@ -606,7 +604,7 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
         assert_eq!(digests(&d3, h), digests(&d2, h), "{h}");
     }
     // The next normal run wants exactly what the renewal wrote.
-    let next = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let next = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let d4 = next.desired(&after).await.unwrap();
     for h in &names {
         assert_eq!(files_of(&d4, "certificates", h), written[h], "{h}");
@@ -630,7 +628,7 @@ async fn the_cluster_record_is_on_every_control_plane_and_put_into_the_datastore
     let inv = inventory(3, 2, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
     let bytes = record_of(&desired, "cp-0").expect("a record on cp-0");
     let r: serde_json::Value = serde_json::from_slice(&bytes)
@@ -761,7 +759,7 @@ async fn an_inventory_that_changes_the_recorded_cidrs_is_refused() {
     let inv = inventory(1, 1, "");
     let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let phases = cluster_phases(&inv, &hosts, files(&dir)).unwrap();
+    let phases = cluster_phases(&inv, &hosts, files(&dir), common::no_api()).unwrap();
     let desired = phases.desired(&facts(&names, "v2")).await.unwrap();
     let record = record_of(&desired, "cp-0").unwrap();
     let with_record = |bytes: &[u8]| {
@@ -794,7 +792,7 @@ async fn an_inventory_that_changes_the_recorded_cidrs_is_refused() {
     ] {
         let changed = inventory(1, 1, inventory_line);
         let hosts: Vec<&k8sup_inventory::Host> = changed.hosts.iter().collect();
-        let phases = cluster_phases(&changed, &hosts, files(&dir)).unwrap();
+        let phases = cluster_phases(&changed, &hosts, files(&dir), common::no_api()).unwrap();
         let e = phases
             .desired(&with_record(&record))
             .await
@@ -828,7 +826,7 @@ async fn a_run_without_a_control_plane_never_issues_a_second_ca() {
     let inv = inventory(1, 1, "");
     let all: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
     let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
-    let first = cluster_phases(&inv, &all, files(&dir)).unwrap();
+    let first = cluster_phases(&inv, &all, files(&dir), common::no_api()).unwrap();
     let d0 = first.desired(&facts(&names, "v2")).await.unwrap();
     let held: BTreeMap<String, BTreeMap<String, Vec<u8>>> = names
         .iter()
@@ -846,6 +844,7 @@ async fn a_run_without_a_control_plane_never_issues_a_second_ca() {
             k8sup_cluster::RunOptions {
                 renew_certificates: renew,
             },
+            common::no_api(),
         )
         .unwrap();
         let e = phases.desired(&running).await.unwrap_err().to_string();

@@ -94,3 +94,42 @@ pub fn text(r: &ResolvedRollout, host: &str, suffix: &str) -> Option<String> {
         .find(|x| x.id.to_string().ends_with(suffix))
         .and_then(|x| x.body.as_ref().and_then(|b| b.text()).map(str::to_string))
 }
+
+/// The add-ons phase's API, for tests that never reach that phase's
+/// service (`Phases::desired` lists host steps only): any call is refused.
+pub struct NoApi;
+
+impl k8sup_cluster::ClusterApi for NoApi {
+    fn plan<'a>(
+        &'a self,
+        _: &'a k8sup_cluster::AddonsRequest,
+    ) -> futures::future::BoxFuture<'a, Result<k8sup_engine::HostPlan, k8sup_engine::EngineError>>
+    {
+        Box::pin(async {
+            Err(k8sup_engine::EngineError::Invalid {
+                host: "kubernetes-api".into(),
+                reason: "these tests have no API".into(),
+            })
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _: &'a k8sup_cluster::AddonsRequest,
+        plan: &'a k8sup_engine::HostPlan,
+        _: &'a dyn k8sup_engine::Progress,
+    ) -> futures::future::BoxFuture<'a, k8sup_engine::HostReport> {
+        Box::pin(async move {
+            k8sup_engine::HostReport {
+                host: plan.host.clone(),
+                failed: 1,
+                error: Some("these tests have no API".into()),
+                ..Default::default()
+            }
+        })
+    }
+}
+
+pub fn no_api() -> std::sync::Arc<dyn k8sup_cluster::ClusterApi> {
+    std::sync::Arc::new(NoApi)
+}

@@ -1,0 +1,153 @@
+//! Carrying out the add-ons' plan: exactly its actions, in its order (the
+//! objects, the wait, the labels), each reported through the engine's
+//! progress as a host's action would be.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use k8sup_cluster::AddonsRequest;
+use k8sup_engine::{Action, ActionKind, Event, Executed, HostPlan, HostReport, Progress};
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::connect::{Connected, describe};
+use crate::objects::{Object, id_of};
+use crate::plan::{WAIT_ID, apply_params, role_label};
+use crate::reach::reach;
+use crate::readiness;
+
+/// The step name progress shows.
+const STEP: &str = "add-ons";
+
+/// Apply `plan` (made for `want` moments ago).
+pub async fn apply(
+    sessions: &k8sup_engine::Sessions,
+    want: &AddonsRequest,
+    plan: &HostPlan,
+    progress: &dyn Progress,
+) -> HostReport {
+    let host = plan.host.as_str();
+    let mut report = HostReport {
+        host: host.to_string(),
+        unchanged: plan.unchanged,
+        ..Default::default()
+    };
+    progress.event(Event::HostStarted {
+        host,
+        step: STEP,
+        actions: plan.actions.len(),
+    });
+    // The API was planned as it is; it may have started moments ago.
+    let started = Instant::now();
+    let c = loop {
+        match reach(sessions, want, Duration::from_secs(5)).await {
+            Ok(c) => break c,
+            Err(why) if started.elapsed() >= want.wait => {
+                report.failed = 1;
+                report.not_run = plan.actions.len().saturating_sub(1);
+                report.error = Some(format!(
+                    "the API did not answer within {} s: {why}",
+                    want.wait.as_secs()
+                ));
+                progress.event(Event::HostFinished {
+                    host,
+                    step: STEP,
+                    ok: false,
+                });
+                return report;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    for (i, a) in plan.actions.iter().enumerate() {
+        progress.event(Event::ActionStarted { host, action: a });
+        let result = carry_out(&c, want, a).await;
+        progress.event(Event::ActionFinished {
+            host,
+            action: a,
+            ok: result.is_ok(),
+        });
+        match result {
+            Ok(()) => {
+                report.changed += 1;
+                report.executed.push(Executed {
+                    resource: a.resource.clone(),
+                    kind: a.kind,
+                });
+            }
+            Err(e) => {
+                report.failed = 1;
+                report.not_run = plan.actions.len() - i - 1;
+                report.error = Some(format!("{}: {e}", a.resource));
+                break;
+            }
+        }
+    }
+    progress.event(Event::HostFinished {
+        host,
+        step: STEP,
+        ok: report.error.is_none(),
+    });
+    report
+}
+
+async fn carry_out(c: &Connected, want: &AddonsRequest, a: &Action) -> Result<(), String> {
+    let id = a.resource.as_str();
+    if id == WAIT_ID {
+        return wait(c, want).await;
+    }
+    if let Some(node) = id.strip_prefix("node:") {
+        let role = want
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.role)
+            .ok_or_else(|| format!("{node} is not a node of this run"))?;
+        let patch = serde_json::json!({"metadata": {"labels": {role_label(role): ""}}});
+        return Api::<Node>::all(c.client.clone())
+            .patch(
+                node,
+                &PatchParams {
+                    field_manager: Some("k8sup".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| describe(&e));
+    }
+    let (template, value) = want
+        .objects
+        .iter()
+        .find(|(_, v)| id_of(v) == id)
+        .ok_or_else(|| "not an object of this run's templates".to_string())?;
+    debug_assert!(matches!(a.kind, ActionKind::Create | ActionKind::Update));
+    let o = Object::new(&c.client, template, value)?;
+    o.api
+        .patch(&o.name, &apply_params(), &Patch::Apply(&o.body))
+        .await
+        .map(drop)
+        .map_err(|e| format!("from {template}: {}", describe(&e)))
+}
+
+/// Until the cluster takes workloads, or `want.wait` has passed: then what
+/// it still lacks.
+async fn wait(c: &Connected, want: &AddonsRequest) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let last = match readiness::check(&c.client, want).await {
+            Ok(r) if r.ready() => return Ok(()),
+            Ok(r) => r.missing.join("; "),
+            // The API may restart under us (a control plane that was just
+            // changed): look again until the time is up.
+            Err(e) => e,
+        };
+        if started.elapsed() >= want.wait {
+            return Err(format!(
+                "the cluster did not take workloads within {} s: {last}",
+                want.wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,200 @@
+//! What applying the add-ons would change, as the plan of one target
+//! ([`API_TARGET`]): the objects that differ from their templates (found by
+//! a server-side apply in dry-run, so the API's own defaults and admission
+//! decide, as `kubectl diff` does), the wait until the cluster takes
+//! workloads, and the role labels nodes lack. Changes nothing.
+
+use std::time::Duration;
+
+use k8sup_cluster::AddonsRequest;
+use k8sup_cluster::api::API_TARGET;
+use k8sup_engine::{Action, ActionKind, EngineError, HostPlan, ResourceId, diff};
+use kube::api::{Patch, PatchParams};
+use kube::core::params::ValidationDirective;
+
+use crate::connect::{Connected, describe};
+use crate::objects::{Object, comparable, id_of, text};
+use crate::reach::reach;
+use crate::readiness::{self, Readiness};
+
+/// The resource of the wait in the plan.
+pub const WAIT_ID: &str = "probe:cluster-ready";
+
+/// How long a plan waits for the API to answer through each control plane.
+const PLAN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the cluster takes workloads with, in a line.
+const READY_MEANS: &str =
+    "every node Ready, the default ServiceAccount, a CoreDNS replica available";
+
+/// The server-side apply k8sup makes: its own field manager, taking over
+/// fields another manager set (k8sup owns these objects), and unknown fields
+/// refused (a template's typo is an error, not a silent drop).
+pub fn apply_params() -> PatchParams {
+    let mut p = PatchParams::apply("k8sup").force();
+    p.field_validation = Some(ValidationDirective::Strict);
+    p
+}
+
+/// The label that shows a node's role in `kubectl get nodes`.
+pub fn role_label(role: &str) -> String {
+    format!("node-role.kubernetes.io/{role}")
+}
+
+fn action(resource: String, kind: ActionKind, reason: String, diff: Option<String>) -> Action {
+    Action {
+        resource: ResourceId(resource),
+        kind,
+        reason,
+        diff,
+        sensitive: false,
+        observed: String::new(),
+        ops: Vec::new(),
+        decided_after: None,
+    }
+}
+
+/// Plan `want` (see the module docs).
+pub async fn plan(
+    sessions: &k8sup_engine::Sessions,
+    want: &AddonsRequest,
+) -> Result<HostPlan, EngineError> {
+    let mut actions = Vec::new();
+    let mut unchanged = 0;
+    match reach(sessions, want, PLAN_TIMEOUT).await {
+        Err(why) => {
+            // Nothing to compare with: every object is applied, and the rest
+            // is decided once the API answers.
+            let reason = if want.settled {
+                format!(
+                    "the API does not answer ({why}); apply waits up to {} s for it",
+                    want.wait.as_secs()
+                )
+            } else {
+                "the API is not up yet; applied once it is".into()
+            };
+            for (template, v) in &want.objects {
+                actions.push(action(
+                    id_of(v),
+                    ActionKind::Create,
+                    format!("from {template}; {reason}"),
+                    None,
+                ));
+            }
+            actions.push(action(
+                WAIT_ID.into(),
+                ActionKind::Wait,
+                format!("until {READY_MEANS}"),
+                None,
+            ));
+            for n in &want.nodes {
+                actions.push(action(
+                    format!("node:{}", n.name),
+                    ActionKind::Update,
+                    format!("label {}, once it registers", role_label(n.role)),
+                    None,
+                ));
+            }
+        }
+        Ok(c) => {
+            let objects = objects(&c, want).await?;
+            let changes = objects.iter().filter(|a| a.is_some()).count();
+            unchanged += objects.len() - changes;
+            actions.extend(objects.into_iter().flatten());
+            let ready = readiness::check(&c.client, want)
+                .await
+                .map_err(|e| invalid(format!("through {}: {e}", c.host)))?;
+            if !want.settled || changes > 0 || !ready.ready() {
+                let reason = if ready.ready() {
+                    format!("until {READY_MEANS}, after the changes before it")
+                } else {
+                    format!("until {READY_MEANS}; now {}", ready.missing.join("; "))
+                };
+                actions.push(action(WAIT_ID.into(), ActionKind::Wait, reason, None));
+            }
+            let (labels, kept) = labels(want, &ready);
+            unchanged += kept;
+            actions.extend(labels);
+        }
+    }
+    Ok(HostPlan {
+        host: API_TARGET.into(),
+        fingerprint: String::new(),
+        locked_by: None,
+        unchanged,
+        actions,
+        decided_after: None,
+    })
+}
+
+fn invalid(reason: String) -> EngineError {
+    EngineError::Invalid {
+        host: API_TARGET.into(),
+        reason,
+    }
+}
+
+/// Each object's change (`None`: as wanted), in order.
+async fn objects(c: &Connected, want: &AddonsRequest) -> Result<Vec<Option<Action>>, EngineError> {
+    let checks = want.objects.iter().map(|(template, v)| async move {
+        let o = Object::new(&c.client, template, v).map_err(invalid)?;
+        let dry = apply_params().dry_run();
+        let patch = Patch::Apply(&o.body);
+        let (current, wanted) =
+            futures::join!(o.api.get_opt(&o.name), o.api.patch(&o.name, &dry, &patch),);
+        let current =
+            current.map_err(|e| invalid(format!("reading {}: {}", o.id, describe(&e))))?;
+        let wanted = wanted.map_err(|e| {
+            invalid(format!(
+                "{} from {template} is refused by the API: {}",
+                o.id,
+                describe(&e)
+            ))
+        })?;
+        Ok::<_, EngineError>(match current {
+            None => Some(action(
+                o.id.clone(),
+                ActionKind::Create,
+                format!("not in the cluster; from {template}"),
+                None,
+            )),
+            Some(current) => {
+                let (have, want) = (comparable(&current), comparable(&wanted));
+                (have != want).then(|| {
+                    action(
+                        o.id.clone(),
+                        ActionKind::Update,
+                        format!("differs from {template}"),
+                        diff::unified(&o.id, text(&have).as_bytes(), text(&want).as_bytes()),
+                    )
+                })
+            }
+        })
+    });
+    futures::future::try_join_all(checks).await
+}
+
+/// The role labels nodes lack (and how many have theirs).
+fn labels(want: &AddonsRequest, ready: &Readiness) -> (Vec<Action>, usize) {
+    let mut out = Vec::new();
+    let mut kept = 0;
+    for n in &want.nodes {
+        let key = role_label(n.role);
+        match ready.nodes.get(&n.name) {
+            Some(labels) if labels.contains_key(&key) => kept += 1,
+            Some(_) => out.push(action(
+                format!("node:{}", n.name),
+                ActionKind::Update,
+                format!("label {key}"),
+                None,
+            )),
+            None => out.push(action(
+                format!("node:{}", n.name),
+                ActionKind::Update,
+                format!("label {key}, once it registers"),
+                None,
+            )),
+        }
+    }
+    (out, kept)
+}

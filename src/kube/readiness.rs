@@ -1,0 +1,165 @@
+//! When the cluster takes workloads: every node of the run registered and
+//! Ready, the `default` ServiceAccount present (until the controller manager
+//! creates it, no Pod can be created in `default`: kubeadm leaves that race
+//! to its users), and a CoreDNS replica available (until then a new pod's
+//! first name lookup is refused).
+//!
+//! What is missing is said in words a user can act on: the node and its
+//! kubelet's own reason, the CoreDNS pod's waiting reason.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8sup_cluster::AddonsRequest;
+use kube::api::{Api, ListParams};
+
+use crate::connect::describe;
+
+/// What the cluster lacks to take workloads (empty: it takes them), and
+/// the nodes as the API has them.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub missing: Vec<String>,
+    /// Registered nodes, by name: their labels.
+    pub nodes: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// Look once.
+pub async fn check(client: &kube::Client, want: &AddonsRequest) -> Result<Readiness, String> {
+    let nodes = Api::<Node>::all(client.clone());
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), "default");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &want.coredns.namespace);
+    let all = ListParams::default();
+    let (listed, account, coredns) = futures::join!(
+        nodes.list(&all),
+        accounts.get_opt("default"),
+        deployments.get_opt(&want.coredns.name),
+    );
+    let listed = listed.map_err(|e| format!("listing nodes: {}", describe(&e)))?;
+    let mut out = Readiness::default();
+    let mut ready = BTreeMap::new();
+    for n in listed.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let condition = n
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready");
+        ready.insert(name.clone(), condition);
+        out.nodes
+            .insert(name, n.metadata.labels.unwrap_or_default());
+    }
+    for node in &want.nodes {
+        match ready.get(&node.name) {
+            None => out
+                .missing
+                .push(format!("node {} has not registered", node.name)),
+            Some(Some(c)) if c.status == "True" => {}
+            Some(c) => {
+                let why = c
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            ": {}{}",
+                            c.reason.clone().unwrap_or_default(),
+                            c.message
+                                .as_ref()
+                                .map(|m| format!(" ({m})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                out.missing
+                    .push(format!("node {} is not Ready{why}", node.name));
+            }
+        }
+    }
+    match account {
+        Ok(Some(_)) => {}
+        Ok(None) => out.missing.push(
+            "the default ServiceAccount does not exist yet (kube-controller-manager creates it)"
+                .into(),
+        ),
+        Err(e) => out
+            .missing
+            .push(format!("the default ServiceAccount: {}", describe(&e))),
+    }
+    match coredns {
+        Ok(Some(d)) => {
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            if available < 1 {
+                let pods = coredns_pods(client, want).await;
+                out.missing
+                    .push(format!("no CoreDNS replica is available{pods}"));
+            }
+        }
+        Ok(None) => out.missing.push(format!(
+            "the CoreDNS Deployment {}/{} does not exist",
+            want.coredns.namespace, want.coredns.name
+        )),
+        Err(e) => out
+            .missing
+            .push(format!("the CoreDNS Deployment: {}", describe(&e))),
+    }
+    Ok(out)
+}
+
+/// Why CoreDNS's pods do not run yet, as `: POD PHASE (REASON)`.
+async fn coredns_pods(client: &kube::Client, want: &AddonsRequest) -> String {
+    let pods = Api::<Pod>::namespaced(client.clone(), &want.coredns.namespace);
+    let Ok(list) = pods
+        .list(&ListParams::default().labels("k8s-app=kube-dns"))
+        .await
+    else {
+        return String::new();
+    };
+    let said: Vec<String> = list
+        .items
+        .iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let waiting = status
+                .container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.state.and_then(|s| s.waiting))
+                .map(|w| {
+                    format!(
+                        "{}{}",
+                        w.reason.unwrap_or_default(),
+                        w.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    )
+                })
+                .next()
+                .or(status.reason)
+                .unwrap_or_default();
+            format!(
+                "{} {}{}",
+                p.metadata.name.clone().unwrap_or_default(),
+                status.phase.unwrap_or_default(),
+                if waiting.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({waiting})")
+                }
+            )
+        })
+        .collect();
+    if said.is_empty() {
+        ": no pod yet".into()
+    } else {
+        format!(": {}", said.join(", "))
+    }
+}
