@@ -5,6 +5,12 @@ use similar::TextDiff;
 /// A unified diff from the host's content to the wanted one, with 3 lines of
 /// context. `None` when either side is not UTF-8 text.
 pub fn unified(path: &str, current: &[u8], wanted: &[u8]) -> Option<String> {
+    unified_from(path, "on the host", current, wanted)
+}
+
+/// [`unified`], from content that is `whence` (e.g. "in the cluster", for
+/// what a service phase compares).
+pub fn unified_from(path: &str, whence: &str, current: &[u8], wanted: &[u8]) -> Option<String> {
     let old = std::str::from_utf8(current).ok()?;
     let new = std::str::from_utf8(wanted).ok()?;
     let diff = TextDiff::from_lines(old, new);
@@ -12,10 +18,7 @@ pub fn unified(path: &str, current: &[u8], wanted: &[u8]) -> Option<String> {
         .unified_diff()
         .context_radius(3)
         .missing_newline_hint(true)
-        .header(
-            &format!("{path} (on the host)"),
-            &format!("{path} (wanted)"),
-        )
+        .header(&format!("{path} ({whence})"), &format!("{path} (wanted)"))
         .to_string();
     Some(text)
 }

@@ -63,13 +63,17 @@ pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => {
-            let mut text = other.to_string();
+            // The chain, each cause once (hyper repeats its own).
+            let mut parts = vec![other.to_string()];
             let mut source = std::error::Error::source(other);
             while let Some(s) = source {
-                text = format!("{text}: {s}");
+                let s_text = s.to_string();
+                if !parts.iter().any(|p| p.contains(&s_text)) {
+                    parts.push(s_text);
+                }
                 source = s.source();
             }
-            text
+            parts.join(": ")
         }
     }
 }

@@ -64,34 +64,46 @@ pub async fn plan(
     match reach(sessions, want, PLAN_TIMEOUT).await {
         Err(why) => {
             // Nothing to compare with: every object is applied, and the rest
-            // is decided once the API answers.
-            let reason = if want.settled {
-                format!(
-                    "the API does not answer ({why}); apply waits up to {} s for it",
-                    want.wait.as_secs()
-                )
+            // is decided once the API answers. A cluster no control plane
+            // has an admin kubeconfig for is being made: its objects are new.
+            let new = want.through.iter().all(|t| t.admin_kubeconfig.is_none());
+            let (kind, when) = if new {
+                (ActionKind::Create, "once the API is up".to_string())
             } else {
-                "the API is not up yet; applied once it is".into()
+                (
+                    ActionKind::Update,
+                    "not known while the API does not answer; applied once it does".to_string(),
+                )
             };
             for (template, v) in &want.objects {
                 actions.push(action(
                     id_of(v),
-                    ActionKind::Create,
-                    format!("from {template}; {reason}"),
+                    kind,
+                    format!("from {template}, {when}"),
                     None,
                 ));
             }
-            actions.push(action(
-                WAIT_ID.into(),
-                ActionKind::Wait,
-                format!("until {READY_MEANS}"),
-                None,
-            ));
+            let wait = if new {
+                format!("the API is not up yet; then until {READY_MEANS}")
+            } else if want.settled {
+                format!(
+                    "the API does not answer now ({why}): apply waits up to {} s for it, then until {READY_MEANS}",
+                    want.wait.as_secs()
+                )
+            } else {
+                format!("the API does not answer now ({why}); then until {READY_MEANS}")
+            };
+            actions.push(action(WAIT_ID.into(), ActionKind::Wait, wait, None));
             for n in &want.nodes {
+                let label = role_label(n.role);
                 actions.push(action(
                     format!("node:{}", n.name),
                     ActionKind::Update,
-                    format!("label {}, once it registers", role_label(n.role)),
+                    if new {
+                        format!("label {label}, once it registers")
+                    } else {
+                        format!("label {label}, {when}")
+                    },
                     None,
                 ));
             }
@@ -165,7 +177,12 @@ async fn objects(c: &Connected, want: &AddonsRequest) -> Result<Vec<Option<Actio
                         o.id.clone(),
                         ActionKind::Update,
                         format!("differs from {template}"),
-                        diff::unified(&o.id, text(&have).as_bytes(), text(&want).as_bytes()),
+                        diff::unified_from(
+                            &o.id,
+                            "in the cluster",
+                            text(&have).as_bytes(),
+                            text(&want).as_bytes(),
+                        ),
                     )
                 })
             }
