@@ -7,9 +7,13 @@
 //! planes add the datastore, kube-apiserver, kube-controller-manager,
 //! kube-scheduler and kubectl; the others add the API-server proxy.
 
-use k8sup_engine::{DesiredState, EngineError, Resource};
+use k8sup_engine::{DesiredState, EngineError, Resource, ResourceId};
 
+use crate::control_plane::{
+    APISERVER_UNIT, CONTROLLER_MANAGER_UNIT, DATASTORE_UNIT, SCHEDULER_UNIT,
+};
 use crate::inputs::NodeFiles;
+use crate::node::{CONTAINERD_UNIT, KUBE_PROXY_UNIT, KUBELET_UNIT};
 use crate::topology::Node;
 
 pub const BIN_DIR: &str = "/usr/local/bin";
@@ -75,4 +79,70 @@ pub fn host_state(node: &Node, files: &NodeFiles) -> Result<DesiredState, Engine
         s.push(Resource::binary(image_path(image), local).mode(0o644));
     }
     Ok(s)
+}
+
+/// The programs each service runs. Why: programs are pushed in their own
+/// phase, and the engine restarts a service only for a change in its own
+/// step, so a new program (a new k8sup's datastore, a patch release of a
+/// component) would keep running the old one. Each service's unit comes
+/// with a digest of its programs, written in the service's own phase and
+/// step, which restarts it when one changes: under the same rules as a
+/// changed unit (a running cluster's members and API servers one at a time,
+/// each waited for).
+pub const RUNNERS: &[(&str, &[&str])] = &[
+    (DATASTORE_UNIT, &["k8sup-datastore"]),
+    (APISERVER_UNIT, &["kube-apiserver"]),
+    (CONTROLLER_MANAGER_UNIT, &["kube-controller-manager"]),
+    (SCHEDULER_UNIT, &["kube-scheduler"]),
+    (CONTAINERD_UNIT, &["containerd", "containerd-shim-runc-v2"]),
+    (KUBELET_UNIT, &["kubelet"]),
+    (KUBE_PROXY_UNIT, &["kube-proxy"]),
+    (
+        crate::apiserver_proxy::UNIT_NAME,
+        &["k8sup-apiserver-proxy"],
+    ),
+];
+
+/// The directory of the program digests.
+pub const DIGEST_DIR: &str = "/etc/k8sup/programs";
+
+/// Where the digest of `unit`'s programs lives on a host.
+pub fn digest_path(unit: &str) -> String {
+    format!("{DIGEST_DIR}/{unit}.sha256")
+}
+
+#[derive(serde::Serialize)]
+struct ProgramSum<'a> {
+    sha256: &'a str,
+    path: String,
+}
+
+/// The digest file of the programs `unit` runs, which notifies `unit`'s
+/// service (see [`RUNNERS`]).
+pub fn digest(files: &NodeFiles, host: &str, unit: &str) -> Result<Resource, EngineError> {
+    let programs = RUNNERS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .map(|(_, p)| *p)
+        .ok_or_else(|| EngineError::Invalid {
+            host: host.to_string(),
+            reason: format!("no programs are listed for {unit}"),
+        })?;
+    let sums = programs
+        .iter()
+        .map(|p| {
+            Ok(ProgramSum {
+                sha256: files.program_sha256(p)?,
+                path: path(p),
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    let content = crate::render::template(
+        host,
+        "programs.sha256",
+        serde_json::json!({"unit": unit, "files": sums}),
+    )?;
+    Ok(Resource::file(digest_path(unit), content)
+        .mode(0o644)
+        .notify(ResourceId::service(unit)))
 }

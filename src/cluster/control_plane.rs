@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::binaries;
 use crate::certificates;
+use crate::inputs::NodeFiles;
 use crate::render;
 use crate::topology::{Node, Topology};
 
@@ -108,6 +109,7 @@ pub fn datastore_steps(
     facts: &BTreeMap<String, Facts>,
     selected: &dyn Fn(&str) -> bool,
     pki: &Pki,
+    files: &NodeFiles,
 ) -> Result<Vec<Step>, EngineError> {
     let ds = &t.cluster.datastore;
     let peer = |n: &Node| format!("https://{}", host_port(n.ip, ds.peer_port));
@@ -139,7 +141,7 @@ pub fn datastore_steps(
                 "founded the cluster with every control plane of the first apply",
             )?);
         }
-        member_resources(t, n, &mut s, pki)?;
+        member_resources(t, n, &mut s, pki, files)?;
         first.push(s);
     }
     let mut steps = if members.is_empty() {
@@ -190,7 +192,7 @@ pub fn datastore_steps(
                 "existing",
                 "joined a running cluster as a learner",
             )?);
-            member_resources(t, j, &mut s, pki)?;
+            member_resources(t, j, &mut s, pki, files)?;
             steps.push(Step::new(format!("start {}'s member", j.name), vec![s]));
         }
         steps.push(Step::new(
@@ -230,6 +232,7 @@ fn member_resources(
     node: &Node,
     s: &mut DesiredState,
     pki: &Pki,
+    files: &NodeFiles,
 ) -> Result<(), EngineError> {
     let ds = &t.cluster.datastore;
     let unit = render::unit(
@@ -260,6 +263,7 @@ fn member_resources(
     if let Some(d) = certificates::digest(pki, &node.name, DATASTORE_UNIT)? {
         s.push(d);
     }
+    s.push(binaries::digest(files, &node.name, DATASTORE_UNIT)?);
     s.push(
         Resource::service(DATASTORE_UNIT)
             .enabled(true)
@@ -282,7 +286,12 @@ fn member_resources(
 }
 
 /// kube-apiserver, kube-controller-manager and kube-scheduler of `node`.
-pub fn components_state(t: &Topology, node: &Node, pki: &Pki) -> Result<DesiredState, EngineError> {
+pub fn components_state(
+    t: &Topology,
+    node: &Node,
+    pki: &Pki,
+    files: &NodeFiles,
+) -> Result<DesiredState, EngineError> {
     let ds = &t.cluster.datastore;
     let (servers, datastore_tls) = match &ds.external {
         Some(ext) => (
@@ -365,11 +374,13 @@ pub fn components_state(t: &Topology, node: &Node, pki: &Pki) -> Result<DesiredS
         (SCHEDULER_UNIT, scheduler),
     ] {
         // A changed unit restarts its service (the engine notifies it), and
-        // so does a changed credential (its digest file notifies it).
+        // so does a changed credential or program (their digest files
+        // notify it).
         s.push(Resource::unit(unit, content));
         if let Some(d) = certificates::digest(pki, &node.name, unit)? {
             s.push(d);
         }
+        s.push(binaries::digest(files, &node.name, unit)?);
         s.push(Resource::service(unit).enabled(true).running(true));
     }
     s.push(

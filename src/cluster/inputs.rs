@@ -14,6 +14,9 @@ pub struct NodeFiles {
     /// `bridge`, `host-local`, `loopback`, `portmap`, and k8sup's own
     /// `k8sup-datastore` and `k8sup-apiserver-proxy`.
     pub programs: BTreeMap<String, PathBuf>,
+    /// The SHA-256 of each program (hex), by the same names: a service
+    /// whose program changed is restarted (`binaries::digest`).
+    pub program_sha256: BTreeMap<String, String>,
     /// Image archives to import on every node, by image name (empty when
     /// the nodes pull from a registry).
     pub images: Vec<(String, PathBuf)>,
@@ -25,6 +28,17 @@ pub struct NodeFiles {
 }
 
 impl NodeFiles {
+    /// The SHA-256 of `name`'s local file.
+    pub fn program_sha256(&self, name: &str) -> Result<&str, k8sup_engine::EngineError> {
+        self.program_sha256
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| k8sup_engine::EngineError::Invalid {
+                host: "(workstation)".into(),
+                reason: format!("no SHA-256 for {name}: the run's files do not include it"),
+            })
+    }
+
     pub fn program(&self, name: &str) -> Result<&PathBuf, k8sup_engine::EngineError> {
         self.programs
             .get(name)

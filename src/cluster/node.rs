@@ -89,6 +89,7 @@ pub fn host_state(
             &node.args(ArgsComponent::Containerd),
         )?,
     ));
+    s.push(binaries::digest(files, host, CONTAINERD_UNIT)?);
     s.push(
         Resource::service(CONTAINERD_UNIT)
             .enabled(true)
@@ -185,6 +186,7 @@ pub fn host_state(
         if let Some(d) = certificates::digest(pki, host, apiserver_proxy::UNIT_NAME)? {
             s.push(d);
         }
+        s.push(binaries::digest(files, host, apiserver_proxy::UNIT_NAME)?);
     }
 
     // The kubelet.
@@ -243,6 +245,7 @@ pub fn host_state(
     if let Some(d) = certificates::digest(pki, host, KUBELET_UNIT)? {
         s.push(d);
     }
+    s.push(binaries::digest(files, host, KUBELET_UNIT)?);
     let mut kubelet = Resource::service(KUBELET_UNIT)
         .enabled(true)
         .running(true)
@@ -296,6 +299,7 @@ pub fn host_state(
     if let Some(d) = certificates::digest(pki, host, KUBE_PROXY_UNIT)? {
         s.push(d);
     }
+    s.push(binaries::digest(files, host, KUBE_PROXY_UNIT)?);
     let mut kube_proxy = Resource::service(KUBE_PROXY_UNIT)
         .enabled(true)
         .running(true);

@@ -246,7 +246,7 @@ pub fn cluster_phases_with(
             )]),
             None => {
                 let pki = sh.pki(&t, cx.facts)?;
-                control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h), &pki)
+                control_plane::datastore_steps(&t, cx.facts, &|h| sh.selected(h), &pki, &sh.files)
             }
         }
     });
@@ -256,7 +256,7 @@ pub fn cluster_phases_with(
         let pki = sh.pki(&t, cx.facts)?;
         let mut states = Vec::new();
         for n in t.control_planes().filter(|n| sh.selected(&n.name)) {
-            states.push(control_plane::components_state(&t, n, &pki)?);
+            states.push(control_plane::components_state(&t, n, &pki, &sh.files)?);
         }
         // A running cluster restarts its API servers one at a time (each
         // waits for the one before to be ready), so the API stays up; a

@@ -446,6 +446,15 @@ fn digests(
     desired: &[(String, bool, ResolvedRollout)],
     host: &str,
 ) -> BTreeMap<String, (Vec<u8>, Vec<String>)> {
+    digests_in(desired, host, "/etc/k8sup/credentials/")
+}
+
+/// The digest files under `dir` of every phase on `host`.
+fn digests_in(
+    desired: &[(String, bool, ResolvedRollout)],
+    host: &str,
+    dir: &str,
+) -> BTreeMap<String, (Vec<u8>, Vec<String>)> {
     let mut out = BTreeMap::new();
     for (_, _, r) in desired {
         for res in r.states_of(host).iter().flat_map(|s| s.resources.iter()) {
@@ -455,7 +464,7 @@ fn digests(
                 ..
             } = &res.resource.spec
                 && let Some(unit) = path
-                    .strip_prefix("/etc/k8sup/credentials/")
+                    .strip_prefix(dir)
                     .and_then(|u| u.strip_suffix(".sha256"))
             {
                 let notifies = res.resource.notify.iter().map(|n| n.to_string()).collect();
@@ -854,4 +863,72 @@ async fn a_run_without_a_control_plane_never_issues_a_second_ca() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A new program (a new k8sup's datastore, a patch release of the kubelet)
+/// restarts the services that run it, and only those: each service's phase
+/// holds a digest of its programs that notifies it.
+#[tokio::test]
+async fn a_new_program_restarts_the_services_that_run_it() {
+    let dir = tmp("programs");
+    let inv = inventory(1, 1, "");
+    let hosts: Vec<&k8sup_inventory::Host> = inv.hosts.iter().collect();
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let before = cluster_phases(&inv, &hosts, files(&dir), common::no_api())
+        .unwrap()
+        .desired(&facts(&names, "v2"))
+        .await
+        .unwrap();
+    let mut newer = files(&dir);
+    for p in ["k8sup-datastore", "kubelet"] {
+        newer.program_sha256.insert(p.into(), "ab".repeat(32));
+    }
+    let after = cluster_phases(&inv, &hosts, newer, common::no_api())
+        .unwrap()
+        .desired(&facts(&names, "v2"))
+        .await
+        .unwrap();
+    for h in &names {
+        let (b, a) = (
+            digests_in(&before, h, "/etc/k8sup/programs/"),
+            digests_in(&after, h, "/etc/k8sup/programs/"),
+        );
+        let mut units: Vec<&str> = a.keys().map(String::as_str).collect();
+        units.sort_unstable();
+        let want: &[&str] = if h == "cp-0" {
+            &[
+                "containerd.service",
+                "k8sup-datastore.service",
+                "kube-apiserver.service",
+                "kube-controller-manager.service",
+                "kube-proxy.service",
+                "kube-scheduler.service",
+                "kubelet.service",
+            ]
+        } else {
+            &[
+                "containerd.service",
+                "k8sup-apiserver-proxy.service",
+                "kube-proxy.service",
+                "kubelet.service",
+            ]
+        };
+        assert_eq!(units, want, "{h}");
+        let changed: Vec<&str> = a
+            .iter()
+            .filter(|(u, (content, _))| b[*u].0 != *content)
+            .map(|(u, _)| u.as_str())
+            .collect();
+        let expected: &[&str] = if h == "cp-0" {
+            &["k8sup-datastore.service", "kubelet.service"]
+        } else {
+            &["kubelet.service"]
+        };
+        assert_eq!(changed, expected, "{h}");
+        for (unit, (content, notifies)) in &a {
+            assert_eq!(notifies, &[format!("service:{unit}")], "{h}: {unit}");
+            let text = String::from_utf8_lossy(content);
+            assert!(text.contains("/usr/local/bin/"), "{h}: {unit}: {text}");
+        }
+    }
 }
