@@ -47,20 +47,9 @@ archive="$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.jso
 for i in $(seq 1 "$nodes"); do
   "$k8sup" lab ssh --name "$lab" "$i" -- "ctr -n k8s.io images import - 2>/dev/null" < "$archive" >/dev/null
 done
-"$kubectl" --kubeconfig "$kubeconfig" apply -f - >/dev/null <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bench, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: bench}}
-  template:
-    metadata: {labels: {app: bench}}
-    spec:
-      containers:
-        - {name: web, image: $busybox, imagePullPolicy: Never, command: [httpd, -f, -p, "8080"]}
-YAML
-"$kubectl" --kubeconfig "$kubeconfig" rollout status deployment/bench --timeout=180s >/dev/null
+sed -e "s|IMAGE|$busybox|" -e 's|PULL_POLICY|Never|' tests/workloads/web.yaml \
+  | "$kubectl" --kubeconfig "$kubeconfig" apply -f - >/dev/null
+"$kubectl" --kubeconfig "$kubeconfig" rollout status deployment/web --timeout=180s >/dev/null
 t2=$(now)
 
 best=""

@@ -36,12 +36,12 @@ pub async fn check(client: &kube::Client, want: &AddonsRequest) -> Result<Readin
     let nodes = Api::<Node>::all(client.clone());
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), "default");
     let deployments = Api::<Deployment>::namespaced(client.clone(), &want.coredns.namespace);
-    let all = ListParams::default();
-    let (listed, account, coredns) = futures::join!(
-        nodes.list(&all),
-        accounts.get_opt("default"),
-        deployments.get_opt(&want.coredns.name),
-    );
+    // One after the other, on the connection the client already holds: a
+    // request in parallel would open another (a TLS handshake over SSH,
+    // whose small writes can wait on a delayed ACK at the far end).
+    let listed = nodes.list(&ListParams::default()).await;
+    let account = accounts.get_opt("default").await;
+    let coredns = deployments.get_opt(&want.coredns.name).await;
     let listed = listed.map_err(|e| format!("listing nodes: {}", describe(&e)))?;
     let mut out = Readiness::default();
     let mut ready = BTreeMap::new();

@@ -49,6 +49,10 @@ impl Session {
         let host = host.to_string();
         let task = tokio::spawn(async move {
             while let Ok((mut client, peer)) = listener.accept().await {
+                // What comes back over SSH is written to the client in the
+                // pieces it arrives in; with Nagle on, a second piece would
+                // wait for the client's delayed ACK (40 ms per response).
+                let _ = client.set_nodelay(true);
                 let session = session.clone();
                 let host = host.clone();
                 tokio::spawn(async move {

@@ -103,31 +103,7 @@ fi
 k() { "$kubectl" --kubeconfig admin.conf --request-timeout 20s "$@"; }
 
 k wait --for=condition=Ready node --all --timeout=180s
-k apply -f - <<'EOF'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
-      containers:
-        - name: web
-          image: busybox:1.36
-          command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
-          ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-EOF
+sed -e 's|IMAGE|busybox:1.36|' -e 's|PULL_POLICY|IfNotPresent|' "$repo/tests/workloads/web.yaml" | k apply -f -
 k rollout status deployment/web --timeout=180s
 nodes=$(k get pods -l app=web -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | wc -l)
 [ "$nodes" -eq 3 ] || { echo "the Deployment is on $nodes nodes, not 3" >&2; exit 1; }

@@ -60,6 +60,20 @@ pub struct ApplyArgs {
     #[arg(long = "host", value_delimiter = ',', value_name = "NAME")]
     pub hosts: Vec<String>,
 
+    #[command(flatten)]
+    pub run: RunFlags,
+
+    #[command(flatten)]
+    pub display: DisplayArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How a run that changes hosts goes: the flags `k8sup apply` and
+/// `k8sup certs renew` share.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -81,12 +95,6 @@ pub struct ApplyArgs {
     /// the official locations, or a bundle written by `k8sup artifacts bundle`.
     #[arg(long, value_name = "URL|DIR|BUNDLE")]
     pub artifacts: Option<String>,
-
-    #[command(flatten)]
-    pub display: DisplayArgs,
-
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -128,9 +136,9 @@ pub(crate) fn run(args: ApplyArgs, options: RunOptions) -> Result<ExitCode> {
             );
         }
         let fleet =
-            Fleet::prepare_with(inventory, &hosts, args.artifacts.as_deref(), options).await?;
+            Fleet::prepare_with(inventory, &hosts, args.run.artifacts.as_deref(), options).await?;
         let from_file = saved.is_some();
-        let asked = !args.yes && std::io::stdin().is_terminal();
+        let asked = !args.run.yes && std::io::stdin().is_terminal();
         let identity = RunIdentity::new();
         if fleet.phases.is_some() {
             if from_file {
@@ -144,7 +152,7 @@ pub(crate) fn run(args: ApplyArgs, options: RunOptions) -> Result<ExitCode> {
         // look under the lock before its first change.
         let (plan, claimed) = match saved {
             Some(s) => (s.plan, BTreeSet::new()),
-            None if !asked && !args.dry_run => match claiming_plan(&fleet, &identity).await? {
+            None if !asked && !args.run.dry_run => match claiming_plan(&fleet, &identity).await? {
                 Some(planned) => planned,
                 None => {
                     fleet.close().await;
@@ -154,7 +162,7 @@ pub(crate) fn run(args: ApplyArgs, options: RunOptions) -> Result<ExitCode> {
             None => (fleet.plan().await?, BTreeSet::new()),
         };
         let shown = print::render(&plan, &args.display.print_options());
-        if !plan.has_changes() || args.dry_run {
+        if !plan.has_changes() || args.run.dry_run {
             k8sup_engine::release_claims(&fleet.sessions, &claimed, &identity).await;
             if json {
                 println!("{}", plan.to_json());
@@ -174,8 +182,8 @@ pub(crate) fn run(args: ApplyArgs, options: RunOptions) -> Result<ExitCode> {
         }
         let opts = ApplyOptions {
             concurrency: fleet.concurrency(),
-            fail_fast: args.fail_fast,
-            break_stale_lock: args.break_lock,
+            fail_fast: args.run.fail_fast,
+            break_stale_lock: args.run.break_lock,
             // A plan made a moment ago in this process needs no second look
             // before starting (each host is re-checked under its lock, unless
             // its observation already took the lock); a saved plan, or one a
@@ -232,7 +240,7 @@ async fn apply_cluster(
         }
     };
     let shown = print::render_phased(&plan, &args.display.print_options());
-    if !plan.has_changes() || args.dry_run {
+    if !plan.has_changes() || args.run.dry_run {
         if json {
             println!("{}", plan.to_json());
         } else {
@@ -251,8 +259,8 @@ async fn apply_cluster(
     }
     let opts = ApplyOptions {
         concurrency: fleet.concurrency(),
-        fail_fast: args.fail_fast,
-        break_stale_lock: args.break_lock,
+        fail_fast: args.run.fail_fast,
+        break_stale_lock: args.run.break_lock,
         verify_first: asked,
         identity,
         ..ApplyOptions::default()

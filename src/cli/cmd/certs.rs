@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use k8sup_cluster::RunOptions;
 
-use super::apply::ApplyArgs;
+use super::apply::{ApplyArgs, RunFlags};
 use super::plan::DisplayArgs;
 use crate::output::OutputArgs;
 
@@ -61,26 +61,8 @@ pub struct RenewArgs {
     #[arg(long = "host", value_delimiter = ',', value_name = "NAME")]
     pub hosts: Vec<String>,
 
-    /// Do not ask for confirmation.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-
-    /// Only show the plan.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Stop every host at the first failure on any host.
-    #[arg(long)]
-    pub fail_fast: bool,
-
-    /// Break a run lock left by a dead run (never one that is still held).
-    #[arg(long)]
-    pub break_lock: bool,
-
-    /// Where the Kubernetes artifacts come from, instead of the inventory's
-    /// `cluster.artifacts.source` (as `k8sup apply --artifacts`).
-    #[arg(long, value_name = "URL|DIR|BUNDLE")]
-    pub artifacts: Option<String>,
+    #[command(flatten)]
+    pub run: RunFlags,
 
     #[command(flatten)]
     pub display: DisplayArgs,
@@ -96,11 +78,7 @@ pub fn execute(cmd: CertsCmd) -> Result<ExitCode> {
                 plan: None,
                 inventory: Some(a.inventory),
                 hosts: a.hosts,
-                yes: a.yes,
-                dry_run: a.dry_run,
-                fail_fast: a.fail_fast,
-                break_lock: a.break_lock,
-                artifacts: a.artifacts,
+                run: a.run,
                 display: a.display,
                 output: a.output,
             },

@@ -101,35 +101,15 @@ fn workload(lab: &TestLab, inventory: &Path, busybox: &str, archive: &Path) -> s
     })
 }
 
-const DEPLOYMENT: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-        - maxSkew: 1
-          topologyKey: kubernetes.io/hostname
-          whenUnsatisfiable: DoNotSchedule
-          labelSelector: {matchLabels: {app: web}}
-      containers:
-        - name: web
-          image: BUSYBOX
-          imagePullPolicy: Never
-          command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && echo serving from $(hostname) && exec httpd -f -p 8080 -h /www"]
-          ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
-"#;
+/// The test workload (`tests/workloads/web.yaml`), with the lab's image
+/// from the mirror (`IMAGE`, imported from its archive: never pulled).
+const DEPLOYMENT: &str = include_str!("../../../tests/workloads/web.yaml");
+
+fn web(image: &str) -> String {
+    DEPLOYMENT
+        .replace("IMAGE", image)
+        .replace("PULL_POLICY", "Never")
+}
 
 #[test]
 fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
@@ -225,7 +205,7 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         common::KUBERNETES
     );
 
-    kubectl.apply(&DEPLOYMENT.replace("BUSYBOX", &busybox));
+    kubectl.apply(&web(&busybox));
     kubectl.wait(
         "the deployment is available",
         Duration::from_secs(120),
@@ -496,6 +476,83 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
     let cp_facts = &plan["facts"][lab.node(0)];
     assert_eq!(cp_facts["k8sup.apiserver"], "present", "{cp_facts}");
     assert_eq!(cp_facts["k8sup.datastore"], "present", "{cp_facts}");
+
+    // A new build of k8sup's API-server proxy (one more byte): it is pushed
+    // and the proxies restart to run it, on the workers only, and nothing
+    // else restarts.
+    let bins = inventory.parent().unwrap().join("newer-bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    let here = std::path::Path::new(env!("CARGO_BIN_EXE_k8sup"))
+        .parent()
+        .unwrap();
+    for d in ["k8sup-datastore", "k8sup-apiserver-proxy"] {
+        std::fs::copy(here.join(d), bins.join(d)).unwrap();
+    }
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(bins.join("k8sup-apiserver-proxy"))
+            .unwrap();
+        f.write_all(b"\0").unwrap();
+    }
+    let pid =
+        |i: usize, unit: &str| lab.root(i, &format!("systemctl show -p MainPID --value {unit}"));
+    let (proxy, kubelet, datastore) = (
+        pid(1, "k8sup-apiserver-proxy"),
+        pid(1, "kubelet"),
+        pid(0, "k8sup-datastore"),
+    );
+    let with_new = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8sup"))
+            .args(args)
+            .env("K8SUP_NODE_BIN_DIR", &bins)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "k8sup {args:?} with a new proxy build failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let plan: serde_json::Value =
+        serde_json::from_str(&with_new(&["plan", "-i", inv, "-o", "json"])).unwrap();
+    let restarts: Vec<String> = (0..3)
+        .flat_map(|i| {
+            actions_on(&plan, &lab.node(i))
+                .into_iter()
+                .filter(|a| a.starts_with("restart "))
+                .map(move |a| format!("{i} {a}"))
+        })
+        .collect();
+    assert_eq!(
+        restarts,
+        [
+            "1 restart service:k8sup-apiserver-proxy.service",
+            "2 restart service:k8sup-apiserver-proxy.service"
+        ],
+        "the restarts a new proxy build plans"
+    );
+    with_new(&["apply", "-i", inv, "--yes"]);
+    assert_ne!(
+        pid(1, "k8sup-apiserver-proxy"),
+        proxy,
+        "the proxy runs its old program"
+    );
+    assert_eq!(pid(1, "kubelet"), kubelet, "the kubelet restarted");
+    assert_eq!(
+        pid(0, "k8sup-datastore"),
+        datastore,
+        "the datastore restarted"
+    );
+    kubectl.wait_ready(
+        "every node Ready with the new proxy",
+        3,
+        Duration::from_secs(60),
+        &[],
+    );
 }
 
 /// The cluster's admin kubeconfig, from `k8sup kubeconfig`, written to
