@@ -9,7 +9,7 @@ use k8sup_cluster::AddonsRequest;
 use k8sup_engine::{Action, ActionKind, Event, Executed, HostPlan, HostReport, Progress};
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::connect::{Connected, describe};
+use crate::connect::describe;
 use crate::objects::{Object, id_of};
 use crate::plan::{WAIT_ID, apply_params, role_label};
 use crate::reach::reach;
@@ -18,9 +18,52 @@ use crate::readiness;
 /// The step name progress shows.
 const STEP: &str = "add-ons";
 
-/// Apply `plan` (made for `want` moments ago).
+/// Apply `plan` (made for `want` moments ago), through the first control
+/// plane whose API answers (waiting up to `want.wait` for one).
 pub async fn apply(
     sessions: &k8sup_engine::Sessions,
+    want: &AddonsRequest,
+    plan: &HostPlan,
+    progress: &dyn Progress,
+) -> HostReport {
+    // The API was planned as it is; it may have started moments ago.
+    let started = Instant::now();
+    let c = loop {
+        match reach(sessions, want, Duration::from_secs(5)).await {
+            Ok(c) => break c,
+            Err(why) if started.elapsed() >= want.wait => {
+                let host = plan.host.as_str();
+                progress.event(Event::HostStarted {
+                    host,
+                    step: STEP,
+                    actions: plan.actions.len(),
+                });
+                progress.event(Event::HostFinished {
+                    host,
+                    step: STEP,
+                    ok: false,
+                });
+                return HostReport {
+                    host: host.to_string(),
+                    unchanged: plan.unchanged,
+                    failed: 1,
+                    not_run: plan.actions.len().saturating_sub(1),
+                    error: Some(format!(
+                        "the API did not answer within {} s: {why}",
+                        want.wait.as_secs()
+                    )),
+                    ..Default::default()
+                };
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    apply_through(&c.client, want, plan, progress).await
+}
+
+/// Apply `plan` with a client of the API.
+pub async fn apply_through(
+    client: &kube::Client,
     want: &AddonsRequest,
     plan: &HostPlan,
     progress: &dyn Progress,
@@ -36,31 +79,9 @@ pub async fn apply(
         step: STEP,
         actions: plan.actions.len(),
     });
-    // The API was planned as it is; it may have started moments ago.
-    let started = Instant::now();
-    let c = loop {
-        match reach(sessions, want, Duration::from_secs(5)).await {
-            Ok(c) => break c,
-            Err(why) if started.elapsed() >= want.wait => {
-                report.failed = 1;
-                report.not_run = plan.actions.len().saturating_sub(1);
-                report.error = Some(format!(
-                    "the API did not answer within {} s: {why}",
-                    want.wait.as_secs()
-                ));
-                progress.event(Event::HostFinished {
-                    host,
-                    step: STEP,
-                    ok: false,
-                });
-                return report;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
-    };
     for (i, a) in plan.actions.iter().enumerate() {
         progress.event(Event::ActionStarted { host, action: a });
-        let result = carry_out(&c, want, a).await;
+        let result = carry_out(client, want, a).await;
         progress.event(Event::ActionFinished {
             host,
             action: a,
@@ -90,10 +111,10 @@ pub async fn apply(
     report
 }
 
-async fn carry_out(c: &Connected, want: &AddonsRequest, a: &Action) -> Result<(), String> {
+async fn carry_out(client: &kube::Client, want: &AddonsRequest, a: &Action) -> Result<(), String> {
     let id = a.resource.as_str();
     if id == WAIT_ID {
-        return wait(c, want).await;
+        return wait(client, want).await;
     }
     if let Some(node) = id.strip_prefix("node:") {
         let role = want
@@ -103,7 +124,7 @@ async fn carry_out(c: &Connected, want: &AddonsRequest, a: &Action) -> Result<()
             .map(|n| n.role)
             .ok_or_else(|| format!("{node} is not a node of this run"))?;
         let patch = serde_json::json!({"metadata": {"labels": {role_label(role): ""}}});
-        return Api::<Node>::all(c.client.clone())
+        return Api::<Node>::all(client.clone())
             .patch(
                 node,
                 &PatchParams {
@@ -122,7 +143,7 @@ async fn carry_out(c: &Connected, want: &AddonsRequest, a: &Action) -> Result<()
         .find(|(_, v)| id_of(v) == id)
         .ok_or_else(|| "not an object of this run's templates".to_string())?;
     debug_assert!(matches!(a.kind, ActionKind::Create | ActionKind::Update));
-    let o = Object::new(&c.client, template, value)?;
+    let o = Object::new(client, template, value)?;
     o.api
         .patch(&o.name, &apply_params(), &Patch::Apply(&o.body))
         .await
@@ -132,10 +153,10 @@ async fn carry_out(c: &Connected, want: &AddonsRequest, a: &Action) -> Result<()
 
 /// Until the cluster takes workloads, or `want.wait` has passed: then what
 /// it still lacks.
-async fn wait(c: &Connected, want: &AddonsRequest) -> Result<(), String> {
+async fn wait(client: &kube::Client, want: &AddonsRequest) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        let last = match readiness::check(&c.client, want).await {
+        let last = match readiness::check(client, want).await {
             Ok(r) if r.ready() => return Ok(()),
             Ok(r) => r.missing.join("; "),
             // The API may restart under us (a control plane that was just

@@ -13,10 +13,10 @@
 //! template concerned; nothing but the objects, the waits and the labels of
 //! the plan is changed.
 
-mod apply;
+pub mod apply;
 pub mod connect;
 mod objects;
-mod plan;
+pub mod plan;
 mod reach;
 pub mod readiness;
 

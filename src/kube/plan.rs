@@ -12,7 +12,7 @@ use k8sup_engine::{Action, ActionKind, EngineError, HostPlan, ResourceId, diff};
 use kube::api::{Patch, PatchParams};
 use kube::core::params::ValidationDirective;
 
-use crate::connect::{Connected, describe};
+use crate::connect::describe;
 use crate::objects::{Object, comparable, id_of, text};
 use crate::reach::reach;
 use crate::readiness::{self, Readiness};
@@ -63,12 +63,12 @@ pub async fn plan(
     sessions: &k8sup_engine::Sessions,
     want: &AddonsRequest,
 ) -> Result<HostPlan, EngineError> {
-    let mut actions = Vec::new();
-    let mut unchanged = 0;
     let started = std::time::Instant::now();
     let reached = reach(sessions, want, PLAN_TIMEOUT).await;
     tracing::debug!(elapsed = ?started.elapsed(), ok = reached.is_ok(), "API reached");
+    let mut actions = Vec::new();
     match reached {
+        Ok(c) => return plan_through(&c.client, &c.host, want).await,
         Err(why) => {
             // Nothing to compare with: every object is applied, and the rest
             // is decided once the API answers. A cluster no control plane
@@ -115,29 +115,45 @@ pub async fn plan(
                 ));
             }
         }
-        Ok(c) => {
-            let objects = objects(&c, want).await?;
-            tracing::debug!(elapsed = ?started.elapsed(), "objects compared");
-            let changes = objects.iter().filter(|a| a.is_some()).count();
-            unchanged += objects.len() - changes;
-            actions.extend(objects.into_iter().flatten());
-            let ready = readiness::check(&c.client, want)
-                .await
-                .map_err(|e| invalid(format!("through {}: {e}", c.host)))?;
-            tracing::debug!(elapsed = ?started.elapsed(), "readiness read");
-            if !want.settled || changes > 0 || !ready.ready() {
-                let reason = if ready.ready() {
-                    format!("until {READY_MEANS}, after the changes before it")
-                } else {
-                    format!("until {READY_MEANS}; now {}", ready.missing.join("; "))
-                };
-                actions.push(action(WAIT_ID.into(), ActionKind::Wait, reason, None));
-            }
-            let (labels, kept) = labels(want, &ready);
-            unchanged += kept;
-            actions.extend(labels);
-        }
     }
+    Ok(HostPlan {
+        host: API_TARGET.into(),
+        fingerprint: String::new(),
+        locked_by: None,
+        unchanged: 0,
+        actions,
+        decided_after: None,
+    })
+}
+
+/// Plan `want` with a client of the API (reached through control plane `via`).
+pub async fn plan_through(
+    client: &kube::Client,
+    via: &str,
+    want: &AddonsRequest,
+) -> Result<HostPlan, EngineError> {
+    let started = std::time::Instant::now();
+    let mut actions = Vec::new();
+    let objects = objects(client, want).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "objects compared");
+    let changes = objects.iter().filter(|a| a.is_some()).count();
+    let mut unchanged = objects.len() - changes;
+    actions.extend(objects.into_iter().flatten());
+    let ready = readiness::check(client, want)
+        .await
+        .map_err(|e| invalid(format!("through {via}: {e}")))?;
+    tracing::debug!(elapsed = ?started.elapsed(), "readiness read");
+    if !want.settled || changes > 0 || !ready.ready() {
+        let reason = if ready.ready() {
+            format!("until {READY_MEANS}, after the changes before it")
+        } else {
+            format!("until {READY_MEANS}; now {}", ready.missing.join("; "))
+        };
+        actions.push(action(WAIT_ID.into(), ActionKind::Wait, reason, None));
+    }
+    let (labels, kept) = labels(want, &ready);
+    unchanged += kept;
+    actions.extend(labels);
     Ok(HostPlan {
         host: API_TARGET.into(),
         fingerprint: String::new(),
@@ -156,11 +172,14 @@ fn invalid(reason: String) -> EngineError {
 }
 
 /// Each object's change (`None`: as wanted), in order.
-async fn objects(c: &Connected, want: &AddonsRequest) -> Result<Vec<Option<Action>>, EngineError> {
+async fn objects(
+    client: &kube::Client,
+    want: &AddonsRequest,
+) -> Result<Vec<Option<Action>>, EngineError> {
     let checks = want
         .objects
         .iter()
-        .map(|(template, v)| -> ObjectCheck<'_> { Box::pin(check(c, template, v)) });
+        .map(|(template, v)| -> ObjectCheck<'_> { Box::pin(check(client, template, v)) });
     // kube's client speaks HTTP/1.1: each request in flight needs a TLS
     // connection of its own, and a new one (a channel over SSH, then a
     // handshake whose small writes sshd may hold on the far side until the
@@ -177,12 +196,12 @@ type ObjectCheck<'a> = futures::future::BoxFuture<'a, Result<Option<Action>, Eng
 
 /// One object's change (`None`: as wanted).
 async fn check(
-    c: &Connected,
+    client: &kube::Client,
     template: &str,
     v: &serde_json::Value,
 ) -> Result<Option<Action>, EngineError> {
     {
-        let o = Object::new(&c.client, template, v).map_err(invalid)?;
+        let o = Object::new(client, template, v).map_err(invalid)?;
         let dry = apply_params().dry_run();
         let patch = Patch::Apply(&o.body);
         let t = std::time::Instant::now();
