@@ -39,7 +39,9 @@
 //! (verb: enable, disable, start, stop, restart), `run {command}`,
 //! `probe {name, check, timeoutMs, intervalMs}` (check: `{"http": {url, status, insecure}}`,
 //! `{"tcp": {host, port}}` or `{"command": "..."}`).
-//! In a phased plan, hosts and actions may carry `decidedAfter: N`: planned
+//! In a phased plan, a service phase's changes (made through a service the
+//! hosts run, such as an API) are one host entry named after the service,
+//! whose actions have no ops; hosts and actions may carry `decidedAfter: N`: planned
 //! from the host as it is now, and planned again once phase N has been applied. Modes are octal strings. Apply
 //! checks every op against the desired state it is given (paths, units, commands, content
 //! hashes), so a saved plan can only do what the inputs allow.
