@@ -22,7 +22,6 @@ pub const SYSCTL_PATH: &str = "/etc/sysctl.d/99-k8sup.conf";
 const NODE_DIRS: &[&str] = &[
     "/etc/kubernetes",
     "/etc/kubernetes/pki",
-    "/etc/kubernetes/addons",
     "/etc/containerd",
     "/etc/cni/net.d",
     "/opt/cni/bin",
