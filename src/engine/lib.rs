@@ -108,7 +108,7 @@ pub use probe::ProbeCheck;
 pub use progress::{Event, NoProgress, Progress};
 pub use removal::hosts_to_remove;
 pub use report::{ApplyReport, Executed, HostReport};
-pub use resource::{Attrs, Ensure, Guard, Resource, ResourceId, Spec, UNIT_DIR};
+pub use resource::{Attrs, DiffView, Ensure, Guard, Resource, ResourceId, Spec, UNIT_DIR};
 pub use rollout::{ResolvedRollout, ResolvedStep, Rollout, Step};
 pub use service::ServicePhase;
 pub use template::TemplateContext;

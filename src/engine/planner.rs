@@ -818,7 +818,12 @@ fn plan_content(
     if diffable {
         match (old, body.text()) {
             (Some(old), Some(new)) => {
-                a.diff = diff::unified(path, old, new.as_bytes());
+                a.diff = match &r.resource.spec {
+                    Spec::File {
+                        view: Some(view), ..
+                    } => diff::unified(path, view(old).as_bytes(), view(new.as_bytes()).as_bytes()),
+                    _ => diff::unified(path, old, new.as_bytes()),
+                };
                 if a.diff.is_none() {
                     reason.push_str(" (the host's content is not text; no diff)");
                 }

@@ -17,6 +17,9 @@ use crate::probe::ProbeCheck;
 /// Where systemd units written by the engine live.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 
+/// A readable rendering of a file's content, for the plan's diff.
+pub type DiffView = fn(&[u8]) -> String;
+
 /// A resource's stable identity: `KIND:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -107,6 +110,8 @@ pub enum Spec {
         attrs: Attrs,
         ensure: Ensure,
         sensitive: bool,
+        /// How the plan shows a change of content (see [`Resource::diff_view`]).
+        view: Option<DiffView>,
     },
     /// A large file streamed from the workstation, never held in memory and never diffed.
     Binary {
@@ -184,6 +189,7 @@ impl Resource {
             attrs: Attrs::default(),
             ensure: Ensure::Present,
             sensitive: false,
+            view: None,
         })
     }
 
@@ -347,6 +353,17 @@ impl Resource {
     pub fn sensitive(mut self) -> Self {
         if let Spec::File { sensitive, .. } = &mut self.spec {
             *sensitive = true;
+        }
+        self
+    }
+
+    /// For a file: the plan diffs `view(old)` against `view(new)` instead of
+    /// the raw contents. Why: some text says little to a person as it is (a
+    /// PEM certificate is base64); its view (subject, names, validity) shows
+    /// what changed. Apply still compares and writes the raw bytes.
+    pub fn diff_view(mut self, f: DiffView) -> Self {
+        if let Spec::File { view, .. } = &mut self.spec {
+            *view = Some(f);
         }
         self
     }

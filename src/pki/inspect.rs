@@ -64,6 +64,43 @@ pub fn inspect_file(path: &str, contents: &[u8]) -> Result<Option<CertInfo>, Pki
     }
 }
 
+/// A certificate as a person reads it, one fact per line (subject, groups,
+/// issuer, names, validity, serial): what the plan diffs when a certificate
+/// changes, instead of its base64. Text that is not a certificate is shown
+/// as it is.
+pub fn describe_pem(pem: &[u8]) -> String {
+    let described = with_cert(pem, |cert| {
+        let info = inspect(pem)?;
+        let mut out = format!("subject CN={}\n", info.common_name);
+        if !info.organizations.is_empty() {
+            out += &format!("groups {}\n", info.organizations.join(", "));
+        }
+        out += &format!("issuer CN={}\n", info.issuer);
+        let names: Vec<String> = info
+            .dns_names
+            .iter()
+            .cloned()
+            .chain(info.ip_addresses.iter().map(ToString::to_string))
+            .collect();
+        if !names.is_empty() {
+            out += &format!("names {}\n", names.join(", "));
+        }
+        out += &format!(
+            "valid from {} until {}\n",
+            rfc3339(info.not_before),
+            rfc3339(info.not_after)
+        );
+        out += &format!("serial {}\n", cert.raw_serial_as_string());
+        Ok(out)
+    });
+    described.unwrap_or_else(|_| String::from_utf8_lossy(pem).into_owned())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// [`inspect_pem`] with the reason as text, for callers that add the name.
 pub(crate) fn inspect(pem: &[u8]) -> Result<CertInfo, String> {
     with_cert(pem, |cert| {

@@ -55,7 +55,7 @@ mod renew;
 pub use ca::{CA_VALIDITY, Ca};
 pub use cluster::{Authority, Member, PkiSpec, ToRead, identity, to_read};
 pub use error::PkiError;
-pub use inspect::{CertInfo, inspect_file, inspect_pem};
+pub use inspect::{CertInfo, describe_pem, inspect_file, inspect_pem};
 pub use kubeconfig::Kubeconfig;
 pub use leaf::{BACKDATE, LEAF_VALIDITY, Leaf, LeafSpec, Usage};
 pub use reconcile::{Existing, File, Item, Kind, Pki, Reason, reconcile};

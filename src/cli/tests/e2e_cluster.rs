@@ -448,6 +448,11 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         !shown.contains("PRIVATE KEY"),
         "a private key was printed in the renewal's plan"
     );
+    // A renewed certificate is shown in words (validity, serial), not base64.
+    assert!(
+        shown.contains("+valid from ") && !shown.contains("BEGIN CERTIFICATE"),
+        "the renewal's plan does not describe the certificates:\n{shown}"
+    );
     assert_eq!(
         serving_serial(&lab.address(0)),
         serial_before,

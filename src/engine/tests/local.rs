@@ -819,3 +819,54 @@ async fn an_http_probe_waits_for_the_wanted_status_and_reports_the_last_one() {
     assert!(err.contains("answers 200) did not pass"), "{err}");
     assert!(err.contains("wanted HTTP 200, got: 503"), "{err}");
 }
+
+/// A file with a diff view (`Resource::diff_view`): the plan diffs what the
+/// view makes of the old and new contents; apply writes the raw bytes.
+#[tokio::test]
+async fn a_diff_view_shows_what_changed_in_words() {
+    fn view(b: &[u8]) -> String {
+        let n = String::from_utf8_lossy(b).trim().len();
+        format!("a secret-looking blob of {n} characters\n")
+    }
+    let t = hosts(&["h1"]);
+    let h = t.h(0);
+    let file = |text: &str| {
+        Rollout::single(
+            "files",
+            vec![
+                DesiredState::new("h1")
+                    .with(Resource::file(h.path("/blob"), Content::text(text)).diff_view(view)),
+            ],
+        )
+    };
+    let first = file("aaaa\n").resolve().await.unwrap();
+    let p = plan(&first, &t.sessions, 4).await.unwrap();
+    apply(
+        &p,
+        &first,
+        &t.sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let second = file("bbbbbb\n").resolve().await.unwrap();
+    let p = plan(&second, &t.sessions, 4).await.unwrap();
+    let diff = p.steps[0].hosts[0].actions[0].diff.clone().unwrap();
+    assert!(
+        diff.contains("-a secret-looking blob of 4 characters")
+            && diff.contains("+a secret-looking blob of 6 characters")
+            && !diff.contains("bbbbbb"),
+        "{diff}"
+    );
+    apply(
+        &p,
+        &second,
+        &t.sessions,
+        &ApplyOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(read(h, "/blob").as_deref(), Some("bbbbbb\n"));
+}

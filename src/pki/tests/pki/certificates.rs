@@ -319,3 +319,58 @@ fn the_kubernetes_service_ip_is_the_first_address_of_the_service_cidr() {
     s.service_cidr = "10.0.0.7/32".parse().unwrap();
     assert!(matches!(s.service_ip(), Err(PkiError::NoServiceIp { .. })));
 }
+
+/// What a plan shows when a certificate changes: who it is for, its names,
+/// its validity and serial, one per line (checked against openssl's own
+/// reading of the same certificate); other text is shown as it is.
+#[test]
+fn a_certificate_is_described_for_the_plan_in_words() {
+    let pki = fresh(&spec());
+    let cert = &file(&pki, "cp-1", APISERVER_CRT).contents;
+    let shown = k8sup_pki::describe_pem(cert);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines[0], "subject CN=kube-apiserver", "{shown}");
+    assert!(lines.contains(&"issuer CN=demo-ca"), "{shown}");
+    let names = lines.iter().find(|l| l.starts_with("names ")).unwrap();
+    assert!(
+        names.contains("kubernetes.default.svc.cluster.local"),
+        "{names}"
+    );
+    assert!(
+        names.contains("10.0.0.11") && names.contains("api.example.com"),
+        "{names}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("valid from ") && l.contains(" until "))
+    );
+    // The same serial openssl reads.
+    let serial = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("serial "))
+        .unwrap();
+    let openssl = x509_text(cert);
+    let plain: String = serial.chars().filter(|c| *c != ':').collect();
+    assert!(
+        openssl
+            .to_lowercase()
+            .replace(':', "")
+            .contains(&plain.to_lowercase()),
+        "serial {serial} is not openssl's:\n{openssl}"
+    );
+    assert!(!shown.contains("BEGIN CERTIFICATE"));
+    // A client certificate names its groups (the Kubernetes user's).
+    let client =
+        k8sup_pki::describe_pem(&file(&pki, "cp-1", APISERVER_KUBELET_CLIENT_CRT).contents);
+    let groups = subject(&file(&pki, "cp-1", APISERVER_KUBELET_CLIENT_CRT).contents);
+    assert_eq!(
+        client.contains("\ngroups "),
+        groups.contains("O ="),
+        "{client}\n{groups}"
+    );
+    assert_eq!(
+        k8sup_pki::describe_pem(b"not a certificate\n"),
+        "not a certificate\n"
+    );
+}
