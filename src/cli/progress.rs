@@ -100,6 +100,17 @@ impl Progress for Bars {
                     mib(total)
                 ));
             }
+            Event::Waiting {
+                host,
+                action,
+                pending,
+            } => {
+                if self.plain {
+                    eprintln!("{host}: {}: waiting: {pending}", action.resource);
+                }
+                self.host_bar(host)
+                    .set_message(format!("{}: waiting: {pending}", action.resource));
+            }
             Event::HostFinished { host, step, ok } => {
                 let word = if ok { "done" } else { "FAILED" };
                 if self.plain {

@@ -42,6 +42,13 @@ pub enum Event<'a> {
         step: &'a str,
         ok: bool,
     },
+    /// A wait goes on: what it still waits for, in words (sent when that
+    /// changes), so a long wait says why it is long.
+    Waiting {
+        host: &'a str,
+        action: &'a Action,
+        pending: &'a str,
+    },
 }
 
 /// Receives [`Event`]s, from several hosts' tasks at once.

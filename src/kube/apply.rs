@@ -81,7 +81,14 @@ pub async fn apply_through(
     });
     for (i, a) in plan.actions.iter().enumerate() {
         progress.event(Event::ActionStarted { host, action: a });
-        let result = carry_out(client, want, a).await;
+        let result = carry_out(client, want, a, &|pending| {
+            progress.event(Event::Waiting {
+                host,
+                action: a,
+                pending,
+            })
+        })
+        .await;
         progress.event(Event::ActionFinished {
             host,
             action: a,
@@ -111,10 +118,15 @@ pub async fn apply_through(
     report
 }
 
-async fn carry_out(client: &kube::Client, want: &AddonsRequest, a: &Action) -> Result<(), String> {
+async fn carry_out(
+    client: &kube::Client,
+    want: &AddonsRequest,
+    a: &Action,
+    waiting: &(dyn Fn(&str) + Sync),
+) -> Result<(), String> {
     let id = a.resource.as_str();
     if id == WAIT_ID {
-        return wait(client, want).await;
+        return wait(client, want, waiting).await;
     }
     if let Some(node) = id.strip_prefix("node:") {
         let role = want
@@ -153,8 +165,13 @@ async fn carry_out(client: &kube::Client, want: &AddonsRequest, a: &Action) -> R
 
 /// Until the cluster takes workloads, or `want.wait` has passed: then what
 /// it still lacks.
-async fn wait(client: &kube::Client, want: &AddonsRequest) -> Result<(), String> {
+async fn wait(
+    client: &kube::Client,
+    want: &AddonsRequest,
+    waiting: &(dyn Fn(&str) + Sync),
+) -> Result<(), String> {
     let started = Instant::now();
+    let mut said = String::new();
     loop {
         let last = match readiness::check(client, want).await {
             Ok(r) if r.ready() => return Ok(()),
@@ -163,6 +180,10 @@ async fn wait(client: &kube::Client, want: &AddonsRequest) -> Result<(), String>
             // changed): look again until the time is up.
             Err(e) => e,
         };
+        if last != said {
+            waiting(&last);
+            said = last.clone();
+        }
         if started.elapsed() >= want.wait {
             return Err(format!(
                 "the cluster did not take workloads within {} s: {last}",

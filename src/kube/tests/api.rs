@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8sup_cluster::AddonsRequest;
-use k8sup_engine::{ActionKind, HostPlan, NoProgress};
+use k8sup_engine::{ActionKind, Event, HostPlan, Progress};
 use k8sup_testbed::{ControlPlane, ControlPlaneOpts, Store, StoreKind, TestPki};
 use kube::api::{Api, Patch, PatchParams};
 
@@ -34,6 +34,18 @@ fn request() -> AddonsRequest {
     // No kubelet runs here: the wait can only fail, so it fails soon.
     want.wait = Duration::from_secs(5);
     want
+}
+
+/// What the waits said they waited for.
+#[derive(Default)]
+struct Waiting(std::sync::Mutex<Vec<String>>);
+
+impl Progress for Waiting {
+    fn event(&self, e: Event<'_>) {
+        if let Event::Waiting { pending, .. } = e {
+            self.0.lock().unwrap().push(pending.to_string());
+        }
+    }
 }
 
 fn kinds(plan: &HostPlan) -> Vec<String> {
@@ -98,8 +110,15 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
         );
         assert!(plan.actions[8].reason.contains("once it registers"));
 
-        // Applied: the objects are created; the wait fails, saying why.
-        let report = k8sup_kube::apply::apply_through(&client, &want, &plan, &NoProgress).await;
+        // Applied: the objects are created; the wait fails, saying why, and
+        // said while it waited what it waited for.
+        let waiting = Waiting::default();
+        let report = k8sup_kube::apply::apply_through(&client, &want, &plan, &waiting).await;
+        let said = waiting.0.lock().unwrap().clone();
+        assert!(
+            !said.is_empty() && said[0].contains("node cp-1 has not registered"),
+            "{said:?}"
+        );
         assert_eq!(report.changed, 7, "{report:?}");
         assert_eq!(report.failed, 1);
         assert_eq!(report.not_run, 1, "the label waits for the node");
