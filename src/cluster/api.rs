@@ -16,8 +16,9 @@ use k8sup_engine::{EngineError, HostPlan, HostReport, Progress};
 /// The name the plan and the report show for the API, in place of a host's.
 pub const API_TARGET: &str = "kubernetes-api";
 
-/// A control plane the API can be reached through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A control plane the API can be reached through. Its `Debug` leaves the
+/// admin kubeconfig out: it holds a private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Through {
     /// The inventory host (its SSH connection carries the API's traffic).
     pub host: String,
@@ -25,6 +26,19 @@ pub struct Through {
     pub port: u16,
     /// The admin kubeconfig that host holds (from its facts), if any yet.
     pub admin_kubeconfig: Option<String>,
+}
+
+impl std::fmt::Debug for Through {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Through")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "admin_kubeconfig",
+                &self.admin_kubeconfig.as_ref().map(|_| "(held, not shown)"),
+            )
+            .finish()
+    }
 }
 
 /// A node the cluster must have, Ready, with its role label.

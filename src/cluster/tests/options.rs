@@ -318,6 +318,11 @@ fn add_ons_ask_the_api_for_the_templates_objects_and_the_runs_nodes() {
     assert_eq!(want.through[0].host, "cp-1");
     assert_eq!(want.through[0].port, 6443);
     assert_eq!(want.through[0].admin_kubeconfig.as_deref(), Some(admin));
+    let shown = format!("{want:?}");
+    assert!(
+        !shown.contains("kind: Config") && shown.contains("(held, not shown)"),
+        "the request's Debug shows the admin kubeconfig: {shown}"
+    );
     let nodes: Vec<(&str, &str)> = want
         .nodes
         .iter()
