@@ -41,6 +41,7 @@ pub fn request(
     files: &NodeFiles,
     facts: &BTreeMap<String, Facts>,
     selected: &dyn Fn(&str) -> bool,
+    restarted: &dyn Fn(&str) -> bool,
     settled: bool,
 ) -> Result<AddonsRequest, EngineError> {
     let through = t
@@ -69,6 +70,12 @@ pub fn request(
                     "worker"
                 },
             })
+            .collect(),
+        restarted: t
+            .nodes
+            .iter()
+            .filter(|n| selected(&n.name) && restarted(&n.name))
+            .map(|n| n.name.clone())
             .collect(),
         coredns: ObjectRef {
             namespace: "kube-system".into(),

@@ -60,6 +60,10 @@ pub struct AddonsRequest {
     pub objects: Vec<(String, serde_json::Value)>,
     /// The nodes to wait for and label.
     pub nodes: Vec<WantedNode>,
+    /// Nodes whose kubelet an earlier phase of this run restarts (or
+    /// restarted): a Node stays Ready in the API until the new kubelet
+    /// reports, so the wait wants a report newer than the one seen before.
+    pub restarted: Vec<String>,
     /// The CoreDNS Deployment: the cluster takes workloads once one of its
     /// replicas is available (names resolve) and the `default`
     /// ServiceAccount exists (Pods can be created).

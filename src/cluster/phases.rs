@@ -120,11 +120,15 @@ impl AddOns {
         settled: bool,
     ) -> Result<crate::api::AddonsRequest, EngineError> {
         let t = self.sh.topology(cx.facts)?;
+        // Nodes whose kubelet the nodes phase restarts (or starts).
+        let nodes = cx.earlier(NODES);
+        let kubelet = k8sup_engine::ResourceId::service(node::KUBELET_UNIT);
         addons::request(
             &t,
             &self.sh.files,
             cx.facts,
             &|h| self.sh.selected(h),
+            &|h| nodes.is_some_and(|o| o.changed_resource(h, kubelet.as_str())),
             settled,
         )
     }

@@ -13,7 +13,7 @@ use crate::connect::describe;
 use crate::objects::{Object, id_of};
 use crate::plan::{WAIT_ID, apply_params, role_label};
 use crate::reach::reach;
-use crate::readiness;
+use crate::readiness::{self, Reports};
 
 /// The step name progress shows.
 const STEP: &str = "add-ons";
@@ -25,6 +25,7 @@ pub async fn apply(
     want: &AddonsRequest,
     plan: &HostPlan,
     progress: &dyn Progress,
+    before: &Reports,
 ) -> HostReport {
     // The API was planned as it is; it may have started moments ago.
     let started = Instant::now();
@@ -58,15 +59,17 @@ pub async fn apply(
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     };
-    apply_through(&c.client, want, plan, progress).await
+    apply_through(&c.client, want, plan, progress, before).await
 }
 
-/// Apply `plan` with a client of the API.
+/// Apply `plan` with a client of the API; `before` as for
+/// [`readiness::check`].
 pub async fn apply_through(
     client: &kube::Client,
     want: &AddonsRequest,
     plan: &HostPlan,
     progress: &dyn Progress,
+    before: &Reports,
 ) -> HostReport {
     let host = plan.host.as_str();
     let mut report = HostReport {
@@ -81,7 +84,7 @@ pub async fn apply_through(
     });
     for (i, a) in plan.actions.iter().enumerate() {
         progress.event(Event::ActionStarted { host, action: a });
-        let result = carry_out(client, want, a, &|pending| {
+        let result = carry_out(client, want, a, before, &|pending| {
             progress.event(Event::Waiting {
                 host,
                 action: a,
@@ -122,11 +125,12 @@ async fn carry_out(
     client: &kube::Client,
     want: &AddonsRequest,
     a: &Action,
+    before: &Reports,
     waiting: &(dyn Fn(&str) + Sync),
 ) -> Result<(), String> {
     let id = a.resource.as_str();
     if id == WAIT_ID {
-        return wait(client, want, waiting).await;
+        return wait(client, want, before, waiting).await;
     }
     if let Some(node) = id.strip_prefix("node:") {
         let role = want
@@ -168,12 +172,13 @@ async fn carry_out(
 async fn wait(
     client: &kube::Client,
     want: &AddonsRequest,
+    before: &Reports,
     waiting: &(dyn Fn(&str) + Sync),
 ) -> Result<(), String> {
     let started = Instant::now();
     let mut said = String::new();
     loop {
-        let last = match readiness::check(client, want).await {
+        let last = match readiness::check(client, want, before).await {
             Ok(r) if r.ready() => return Ok(()),
             Ok(r) => r.missing.join("; "),
             // The API may restart under us (a control plane that was just

@@ -35,6 +35,10 @@ pub use plan::{WAIT_ID, role_label};
 #[derive(Default)]
 pub struct KubeApi {
     sessions: OnceLock<Sessions>,
+    /// The nodes' reports as the run's first plan saw them, before it
+    /// changed anything (see `readiness::check`); set by that first plan,
+    /// even when it saw none.
+    before: std::sync::Mutex<Option<readiness::Reports>>,
 }
 
 impl KubeApi {
@@ -47,6 +51,14 @@ impl KubeApi {
         let _ = self.sessions.set(sessions.clone());
     }
 
+    fn before(&self) -> readiness::Reports {
+        self.before
+            .lock()
+            .expect("reports lock")
+            .clone()
+            .unwrap_or_default()
+    }
+
     fn sessions(&self) -> &Sessions {
         static NONE: OnceLock<Sessions> = OnceLock::new();
         self.sessions
@@ -57,7 +69,17 @@ impl KubeApi {
 
 impl ClusterApi for KubeApi {
     fn plan<'a>(&'a self, want: &'a AddonsRequest) -> BoxFuture<'a, Result<HostPlan, EngineError>> {
-        Box::pin(plan::plan(self.sessions(), want))
+        Box::pin(async move {
+            let before = self.before();
+            let (plan, seen) = plan::plan(self.sessions(), want, &before).await?;
+            // Only the run's first plan sees the nodes before any change
+            // (none seen: a new cluster, nothing to compare with).
+            let mut first = self.before.lock().expect("reports lock");
+            if first.is_none() {
+                *first = Some(seen);
+            }
+            Ok(plan)
+        })
     }
 
     fn apply<'a>(
@@ -66,6 +88,9 @@ impl ClusterApi for KubeApi {
         plan: &'a HostPlan,
         progress: &'a dyn Progress,
     ) -> BoxFuture<'a, HostReport> {
-        Box::pin(apply::apply(self.sessions(), want, plan, progress))
+        Box::pin(async move {
+            let before = self.before();
+            apply::apply(self.sessions(), want, plan, progress, &before).await
+        })
     }
 }

@@ -15,7 +15,7 @@ use kube::core::params::ValidationDirective;
 use crate::connect::describe;
 use crate::objects::{Object, comparable, id_of, text};
 use crate::reach::reach;
-use crate::readiness::{self, Readiness};
+use crate::readiness::{self, Readiness, Reports};
 
 /// The resource of the wait in the plan.
 pub const WAIT_ID: &str = "probe:cluster-ready";
@@ -62,13 +62,14 @@ fn action(resource: String, kind: ActionKind, reason: String, diff: Option<Strin
 pub async fn plan(
     sessions: &k8sup_engine::Sessions,
     want: &AddonsRequest,
-) -> Result<HostPlan, EngineError> {
+    before: &Reports,
+) -> Result<(HostPlan, Reports), EngineError> {
     let started = std::time::Instant::now();
     let reached = reach(sessions, want, PLAN_TIMEOUT).await;
     tracing::debug!(elapsed = ?started.elapsed(), ok = reached.is_ok(), "API reached");
     let mut actions = Vec::new();
     match reached {
-        Ok(c) => return plan_through(&c.client, &c.host, want).await,
+        Ok(c) => return plan_through(&c.client, &c.host, want, before).await,
         Err(why) => {
             // Nothing to compare with: every object is applied, and the rest
             // is decided once the API answers. A cluster no control plane
@@ -116,22 +117,28 @@ pub async fn plan(
             }
         }
     }
-    Ok(HostPlan {
-        host: API_TARGET.into(),
-        fingerprint: String::new(),
-        locked_by: None,
-        unchanged: 0,
-        actions,
-        decided_after: None,
-    })
+    Ok((
+        HostPlan {
+            host: API_TARGET.into(),
+            fingerprint: String::new(),
+            locked_by: None,
+            unchanged: 0,
+            actions,
+            decided_after: None,
+        },
+        Reports::new(),
+    ))
 }
 
-/// Plan `want` with a client of the API (reached through control plane `via`).
+/// Plan `want` with a client of the API (reached through control plane
+/// `via`); `before`: the nodes' reports seen before this run changed them
+/// (see `readiness::check`). Also returns the reports seen now.
 pub async fn plan_through(
     client: &kube::Client,
     via: &str,
     want: &AddonsRequest,
-) -> Result<HostPlan, EngineError> {
+    before: &Reports,
+) -> Result<(HostPlan, Reports), EngineError> {
     let started = std::time::Instant::now();
     let mut actions = Vec::new();
     let objects = objects(client, want).await?;
@@ -139,7 +146,7 @@ pub async fn plan_through(
     let changes = objects.iter().filter(|a| a.is_some()).count();
     let mut unchanged = objects.len() - changes;
     actions.extend(objects.into_iter().flatten());
-    let ready = readiness::check(client, want)
+    let ready = readiness::check(client, want, before)
         .await
         .map_err(|e| invalid(format!("through {via}: {e}")))?;
     tracing::debug!(elapsed = ?started.elapsed(), "readiness read");
@@ -154,14 +161,17 @@ pub async fn plan_through(
     let (labels, kept) = labels(want, &ready);
     unchanged += kept;
     actions.extend(labels);
-    Ok(HostPlan {
-        host: API_TARGET.into(),
-        fingerprint: String::new(),
-        locked_by: None,
-        unchanged,
-        actions,
-        decided_after: None,
-    })
+    Ok((
+        HostPlan {
+            host: API_TARGET.into(),
+            fingerprint: String::new(),
+            locked_by: None,
+            unchanged,
+            actions,
+            decided_after: None,
+        },
+        ready.reported,
+    ))
 }
 
 fn invalid(reason: String) -> EngineError {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8sup_cluster::AddonsRequest;
 use kube::api::{Api, ListParams};
 
@@ -23,7 +24,12 @@ pub struct Readiness {
     pub missing: Vec<String>,
     /// Registered nodes, by name: their labels.
     pub nodes: BTreeMap<String, BTreeMap<String, String>>,
+    /// When each node's kubelet last reported its Ready condition.
+    pub reported: Reports,
 }
+
+/// Node name → the last heartbeat of its Ready condition.
+pub type Reports = BTreeMap<String, Time>;
 
 impl Readiness {
     pub fn ready(&self) -> bool {
@@ -31,8 +37,15 @@ impl Readiness {
     }
 }
 
-/// Look once.
-pub async fn check(client: &kube::Client, want: &AddonsRequest) -> Result<Readiness, String> {
+/// Look once. A node of `want.restarted` counts as Ready only once its
+/// kubelet reported after `before` (what was seen before this run changed
+/// it): until the new kubelet reports, the API still shows the old one's
+/// Ready.
+pub async fn check(
+    client: &kube::Client,
+    want: &AddonsRequest,
+    before: &Reports,
+) -> Result<Readiness, String> {
     let nodes = Api::<Node>::all(client.clone());
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), "default");
     let deployments = Api::<Deployment>::namespaced(client.clone(), &want.coredns.namespace);
@@ -53,6 +66,12 @@ pub async fn check(client: &kube::Client, want: &AddonsRequest) -> Result<Readin
             .unwrap_or_default()
             .into_iter()
             .find(|c| c.type_ == "Ready");
+        if let Some(t) = condition
+            .as_ref()
+            .and_then(|c| c.last_heartbeat_time.clone())
+        {
+            out.reported.insert(name.clone(), t);
+        }
         ready.insert(name.clone(), condition);
         out.nodes
             .insert(name, n.metadata.labels.unwrap_or_default());
@@ -62,7 +81,18 @@ pub async fn check(client: &kube::Client, want: &AddonsRequest) -> Result<Readin
             None => out
                 .missing
                 .push(format!("node {} has not registered", node.name)),
-            Some(Some(c)) if c.status == "True" => {}
+            Some(Some(c)) if c.status == "True" => {
+                let stale = want.restarted.contains(&node.name)
+                    && before.get(&node.name).is_some_and(|then| {
+                        c.last_heartbeat_time.as_ref().is_none_or(|now| now <= then)
+                    });
+                if stale {
+                    out.missing.push(format!(
+                        "node {} has not reported since this run changed it (its kubelet restarts)",
+                        node.name
+                    ));
+                }
+            }
             Some(c) => {
                 let why = c
                     .as_ref()

@@ -34,6 +34,7 @@ use crate::output::{OutputArgs, OutputFormat};
 ///
 /// JSON output: `recorded` (what k8sup last applied, from a control plane's
 /// record: `host`, `kubernetesVersion`, `k8supVersion`), `nodes[]` (`name`, `role`, `version`, `ready`),
+/// `dns` (`found`, `replicas`, `available`: CoreDNS),
 /// `hosts[]` (`host`, `role`, `reachable`, `error`, `components{unit: state}`,
 /// `datastore` (`leader`, `hasLeader`, `learner`), `certificates[]` (`path`, `notAfter`,
 /// `daysLeft`)), `apiError`.
@@ -107,6 +108,8 @@ struct Status {
     external_datastore: Option<Vec<String>>,
     recorded: Option<Recorded>,
     nodes: Vec<NodeRow>,
+    /// Absent when the API did not answer.
+    dns: Option<Dns>,
     api_error: Option<String>,
     hosts: Vec<HostRow>,
 }
@@ -239,8 +242,23 @@ fn parse(out: &str, row: &mut HostRow, now: k8sup_pki::time::OffsetDateTime) {
     }
 }
 
-/// The nodes, from the API through `session`'s forwarded port.
-async fn nodes(session: &k8sup_ssh::Session, port: u16) -> Result<Vec<(String, String, bool)>> {
+/// The cluster's DNS, as the API says: CoreDNS's replicas, wanted and
+/// available (a cluster with none available resolves no names).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Dns {
+    /// The CoreDNS Deployment exists.
+    found: bool,
+    replicas: i32,
+    available: i32,
+}
+
+/// The nodes and the cluster's DNS, from the API through `session`'s
+/// forwarded port.
+async fn nodes(
+    session: &k8sup_ssh::Session,
+    port: u16,
+) -> Result<(Vec<(String, String, bool)>, Dns)> {
     let admin = session
         .exec_checked(&format!("cat {}", k8sup_pki::layout::ADMIN_CONF))
         .await?
@@ -250,11 +268,27 @@ async fn nodes(session: &k8sup_ssh::Session, port: u16) -> Result<Vec<(String, S
         .await
         .map_err(|e| anyhow::anyhow!("{}: the Kubernetes API: {e}", session.name()))?;
     let client = api.client.clone();
-    let list = kube::Api::<Node>::all(client)
+    let list = kube::Api::<Node>::all(client.clone())
         .list(&Default::default())
         .await?;
+    let coredns =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, "kube-system")
+            .get_opt("coredns")
+            .await?;
     drop(api);
-    Ok(list
+    let dns = match coredns {
+        Some(d) => Dns {
+            found: true,
+            replicas: d.spec.replicas.unwrap_or(1),
+            available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
+        },
+        None => Dns {
+            found: false,
+            replicas: 0,
+            available: 0,
+        },
+    };
+    let nodes = list
         .items
         .into_iter()
         .map(|n| {
@@ -271,7 +305,8 @@ async fn nodes(session: &k8sup_ssh::Session, port: u16) -> Result<Vec<(String, S
                 .any(|c| c.type_ == "Ready" && c.status == "True");
             (name, version, ready)
         })
-        .collect())
+        .collect();
+    Ok((nodes, dns))
 }
 
 pub fn execute(args: StatusArgs) -> Result<ExitCode> {
@@ -321,14 +356,16 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
             .await;
         let mut api_error = None;
         let mut node_rows = Vec::new();
+        let mut dns = None;
         let cp_sessions = rows
             .iter()
             .filter(|(r, _)| r.role == Role::ControlPlane.as_str())
             .filter_map(|(_, s)| s.as_ref());
         for s in cp_sessions {
             match nodes(s, inventory.cluster.api_server.port).await {
-                Ok(list) => {
+                Ok((list, found_dns)) => {
                     api_error = None;
+                    dns = Some(found_dns);
                     for (name, version, ready) in list {
                         let role = inventory
                             .host(&name)
@@ -366,6 +403,7 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
                 .map(|e| e.servers.clone()),
             recorded: host_rows.iter().find_map(|h| h.recorded.clone()),
             nodes: node_rows,
+            dns,
             api_error,
             hosts: host_rows,
         }
@@ -376,6 +414,7 @@ pub fn execute(args: StatusArgs) -> Result<ExitCode> {
     }
     let healthy = status.api_error.is_none()
         && status.nodes.iter().all(|n| n.ready)
+        && status.dns.as_ref().is_some_and(|d| d.available >= 1)
         && status
             .hosts
             .iter()
@@ -408,6 +447,22 @@ fn print_text(s: &Status) {
             n.version,
             if n.ready { "Ready" } else { "NotReady" }
         );
+    }
+    if let Some(d) = &s.dns {
+        if d.found {
+            println!(
+                "\nDNS: CoreDNS, {} of {} replicas available{}",
+                d.available,
+                d.replicas,
+                if d.available == 0 {
+                    " (no name resolves in pods)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            println!("\nDNS: no CoreDNS Deployment (k8sup apply puts it back)");
+        }
     }
     if let Some(servers) = &s.external_datastore {
         println!("\nDatastore: external etcd at {}", servers.join(", "));

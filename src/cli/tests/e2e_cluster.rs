@@ -315,6 +315,12 @@ fn a_cluster_of_one_control_plane_and_two_workers_runs_pods_services_and_dns() {
         .filter(|n| n["ready"] == true)
         .count();
     assert_eq!(ready, 3, "{status:#}");
+    assert_eq!(status["dns"]["found"], true, "{status:#}");
+    assert_eq!(status["dns"]["replicas"], 2, "{status:#}");
+    assert!(
+        status["dns"]["available"].as_i64().unwrap() >= 1,
+        "{status:#}"
+    );
     assert_eq!(
         status["recorded"]["kubernetesVersion"],
         common::KUBERNETES,

@@ -313,7 +313,9 @@ fn add_ons_ask_the_api_for_the_templates_objects_and_the_runs_nodes() {
     let files = files(&tmp("addons-request"));
     // A run of cp-1 and w-1 only (`--host cp-1,w-1`).
     let chosen = |h: &str| h == "cp-1" || h == "w-1";
-    let want = k8sup_cluster::addons::request(&t, &files, &f, &chosen, false).unwrap();
+    let want =
+        k8sup_cluster::addons::request(&t, &files, &f, &chosen, &|h| h == "w-1", false).unwrap();
+    assert_eq!(want.restarted, ["w-1"]);
     assert_eq!(want.through.len(), 1, "only the chosen control plane");
     assert_eq!(want.through[0].host, "cp-1");
     assert_eq!(want.through[0].port, 6443);
@@ -361,7 +363,8 @@ fn add_ons_ask_the_api_for_the_templates_objects_and_the_runs_nodes() {
     assert!(corefile.contains("cluster.local"), "{corefile}");
     // No control plane has an admin kubeconfig yet: none to go through.
     let fresh = facts(&["cp-0".into(), "cp-1".into()], "v2");
-    let want = k8sup_cluster::addons::request(&t, &files, &fresh, &|_| true, false).unwrap();
+    let want =
+        k8sup_cluster::addons::request(&t, &files, &fresh, &|_| true, &|_| false, false).unwrap();
     assert!(want.through.iter().all(|t| t.admin_kubeconfig.is_none()));
     assert_eq!(want.through.len(), 3);
 }

@@ -30,7 +30,8 @@ fn request() -> AddonsRequest {
         coredns_version: "v1.15.0".into(),
         ..Default::default()
     };
-    let mut want = k8sup_cluster::addons::request(&t, &files, &facts, &|_| true, true).unwrap();
+    let mut want =
+        k8sup_cluster::addons::request(&t, &files, &facts, &|_| true, &|_| false, true).unwrap();
     // No kubelet runs here: the wait can only fail, so it fails soon.
     want.wait = Duration::from_secs(5);
     want
@@ -86,12 +87,14 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
             .unwrap();
         let client = kube::Client::try_from(config).unwrap();
         let want = request();
+        let none = Default::default();
 
         // A new cluster: every object is a create, then the wait, then the
         // label of a node that has not registered.
-        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want)
+        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want, &none)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         let shown = kinds(&plan);
         assert_eq!(shown.len(), 9, "{shown:#?}");
         assert!(
@@ -113,7 +116,7 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
         // Applied: the objects are created; the wait fails, saying why, and
         // said while it waited what it waited for.
         let waiting = Waiting::default();
-        let report = k8sup_kube::apply::apply_through(&client, &want, &plan, &waiting).await;
+        let report = k8sup_kube::apply::apply_through(&client, &want, &plan, &waiting, &none).await;
         let said = waiting.0.lock().unwrap().clone();
         assert!(
             !said.is_empty() && said[0].contains("node cp-1 has not registered"),
@@ -131,9 +134,10 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
         );
 
         // Planned again: no object changes, only the wait and the label.
-        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want)
+        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want, &none)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(
             kinds(&plan),
             ["Wait probe:cluster-ready", "Update node:cp-1"],
@@ -150,9 +154,10 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
             )
             .await
             .unwrap();
-        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want)
+        let plan = k8sup_kube::plan::plan_through(&client, "cp-1", &want, &none)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         let update = &plan.actions[0];
         assert_eq!(update.kind, ActionKind::Update);
         assert_eq!(update.resource.as_str(), "object:Deployment/kube-system/coredns");
@@ -172,7 +177,7 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
             .find(|(_, o)| o["kind"] == "Deployment")
             .unwrap();
         deployment["spec"]["replicaz"] = serde_json::json!(2);
-        let err = k8sup_kube::plan::plan_through(&client, "cp-1", &bad)
+        let err = k8sup_kube::plan::plan_through(&client, "cp-1", &bad, &none)
             .await
             .unwrap_err()
             .to_string();
@@ -180,6 +185,57 @@ fn the_add_ons_plan_shows_what_the_api_lacks_and_what_differs() {
             err.contains("object:Deployment/kube-system/coredns from addons/coredns.yaml is refused by the API")
                 && err.contains("replicaz"),
             "{err}"
+        );
+
+        // A node whose kubelet this run restarts counts as Ready only once
+        // it reported again: the API still shows the old kubelet's Ready.
+        let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+        nodes
+            .create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Node", "metadata": {"name": "cp-1"}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let report = |at: &str| {
+            serde_json::json!({"status": {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": at, "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]}})
+        };
+        let post = |at: &'static str| {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .patch_status("cp-1", &PatchParams::default(), &Patch::Merge(report(at)))
+                    .await
+                    .unwrap();
+            }
+        };
+        post("2026-01-01T00:00:10Z").await;
+        let (_, seen) = k8sup_kube::plan::plan_through(&client, "cp-1", &want, &none)
+            .await
+            .unwrap();
+        assert!(seen.contains_key("cp-1"), "{seen:?}");
+        let mut changed = want.clone();
+        changed.restarted = vec!["cp-1".into()];
+        let stale = "node cp-1 has not reported since this run changed it";
+        let r = k8sup_kube::readiness::check(&client, &changed, &seen)
+            .await
+            .unwrap();
+        assert!(r.missing.iter().any(|m| m.contains(stale)), "{:?}", r.missing);
+        post("2026-01-01T00:00:20Z").await;
+        let r = k8sup_kube::readiness::check(&client, &changed, &seen)
+            .await
+            .unwrap();
+        assert!(
+            !r.missing.iter().any(|m| m.contains("node cp-1")),
+            "{:?}",
+            r.missing
         );
     });
 }
