@@ -19,6 +19,7 @@ pub mod alarm;
 pub mod config;
 pub mod durable;
 pub mod errors;
+pub mod forward;
 pub mod grpc;
 pub mod h2authority;
 pub mod health;

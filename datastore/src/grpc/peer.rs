@@ -7,10 +7,24 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::errors::EtcdError;
-use crate::member::{LeaderCall, Node};
+use crate::forward::{ForwardOp, ForwardReply, ForwardRequest};
+use crate::member::{LeaderCall, LeaderReply, Node};
 use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_server::Peer;
-use crate::raft::{Command, NodeId, TypeConfig, decode, encode};
+use crate::raft::{Command, CommandResult, NodeId, TypeConfig, decode, encode};
+
+/// A read index for a follower (see `leader_call` below for the heartbeat).
+async fn read_index(node: &Node) -> Result<(CommandResult, u64), EtcdError> {
+    match node.handle_leader_call(LeaderCall::ReadIndex).await? {
+        LeaderReply::ReadIndex(i) => {
+            let _ = node.raft.trigger().heartbeat().await;
+            Ok((CommandResult::None, i))
+        }
+        other => Err(EtcdError::Internal(format!(
+            "unexpected leader reply {other:?}"
+        ))),
+    }
+}
 
 pub struct PeerService {
     pub node: Arc<Node>,
@@ -26,6 +40,52 @@ fn bad(e: EtcdError) -> Status {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type ForwardStreamStream =
+        tokio_stream::wrappers::UnboundedReceiverStream<Result<Blob, Status>>;
+
+    /// A follower's forwarding stream (see [`crate::forward`]): each write
+    /// is proposed as it arrives, and answered as soon as it is applied
+    /// here, with its entry's log index. The stream ends once the follower
+    /// closed its side and every write it sent has been answered.
+    async fn forward_stream(
+        &self,
+        req: Request<tonic::Streaming<Blob>>,
+    ) -> Result<Response<Self::ForwardStreamStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => return,
+                };
+                let req: ForwardRequest = match decode(&msg.data) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(bad(e)));
+                        return;
+                    }
+                };
+                let (node, tx) = (node.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let res = match req.op {
+                        _ if !node.is_leader() => Err(EtcdError::NotLeaderRetry),
+                        ForwardOp::Write(cmd) => node.write_as_leader(cmd).await,
+                        ForwardOp::ReadIndex => read_index(&node).await,
+                    };
+                    let reply = ForwardReply { id: req.id, res };
+                    let _ = tx.send(Ok(Blob {
+                        data: encode(&reply),
+                    }));
+                });
+            }
+        });
+        Ok(Response::new(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        ))
+    }
+
     async fn append(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad)?;
         blob(&self.node.raft.append_entries(rpc).await)
@@ -45,7 +105,7 @@ impl Peer for PeerService {
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let cmd: Command = decode(&req.into_inner().data).map_err(bad)?;
         let res = if self.node.is_leader() {
-            self.node.write_as_leader(cmd).await
+            self.node.write_as_leader(cmd).await.map(|(r, _)| r)
         } else {
             Err(EtcdError::NotLeaderRetry)
         };
