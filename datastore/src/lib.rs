@@ -30,6 +30,7 @@ pub mod lease;
 pub mod limits;
 pub mod member;
 pub mod mvcc;
+pub mod peer_stream;
 pub mod proto;
 pub mod raft;
 pub mod read_index;

@@ -7,8 +7,9 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::errors::EtcdError;
-use crate::forward::{ForwardOp, ForwardReply, ForwardRequest};
+use crate::forward::ForwardOp;
 use crate::member::{LeaderCall, LeaderReply, Node};
+use crate::peer_stream;
 use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_server::Peer;
 use crate::raft::{Command, CommandResult, NodeId, TypeConfig, decode, encode};
@@ -40,50 +41,46 @@ fn bad(e: EtcdError) -> Status {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type AppendStreamStream = tokio_stream::wrappers::UnboundedReceiverStream<Result<Blob, Status>>;
     type ForwardStreamStream =
         tokio_stream::wrappers::UnboundedReceiverStream<Result<Blob, Status>>;
 
-    /// A follower's forwarding stream (see [`crate::forward`]): each write
-    /// is proposed as it arrives, and answered as soon as it is applied
-    /// here, with its entry's log index. The stream ends once the follower
-    /// closed its side and every write it sent has been answered.
+    /// A follower's forwarding stream (see [`crate::forward`]): each
+    /// request is carried out as it arrives, and a write is answered as soon
+    /// as it is applied here, with its entry's log index.
     async fn forward_stream(
         &self,
         req: Request<tonic::Streaming<Blob>>,
     ) -> Result<Response<Self::ForwardStreamStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let node = self.node.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = match inbound.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) | Err(_) => return,
-                };
-                let req: ForwardRequest = match decode(&msg.data) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(bad(e)));
-                        return;
-                    }
-                };
-                let (node, tx) = (node.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let res = match req.op {
+        Ok(Response::new(peer_stream::serve(
+            req.into_inner(),
+            move |op: ForwardOp| {
+                let node = node.clone();
+                async move {
+                    match op {
                         _ if !node.is_leader() => Err(EtcdError::NotLeaderRetry),
                         ForwardOp::Write(cmd) => node.write_as_leader(cmd).await,
                         ForwardOp::ReadIndex => read_index(&node).await,
-                    };
-                    let reply = ForwardReply { id: req.id, res };
-                    let _ = tx.send(Ok(Blob {
-                        data: encode(&reply),
-                    }));
-                });
-            }
-        });
-        Ok(Response::new(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        ))
+                    }
+                }
+            },
+        )))
+    }
+
+    /// The leader's AppendEntries stream (see [`crate::peer_stream`]).
+    async fn append_stream(
+        &self,
+        req: Request<tonic::Streaming<Blob>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let raft = self.node.raft.clone();
+        Ok(Response::new(peer_stream::serve(
+            req.into_inner(),
+            move |rpc: AppendEntriesRequest<TypeConfig>| {
+                let raft = raft.clone();
+                async move { raft.append_entries(rpc).await }
+            },
+        )))
     }
 
     async fn append(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -71,9 +71,10 @@ pub struct WriteQueue {
 }
 
 /// Rough size of a command in the log, for the batch byte bound.
-fn weight(cmd: &Command) -> usize {
+pub(crate) fn weight(cmd: &Command) -> usize {
     match cmd {
         Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) => b.len(),
+        Command::Batch(cmds) => cmds.iter().map(weight).sum(),
         _ => 64,
     }
 }
