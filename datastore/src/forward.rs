@@ -45,9 +45,9 @@ pub enum ForwardOp {
     /// A client write: answered with its result and its entry's index.
     Write(Command),
     /// A quorum-confirmed read index (for linearizable reads on the
-    /// follower): answered with [`CommandResult::None`](crate::raft::CommandResult)
-    /// and the index.
-    ReadIndex,
+    /// follower, which has applied up to `applied`): answered with
+    /// [`CommandResult::None`](crate::raft::CommandResult) and the index.
+    ReadIndex { applied: u64 },
 }
 
 /// The leader's answer: the result and the log index of the entry, or why

@@ -436,11 +436,13 @@ impl Node {
             .await?
         {
             Route::Stream(stream) => {
+                let mvcc = self.mvcc.clone();
                 self.read_index
                     .read_index(move || {
                         let stream = stream.clone();
+                        let applied = mvcc.applied_index();
                         async move {
-                            match stream.send(ForwardOp::ReadIndex, timeout).await {
+                            match stream.send(ForwardOp::ReadIndex { applied }, timeout).await {
                                 Ok((_, index)) => Ok(index),
                                 // A read can always be asked again.
                                 Err(EtcdError::TimeoutLeaderFail) => Err(EtcdError::NoLeader),

@@ -14,11 +14,20 @@ use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_server::Peer;
 use crate::raft::{Command, CommandResult, NodeId, TypeConfig, decode, encode};
 
-/// A read index for a follower (see `leader_call` below for the heartbeat).
-async fn read_index(node: &Node) -> Result<(CommandResult, u64), EtcdError> {
+/// A read index for a follower that has applied up to `applied`. A
+/// follower that has not reached the index yet can only serve its read
+/// once it learns the index is committed: a heartbeat tells it at once
+/// (sent beside the answer, not before it). One that has reached it needs
+/// none, which spares every member a message round per read.
+async fn read_index(node: &Arc<Node>, applied: u64) -> Result<(CommandResult, u64), EtcdError> {
     match node.handle_leader_call(LeaderCall::ReadIndex).await? {
         LeaderReply::ReadIndex(i) => {
-            let _ = node.raft.trigger().heartbeat().await;
+            if i > applied {
+                let raft = node.raft.clone();
+                tokio::spawn(async move {
+                    let _ = raft.trigger().heartbeat().await;
+                });
+            }
             Ok((CommandResult::None, i))
         }
         other => Err(EtcdError::Internal(format!(
@@ -61,7 +70,7 @@ impl Peer for PeerService {
                     match op {
                         _ if !node.is_leader() => Err(EtcdError::NotLeaderRetry),
                         ForwardOp::Write(cmd) => node.write_as_leader(cmd).await,
-                        ForwardOp::ReadIndex => read_index(&node).await,
+                        ForwardOp::ReadIndex { applied } => read_index(&node, applied).await,
                     }
                 }
             },
