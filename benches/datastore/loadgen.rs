@@ -13,7 +13,9 @@
 //! `BENCH_CONNS_PER_MEMBER` (client connections to each member, default 4;
 //! `etcdctl check perf --load=l` opens 500 in all), `BENCH_WORKLOADS` (comma list of `put,range,watch,mem`; default all),
 //! `BENCH_K8SUP_BIN` (another k8sup-datastore binary, e.g. an older build
-//! to measure a change against). The load average is printed with each
+//! to measure a change against), `BENCH_X1_MEMBER=leader|follower` (where
+//! the 1-client points and the fan-out writer go; default member 0, whichever
+//! it is). The load average is printed with each
 //! store's figures: on a shared machine, repeat a run taken under load.
 
 use std::path::{Path, PathBuf};
@@ -23,9 +25,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8sup_datastore::proto::kv_client::KvClient;
+use k8sup_datastore::proto::maintenance_client::MaintenanceClient;
 use k8sup_datastore::proto::watch_client::WatchClient;
 use k8sup_datastore::proto::{
-    DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request,
+    DeleteRangeRequest, PutRequest, RangeRequest, StatusRequest, WatchCreateRequest, WatchRequest,
+    watch_request,
 };
 use tonic::transport::Channel;
 
@@ -302,6 +306,23 @@ async fn watch_fanout(chans: &[Channel], watchers: usize, secs: f64) -> f64 {
     got as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// "leader" or "follower" for the member behind each channel.
+async fn roles(chans: &[Channel]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for ch in chans {
+        let s = MaintenanceClient::new(ch.clone())
+            .status(StatusRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .ok();
+        let leads = s
+            .map(|s| s.leader != 0 && Some(s.leader) == s.header.map(|h| h.member_id))
+            .unwrap_or(false);
+        out.push(if leads { "leader" } else { "follower" });
+    }
+    out
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -429,12 +450,24 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    let chans = channels(&c.urls, per_member).await;
+    let mut chans = channels(&c.urls, per_member).await;
+    // The 1-client points and the fan-out writer use the first channel:
+    // put it on the member asked for (a write to a follower is forwarded).
+    let all = roles(&chans[..c.urls.len()]).await;
+    if let Ok(want) = std::env::var("BENCH_X1_MEMBER")
+        && let Some(k) = all.iter().position(|r| *r == want)
+    {
+        chans.rotate_left(k);
+    }
     let mut r = Results {
         load_before: loadavg(),
         ..Default::default()
     };
-    eprintln!("{}: load average {}", c.name, r.load_before);
+    let first = roles(&chans[..1]).await.remove(0);
+    eprintln!(
+        "{}: load average {}; the 1-client points go to the {first} (BENCH_X1_MEMBER=leader|follower)",
+        c.name, r.load_before
+    );
     for clients in [1usize, 16, 128, 512] {
         if !wants("put") {
             break;

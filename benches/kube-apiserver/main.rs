@@ -189,8 +189,14 @@ fn bench(kind: StoreKind, creates: usize, clients: usize, samples: usize) -> Fig
         );
         let summary: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.contains("Error"))
+            .filter(|l| {
+                l.starts_with("PASS")
+                    || l.starts_with("FAIL")
+                    || l.contains("took too long")
+                    || l.contains("Error")
+            })
             .collect();
+        eprintln!("== {name}: check perf --load={l}: {}", summary.join("; "));
         f.check_perf.push((l.to_string(), summary.join("; ")));
     }
     f

@@ -39,6 +39,11 @@ pub enum EtcdError {
     NotLeaderRetry,
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// A forwarded write whose stream to the leader broke while it was in
+    /// flight: it may or may not be committed (etcd's
+    /// `ErrTimeoutDueToLeaderFail`), so it is not sent again.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutLeaderFail,
     #[error("etcdserver: member not found")]
     MemberNotFound,
     #[error("etcdserver: Peer URLs already exists")]
@@ -78,9 +83,8 @@ impl EtcdError {
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists | LearnerNotReady | MemberNotLearner => Code::FailedPrecondition,
             LeaseTtlTooLarge => Code::OutOfRange,
-            NoLeader | LeaderChanged | NotLeaderRetry | Timeout | UnhealthyCluster => {
-                Code::Unavailable
-            }
+            NoLeader | LeaderChanged | NotLeaderRetry | Timeout | TimeoutLeaderFail
+            | UnhealthyCluster => Code::Unavailable,
             PeerUrlExists | MembershipChange(_) | NotLeader => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             BadLeaderTransferee => Code::FailedPrecondition,

@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::errors::EtcdError;
+use crate::forward::{ForwardOp, Route};
 use crate::lease::{LeaseClock, LeaseTable};
 use crate::mvcc::Mvcc;
 use crate::proto::peerpb::Blob;
 use crate::proto::{self, ResponseHeader};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerClients;
-use crate::raft::proposer::{pack, unpack};
+use crate::raft::proposer::{Applied, pack, unpack};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{Command, CommandResult, Member, Raft, decode, encode};
 use crate::watch::WatchHub;
@@ -153,6 +154,8 @@ pub struct Node {
     /// Group commit: the queue this member proposes from while it leads,
     /// and the one it forwards to the leader from while it follows.
     pub proposer: crate::raft::proposer::Proposer,
+    /// This member's write-forwarding stream to the leader.
+    pub forwarder: crate::forward::ForwardStreams,
 }
 
 fn map_write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> EtcdError {
@@ -232,16 +235,25 @@ impl Node {
     /// A [`Command::Batch`] here comes from a follower's forwarding queue:
     /// its commands join this leader's queue one by one, and their outcomes
     /// (errors included) go back as one [`CommandResult::Batch`].
-    pub async fn write_as_leader(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
+    /// With the result comes the log index of the (last) entry applied.
+    pub async fn write_as_leader(&self, cmd: Command) -> Result<Applied, EtcdError> {
         match cmd {
             Command::Batch(cmds) => {
                 let results =
                     futures::future::join_all(cmds.into_iter().map(|c| self.propose(c))).await;
-                Ok(CommandResult::Batch(
-                    results
-                        .into_iter()
-                        .map(|r| r.unwrap_or_else(CommandResult::Err))
-                        .collect(),
+                let index = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().map(|(_, i)| *i))
+                    .max()
+                    .unwrap_or(0);
+                Ok((
+                    CommandResult::Batch(
+                        results
+                            .into_iter()
+                            .map(|r| r.map(|(c, _)| c).unwrap_or_else(CommandResult::Err))
+                            .collect(),
+                    ),
+                    index,
                 ))
             }
             cmd => self.propose(cmd).await,
@@ -249,7 +261,7 @@ impl Node {
     }
 
     /// Queues `cmd` for the leader's group commit.
-    async fn propose(&self, cmd: Command) -> Result<CommandResult, EtcdError> {
+    async fn propose(&self, cmd: Command) -> Result<Applied, EtcdError> {
         let raft = self.raft.clone();
         let timeout = self.request_timeout;
         self.proposer
@@ -259,7 +271,11 @@ impl Node {
                 async move {
                     let n = cmds.len();
                     match tokio::time::timeout(timeout, raft.client_write(pack(cmds))).await {
-                        Ok(Ok(resp)) => unpack(n, resp.data),
+                        Ok(Ok(resp)) => {
+                            let index = resp.log_id.index;
+                            unpack(n, resp.data)
+                                .map(|v| v.into_iter().map(|r| r.map(|c| (c, index))).collect())
+                        }
                         Ok(Err(e)) => Err(map_write_err(e)),
                         Err(_) => Err(EtcdError::Timeout),
                     }
@@ -274,7 +290,7 @@ impl Node {
             let cmd = cmd.clone();
             async move {
                 if leader == self.id {
-                    self.write_as_leader(cmd).await
+                    self.write_as_leader(cmd).await.map(|(r, _)| r)
                 } else {
                     self.forward(leader, cmd).await
                 }
@@ -305,10 +321,36 @@ impl Node {
         Err(last)
     }
 
-    /// Sends `cmd` to the leader through this member's forwarding queue:
-    /// writes that queue up meanwhile travel in the same peer call.
+    /// Sends `cmd` to the leader on this member's forwarding stream
+    /// ([`crate::forward`]) and answers once this member applied it.
     async fn forward(&self, leader: u64, cmd: Command) -> Result<CommandResult, EtcdError> {
-        let client = self.leader_client(leader)?;
+        let m = self.member(leader).ok_or(EtcdError::NoLeader)?;
+        let client = self.peers.for_member(&m)?;
+        let url = m.peer_urls.first().cloned().unwrap_or_default();
+        let stream = match self
+            .forwarder
+            .stream(leader, &url, client.clone(), self.request_timeout)
+            .await?
+        {
+            Route::Stream(s) => s,
+            Route::Unary => return self.forward_unary(leader, client, cmd).await,
+        };
+        let (res, index) = stream
+            .send(ForwardOp::Write(cmd), self.request_timeout)
+            .await?;
+        self.mvcc.wait_applied(index, self.request_timeout).await?;
+        Ok(res)
+    }
+
+    /// Sends `cmd` to a leader without `ForwardStream` (an older version)
+    /// through this member's forwarding queue: writes that queue up
+    /// meanwhile travel in the same unary peer call.
+    async fn forward_unary(
+        &self,
+        leader: u64,
+        client: proto::peerpb::peer_client::PeerClient<tonic::transport::Channel>,
+        cmd: Command,
+    ) -> Result<CommandResult, EtcdError> {
         let timeout = self.request_timeout;
         self.proposer
             .forward
@@ -324,12 +366,14 @@ impl Node {
                         Ok(r) => unpack(
                             n,
                             decode::<Result<CommandResult, EtcdError>>(&r.into_inner().data)??,
-                        ),
+                        )
+                        .map(|v| v.into_iter().map(|r| r.map(|c| (c, 0))).collect()),
                         Err(s) => Err(leader_call_error(&s, "forwarding to", leader)),
                     }
                 }
             })
             .await
+            .map(|(r, _)| r)
     }
 
     /// Runs `call` on the leader (locally if this member leads).
@@ -366,8 +410,49 @@ impl Node {
                     .read_index(move || leader_read_index(raft.clone()))
                     .await
             } else {
-                let client = self.leader_client(leader)?;
-                let timeout = self.request_timeout;
+                self.follower_read_index(leader).await
+            };
+            match res {
+                Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
+                    last = EtcdError::LeaderChanged;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// A read index from the leader, through this member's batcher: on the
+    /// forwarding stream, or with a unary call to a leader without one.
+    async fn follower_read_index(&self, leader: u64) -> Result<u64, EtcdError> {
+        let m = self.member(leader).ok_or(EtcdError::NoLeader)?;
+        let client = self.peers.for_member(&m)?;
+        let url = m.peer_urls.first().cloned().unwrap_or_default();
+        let timeout = self.request_timeout;
+        match self
+            .forwarder
+            .stream(leader, &url, client.clone(), timeout)
+            .await?
+        {
+            Route::Stream(stream) => {
+                let mvcc = self.mvcc.clone();
+                self.read_index
+                    .read_index(move || {
+                        let stream = stream.clone();
+                        let applied = mvcc.applied_index();
+                        async move {
+                            match stream.send(ForwardOp::ReadIndex { applied }, timeout).await {
+                                Ok((_, index)) => Ok(index),
+                                // A read can always be asked again.
+                                Err(EtcdError::TimeoutLeaderFail) => Err(EtcdError::NoLeader),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    })
+                    .await
+            }
+            Route::Unary => {
                 self.read_index
                     .read_index(move || {
                         let client = client.clone();
@@ -388,39 +473,16 @@ impl Node {
                         }
                     })
                     .await
-            };
-            match res {
-                Err(EtcdError::NotLeaderRetry) | Err(EtcdError::NoLeader) => {
-                    last = EtcdError::LeaderChanged;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other,
             }
         }
-        Err(last)
     }
 
     /// Waits until reads on this member reflect every write acknowledged
     /// before the call (etcd's linearizable read, via openraft's read index).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
         let idx = self.read_index().await?;
-        if self
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0)
-            >= idx
-        {
-            return Ok(());
-        }
-        self.raft
-            .wait(Some(self.request_timeout))
-            .applied_index_at_least(Some(idx), "read index")
-            .await
-            .map_err(|_| EtcdError::Timeout)?;
-        Ok(())
+        // Published by the state machine as soon as the store shows it.
+        self.mvcc.wait_applied(idx, self.request_timeout).await
     }
 
     fn membership(&self) -> (BTreeSet<u64>, BTreeSet<u64>, BTreeMap<u64, Member>) {

@@ -135,6 +135,10 @@ pub struct Mvcc {
     /// Serialises physical compaction against snapshot installation.
     pub(crate) maintenance: Mutex<()>,
     nosync: WriteOptions,
+    /// The Raft log index the state machine has applied (and made visible
+    /// to reads) up to: a follower answers a forwarded write once its own
+    /// store reached the write's entry, so the client reads its write there.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -218,6 +222,7 @@ impl Mvcc {
             compacted: AtomicI64::new(compacted),
             maintenance: Mutex::new(()),
             nosync,
+            applied: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -233,6 +238,39 @@ impl Mvcc {
 
     pub fn current_rev(&self) -> i64 {
         self.current.load(Ordering::Acquire)
+    }
+
+    /// Records that every entry up to `index` is applied (it never goes back).
+    pub(crate) fn publish_applied(&self, index: u64) {
+        self.applied.send_if_modified(|a| {
+            let newer = index > *a;
+            if newer {
+                *a = index;
+            }
+            newer
+        });
+    }
+
+    /// The last applied log index published by the state machine.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the entry at `index` is applied on this member, or fails
+    /// with etcd's `request timed out` after `timeout`.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::errors::EtcdError> {
+        if self.applied_index() >= index {
+            return Ok(());
+        }
+        let mut rx = self.applied.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(crate::errors::EtcdError::Timeout),
+        }
     }
 
     pub fn compact_rev(&self) -> i64 {

@@ -441,6 +441,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(7),
         read_index: Default::default(),
         proposer: Default::default(),
+        forwarder: Default::default(),
     });
 
     // Background work.

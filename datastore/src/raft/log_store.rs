@@ -198,6 +198,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             batch.put_cf(self.logs(), idx(e.log_id.index), super::types::encode(&e));
         }
+        if batch.is_empty() {
+            // Nothing to persist (every earlier append was synced before
+            // its callback): no write, no fsync.
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         // The fsync blocks this thread for a disk round trip: let the
         // runtime move other tasks (gRPC, replication) off it meanwhile.
         let res = tokio::task::block_in_place(|| self.db.write_opt(batch, &Self::sync_opts()))

@@ -17,6 +17,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::types::{Member, NodeId, TypeConfig, decode, encode};
 use crate::errors::EtcdError;
+use crate::peer_stream::CallError;
 use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_client::PeerClient;
 
@@ -75,10 +76,24 @@ pub struct Network {
     pub peers: Arc<PeerClients>,
 }
 
+/// Largest AppendEntries (approximate payload bytes) sent on the stream.
+const MAX_STREAMED_APPEND: usize = 32 << 10;
+
+/// The leader's AppendEntries stream to one follower.
+type AppendStream = crate::peer_stream::Stream<
+    AppendEntriesRequest<TypeConfig>,
+    Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>,
+>;
+
 pub struct Conn {
     target: NodeId,
     node: Member,
     peers: Arc<PeerClients>,
+    /// AppendEntries go on this stream (opened on first use, again after
+    /// it ended)...
+    append: Option<Arc<AppendStream>>,
+    /// ...unless the peer has none (an older version): unary calls then.
+    unary_only: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -89,6 +104,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             peers: self.peers.clone(),
+            append: None,
+            unary_only: false,
         }
     }
 }
@@ -146,6 +163,51 @@ impl Conn {
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))
     }
 
+    fn unreachable<E: std::error::Error>(&self, why: &str) -> RPCError<NodeId, Member, E> {
+        RPCError::Unreachable(Unreachable::new(&Msg(format!(
+            "peer {} ({:?}): {why}",
+            self.target, self.node.peer_urls
+        ))))
+    }
+
+    /// The open AppendEntries stream, opened if needed; `None` when the
+    /// peer has no such stream (then unary calls are used).
+    async fn append_stream(
+        &mut self,
+        ttl: Duration,
+    ) -> Result<Option<Arc<AppendStream>>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        if self.unary_only {
+            return Ok(None);
+        }
+        if let Some(s) = &self.append
+            && s.is_open()
+        {
+            return Ok(Some(s.clone()));
+        }
+        self.append = None;
+        let mut client = self
+            .peers
+            .for_member(&self.node)
+            .map_err(|e| self.unreachable(&e.to_string()))?;
+        let opened = tokio::time::timeout(
+            ttl,
+            AppendStream::open(|out| client.append_stream(out), "append"),
+        )
+        .await;
+        match opened {
+            Err(_) => Err(self.unreachable("opening the append stream timed out")),
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
+                self.unary_only = true;
+                Ok(None)
+            }
+            Ok(Err(s)) => Err(self.unreachable(s.message())),
+            Ok(Ok(s)) => {
+                self.append = Some(s.clone());
+                Ok(Some(s))
+            }
+        }
+    }
+
     fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, Member, E> {
         RPCError::RemoteError(RemoteError::new_with_node(
             self.target,
@@ -161,6 +223,33 @@ impl RaftNetwork<TypeConfig> for Conn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let ttl = option.hard_ttl();
+        // Large appends (a follower catching up, big batches) go as unary
+        // calls, each on its own HTTP/2 stream: on the shared stream they
+        // would hold heartbeats and commits behind them (one flow-control
+        // window) long enough to time them out.
+        let bytes: usize = rpc
+            .entries
+            .iter()
+            .map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(cmd) => super::proposer::weight(cmd),
+                _ => 64,
+            })
+            .sum();
+        if bytes <= MAX_STREAMED_APPEND
+            && let Some(stream) = self.append_stream(ttl).await?
+        {
+            return match stream.call(rpc, ttl).await {
+                Ok(res) => res.map_err(|e| self.remote(e)),
+                Err(CallError::Timeout) => Err(RPCError::Network(NetworkError::new(&Msg(
+                    format!("peer {}: append timed out after {ttl:?}", self.target),
+                )))),
+                Err(e) => {
+                    self.append = None;
+                    Err(self.unreachable(&format!("append stream ended ({e:?})")))
+                }
+            };
+        }
         self.call::<_, AppendEntriesResponse<NodeId>, RaftError<NodeId>>(
             Rpc::Append,
             &rpc,

@@ -47,11 +47,15 @@ const MAX_BATCH: usize = 1024;
 /// quick to take, even when a follower catches up on full batches.
 const MAX_BATCH_BYTES: usize = 256 << 10;
 
-type Waiter = oneshot::Sender<Result<CommandResult, EtcdError>>;
+/// A command's outcome and the log index of the entry that carried it (0
+/// where unknown: the leader's answer over the older unary forwarding).
+pub type Applied = (CommandResult, u64);
+
+type Waiter = oneshot::Sender<Result<Applied, EtcdError>>;
 
 /// What a flight's `send` returns: one result per command, or an error for
 /// the whole batch (then nothing of it was applied).
-pub type BatchResult = Result<Vec<Result<CommandResult, EtcdError>>, EtcdError>;
+pub type BatchResult = Result<Vec<Result<Applied, EtcdError>>, EtcdError>;
 
 #[derive(Default)]
 struct Queue {
@@ -67,9 +71,10 @@ pub struct WriteQueue {
 }
 
 /// Rough size of a command in the log, for the batch byte bound.
-fn weight(cmd: &Command) -> usize {
+pub(crate) fn weight(cmd: &Command) -> usize {
     match cmd {
         Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) => b.len(),
+        Command::Batch(cmds) => cmds.iter().map(weight).sum(),
         _ => 64,
     }
 }
@@ -88,13 +93,17 @@ pub fn pack(mut cmds: Vec<Command>) -> Command {
 /// which a leader answering a forwarded batch reports per command, come
 /// back as errors as if the command had been forwarded alone; everything
 /// else is the command's own outcome (applying never yields those four).
-pub fn unpack(n: usize, res: CommandResult) -> BatchResult {
+pub fn unpack(
+    n: usize,
+    res: CommandResult,
+) -> Result<Vec<Result<CommandResult, EtcdError>>, EtcdError> {
     let route = |r: CommandResult| match r {
         CommandResult::Err(
             e @ (EtcdError::NotLeaderRetry
             | EtcdError::NoLeader
             | EtcdError::LeaderChanged
-            | EtcdError::Timeout),
+            | EtcdError::Timeout
+            | EtcdError::TimeoutLeaderFail),
         ) => Err(e),
         r => Ok(r),
     };
@@ -117,7 +126,7 @@ impl WriteQueue {
     /// Queues `cmd`; `send` delivers a batch (at most [`MAX_FLIGHTS`] at a
     /// time) and returns one result per command. `send` is used if this
     /// call starts a flight, else a running flight's is used.
-    pub async fn submit<F, Fut>(&self, cmd: Command, send: F) -> Result<CommandResult, EtcdError>
+    pub async fn submit<F, Fut>(&self, cmd: Command, send: F) -> Result<Applied, EtcdError>
     where
         F: Fn(Vec<Command>) -> Fut + Send + 'static,
         Fut: Future<Output = BatchResult> + Send + 'static,

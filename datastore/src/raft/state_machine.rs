@@ -103,6 +103,9 @@ impl StateMachine {
             snapshot_dir,
         };
         sm.leases.reset_from(&LeaseTable(&sm.mvcc).all()?);
+        if let (Some(applied), _) = Self::read_applied(&sm.mvcc)? {
+            sm.mvcc.publish_applied(applied.index);
+        }
         Ok(sm)
     }
 
@@ -477,12 +480,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let mut out = Vec::new();
+        let mut last = None;
         for e in entries {
+            last = Some(e.log_id.index);
             out.push(self.apply_one(e)?);
         }
         // One WAL write for the whole run (the WAL is flushed manually, see
         // `Mvcc::open`); no fsync: the Raft log already holds these entries.
         self.mvcc.db().flush_wal(false).map_err(sm_err)?;
+        if let Some(index) = last {
+            self.mvcc.publish_applied(index);
+        }
         Ok(out)
     }
 
@@ -541,6 +549,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.leases
             .reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
         self.hub.resync(self.mvcc.current_rev());
+        if let Some(l) = meta.last_log_id {
+            self.mvcc.publish_applied(l.index);
+        }
         tracing::info!(snapshot = %meta.snapshot_id, rev = self.mvcc.current_rev(), "installed snapshot from leader");
         Ok(())
     }
