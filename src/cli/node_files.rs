@@ -95,24 +95,11 @@ pub async fn prepare(inventory: &Inventory, flag: Option<&str>) -> Result<NodeFi
                 p.display()
             );
         }
-        let sha = sha256_file(&p).await?;
+        let sha = k8sup_engine::local_sha256(&p).await?;
         files.programs.insert(d.to_string(), p);
         files.program_sha256.insert(d.to_string(), sha);
     }
     Ok(files)
-}
-
-/// The SHA-256 of a local file, in hex (read off the async runtime).
-async fn sha256_file(path: &Path) -> Result<String> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> Result<String> {
-        use sha2::Digest as _;
-        let mut f = std::fs::File::open(&p).with_context(|| format!("reading {}", p.display()))?;
-        let mut h = sha2::Sha256::new();
-        std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", p.display()))?;
-        Ok(hex::encode(h.finalize()))
-    })
-    .await?
 }
 
 fn node_bin_dir() -> Result<PathBuf> {

@@ -150,6 +150,14 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The SHA-256 (hex) of a local file, as the engine itself will hash it
+/// for a binary resource: through the workstation's digest cache, so a
+/// caller that needs the hash first (a digest of a service's programs)
+/// costs no second read of the file in the run, nor in the next run.
+pub async fn local_sha256(path: &Path) -> Result<String, EngineError> {
+    digest_file(path).await.map(|(sha, _, _)| sha)
+}
+
 /// SHA-256, size and stamp of a local file, read in chunks.
 pub(crate) async fn digest_file(path: &Path) -> Result<LocalDigest, EngineError> {
     let err = |e: std::io::Error| EngineError::Local {

@@ -88,7 +88,7 @@ mod transport;
 mod upload;
 
 pub use apply::{ApplyOptions, apply, plan_and_apply};
-pub use content::{Body, Content, FileStamp, Resolved};
+pub use content::{Body, Content, FileStamp, Resolved, local_sha256};
 pub use desired::{DesiredState, ResolvedResource, ResolvedState};
 pub use error::EngineError;
 pub use facts::Facts;
