@@ -77,13 +77,18 @@ pub fn request(
             .filter(|n| selected(&n.name) && restarted(&n.name))
             .map(|n| n.name.clone())
             .collect(),
-        coredns: ObjectRef {
-            namespace: "kube-system".into(),
-            name: "coredns".into(),
-        },
+        coredns: coredns(),
         wait: WAIT,
         settled,
     })
+}
+
+/// The CoreDNS Deployment of `templates/addons/coredns.yaml`.
+pub fn coredns() -> ObjectRef {
+    ObjectRef {
+        namespace: "kube-system".into(),
+        name: "coredns".into(),
+    }
 }
 
 /// The objects of every manifest, in order: (template, object).

@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8sup_cluster::AddonsRequest;
+use k8sup_cluster::api::ObjectRef;
 use kube::api::{Api, ListParams};
 
 use crate::connect::describe;
@@ -48,13 +49,12 @@ pub async fn check(
 ) -> Result<Readiness, String> {
     let nodes = Api::<Node>::all(client.clone());
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), "default");
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &want.coredns.namespace);
     // One after the other, on the connection the client already holds: a
     // request in parallel would open another (a TLS handshake over SSH,
     // whose small writes can wait on a delayed ACK at the far end).
     let listed = nodes.list(&ListParams::default()).await;
     let account = accounts.get_opt("default").await;
-    let coredns = deployments.get_opt(&want.coredns.name).await;
+    let coredns = dns(client, &want.coredns).await;
     let listed = listed.map_err(|e| format!("listing nodes: {}", describe(&e)))?;
     let mut out = Readiness::default();
     let mut ready = BTreeMap::new();
@@ -124,12 +124,7 @@ pub async fn check(
     }
     match coredns {
         Ok(Some(d)) => {
-            let available = d
-                .status
-                .as_ref()
-                .and_then(|s| s.available_replicas)
-                .unwrap_or(0);
-            if available < 1 {
+            if d.available < 1 {
                 let pods = coredns_pods(client, want).await;
                 out.missing
                     .push(format!("no CoreDNS replica is available{pods}"));
@@ -144,6 +139,27 @@ pub async fn check(
             .push(format!("the CoreDNS Deployment: {}", describe(&e))),
     }
     Ok(out)
+}
+
+/// A Deployment's replicas, as `k8sup status` shows CoreDNS's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicas {
+    pub wanted: i32,
+    pub available: i32,
+}
+
+/// The replicas of the Deployment `coredns` names (`None`: it does not exist).
+pub async fn dns(
+    client: &kube::Client,
+    coredns: &ObjectRef,
+) -> Result<Option<Replicas>, kube::Error> {
+    let d = Api::<Deployment>::namespaced(client.clone(), &coredns.namespace)
+        .get_opt(&coredns.name)
+        .await?;
+    Ok(d.map(|d| Replicas {
+        wanted: d.spec.replicas.unwrap_or(1),
+        available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
+    }))
 }
 
 /// Why CoreDNS's pods do not run yet, as `: POD PHASE (REASON)`.

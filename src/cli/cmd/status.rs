@@ -271,22 +271,12 @@ async fn nodes(
     let list = kube::Api::<Node>::all(client.clone())
         .list(&Default::default())
         .await?;
-    let coredns =
-        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, "kube-system")
-            .get_opt("coredns")
-            .await?;
+    let coredns = k8sup_kube::readiness::dns(&client, &k8sup_cluster::addons::coredns()).await?;
     drop(api);
-    let dns = match coredns {
-        Some(d) => Dns {
-            found: true,
-            replicas: d.spec.replicas.unwrap_or(1),
-            available: d.status.and_then(|s| s.available_replicas).unwrap_or(0),
-        },
-        None => Dns {
-            found: false,
-            replicas: 0,
-            available: 0,
-        },
+    let dns = Dns {
+        found: coredns.is_some(),
+        replicas: coredns.map_or(0, |r| r.wanted),
+        available: coredns.map_or(0, |r| r.available),
     };
     let nodes = list
         .items
