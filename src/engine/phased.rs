@@ -353,6 +353,32 @@ fn outcome_of_report(title: String, ran: bool, report: Option<&ApplyReport>) -> 
     }
 }
 
+/// Record what a phase did (its outcome for the later phases, its report),
+/// and whether the run goes on: not after a phase with a failed host.
+fn record(
+    outcomes: &mut Vec<PhaseOutcome>,
+    out: &mut PhasedReport,
+    title: String,
+    ran: bool,
+    replanned: bool,
+    plan: Plan,
+    report: Option<ApplyReport>,
+) -> bool {
+    let ok = report.as_ref().is_none_or(ApplyReport::ok);
+    outcomes.push(outcome_of_report(title.clone(), ran, report.as_ref()));
+    out.phases.push(PhaseReport {
+        title: title.clone(),
+        ran,
+        replanned,
+        plan,
+        report,
+    });
+    if !ok {
+        out.stopped_at = Some(title);
+    }
+    ok
+}
+
 /// Apply a service phase (see `service.rs`): plan it again now that the
 /// earlier phases ran, refuse a drifted service when nothing before it
 /// changed, and carry out the fresh plan. `None` as the report: it did not
@@ -463,36 +489,30 @@ pub async fn apply_phases<T: Transport>(
                 progress,
             )
             .await?;
-            let ok = report.as_ref().is_none_or(ApplyReport::ok);
-            outcomes.push(outcome_of_report(title.clone(), ran, report.as_ref()));
-            out.phases.push(PhaseReport {
-                title: title.clone(),
+            if !record(
+                &mut outcomes,
+                &mut out,
+                title,
                 ran,
-                replanned: changed_before,
-                plan: this_plan,
+                changed_before,
+                this_plan,
                 report,
-            });
-            if !ok {
-                out.stopped_at = Some(title);
+            ) {
                 break;
             }
             continue;
         }
         let (ran, replanned, this_plan, resolved) = if !changed_before {
             if !approved.has_changes() {
-                outcomes.push(PhaseOutcome {
-                    title: title.clone(),
-                    ran: approved.runs,
-                    applied: true,
-                    changed: BTreeMap::new(),
-                });
-                out.phases.push(PhaseReport {
+                record(
+                    &mut outcomes,
+                    &mut out,
                     title,
-                    ran: approved.runs,
-                    replanned: false,
-                    plan: approved.as_plan(),
-                    report: None,
-                });
+                    approved.runs,
+                    false,
+                    approved.as_plan(),
+                    None,
+                );
                 continue;
             }
             // Nothing changed since the plan: apply it exactly (its inputs
@@ -530,14 +550,15 @@ pub async fn apply_phases<T: Transport>(
             (runs, true, fresh, resolved)
         };
         if !this_plan.has_changes() {
-            outcomes.push(outcome_of_report(title.clone(), ran, None));
-            out.phases.push(PhaseReport {
+            record(
+                &mut outcomes,
+                &mut out,
                 title,
                 ran,
                 replanned,
-                plan: this_plan,
-                report: None,
-            });
+                this_plan,
+                None,
+            );
             continue;
         }
         // A plan made moments ago from this run's own observation needs no
@@ -551,17 +572,15 @@ pub async fn apply_phases<T: Transport>(
             opts.clone()
         };
         let report = apply(&this_plan, &resolved, sessions, &phase_opts, progress).await?;
-        let ok = report.ok();
-        outcomes.push(outcome_of_report(title.clone(), ran, Some(&report)));
-        out.phases.push(PhaseReport {
-            title: title.clone(),
+        if !record(
+            &mut outcomes,
+            &mut out,
+            title,
             ran,
             replanned,
-            plan: this_plan,
-            report: Some(report),
-        });
-        if !ok {
-            out.stopped_at = Some(title);
+            this_plan,
+            Some(report),
+        ) {
             break;
         }
     }
