@@ -33,6 +33,20 @@ async fn kv(url: &str) -> KvClient<tonic::transport::Channel> {
     KvClient::new(ep.connect_lazy())
 }
 
+/// `key` as the member `client` talks to holds it (a serializable read: its
+/// own state, no leader round).
+async fn read_here(client: &mut KvClient<tonic::transport::Channel>, key: &[u8]) -> RangeResponse {
+    client
+        .range(RangeRequest {
+            key: key.to_vec(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A member that is not the leader, and the leader.
 fn follower_and_leader(c: &Cluster) -> (usize, usize) {
     let l = c.leader_index().expect("a leader");
@@ -85,15 +99,7 @@ async fn a_write_answered_by_a_follower_is_visible_there_at_once() {
                 .unwrap()
                 .revision
         };
-        let got = client
-            .range(RangeRequest {
-                key: key.clone(),
-                serializable: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let got = read_here(&mut client, &key).await;
         assert!(
             got.header.as_ref().unwrap().revision >= rev,
             "write {i}: the follower answered at revision {rev} but reads at {}",
@@ -116,15 +122,7 @@ async fn a_write_answered_by_a_follower_is_visible_there_at_once() {
                 .unwrap()
                 .into_inner();
             assert_eq!(del.deleted, 1);
-            let got = client
-                .range(RangeRequest {
-                    key: key.clone(),
-                    serializable: true,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let got = read_here(&mut client, &key).await;
             assert!(
                 got.kvs.is_empty(),
                 "delete {i} is not visible on the follower that acknowledged it"

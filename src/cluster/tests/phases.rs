@@ -449,6 +449,18 @@ fn digests(
     digests_in(desired, host, "/etc/k8sup/credentials/")
 }
 
+/// The units whose digest differs between two runs' digests (or is new).
+fn changed_units<'a>(
+    before: &BTreeMap<String, (Vec<u8>, Vec<String>)>,
+    after: &'a BTreeMap<String, (Vec<u8>, Vec<String>)>,
+) -> Vec<&'a str> {
+    after
+        .iter()
+        .filter(|(u, (content, _))| before.get(*u).map(|x| &x.0) != Some(content))
+        .map(|(u, _)| u.as_str())
+        .collect()
+}
+
 /// The digest files under `dir` of every phase on `host`.
 fn digests_in(
     desired: &[(String, bool, ResolvedRollout)],
@@ -542,11 +554,7 @@ async fn renewing_changes_every_leaf_and_no_ca_and_restarts_each_reader() {
         }
         // Which readers restart.
         let (before, after) = (digests(&d1, h), digests(&d2, h));
-        let changed: Vec<&str> = after
-            .iter()
-            .filter(|(u, (b, _))| before.get(*u).map(|x| &x.0) != Some(b))
-            .map(|(u, _)| u.as_str())
-            .collect();
+        let changed = changed_units(&before, &after);
         let want: &[&str] = if h.starts_with("cp-") {
             &[
                 "k8sup-datastore.service",
@@ -914,11 +922,7 @@ async fn a_new_program_restarts_the_services_that_run_it() {
             ]
         };
         assert_eq!(units, want, "{h}");
-        let changed: Vec<&str> = a
-            .iter()
-            .filter(|(u, (content, _))| b[*u].0 != *content)
-            .map(|(u, _)| u.as_str())
-            .collect();
+        let changed = changed_units(&b, &a);
         let expected: &[&str] = if h == "cp-0" {
             &["k8sup-datastore.service", "kubelet.service"]
         } else {

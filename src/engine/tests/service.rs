@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use k8sup_engine::{
     Action, ActionKind, ApplyOptions, Content, DesiredState, EngineError, Executed, HostPlan,
-    HostReport, LocalHost, NoProgress, PhaseContext, Phases, PrintOptions, Progress, Resource,
-    ResourceId, ServicePhase, Sessions, Step, apply_phases, phase, plan_phases, print,
-    service_phase,
+    HostReport, LocalHost, NoProgress, PhaseContext, PhasedPlan, PhasedReport, Phases,
+    PrintOptions, Progress, Resource, ResourceId, ServicePhase, Sessions, Step, apply_phases,
+    phase, plan_phases, print, service_phase,
 };
 
 /// The service: keys and values, and every call made to it.
@@ -144,6 +144,19 @@ fn run(version: &str) -> Run {
     }
 }
 
+impl Run {
+    async fn apply(&self, p: &PhasedPlan) -> Result<PhasedReport, EngineError> {
+        apply_phases(
+            &self.phases,
+            p,
+            &self.sessions,
+            &ApplyOptions::default(),
+            &NoProgress,
+        )
+        .await
+    }
+}
+
 fn calls(s: &Store) -> Vec<String> {
     std::mem::take(&mut *s.calls.lock().unwrap())
 }
@@ -164,15 +177,7 @@ async fn a_service_phase_is_planned_shown_applied_after_the_hosts_and_then_left_
     let text = print::render_phased(&p, &PrintOptions::default());
     assert!(text.contains("key:version"), "{text}");
 
-    let report = apply_phases(
-        &r.phases,
-        &p,
-        &r.sessions,
-        &ApplyOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = r.apply(&p).await.unwrap();
     assert!(report.ok(), "{report:?}");
     // Planned again at apply, from the facts the host phase left: the
     // service holds the version the host now has, not the one planned from.
@@ -195,15 +200,7 @@ async fn a_service_phase_is_planned_shown_applied_after_the_hosts_and_then_left_
     let p = plan_phases(&r.phases, &r.sessions).await.unwrap();
     assert!(!p.has_changes(), "{}", p.to_json());
     assert_eq!(calls(&r.store), ["plan settled=true"]);
-    let report = apply_phases(
-        &r.phases,
-        &p,
-        &r.sessions,
-        &ApplyOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    let report = r.apply(&p).await.unwrap();
     assert_eq!(report.changed(), 0);
     assert!(calls(&r.store).is_empty(), "a no-op never applies");
 }
@@ -212,15 +209,7 @@ async fn a_service_phase_is_planned_shown_applied_after_the_hosts_and_then_left_
 async fn a_service_that_changed_since_the_plan_is_refused() {
     let r = run("3");
     let p = plan_phases(&r.phases, &r.sessions).await.unwrap();
-    apply_phases(
-        &r.phases,
-        &p,
-        &r.sessions,
-        &ApplyOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    r.apply(&p).await.unwrap();
     // Someone changes the key: the plan wants to update it.
     r.store
         .keys
@@ -236,15 +225,7 @@ async fn a_service_that_changed_since_the_plan_is_refused() {
     // ... and, before the apply, removes it: the approved update is now a create.
     r.store.keys.lock().unwrap().clear();
     calls(&r.store);
-    let err = apply_phases(
-        &r.phases,
-        &p,
-        &r.sessions,
-        &ApplyOptions::default(),
-        &NoProgress,
-    )
-    .await
-    .unwrap_err();
+    let err = r.apply(&p).await.unwrap_err();
     assert!(err.to_string().contains("make the plan again"), "{err}");
     assert_eq!(calls(&r.store), ["plan settled=true"], "nothing applied");
     assert!(r.store.keys.lock().unwrap().is_empty());
