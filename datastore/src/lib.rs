@@ -10,12 +10,14 @@
 //! - [`raft`]: openraft glue (log store, state machine, peer network).
 //! - [`node`]: one member: write forwarding, read index, membership.
 //! - [`grpc`]: the etcd services and the peer service.
+//! - [`coalesce`]: one write for the frames of many streams of a client connection.
 //! - [`snapshot`]: the portable snapshot format (Raft, `snapshot save`, restore).
 
 // openraft's storage traits fix `StorageError` (large) as the error type.
 #![allow(clippy::result_large_err)]
 
 pub mod alarm;
+pub mod coalesce;
 pub mod config;
 pub mod durable;
 pub mod errors;

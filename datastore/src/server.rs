@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic::transport::{ClientTlsConfig, Server, ServerTlsConfig};
 
+use crate::coalesce::Coalesce;
 use crate::config::{ServerArgs, listen_addr, parse_initial_cluster, split_urls};
 use crate::grpc::{
     cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
@@ -137,10 +138,11 @@ async fn discover(
 trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
 
-type ClientConn = AuthorityFix<Box<dyn ClientIo>>;
+type ClientConn = AuthorityFix<Coalesce<Box<dyn ClientIo>>>;
 
 /// Accepts client connections, terminates TLS (mutual, CA-checked) and
-/// wraps each in the `:authority` repair (see [`crate::h2authority`]).
+/// wraps each in the `:authority` repair (see [`crate::h2authority`]) over
+/// the write coalescing (see [`crate::coalesce`]).
 fn client_connections(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -182,7 +184,7 @@ fn client_connections(
                     }
                     None => Box::new(sock),
                 };
-                let _ = tx.send(Ok(AuthorityFix::new(io))).await;
+                let _ = tx.send(Ok(AuthorityFix::new(Coalesce::new(io)))).await;
             });
         }
     });
