@@ -11,7 +11,7 @@
 //! `BENCH_VALUE_BYTES` (put value size, default 256),
 //! `BENCH_KEYS_SHAPE=check-perf` (a new zero-padded 256-byte key per put),
 //! `BENCH_CONNS_PER_MEMBER` (client connections to each member, default 4;
-//! `etcdctl check perf --load=l` opens 500 in all), `BENCH_WORKLOADS` (comma list of `put,range,watch,mem`; default all),
+//! `etcdctl check perf --load=l` opens 500 in all), `BENCH_WORKLOADS` (comma list of `put,range,watch,lag,mem`; default all),
 //! `BENCH_K8SUP_BIN` (another k8sup-datastore binary, e.g. an older build
 //! to measure a change against), `BENCH_X1_MEMBER=leader|follower` (where
 //! the 1-client points and the fan-out writer go; default member 0, whichever
@@ -306,6 +306,96 @@ async fn watch_fanout(chans: &[Channel], watchers: usize, secs: f64) -> f64 {
     got as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// A write's delay to its watch event on each member: one writer (the
+/// 1-client member), one watcher on every member, one put at a time, each
+/// timed from its start until every watcher has its event. kube-apiserver's
+/// watch cache sits on one member and its writes go to any: this is the
+/// store's share of its write -> watch delay. Returns, per watcher, its
+/// member's role and the delay's p50 and p99 in ms.
+async fn watch_lag(chans: &[Channel], members: usize, secs: f64) -> Vec<(String, f64, f64)> {
+    let roles = roles(&chans[..members]).await;
+    let mut feeds = Vec::new();
+    let mut keep = Vec::new();
+    for ch in &chans[..members] {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"/bench/lag".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        })
+        .await
+        .unwrap();
+        let mut stream = WatchClient::new(ch.clone())
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        keep.push(tx);
+        let (etx, erx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = stream.message().await {
+                let at = Instant::now();
+                for e in r.events {
+                    let _ = etx.send((e.kv.map(|kv| kv.mod_revision).unwrap_or(0), at));
+                }
+            }
+        });
+        feeds.push(erx);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut kv = KvClient::new(chans[0].clone());
+    let mut lat: Vec<Vec<u32>> = vec![Vec::new(); members];
+    let t_end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < t_end {
+        let t0 = Instant::now();
+        let rev = kv
+            .put(PutRequest {
+                key: b"/bench/lag".to_vec(),
+                value: vec![b'z'; 256],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .map(|h| h.revision)
+            .unwrap_or(0);
+        for (m, feed) in feeds.iter_mut().enumerate() {
+            loop {
+                let (r, at) = tokio::time::timeout(Duration::from_secs(10), feed.recv())
+                    .await
+                    .expect("a watch event within 10 s")
+                    .expect("the watch ended");
+                if r >= rev {
+                    lat[m].push(at.saturating_duration_since(t0).as_micros() as u32);
+                    break;
+                }
+            }
+        }
+    }
+    drop(keep);
+    // The writer's member first, then the leader, then followers: the same
+    // rows for both stores whichever member leads.
+    let mut out: Vec<(u8, String, f64, f64)> = roles
+        .iter()
+        .zip(lat.iter_mut())
+        .enumerate()
+        .map(|(m, (role, l))| {
+            let (rank, who) = match (m, *role) {
+                (0, role) => (0, format!("the writer's member ({role})")),
+                (_, "leader") => (1, "the leader".to_string()),
+                (_, role) => (2, format!("a {role}")),
+            };
+            (rank, who, pct(l, 0.5), pct(l, 0.99))
+        })
+        .collect();
+    out.sort_by_key(|o| o.0);
+    out.into_iter().map(|(_, w, a, b)| (w, a, b)).collect()
+}
+
 /// "leader" or "follower" for the member behind each channel.
 async fn roles(chans: &[Channel]) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -422,6 +512,7 @@ struct Results {
     range1: Point,
     range128: Point,
     fanout: f64,
+    lag: Vec<(String, f64, f64)>,
     rss: Vec<f64>,
     del_secs: f64,
     perf: String,
@@ -497,6 +588,15 @@ async fn bench(c: &Cluster, secs: f64, keys: usize) -> Results {
     if wants("watch") {
         r.fanout = watch_fanout(&chans, 100, secs).await;
         eprintln!("{}: watch fan-out {:.0} events/s", c.name, r.fanout);
+    }
+    if wants("lag") {
+        r.lag = watch_lag(&chans, c.urls.len(), secs).await;
+        for (who, p50, p99) in &r.lag {
+            eprintln!(
+                "{}: put -> watch event on {who}: p50 {p50:.2} ms p99 {p99:.2} ms",
+                c.name
+            );
+        }
     }
     if wants("mem") {
         r.rss = memory_after(&chans, c, keys).await;
@@ -630,6 +730,13 @@ fn main() {
         o.fanout,
         ratio(o.fanout, e.fanout)
     );
+    for ((who, e50, e99), (_, o50, o99)) in e.lag.iter().zip(o.lag.iter()) {
+        println!(
+            "| put -> watch event on {who}, p50 / p99 | {e50:.2} / {e99:.2} ms | {o50:.2} / {o99:.2} ms | {} / {} |",
+            ratio(*o50, *e50),
+            ratio(*o99, *e99)
+        );
+    }
     let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!(
         "| RSS per member after {keys} keys | {:.0} MiB | {:.0} MiB | {} |",
