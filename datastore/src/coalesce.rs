@@ -210,40 +210,38 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn small_frames_flushed_apart_leave_in_one_write() {
-        let mut c = Coalesce::new(Recorder::default());
-        write(&mut c, b"frame-1");
-        // The first flush yields (and wakes its task, so it is polled again).
-        let mut polls = 0;
-        poll_fn(|cx| {
-            polls += 1;
-            if polls == 2 {
-                // What another stream hands over while the flush waits.
-                write(&mut c, b"frame-2");
-            }
-            Pin::new(&mut c).poll_flush(cx)
-        })
-        .await
-        .unwrap();
-        assert_eq!(polls, 2, "one yield, then one write of both");
-        assert_eq!(c.get_ref().writes, vec![b"frame-1frame-2".to_vec()]);
-        // A later flush with nothing new writes nothing.
-        poll_fn(|cx| Pin::new(&mut c).poll_flush(cx)).await.unwrap();
-        assert_eq!(c.get_ref().writes.len(), 1);
-    }
-
-    /// Flushes `data` alone and says how many polls it took.
-    async fn flush_alone(c: &mut Coalesce<Recorder>, data: &[u8]) -> usize {
+    /// Writes `data` and flushes it; `during`, if any, is what another
+    /// stream hands over while the flush waits (on the second poll). Says
+    /// how many polls the flush took: 2 when it yielded.
+    async fn flush(c: &mut Coalesce<Recorder>, data: &[u8], during: Option<&[u8]>) -> usize {
         write(c, data);
         let mut polls = 0;
         poll_fn(|cx| {
             polls += 1;
+            if let (2, Some(more)) = (polls, during) {
+                write(&mut *c, more);
+            }
             Pin::new(&mut *c).poll_flush(cx)
         })
         .await
         .unwrap();
         polls
+    }
+
+    async fn flush_alone(c: &mut Coalesce<Recorder>, data: &[u8]) -> usize {
+        flush(c, data, None).await
+    }
+
+    #[tokio::test]
+    async fn small_frames_flushed_apart_leave_in_one_write() {
+        let mut c = Coalesce::new(Recorder::default());
+        // The first flush yields (and wakes its task, so it is polled again).
+        let polls = flush(&mut c, b"frame-1", Some(b"frame-2")).await;
+        assert_eq!(polls, 2, "one yield, then one write of both");
+        assert_eq!(c.get_ref().writes, vec![b"frame-1frame-2".to_vec()]);
+        // A later flush with nothing new writes nothing.
+        poll_fn(|cx| Pin::new(&mut c).poll_flush(cx)).await.unwrap();
+        assert_eq!(c.get_ref().writes.len(), 1);
     }
 
     #[tokio::test]
@@ -272,17 +270,7 @@ mod tests {
         }
         // Now a fan-out: every yield gathers another stream's frame.
         for round in 0..20 {
-            write(&mut c, b"frame-1");
-            let mut polls = 0;
-            poll_fn(|cx| {
-                polls += 1;
-                if polls == 2 {
-                    write(&mut c, b"frame-2");
-                }
-                Pin::new(&mut c).poll_flush(cx)
-            })
-            .await
-            .unwrap();
+            let polls = flush(&mut c, b"frame-1", Some(b"frame-2")).await;
             if round >= 2 {
                 assert_eq!(polls, 2, "round {round}: yields again");
             }
