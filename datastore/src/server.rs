@@ -408,17 +408,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("Raft timing flags")?;
+    let membership = crate::raft::network::Membership::default();
     let raft = Raft::new(
         identity.member_id,
         Arc::new(config),
         Network {
             peers: peers.clone(),
+            membership: membership.clone(),
         },
         log.clone(),
         sm,
     )
     .await
     .context("starting Raft")?;
+    let _ = membership.set(raft.server_metrics());
     if let Some(members) = bootstrap
         && !raft.is_initialized().await?
         && let Err(e) = raft.initialize(members).await

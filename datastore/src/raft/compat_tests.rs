@@ -68,7 +68,11 @@ where
     B: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let raw = encode(old);
-    assert_eq!(raw, encode(ours), "0.9 and 0.10 encode {ours:?} differently");
+    assert_eq!(
+        raw,
+        encode(ours),
+        "0.9 and 0.10 encode {ours:?} differently"
+    );
     let back: B = decode(&raw).expect("0.9's record decodes");
     assert_eq!(encode(&back), raw);
 }

@@ -2,16 +2,19 @@
 //! (mutual TLS unless `--insecure`), one cached HTTP/2 channel per peer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
+use openraft::metrics::RaftServerMetrics;
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use openraft::type_config::alias::WatchReceiverOf;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -73,8 +76,13 @@ impl PeerClients {
     }
 }
 
+/// The Raft's server metrics, set once the Raft is built: its effective
+/// membership names each peer's current URLs.
+pub type Membership = Arc<OnceLock<WatchReceiverOf<TypeConfig, RaftServerMetrics<TypeConfig>>>>;
+
 pub struct Network {
     pub peers: Arc<PeerClients>,
+    pub membership: Membership,
 }
 
 /// Largest AppendEntries (approximate payload bytes) sent on the stream.
@@ -110,8 +118,10 @@ pub type SnapshotChunkReply = Result<Option<SnapshotResponse<TypeConfig>>, Strin
 
 pub struct Conn {
     target: NodeId,
+    /// The peer as the effective membership has it (see [`Conn::refresh`]).
     node: Member,
     peers: Arc<PeerClients>,
+    membership: Membership,
     /// AppendEntries go on this stream (opened on first use, again after
     /// it ended)...
     append: Option<Arc<AppendStream>>,
@@ -127,6 +137,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             peers: self.peers.clone(),
+            membership: self.membership.clone(),
             append: None,
             unary_only: false,
         }
@@ -149,6 +160,29 @@ enum Rpc {
 }
 
 impl Conn {
+    /// Follows a change of the peer's URLs (`member update`): openraft 0.10
+    /// keeps a replication stream, and so this client and the node it was
+    /// made for, across membership changes that keep the peer (0.9 rebuilt
+    /// them). Each call goes to the URL the effective membership names.
+    fn refresh(&mut self) {
+        let Some(rx) = self.membership.get() else {
+            return;
+        };
+        let current = rx
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&self.target)
+            .cloned();
+        if let Some(node) = current
+            && node.peer_urls != self.node.peer_urls
+        {
+            self.node = node;
+            self.append = None;
+            self.unary_only = false;
+        }
+    }
+
     async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         rpc: Rpc,
@@ -310,6 +344,7 @@ impl RaftNetworkV2<TypeConfig> for Conn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.refresh();
         let ttl = option.hard_ttl();
         // Large appends (a follower catching up, big batches) go as unary
         // calls, each on its own HTTP/2 stream: on the shared stream they
@@ -351,6 +386,7 @@ impl RaftNetworkV2<TypeConfig> for Conn {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.refresh();
         self.call::<_, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>>(
             Rpc::Vote,
             &rpc,
@@ -367,6 +403,7 @@ impl RaftNetworkV2<TypeConfig> for Conn {
         cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.refresh();
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             res = self.send_snapshot(vote, snapshot, &option) => res,
