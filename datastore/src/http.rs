@@ -2,6 +2,7 @@
 //! `--listen-metrics-urls`. Metric names follow etcd's where the meaning is
 //! the same, so existing dashboards and alerts keep working.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ async fn health(State((node, _)): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State((node, limits)): State<AppState>) -> impl IntoResponse {
     let quota = limits.quota_backend_bytes;
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, v: f64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -4,11 +4,12 @@
 //!
 //! A follower knows it has lost its leader once it campaigns (openraft then
 //! clears `current_leader`). A leader cut off from its quorum does not step
-//! down in openraft 0.9, so it counts as leaderless once no quorum has
+//! down in openraft (0.9 or 0.10 as configured here), so it counts as leaderless once no quorum has
 //! acknowledged it for `leader_wait` (three election timeouts, the window
 //! etcd's `monitorLeader` allows before cancelling such streams).
 
 use crate::member::Node;
+use openraft::async_runtime::watch::WatchReceiver;
 
 /// gRPC metadata key of `clientv3.WithRequireLeader` (etcd `rpctypes.MetadataRequireLeaderKey`).
 pub const REQUIRE_LEADER_KEY: &str = "hasleader";
@@ -20,14 +21,15 @@ pub fn requires_leader(md: &tonic::metadata::MetadataMap) -> bool {
 
 /// True while this member follows a leader, or leads with a live quorum.
 pub fn has_leader(node: &Node) -> bool {
-    let m = node.raft.metrics().borrow().clone();
+    let m = node.raft.metrics().borrow_watched().clone();
     match m.current_leader {
         None => false,
         Some(l) if l == node.id => {
-            let limit = node.leader_wait.as_millis() as u64;
             // A single-member cluster is its own quorum.
             m.membership_config.membership().voter_ids().count() <= 1
-                || m.millis_since_quorum_ack.is_some_and(|ms| ms <= limit)
+                || m.last_quorum_acked
+                    .as_ref()
+                    .is_some_and(|t| openraft::Instant::elapsed(&**t) <= node.leader_wait)
         }
         Some(_) => true,
     }

@@ -2,6 +2,7 @@
 //! linearizable with a read index, drives lease expiry while leader, and
 //! performs membership changes.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerClients;
 use crate::raft::proposer::{Applied, pack, unpack};
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{Command, CommandResult, Member, Raft, decode, encode};
+use crate::raft::{Command, CommandResult, Member, Raft, TypeConfig, decode, encode};
 use crate::watch::WatchHub;
 
 /// Requests only the leader can answer, sent by followers over the peer link.
@@ -100,8 +101,13 @@ pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
 /// The leader's read index: openraft confirms leadership with a quorum
 /// heartbeat round and returns the index reads must wait for.
 async fn leader_read_index(raft: Raft) -> Result<u64, EtcdError> {
-    match raft.get_read_log_id().await {
-        Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+    // ReadIndex: a quorum must acknowledge a message the leader sent after
+    // this call (a heartbeat, or an append in flight under load).
+    match raft
+        .get_read_log_id(openraft::raft::ReadPolicy::ReadIndex)
+        .await
+    {
+        Ok((read, _applied)) => Ok(read.index()),
         Err(_) => Err(EtcdError::NotLeaderRetry),
     }
 }
@@ -158,9 +164,14 @@ pub struct Node {
     pub forwarder: crate::forward::ForwardStreams,
 }
 
-fn map_write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> EtcdError {
+fn map_write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> EtcdError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::LeaderChanged,
+        // The entry was proposed but a new leader's log replaced it.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => EtcdError::LeaderChanged,
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+            EtcdError::Internal(e.to_string())
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             EtcdError::MembershipChange(e.to_string())
         }
@@ -174,7 +185,7 @@ impl Node {
             cluster_id: self.cluster_id,
             member_id: self.id,
             revision: rev,
-            raft_term: self.raft.metrics().borrow().current_term,
+            raft_term: self.raft.metrics().borrow_watched().current_term,
         }
     }
 
@@ -189,7 +200,7 @@ impl Node {
     }
 
     pub fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     pub fn is_leader(&self) -> bool {
@@ -199,7 +210,7 @@ impl Node {
     pub fn member(&self, id: u64) -> Option<Member> {
         self.raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .get_node(&id)
@@ -486,7 +497,12 @@ impl Node {
     }
 
     fn membership(&self) -> (BTreeSet<u64>, BTreeSet<u64>, BTreeMap<u64, Member>) {
-        let m = self.raft.metrics().borrow().membership_config.clone();
+        let m = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         let mem = m.membership();
         (
             mem.voter_ids().collect(),
@@ -603,7 +619,7 @@ impl Node {
                 if !learners.contains(&id) {
                     return Err(EtcdError::MemberNotFound);
                 }
-                let m = self.raft.metrics().borrow().clone();
+                let m = self.raft.metrics().borrow_watched().clone();
                 let last = m.last_log_index.unwrap_or(0);
                 let matched = m
                     .replication
@@ -663,7 +679,7 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
-            let leader = self.raft.metrics().borrow().state == ServerState::Leader;
+            let leader = self.raft.metrics().borrow_watched().state == ServerState::Leader;
             if leader && !was_leader {
                 match LeaseTable(&self.mvcc).all() {
                     Ok(all) => self.leases.reset_from(&all),

@@ -408,17 +408,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("Raft timing flags")?;
+    let membership = crate::raft::network::Membership::default();
     let raft = Raft::new(
         identity.member_id,
         Arc::new(config),
         Network {
             peers: peers.clone(),
+            membership: membership.clone(),
         },
         log.clone(),
         sm,
     )
     .await
     .context("starting Raft")?;
+    let _ = membership.set(raft.server_metrics());
     if let Some(members) = bootstrap
         && !raft.is_initialized().await?
         && let Err(e) = raft.initialize(members).await
@@ -531,15 +534,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .await
         }));
     }
+    let snapshots = Arc::new(crate::grpc::peer::SnapshotReceiver::new(
+        data_dir.join("snapshots"),
+    ));
     for (addr, tls) in peer_addrs {
         let mut b = Server::builder().tcp_nodelay(true);
         if tls {
             b = b.tls_config(peer_server_tls.clone().expect("peer TLS configured"))?;
         }
         let router = b.add_service(
-            PeerServer::new(PeerService { node: node.clone() })
-                .max_decoding_message_size(MAX_PEER_MESSAGE)
-                .max_encoding_message_size(MAX_PEER_MESSAGE),
+            PeerServer::new(PeerService {
+                node: node.clone(),
+                snapshots: snapshots.clone(),
+            })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE),
         );
         let mut rx = stop_rx.clone();
         let listener = tokio::net::TcpListener::bind(addr)

@@ -3,6 +3,7 @@
 //! defragment (RocksDB full compaction), hashes, leader transfer, and
 //! snapshots in our portable format.
 
+use openraft::async_runtime::watch::WatchReceiver;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -114,7 +115,7 @@ impl Maintenance for MaintenanceService {
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let n = &self.node;
-        let m = n.raft.metrics().borrow().clone();
+        let m = n.raft.metrics().borrow_watched().clone();
         let is_learner = m
             .membership_config
             .membership()
@@ -272,7 +273,7 @@ impl Maintenance for MaintenanceService {
         let voters: Vec<u64> = n
             .raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .voter_ids()

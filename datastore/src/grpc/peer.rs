@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::errors::EtcdError;
@@ -12,7 +12,9 @@ use crate::member::{LeaderCall, LeaderReply, Node};
 use crate::peer_stream;
 use crate::proto::peerpb::Blob;
 use crate::proto::peerpb::peer_server::Peer;
-use crate::raft::{Command, CommandResult, NodeId, TypeConfig, decode, encode};
+use crate::raft::network::{SnapshotChunk, SnapshotChunkReply};
+use crate::raft::state_machine::{Snapshot, incoming_path};
+use crate::raft::{Command, CommandResult, TypeConfig, decode, encode};
 
 /// A read index for a follower that has applied up to `applied`. A
 /// follower that has not reached the index yet can only serve its read
@@ -38,6 +40,86 @@ async fn read_index(node: &Arc<Node>, applied: u64) -> Result<(CommandResult, u6
 
 pub struct PeerService {
     pub node: Arc<Node>,
+    /// The snapshot being received from the leader, written into
+    /// `incoming.part` of this directory piece by piece.
+    pub snapshots: Arc<SnapshotReceiver>,
+}
+
+/// The receiving end of `Peer/Snapshot`: one transfer at a time; a first
+/// piece (offset 0) starts a new one, replacing any unfinished one.
+pub struct SnapshotReceiver {
+    dir: std::path::PathBuf,
+    current: tokio::sync::Mutex<Option<Receiving>>,
+}
+
+struct Receiving {
+    transfer_id: String,
+    file: tokio::fs::File,
+    next: u64,
+}
+
+impl SnapshotReceiver {
+    pub fn new(snapshot_dir: std::path::PathBuf) -> Self {
+        SnapshotReceiver {
+            dir: snapshot_dir,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn receive(&self, node: &Node, chunk: SnapshotChunk) -> SnapshotChunkReply {
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        let mut current = self.current.lock().await;
+        if chunk.offset == 0 {
+            *current = None;
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .open(incoming_path(&self.dir))
+                .await
+                .map_err(|e| format!("creating the incoming snapshot: {e}"))?;
+            *current = Some(Receiving {
+                transfer_id: chunk.meta.snapshot_id.clone(),
+                file,
+                next: 0,
+            });
+        }
+        let Some(rx) = current.as_mut() else {
+            return Err(format!(
+                "snapshot piece at offset {} without its start",
+                chunk.offset
+            ));
+        };
+        if rx.transfer_id != chunk.meta.snapshot_id || rx.next != chunk.offset {
+            return Err(format!(
+                "snapshot piece {} at offset {} does not follow {} at {}",
+                chunk.meta.snapshot_id, chunk.offset, rx.transfer_id, rx.next
+            ));
+        }
+        let w = |e: std::io::Error| format!("writing the incoming snapshot: {e}");
+        rx.file.write_all(&chunk.data).await.map_err(w)?;
+        rx.next += chunk.data.len() as u64;
+        if !chunk.done {
+            return Ok(None);
+        }
+        let Some(mut rx) = current.take() else {
+            return Err("snapshot transfer vanished".into());
+        };
+        rx.file.flush().await.map_err(w)?;
+        rx.file.sync_all().await.map_err(w)?;
+        rx.file.seek(std::io::SeekFrom::Start(0)).await.map_err(w)?;
+        let snapshot = Snapshot {
+            meta: chunk.meta.raft(),
+            snapshot: rx.file,
+        };
+        node.raft
+            .install_full_snapshot(chunk.vote, snapshot)
+            .await
+            .map(Some)
+            .map_err(|e| format!("installing the snapshot: {e}"))
+    }
 }
 
 fn blob<T: serde::Serialize>(v: &T) -> Result<Response<Blob>, Status> {
@@ -98,14 +180,13 @@ impl Peer for PeerService {
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc: VoteRequest<NodeId> = decode(&req.into_inner().data).map_err(bad)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad)?;
         blob(&self.node.raft.vote(rpc).await)
     }
 
     async fn snapshot(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> =
-            decode(&req.into_inner().data).map_err(bad)?;
-        blob(&self.node.raft.install_snapshot(rpc).await)
+        let chunk: SnapshotChunk = decode(&req.into_inner().data).map_err(bad)?;
+        blob(&self.snapshots.receive(&self.node, chunk).await)
     }
 
     async fn forward(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {

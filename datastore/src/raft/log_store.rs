@@ -2,17 +2,25 @@
 //! before openraft is told they are durable: an acknowledged write is on a
 //! quorum's disks. openraft hands us whole batches of entries, so one fsync
 //! covers every client request that arrived meanwhile (group commit).
+//!
+//! An append is written (readable at once, so the leader's replication can
+//! send it) and returns; its fsync runs on the flusher thread, which tells
+//! openraft when the entries are durable (`IOFlushed`). openraft 0.10 lets
+//! the leader send the entries to its followers meanwhile (etcd writes its
+//! WAL in parallel with sending MsgApp, Raft thesis 10.2.1), and counts the
+//! leader itself in a quorum only once the callback came. One fsync covers
+//! every append written before it started.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
-use super::types::{LogId, NodeId, StorageError, TypeConfig};
+use super::types::{Entry, LogId, TypeConfig, Vote};
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -23,14 +31,33 @@ const KEY_COMMITTED: &[u8] = b"committed";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Callbacks of appends, in order, for the flusher; `true` for an
+    /// append that wrote entries (not yet fsynced).
+    flusher: std::sync::mpsc::Sender<(IOFlushed<TypeConfig>, bool)>,
 }
 
-fn io_err(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError {
-    StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// The flusher thread: waits for appends, fsyncs the WAL once for all that
+/// were written before it started, then reports each durable, in the order
+/// they were made. An empty append goes through here too, so it is never
+/// reported before an earlier append's fsync; a run of only empty appends
+/// needs no fsync. Ends when the last [`LogStore`] is dropped.
+fn run_flusher(db: Arc<DB>, rx: std::sync::mpsc::Receiver<(IOFlushed<TypeConfig>, bool)>) {
+    while let Ok(first) = rx.recv() {
+        let mut done = vec![first];
+        done.extend(rx.try_iter());
+        let res = if done.iter().any(|(_, wrote)| *wrote) {
+            db.flush_wal(true)
+        } else {
+            Ok(())
+        };
+        for (cb, _) in done {
+            cb.io_completed(res.as_ref().map(|_| ()).map_err(io_err));
+        }
+    }
 }
 
 fn idx(i: u64) -> [u8; 8] {
@@ -58,7 +85,14 @@ impl LogStore {
         });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| anyhow::anyhow!("opening the Raft log database {}: {e}", dir.display()))?;
-        Ok(LogStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (flusher, rx) = std::sync::mpsc::channel();
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-fsync".into())
+            .spawn(move || run_flusher(flush_db, rx))
+            .map_err(|e| anyhow::anyhow!("starting the Raft log flusher: {e}"))?;
+        Ok(LogStore { db, flusher })
     }
 
     fn logs(&self) -> &rocksdb::ColumnFamily {
@@ -78,15 +112,10 @@ impl LogStore {
     fn get_meta<T: serde::de::DeserializeOwned>(
         &self,
         key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
-        let raw = self
-            .db
-            .get_cf(self.meta(), key)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+    ) -> Result<Option<T>, std::io::Error> {
+        let raw = self.db.get_cf(self.meta(), key).map_err(io_err)?;
         match raw {
-            Some(raw) => postcard::from_bytes(&raw)
-                .map(Some)
-                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e)),
+            Some(raw) => postcard::from_bytes(&raw).map(Some).map_err(io_err),
             None => Ok(None),
         }
     }
@@ -96,12 +125,12 @@ impl LogStore {
         key: &[u8],
         v: &T,
         sync: bool,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), std::io::Error> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db
             .put_cf_opt(self.meta(), key, super::types::encode(v), &opts)
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+            .map_err(io_err)
     }
 
     /// Index of the last entry in the log, for status reporting.
@@ -119,7 +148,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+    ) -> Result<Vec<Entry>, std::io::Error> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => *x + 1,
@@ -133,28 +162,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&i) {
                 break;
             }
-            let entry: Entry<TypeConfig> = postcard::from_bytes(v)
-                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let entry: Entry = postcard::from_bytes(v).map_err(io_err)?;
             out.push(entry);
             it.next();
         }
-        it.status()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        it.status().map_err(io_err)?;
         Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        self.get_meta(KEY_VOTE)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let last_purged: Option<LogId> = self.get_meta::<Option<LogId>>(KEY_PURGED)?.flatten();
         let mut it = self.db.raw_iterator_cf(self.logs());
         it.seek_to_last();
         let last = match it.value() {
             Some(v) => {
-                let e: Entry<TypeConfig> = postcard::from_bytes(v)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let e: Entry = postcard::from_bytes(v).map_err(io_err)?;
                 Some(e.log_id)
             }
             None => last_purged,
@@ -169,70 +199,59 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
         self.put_meta(KEY_VOTE, vote, true)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.get_meta(KEY_VOTE)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         self.put_meta(KEY_COMMITTED, &committed, false)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
         for e in entries {
             batch.put_cf(self.logs(), idx(e.log_id.index), super::types::encode(&e));
         }
-        if batch.is_empty() {
-            // Nothing to persist (every earlier append was synced before
-            // its callback): no write, no fsync.
-            callback.log_io_completed(Ok(()));
-            return Ok(());
+        // Written without fsync (the WAL write is a plain `write`, visible
+        // to readers at once); the flusher fsyncs it before the callback.
+        // An empty append writes nothing, but its callback still waits
+        // behind the earlier appends' fsync.
+        let wrote = !batch.is_empty();
+        if wrote {
+            self.db
+                .write_opt(batch, &WriteOptions::default())
+                .map_err(io_err)?;
         }
-        // The fsync blocks this thread for a disk round trip: let the
-        // runtime move other tasks (gRPC, replication) off it meanwhile.
-        let res = tokio::task::block_in_place(|| self.db.write_opt(batch, &Self::sync_opts()))
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        let failed = res.as_ref().err().map(|e| e.to_string());
-        callback.log_io_completed(res);
-        if let Some(e) = failed {
-            return Err(io_err(
-                ErrorSubject::Logs,
-                ErrorVerb::Write,
-                std::io::Error::other(e),
-            ));
+        if let Err(std::sync::mpsc::SendError((cb, _))) = self.flusher.send((callback, wrote)) {
+            cb.io_completed(Err(io_err("the Raft log flusher has stopped")));
         }
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.logs(), idx(log_id.index), idx(u64::MAX));
+        batch.delete_range_cf(self.logs(), idx(from), idx(u64::MAX));
         batch.delete_cf(self.logs(), idx(u64::MAX));
-        self.db
-            .write_opt(batch, &Self::sync_opts())
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.db.write_opt(batch, &Self::sync_opts()).map_err(io_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         self.put_meta(KEY_PURGED, &Some(log_id), true)?;
         self.db
             .delete_range_cf(self.logs(), idx(0), idx(log_id.index + 1))
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            .map_err(io_err)
     }
 }

@@ -7,4 +7,7 @@ pub mod proposer;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod compat_tests;
+
 pub use types::*;

@@ -2,20 +2,24 @@
 //! (mutual TLS unless `--insecure`), one cached HTTP/2 channel per peer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::metrics::RaftServerMetrics;
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use openraft::type_config::alias::WatchReceiverOf;
+use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::types::{Member, NodeId, TypeConfig, decode, encode};
+use super::state_machine::{Meta, Snapshot};
+use super::types::{Member, NodeId, TypeConfig, Vote, decode, encode};
 use crate::errors::EtcdError;
 use crate::peer_stream::CallError;
 use crate::proto::peerpb::Blob;
@@ -72,8 +76,13 @@ impl PeerClients {
     }
 }
 
+/// The Raft's server metrics, set once the Raft is built: its effective
+/// membership names each peer's current URLs.
+pub type Membership = Arc<OnceLock<WatchReceiverOf<TypeConfig, RaftServerMetrics<TypeConfig>>>>;
+
 pub struct Network {
     pub peers: Arc<PeerClients>,
+    pub membership: Membership,
 }
 
 /// Largest AppendEntries (approximate payload bytes) sent on the stream.
@@ -82,13 +91,37 @@ const MAX_STREAMED_APPEND: usize = 32 << 10;
 /// The leader's AppendEntries stream to one follower.
 type AppendStream = crate::peer_stream::Stream<
     AppendEntriesRequest<TypeConfig>,
-    Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>,
+    Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>>,
 >;
+
+/// Size of the snapshot pieces sent on `Peer/Snapshot`.
+const SNAPSHOT_CHUNK: usize = 8 << 20;
+
+/// One piece of a snapshot on `Peer/Snapshot`: openraft 0.9's
+/// `InstallSnapshotRequest`, field for field (0.10 hands the network the
+/// whole snapshot and leaves the pieces to it). The receiver writes them
+/// into its `incoming.part` and installs the snapshot with the last one.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub vote: Vote,
+    /// `snapshot_id` names the transfer: a piece of another is refused.
+    pub meta: Meta,
+    pub offset: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+/// The receiver's answer to a [`SnapshotChunk`]: its vote once the last
+/// piece is installed, `None` before.
+pub type SnapshotChunkReply = Result<Option<SnapshotResponse<TypeConfig>>, String>;
 
 pub struct Conn {
     target: NodeId,
+    /// The peer as the effective membership has it (see [`Conn::refresh`]).
     node: Member,
     peers: Arc<PeerClients>,
+    membership: Membership,
     /// AppendEntries go on this stream (opened on first use, again after
     /// it ended)...
     append: Option<Arc<AppendStream>>,
@@ -104,6 +137,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             node: node.clone(),
             peers: self.peers.clone(),
+            membership: self.membership.clone(),
             append: None,
             unary_only: false,
         }
@@ -126,15 +160,35 @@ enum Rpc {
 }
 
 impl Conn {
-    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned, E: std::error::Error>(
+    /// Follows a change of the peer's URLs (`member update`): openraft 0.10
+    /// keeps a replication stream, and so this client and the node it was
+    /// made for, across membership changes that keep the peer (0.9 rebuilt
+    /// them). Each call goes to the URL the effective membership names.
+    fn refresh(&mut self) {
+        let Some(rx) = self.membership.get() else {
+            return;
+        };
+        let current = rx
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&self.target)
+            .cloned();
+        if let Some(node) = current
+            && node.peer_urls != self.node.peer_urls
+        {
+            self.node = node;
+            self.append = None;
+            self.unary_only = false;
+        }
+    }
+
+    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         rpc: Rpc,
         req: &Req,
         ttl: Duration,
-    ) -> Result<Result<Resp, E>, RPCError<NodeId, Member, E>>
-    where
-        Result<Resp, E>: serde::de::DeserializeOwned,
-    {
+    ) -> Result<Resp, RPCError<TypeConfig>> {
         let mut client = self
             .peers
             .for_member(&self.node)
@@ -159,11 +213,11 @@ impl Conn {
                 RPCError::Network(NetworkError::new(&m))
             }
         })?;
-        decode::<Result<Resp, E>>(&reply.into_inner().data)
+        decode::<Resp>(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))
     }
 
-    fn unreachable<E: std::error::Error>(&self, why: &str) -> RPCError<NodeId, Member, E> {
+    fn unreachable(&self, why: &str) -> RPCError<TypeConfig> {
         RPCError::Unreachable(Unreachable::new(&Msg(format!(
             "peer {} ({:?}): {why}",
             self.target, self.node.peer_urls
@@ -175,7 +229,7 @@ impl Conn {
     async fn append_stream(
         &mut self,
         ttl: Duration,
-    ) -> Result<Option<Arc<AppendStream>>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+    ) -> Result<Option<Arc<AppendStream>>, RPCError<TypeConfig>> {
         if self.unary_only {
             return Ok(None);
         }
@@ -208,21 +262,89 @@ impl Conn {
         }
     }
 
-    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, Member, E> {
-        RPCError::RemoteError(RemoteError::new_with_node(
-            self.target,
-            self.node.clone(),
-            e,
-        ))
+    /// The peer's Raft has stopped (the only error its Raft returns).
+    fn remote(&self, e: RaftError<TypeConfig>) -> RPCError<TypeConfig> {
+        self.unreachable(&format!("raft stopped: {e}"))
+    }
+
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        option: &RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = snapshot.snapshot;
+        let transfer_id = format!("{}-{}", self.target, rand::random::<u64>());
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        let mut offset = 0u64;
+        loop {
+            let mut data = vec![0u8; SNAPSHOT_CHUNK];
+            let mut n = 0;
+            while n < data.len() {
+                let r = file
+                    .read(&mut data[n..])
+                    .await
+                    .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+                if r == 0 {
+                    break;
+                }
+                n += r;
+            }
+            data.truncate(n);
+            let done = n < SNAPSHOT_CHUNK;
+            let chunk = SnapshotChunk {
+                vote,
+                meta: Meta {
+                    last_log_id: snapshot.meta.last_log_id,
+                    last_membership: snapshot.meta.last_membership.clone(),
+                    snapshot_id: transfer_id.clone(),
+                },
+                offset,
+                data,
+                done,
+            };
+            let reply: SnapshotChunkReply = self
+                .call(Rpc::Snapshot, &chunk, option.hard_ttl())
+                .await
+                .map_err(|e| match e {
+                    RPCError::Network(e) => StreamingError::Network(e),
+                    RPCError::Timeout(e) => StreamingError::Timeout(e),
+                    RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+                    RPCError::RemoteError(e) => {
+                        StreamingError::Unreachable(Unreachable::from_string(e))
+                    }
+                })?;
+            match reply {
+                Err(e) => {
+                    return Err(StreamingError::Unreachable(Unreachable::from_string(
+                        format!("peer {}: snapshot refused: {e}", self.target),
+                    )));
+                }
+                Ok(Some(resp)) => return Ok(resp),
+                Ok(None) if done => {
+                    return Err(StreamingError::Network(NetworkError::from_string(format!(
+                        "peer {}: no answer to the last snapshot piece",
+                        self.target
+                    ))));
+                }
+                Ok(None) => offset += n as u64,
+            }
+        }
     }
 }
 
-impl RaftNetwork<TypeConfig> for Conn {
+impl RaftNetworkV2<TypeConfig> for Conn {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.refresh();
         let ttl = option.hard_ttl();
         // Large appends (a follower catching up, big batches) go as unary
         // calls, each on its own HTTP/2 stream: on the shared stream they
@@ -250,27 +372,10 @@ impl RaftNetwork<TypeConfig> for Conn {
                 }
             };
         }
-        self.call::<_, AppendEntriesResponse<NodeId>, RaftError<NodeId>>(
+        self.call::<_, Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>>>(
             Rpc::Append,
             &rpc,
-            option.hard_ttl(),
-        )
-        .await?
-        .map_err(|e| self.remote(e))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        self.call::<_, InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>(
-            Rpc::Snapshot,
-            &rpc,
-            option.hard_ttl(),
+            ttl,
         )
         .await?
         .map_err(|e| self.remote(e))
@@ -278,11 +383,30 @@ impl RaftNetwork<TypeConfig> for Conn {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call::<_, VoteResponse<NodeId>, RaftError<NodeId>>(Rpc::Vote, &rpc, option.hard_ttl())
-            .await?
-            .map_err(|e| self.remote(e))
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.refresh();
+        self.call::<_, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>>(
+            Rpc::Vote,
+            &rpc,
+            option.hard_ttl(),
+        )
+        .await?
+        .map_err(|e| self.remote(e))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.refresh();
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.send_snapshot(vote, snapshot, &option) => res,
+        }
     }
 }

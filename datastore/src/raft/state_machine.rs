@@ -10,21 +10,23 @@
 //!
 //! Raft snapshots are files in the snapshot directory, never whole in
 //! memory (a database can be gigabytes): `current.meta` names the last
-//! snapshot and `<id>.snap` is its dump ([`crate::snapshot`]). openraft
-//! reads the file in chunks to send it and writes received chunks into
-//! `incoming.part`, which is checked whole before it replaces the store.
+//! snapshot and `<id>.snap` is its dump ([`crate::snapshot`]). The network
+//! ([`super::network`]) reads the file in chunks to send it; the receiving
+//! peer service writes them into `incoming.part`, which is checked whole
+//! before it replaces the store.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta};
+use futures::StreamExt;
+use openraft::RaftSnapshotBuilder;
+use openraft::storage::{EntryResponder, RaftStateMachine};
 use prost::Message;
 use tokio::sync::mpsc;
 
 use super::types::{
-    Command, CommandResult, LogId, Member, NodeId, StorageError, StoredMembership, TypeConfig,
-    encode,
+    Command, CommandResult, Entry, EntryPayload, LogId, Member, SnapshotMeta, StoredMembership,
+    TypeConfig, encode,
 };
 use crate::errors::EtcdError;
 use crate::lease::{self, LeaseClock, LeaseTable};
@@ -58,7 +60,40 @@ enum Effect {
     Compacted(i64),
 }
 
-type Meta = SnapshotMeta<NodeId, Member>;
+/// `current.meta`: openraft 0.9's `SnapshotMeta`, field for field (0.10
+/// dropped `snapshot_id` from its own, and names our dump files by it), so
+/// a snapshot directory written by either version reads the same.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    pub last_log_id: Option<LogId>,
+    pub last_membership: StoredMembership,
+    pub snapshot_id: String,
+}
+
+impl Meta {
+    pub fn raft(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.last_log_id,
+            last_membership: self.last_membership.clone(),
+        }
+    }
+}
+
+/// A snapshot as openraft sees it: its metadata and the open dump file.
+pub type Snapshot = openraft::storage::Snapshot<
+    openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>,
+    u64,
+    Member,
+    tokio::fs::File,
+>;
+
+/// A fresh snapshot id: term, index and a random tail.
+pub fn new_snapshot_id(last: Option<LogId>) -> String {
+    match last {
+        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>()),
+        None => format!("0-0-{}", rand::random::<u32>()),
+    }
+}
 
 #[derive(Clone)]
 pub struct StateMachine {
@@ -69,12 +104,8 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
 }
 
-fn sm_err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::from_io_error(
-        ErrorSubject::StateMachine,
-        ErrorVerb::Write,
-        std::io::Error::other(e.to_string()),
-    )
+fn sm_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 fn hdr(rev: i64) -> Option<ResponseHeader> {
@@ -258,7 +289,7 @@ impl StateMachine {
         })
     }
 
-    fn apply_one(&self, entry: openraft::Entry<TypeConfig>) -> Result<CommandResult, StorageError> {
+    fn apply_one(&self, entry: Entry) -> Result<CommandResult, std::io::Error> {
         let log_id = entry.log_id;
         let meta = self.mvcc.cf(CF_META);
         let mut t = self.mvcc.begin_write();
@@ -293,7 +324,7 @@ impl StateMachine {
         &self,
         log_id: LogId,
         cmds: Vec<Command>,
-    ) -> Result<CommandResult, StorageError> {
+    ) -> Result<CommandResult, std::io::Error> {
         let meta = self.mvcc.cf(CF_META);
         let done = match self.mvcc.db().get_cf(meta, META_PARTIAL).map_err(sm_err)? {
             Some(raw) => {
@@ -343,7 +374,7 @@ impl StateMachine {
 
     /// Writes a finished transaction (no fsync, see the module doc), then
     /// publishes its revision and events and performs its side effect.
-    fn commit(&self, t: WriteTxn<'_>, effect: Effect) -> Result<(), StorageError> {
+    fn commit(&self, t: WriteTxn<'_>, effect: Effect) -> Result<(), std::io::Error> {
         let (batch, rev, compacted, events) = t.finish();
         self.mvcc.write(batch).map_err(sm_err)?;
         self.mvcc.publish_revs(rev, compacted);
@@ -370,24 +401,21 @@ impl StateMachine {
     }
 
     fn incoming_path(&self) -> PathBuf {
-        self.snapshot_dir.join("incoming.part")
+        incoming_path(&self.snapshot_dir)
     }
 
-    fn load_snapshot_meta(&self) -> Result<Option<Meta>, StorageError> {
+    fn load_snapshot_meta(&self) -> Result<Option<Meta>, std::io::Error> {
         match std::fs::read(self.meta_path()) {
-            Ok(raw) => postcard::from_bytes(&raw)
-                .map(Some)
-                .map_err(|e| snap_err(ErrorVerb::Read, e)),
+            Ok(raw) => postcard::from_bytes(&raw).map(Some).map_err(sm_err),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_err(ErrorVerb::Read, e)),
+            Err(e) => Err(e),
         }
     }
 
     /// Makes `meta` (whose dump is in place) the current snapshot, then
     /// removes older dumps. A sender still reading one keeps its open file.
-    fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), StorageError> {
-        crate::durable::write_file(&self.meta_path(), &encode(meta))
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    fn save_snapshot_meta(&self, meta: &Meta) -> Result<(), std::io::Error> {
+        crate::durable::write_file(&self.meta_path(), &encode(meta))?;
         let keep = format!("{}.snap", meta.snapshot_id);
         if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
             for e in dir.flatten() {
@@ -401,19 +429,34 @@ impl StateMachine {
         Ok(())
     }
 
-    async fn open_dump(&self, id: &str) -> Result<tokio::fs::File, StorageError> {
-        tokio::fs::File::open(self.dump_path(id))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))
+    async fn open_dump(&self, id: &str) -> Result<tokio::fs::File, std::io::Error> {
+        tokio::fs::File::open(self.dump_path(id)).await
+    }
+
+    /// Applies a run of committed entries; one result per entry.
+    pub fn apply_run(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<CommandResult>, std::io::Error> {
+        let mut out = Vec::new();
+        let mut last = None;
+        for e in entries {
+            last = Some(e.log_id.index);
+            out.push(self.apply_one(e)?);
+        }
+        // One WAL write for the whole run (the WAL is flushed manually, see
+        // `Mvcc::open`); no fsync: the Raft log already holds these entries.
+        self.mvcc.db().flush_wal(false).map_err(sm_err)?;
+        if let Some(index) = last {
+            self.mvcc.publish_applied(index);
+        }
+        Ok(out)
     }
 }
 
-fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageError::from_io_error(
-        ErrorSubject::Snapshot(None),
-        verb,
-        std::io::Error::other(e.to_string()),
-    )
+/// Where a snapshot being received from the leader is written.
+pub fn incoming_path(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join("incoming.part")
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -425,7 +468,9 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let mvcc = self.mvcc.clone();
         let dir = self.snapshot_dir.clone();
         let (applied, membership, snapshot_id) =
@@ -441,19 +486,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                     Some(raw) => crate::mvcc::dec(&raw, "membership")?,
                     None => StoredMembership::default(),
                 };
-                let snapshot_id = match applied {
-                    Some(l) => {
-                        format!("{}-{}-{}", l.leader_id.term, l.index, rand::random::<u32>())
-                    }
-                    None => format!("0-0-{}", rand::random::<u32>()),
-                };
+                let snapshot_id = new_snapshot_id(applied);
                 snapshot::dump_file(&mvcc, &snap, &dir.join(format!("{snapshot_id}.snap")))?;
                 Ok((applied, membership, snapshot_id))
             })
             .await
             .map_err(sm_err)?
             .map_err(sm_err)?;
-        let meta = SnapshotMeta {
+        let meta = Meta {
             last_log_id: applied,
             last_membership: membership,
             snapshot_id,
@@ -461,70 +501,61 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         self.save_snapshot_meta(&meta)?;
         let file = self.open_dump(&meta.snapshot_id).await?;
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
+            meta: meta.raft(),
+            snapshot: file,
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
         Self::read_applied(&self.mvcc).map_err(sm_err)
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
-        I::IntoIter: openraft::OptionalSend,
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>>
+            + Unpin
+            + openraft::OptionalSend,
     {
-        let mut out = Vec::new();
-        let mut last = None;
-        for e in entries {
-            last = Some(e.log_id.index);
-            out.push(self.apply_one(e)?);
+        let mut run = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            run.push(entry);
+            responders.push(responder);
         }
-        // One WAL write for the whole run (the WAL is flushed manually, see
-        // `Mvcc::open`); no fsync: the Raft log already holds these entries.
-        self.mvcc.db().flush_wal(false).map_err(sm_err)?;
-        if let Some(index) = last {
-            self.mvcc.publish_applied(index);
+        // Answered once the whole run is applied and published (a client
+        // that reads right after its write's answer sees it).
+        let results = self.apply_run(run)?;
+        for (result, responder) in results.into_iter().zip(responders) {
+            if let Some(r) = responder {
+                r.send(result);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(self.incoming_path())
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        Ok(Box::new(file))
-    }
-
+    /// `snapshot` is `incoming.part`, written and fsynced by the peer
+    /// service as it arrived.
     async fn install_snapshot(
         &mut self,
-        meta: &Meta,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        let mut file = snapshot;
-        file.flush()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        drop(file);
+        meta: &SnapshotMeta,
+        snapshot: tokio::fs::File,
+    ) -> Result<(), std::io::Error> {
+        drop(snapshot);
+        let meta = Meta {
+            last_log_id: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            snapshot_id: new_snapshot_id(meta.last_log_id),
+        };
         let mvcc = self.mvcc.clone();
         let m = meta.clone();
         let incoming = self.incoming_path();
@@ -543,9 +574,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(sm_err)?
         .map_err(sm_err)?;
-        std::fs::rename(self.incoming_path(), self.dump_path(&meta.snapshot_id))
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        self.save_snapshot_meta(meta)?;
+        std::fs::rename(self.incoming_path(), self.dump_path(&meta.snapshot_id))?;
+        self.save_snapshot_meta(&meta)?;
         self.leases
             .reset_from(&LeaseTable(&self.mvcc).all().map_err(sm_err)?);
         self.hub.resync(self.mvcc.current_rev());
@@ -556,14 +586,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
         let Some(meta) = self.load_snapshot_meta()? else {
             return Ok(None);
         };
         let file = self.open_dump(&meta.snapshot_id).await?;
         Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
+            meta: meta.raft(),
+            snapshot: file,
         }))
     }
 }
@@ -571,7 +601,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, Entry};
+    use openraft::impls::leader_id_adv::LeaderId;
 
     fn machine(dir: &std::path::Path) -> StateMachine {
         let mvcc = Mvcc::open(&dir.join("db")).expect("open");
@@ -598,9 +628,15 @@ mod tests {
         )
     }
 
-    fn batch_entry(index: u64) -> Entry<TypeConfig> {
+    fn batch_entry(index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: LogId {
+                leader_id: LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                index,
+            },
             payload: EntryPayload::Normal(Command::Batch(vec![put("a"), put("b"), put("c")])),
         }
     }
@@ -608,8 +644,8 @@ mod tests {
     #[tokio::test]
     async fn batch_applies_each_command_at_its_own_revision() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = machine(dir.path());
-        let out = sm.apply([batch_entry(1)]).await.unwrap();
+        let sm = machine(dir.path());
+        let out = sm.apply_run([batch_entry(1)]).unwrap();
         let CommandResult::Batch(results) = &out[0] else {
             panic!("expected a batch result, got {out:?}")
         };
@@ -631,7 +667,7 @@ mod tests {
     #[tokio::test]
     async fn batch_interrupted_midway_resumes_without_applying_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sm = machine(dir.path());
+        let sm = machine(dir.path());
         let entry = batch_entry(1);
         // What the first two commands' batches would have left behind.
         for cmd in [put("a"), put("b")] {
@@ -649,7 +685,7 @@ mod tests {
             .unwrap();
         assert_eq!(sm.mvcc.current_rev(), 3);
 
-        sm.apply([entry]).await.unwrap();
+        sm.apply_run([entry]).unwrap();
         assert_eq!(
             sm.mvcc.current_rev(),
             4,

@@ -45,6 +45,24 @@ pub enum Command {
     Alarm(Vec<u8>),
 }
 
+/// openraft 0.10 logs entries through `Display`: the kind and size only,
+/// never the request bodies (keys and values stay out of the logs).
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Put(b) => write!(f, "put({} bytes)", b.len()),
+            Command::DeleteRange(b) => write!(f, "delete_range({} bytes)", b.len()),
+            Command::Txn(b) => write!(f, "txn({} bytes)", b.len()),
+            Command::Compact(rev) => write!(f, "compact({rev})"),
+            Command::LeaseGrant { id, ttl } => write!(f, "lease_grant({id:x}, {ttl}s)"),
+            Command::LeaseRevoke { id } => write!(f, "lease_revoke({id:x})"),
+            Command::PublishMember { id, name, .. } => write!(f, "publish({id:x}, {name})"),
+            Command::Batch(cmds) => write!(f, "batch({})", cmds.len()),
+            Command::Alarm(b) => write!(f, "alarm({} bytes)", b.len()),
+        }
+    }
+}
+
 /// The result of applying a command: the revision after it and the
 /// prost-encoded etcd response, or the etcd error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,22 +80,26 @@ pub enum CommandResult {
 }
 
 openraft::declare_raft_types!(
-    /// openraft configuration of k8sup-datastore.
+    /// openraft configuration of k8sup-datastore. The defaults of the
+    /// rest (`Term = u64`, the "advanced" leader id `(term, node_id)`,
+    /// `Vote`, `Entry`) serialize exactly as openraft 0.9's did, so a 0.9
+    /// data directory reads unchanged.
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = u64,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type StorageError = openraft::StorageError<NodeId>;
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type EntryPayload = openraft::type_config::alias::EntryPayloadOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("postcard encoding of in-memory values cannot fail")
