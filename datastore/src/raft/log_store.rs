@@ -31,9 +31,9 @@ const KEY_COMMITTED: &[u8] = b"committed";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    /// Callbacks of appends, in order, for the flusher; `true` for an
-    /// append that wrote entries (not yet fsynced).
-    flusher: std::sync::mpsc::Sender<(IOFlushed<TypeConfig>, bool)>,
+    /// Callbacks of written, not yet fsynced appends, in order, for the
+    /// flusher.
+    flusher: std::sync::mpsc::Sender<IOFlushed<TypeConfig>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
@@ -42,19 +42,13 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 
 /// The flusher thread: waits for appends, fsyncs the WAL once for all that
 /// were written before it started, then reports each durable, in the order
-/// they were made. An empty append goes through here too, so it is never
-/// reported before an earlier append's fsync; a run of only empty appends
-/// needs no fsync. Ends when the last [`LogStore`] is dropped.
-fn run_flusher(db: Arc<DB>, rx: std::sync::mpsc::Receiver<(IOFlushed<TypeConfig>, bool)>) {
+/// they were made. Ends when the last [`LogStore`] is dropped.
+fn run_flusher(db: Arc<DB>, rx: std::sync::mpsc::Receiver<IOFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut done = vec![first];
         done.extend(rx.try_iter());
-        let res = if done.iter().any(|(_, wrote)| *wrote) {
-            db.flush_wal(true)
-        } else {
-            Ok(())
-        };
-        for (cb, _) in done {
+        let res = db.flush_wal(true);
+        for cb in done {
             cb.io_completed(res.as_ref().map(|_| ()).map_err(io_err));
         }
     }
@@ -226,15 +220,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written without fsync (the WAL write is a plain `write`, visible
         // to readers at once); the flusher fsyncs it before the callback.
-        // An empty append writes nothing, but its callback still waits
-        // behind the earlier appends' fsync.
-        let wrote = !batch.is_empty();
-        if wrote {
-            self.db
-                .write_opt(batch, &WriteOptions::default())
-                .map_err(io_err)?;
-        }
-        if let Err(std::sync::mpsc::SendError((cb, _))) = self.flusher.send((callback, wrote)) {
+        // Every callback goes through the flusher, in order, so none is
+        // reported durable before an earlier append's fsync (openraft 0.10
+        // never submits an empty append, so no case of its own for one).
+        self.db
+            .write_opt(batch, &WriteOptions::default())
+            .map_err(io_err)?;
+        if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
             cb.io_completed(Err(io_err("the Raft log flusher has stopped")));
         }
         Ok(())
