@@ -367,7 +367,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Stores and Raft.
     let mvcc = Mvcc::open(&data_dir.join("kv"))?;
-    let log = LogStore::open(&data_dir.join("raft"))?;
+    let metrics = crate::raft::types::ServerMetrics::default();
+    let log = LogStore::open(&data_dir.join("raft"), metrics.clone())?;
     let hub = WatchHub::new(mvcc.current_rev());
     let leases = Arc::new(LeaseClock::default());
     let (compact_tx, mut compact_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
@@ -408,20 +409,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("Raft timing flags")?;
-    let membership = crate::raft::network::Membership::default();
     let raft = Raft::new(
         identity.member_id,
         Arc::new(config),
         Network {
             peers: peers.clone(),
-            membership: membership.clone(),
+            membership: metrics.clone(),
         },
         log.clone(),
         sm,
     )
     .await
     .context("starting Raft")?;
-    let _ = membership.set(raft.server_metrics());
+    let _ = metrics.set(raft.server_metrics());
     if let Some(members) = bootstrap
         && !raft.is_initialized().await?
         && let Err(e) = raft.initialize(members).await
@@ -592,6 +592,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
     }
     let _ = raft.shutdown().await;
+    if let Err(e) = node.log.save_committed_now() {
+        tracing::warn!(error = %e, "storing the committed log id at shutdown");
+    }
     mvcc.db().flush_wal(true).ok();
     tracing::info!("stopped");
     Ok(())

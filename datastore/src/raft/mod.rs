@@ -9,5 +9,7 @@ pub mod types;
 
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod log_store_tests;
 
 pub use types::*;

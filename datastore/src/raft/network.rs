@@ -2,24 +2,22 @@
 //! (mutual TLS unless `--insecure`), one cached HTTP/2 channel per peer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
-use openraft::metrics::RaftServerMetrics;
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::type_config::alias::WatchReceiverOf;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::state_machine::{Meta, Snapshot};
-use super::types::{Member, NodeId, TypeConfig, Vote, decode, encode};
+use super::types::{Member, NodeId, ServerMetrics, TypeConfig, Vote, decode, encode};
 use crate::errors::EtcdError;
 use crate::peer_stream::CallError;
 use crate::proto::peerpb::Blob;
@@ -76,13 +74,10 @@ impl PeerClients {
     }
 }
 
-/// The Raft's server metrics, set once the Raft is built: its effective
-/// membership names each peer's current URLs.
-pub type Membership = Arc<OnceLock<WatchReceiverOf<TypeConfig, RaftServerMetrics<TypeConfig>>>>;
-
 pub struct Network {
     pub peers: Arc<PeerClients>,
-    pub membership: Membership,
+    /// Its effective membership names each peer's current URLs.
+    pub membership: ServerMetrics,
 }
 
 /// Largest AppendEntries (approximate payload bytes) sent on the stream.
@@ -121,7 +116,7 @@ pub struct Conn {
     /// The peer as the effective membership has it (see [`Conn::refresh`]).
     node: Member,
     peers: Arc<PeerClients>,
-    membership: Membership,
+    membership: ServerMetrics,
     /// AppendEntries go on this stream (opened on first use, again after
     /// it ended)...
     append: Option<Arc<AppendStream>>,

@@ -98,6 +98,19 @@ pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 pub type EntryPayload = openraft::type_config::alias::EntryPayloadOf<TypeConfig>;
+
+/// The Raft's server metrics (role, vote, effective membership), set once
+/// the Raft is built; read by the parts that openraft builds before it
+/// exists: the network clients (a peer's current URLs) and the log store
+/// (whether this member leads).
+pub type ServerMetrics = std::sync::Arc<
+    std::sync::OnceLock<
+        openraft::type_config::alias::WatchReceiverOf<
+            TypeConfig,
+            openraft::metrics::RaftServerMetrics<TypeConfig>,
+        >,
+    >,
+>;
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 
