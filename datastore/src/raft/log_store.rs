@@ -37,6 +37,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
+use super::log_tail::LogTail;
 use super::types::{Entry, LogId, ServerMetrics, TypeConfig, Vote};
 
 const CF_LOGS: &str = "logs";
@@ -54,6 +55,8 @@ pub struct LogStore {
     committed: Arc<Mutex<Committed>>,
     /// Whether this member leads, once the Raft is built.
     metrics: ServerMetrics,
+    /// The entries appended last, read back from memory.
+    tail: Arc<LogTail>,
 }
 
 /// The committed log id openraft last reported, and whether it is newer
@@ -121,6 +124,7 @@ impl LogStore {
             flusher,
             committed: Default::default(),
             metrics,
+            tail: Default::default(),
         })
     }
 
@@ -205,6 +209,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, std::io::Error> {
+        if let Some(entries) = self.tail.get(&range) {
+            return Ok(entries);
+        }
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => *x + 1,
@@ -287,14 +294,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut batch = WriteBatch::default();
-        for e in entries {
-            batch.put_cf(self.logs(), idx(e.log_id.index), super::types::encode(&e));
+        for e in &entries {
+            batch.put_cf(self.logs(), idx(e.log_id.index), super::types::encode(e));
         }
         self.stage_committed(&mut batch);
         if !self.leads() {
             // Nothing to overlap with the fsync (module doc): inline.
             let res = self.db.write_opt(batch, &Self::sync_opts()).map_err(io_err);
+            if res.is_ok() {
+                self.tail.push(entries);
+            }
             let reported = res.as_ref().map(|_| ()).map_err(io_err);
             callback.io_completed(reported);
             return res;
@@ -307,6 +318,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .write_opt(batch, &WriteOptions::default())
             .map_err(io_err)?;
+        self.tail.push(entries);
         if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
             cb.io_completed(Err(io_err("the Raft log flusher has stopped")));
         }
@@ -318,6 +330,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.logs(), idx(from), idx(u64::MAX));
         batch.delete_cf(self.logs(), idx(u64::MAX));
+        // The tail first: whatever happens to the write, it never serves
+        // an entry the log no longer has.
+        self.tail.truncate_after(last_log_id.map(|l| l.index));
         self.db.write_opt(batch, &Self::sync_opts()).map_err(io_err)
     }
 
@@ -325,6 +340,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.meta(), KEY_PURGED, super::types::encode(&Some(log_id)));
         self.stage_committed(&mut batch);
+        self.tail.purge(log_id.index);
         self.db
             .write_opt(batch, &Self::sync_opts())
             .map_err(io_err)?;

@@ -136,3 +136,52 @@ async fn a_leader_reports_its_append_from_the_flusher() {
     let mut r = s.get_log_reader().await;
     assert_eq!(r.try_get_log_entries(1..2).await.unwrap().len(), 1);
 }
+
+/// What openraft reads back is the log, whether from the in-memory tail
+/// (`raft::log_tail`) or, after a restart, from disk: appends, a
+/// truncation and a purge included.
+#[tokio::test]
+async fn reads_give_the_log_from_memory_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = reopen(dir.path(), metrics(ServerState::Follower));
+    for i in 1..=5 {
+        append(&mut s, i).await.await.unwrap().unwrap();
+    }
+    s.truncate_after(Some(log_id(3))).await.unwrap();
+    let (tx, _rx) = TypeConfig::oneshot();
+    let replaced = Entry {
+        log_id: LogId {
+            leader_id: LeaderId {
+                term: 2,
+                node_id: 2,
+            },
+            index: 4,
+        },
+        payload: EntryPayload::Normal(Command::Put(b"new".to_vec())),
+    };
+    s.append([replaced.clone()], IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    s.purge(log_id(1)).await.unwrap();
+    let read = |mut r: LogStore| async move {
+        r.try_get_log_entries(2..)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.log_id, format!("{:?}", e.payload)))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![
+        (log_id(2), format!("{:?}", entry(2).payload)),
+        (log_id(3), format!("{:?}", entry(3).payload)),
+        (replaced.log_id, format!("{:?}", replaced.payload)),
+    ];
+    assert_eq!(read(s.get_log_reader().await).await, want);
+    drop(s);
+    let mut s = reopen(dir.path(), metrics(ServerState::Follower));
+    assert_eq!(read(s.get_log_reader().await).await, want);
+    assert!(
+        s.try_get_log_entries(1..2).await.unwrap().is_empty(),
+        "purged"
+    );
+}

@@ -2,6 +2,7 @@
 //! machine over [`crate::mvcc`], and the peer network client.
 
 pub mod log_store;
+pub mod log_tail;
 pub mod network;
 pub mod proposer;
 pub mod state_machine;
