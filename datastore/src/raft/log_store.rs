@@ -128,8 +128,6 @@ impl LogStore {
         })
     }
 
-    /// Adds the committed log id to `batch` if it changed since it was
-    /// last stored.
     /// True when this member leads (or may: before the Raft is built).
     fn leads(&self) -> bool {
         use openraft::async_runtime::watch::WatchReceiver;
@@ -138,6 +136,8 @@ impl LogStore {
             .is_none_or(|rx| rx.borrow_watched().state == openraft::ServerState::Leader)
     }
 
+    /// Adds the committed log id to `batch` if it changed since it was
+    /// last stored.
     fn stage_committed(&self, batch: &mut WriteBatch) {
         let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         if std::mem::take(&mut c.unsaved) {
