@@ -180,16 +180,15 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        v: &T,
-        sync: bool,
-    ) -> Result<(), std::io::Error> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
+    /// Writes a metadata record, fsynced.
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T) -> Result<(), std::io::Error> {
         self.db
-            .put_cf_opt(self.meta(), key, super::types::encode(v), &opts)
+            .put_cf_opt(
+                self.meta(),
+                key,
+                super::types::encode(v),
+                &Self::sync_opts(),
+            )
             .map_err(io_err)
     }
 
@@ -263,7 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
-        self.put_meta(KEY_VOTE, vote, true)
+        self.put_meta(KEY_VOTE, vote)
     }
 
     /// Kept in memory; stored with the next append (see the module doc).

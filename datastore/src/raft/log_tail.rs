@@ -18,7 +18,8 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Mutex;
 
-use super::types::{Entry, EntryPayload};
+use super::proposer::entry_weight as weight;
+use super::types::Entry;
 
 /// Most entries kept (openraft sends at most `max_payload_entries`, 16,
 /// per AppendEntries; a follower catching up further reads from disk).
@@ -36,13 +37,6 @@ pub struct LogTail {
 struct Tail {
     entries: VecDeque<Entry>,
     bytes: usize,
-}
-
-fn weight(e: &Entry) -> usize {
-    match &e.payload {
-        EntryPayload::Normal(cmd) => super::proposer::weight(cmd),
-        _ => 64,
-    }
 }
 
 impl Tail {
@@ -137,7 +131,7 @@ impl LogTail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::Command;
+    use crate::raft::{Command, EntryPayload};
     use openraft::impls::leader_id_adv::LeaderId;
 
     fn entry(index: u64, bytes: usize) -> Entry {

@@ -345,14 +345,7 @@ impl RaftNetworkV2<TypeConfig> for Conn {
         // calls, each on its own HTTP/2 stream: on the shared stream they
         // would hold heartbeats and commits behind them (one flow-control
         // window) long enough to time them out.
-        let bytes: usize = rpc
-            .entries
-            .iter()
-            .map(|e| match &e.payload {
-                openraft::EntryPayload::Normal(cmd) => super::proposer::weight(cmd),
-                _ => 64,
-            })
-            .sum();
+        let bytes: usize = rpc.entries.iter().map(super::proposer::entry_weight).sum();
         if bytes <= MAX_STREAMED_APPEND
             && let Some(stream) = self.append_stream(ttl).await?
         {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::types::{Command, CommandResult};
+use super::types::{Command, CommandResult, Entry, EntryPayload};
 use crate::errors::EtcdError;
 
 /// Flights in the air at once: one, so that everything that arrives while
@@ -68,6 +68,16 @@ struct Queue {
 #[derive(Default)]
 pub struct WriteQueue {
     queue: Arc<Mutex<Queue>>,
+}
+
+/// Rough size of a log entry: its command's [`weight`], or 64 for the
+/// rest (membership, blank). Bounds what one AppendEntries carries on the
+/// shared stream (`network`) and what the log's tail keeps (`log_tail`).
+pub(crate) fn entry_weight(e: &Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(cmd) => weight(cmd),
+        _ => 64,
+    }
 }
 
 /// Rough size of a command in the log, for the batch byte bound.
