@@ -105,6 +105,10 @@ impl LogStore {
         // memtable, so without a cap it pins every WAL file since its last
         // write and the log directory grows without bound (compaction soak).
         opts.set_max_total_wal_size(64 << 20);
+        // A memtable flush writes its SST file out in 256 KiB steps rather
+        // than all at its closing fsync, which the appends' own fsyncs
+        // would queue behind (see `Mvcc::open`).
+        opts.set_bytes_per_sync(256 << 10);
         let cfs = [CF_LOGS, CF_META].map(|n| {
             let mut o = Options::default();
             o.set_write_buffer_size(16 << 20);
